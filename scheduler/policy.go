@@ -66,6 +66,10 @@ type Policy struct {
 	// File is the policy file the rollout was read from.
 	File     string
 	DefRange hcl.Range
+	// StrategyRange and MaxParallelRange point at the attributes when they
+	// are written, and at DefRange when the default applies.
+	StrategyRange    hcl.Range
+	MaxParallelRange hcl.Range
 }
 
 // Fleet selects the devices a rollout covers.
@@ -74,6 +78,8 @@ type Fleet struct {
 	Selector    string
 	Datacenters []string
 	Range       hcl.Range
+	// SelectorRange is the range of the selector expression.
+	SelectorRange hcl.Range
 }
 
 // Release is the version being rolled out.
@@ -86,6 +92,9 @@ type Release struct {
 	// Variants overrides per node class, keyed by class.
 	Variants map[string]Variant
 	Range    hcl.Range
+	// JobspecRange and VersionRange are the ranges of the two expressions.
+	JobspecRange hcl.Range
+	VersionRange hcl.Range
 }
 
 // Variant is the per-node-class override of a release.
@@ -103,6 +112,9 @@ type Canary struct {
 	Soak        time.Duration
 	Approval    Approval
 	Range       hcl.Range
+	// PercentRange and SoakRange are the ranges of the two expressions.
+	PercentRange hcl.Range
+	SoakRange    hcl.Range
 }
 
 // Wave is one stage after the canary. Percent is the cumulative share of the
@@ -111,6 +123,9 @@ type Wave struct {
 	Percent float64
 	Soak    time.Duration
 	Range   hcl.Range
+	// PercentRange and SoakRange are the ranges of the two expressions.
+	PercentRange hcl.Range
+	SoakRange    hcl.Range
 }
 
 // Health configures the four health layers.
@@ -120,6 +135,7 @@ type Health struct {
 	System       *SystemHealth
 	Application  Application
 	Functional   *Functional
+	Range        hcl.Range
 }
 
 // Connectivity is health layer 1.
@@ -133,6 +149,7 @@ type SystemHealth struct {
 	MaxMemoryPercent float64
 	MaxDiskPercent   float64
 	MaxTemperatureC  float64
+	Range            hcl.Range
 }
 
 // Application is health layer 3: the application's health endpoint.
@@ -144,16 +161,22 @@ type Application struct {
 	Timeout       time.Duration
 	ExpectVersion bool
 	MaxRestarts   int
+	Range         hcl.Range
 }
 
 // Functional is health layer 4: a probe plugin sends a test input.
 type Functional struct {
-	Probe      string
-	Path       string
+	Probe string
+	Path  string
+	// Input is the test input sent to the application; when the policy
+	// names an input_file, Input holds that file's content and InputFile
+	// its absolute path.
 	Input      string
+	InputFile  string
 	Expect     map[string]string
 	MaxLatency time.Duration
 	Interval   time.Duration
+	Range      hcl.Range
 }
 
 // Rollback holds the automatic rollback triggers.
@@ -163,12 +186,14 @@ type Rollback struct {
 	MaxErrorRate                 float64
 	MaxP95LatencyIncreasePercent float64
 	Scope                        RollbackScope
+	Range                        hcl.Range
 }
 
 // Offline says what happens to devices that cannot be reached.
 type Offline struct {
 	CatchUp           bool
 	MaxOfflinePercent float64
+	Range             hcl.Range
 }
 
 // Stages returns the canary followed by the waves as cumulative percentages,

@@ -1,0 +1,375 @@
+#!/usr/bin/env bash
+# The fleetplan dev cluster: a real Consul server and Nomad server on
+# 127.0.0.1 and N simulated edge devices on 127.0.0.2, 127.0.0.3, ... each a
+# Nomad client with its own Consul client agent.
+#
+# usage: dev-cluster/cluster.sh COMMAND [ARGS]
+#
+#   up [N]             start the cluster (default N=6 devices, up to 12), idempotent
+#   down               stop every agent and remove all state
+#   status             print the cluster's state (exit 1 when it is not running)
+#   device-down NAME   stop a device's Nomad client and Consul agent
+#   device-up NAME     start them again with the same identity
+#   devices            list device names, one per line
+#   env                print the environment variables that reach the cluster
+#
+# Environment:
+#   FLEETPLAN_DEV_DIR     state folder (default: <repo>/.dev-cluster)
+#   FLEETPLAN_CACHE       binary cache (default: ~/.cache/fleetplan)
+#   FLEETPLAN_DEVICES     device count for `up` (default 6)
+set -euo pipefail
+
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+REPO="$(cd "$HERE/.." && pwd)"
+STATE="${FLEETPLAN_DEV_DIR:-$REPO/.dev-cluster}"
+CACHE="${FLEETPLAN_CACHE:-$HOME/.cache/fleetplan}"
+NOMAD="$CACHE/bin/nomad"
+CONSUL="$CACHE/bin/consul"
+CLASSES=(jetson rpi gateway)
+MAX_DEVICES=12
+
+export NOMAD_ADDR=http://127.0.0.1:4646
+export CONSUL_HTTP_ADDR=127.0.0.1:8500
+unset NOMAD_TOKEN CONSUL_HTTP_TOKEN NOMAD_CACERT NOMAD_CLIENT_CERT NOMAD_CLIENT_KEY CONSUL_CACERT CONSUL_CLIENT_CERT CONSUL_CLIENT_KEY CONSUL_HTTP_SSL
+
+log() { echo "==> $*" >&2; }
+die() { echo "error: $*" >&2; exit 1; }
+
+# device_name I: the name of the I-th device (0-based), classes round-robin.
+device_name() {
+	local i=$1
+	echo "${CLASSES[$((i % 3))]}-$((i / 3 + 1))"
+}
+
+device_index() {
+	local name=$1 n i
+	n=$(device_count)
+	for ((i = 0; i < n; i++)); do
+		if [[ "$(device_name "$i")" == "$name" ]]; then
+			echo "$i"
+			return
+		fi
+	done
+	die "no device named $name (devices: $(devices | tr '\n' ' '))"
+}
+
+device_count() {
+	if [[ -f "$STATE/devices" ]]; then cat "$STATE/devices"; else echo "${FLEETPLAN_DEVICES:-6}"; fi
+}
+
+devices() {
+	local n i
+	n=$(device_count)
+	for ((i = 0; i < n; i++)); do device_name "$i"; done
+}
+
+# Hardware descriptions per class: model accelerator mem_mb
+hw() {
+	case "$1" in
+	jetson) echo "jetson-orin-nano cuda 8192" ;;
+	rpi) echo "raspberry-pi-5 none 4096" ;;
+	gateway) echo "dell-edge-3200 none 16384" ;;
+	esac
+}
+
+pidfile_alive() {
+	local f=$1
+	[[ -f "$f" ]] && kill -0 "$(cat "$f")" 2>/dev/null
+}
+
+# start_bg NAME LOG CMD...: starts an agent in the background, records its pid.
+start_bg() {
+	local pidf=$1 logf=$2
+	shift 2
+	if pidfile_alive "$pidf"; then return; fi
+	# setsid: the agents outlive this script, in their own session, so a
+	# terminal's Ctrl-C does not reach them.
+	setsid "$@" >>"$logf" 2>&1 </dev/null &
+	echo $! >"$pidf"
+}
+
+stop_pidfile() {
+	local f=$1 pid i
+	[[ -f "$f" ]] || return 0
+	pid=$(cat "$f")
+	if kill -0 "$pid" 2>/dev/null; then
+		kill -INT "$pid" 2>/dev/null || true
+		for ((i = 0; i < 100; i++)); do
+			kill -0 "$pid" 2>/dev/null || break
+			sleep 0.1
+		done
+		kill -KILL "$pid" 2>/dev/null || true
+	fi
+	rm -f "$f"
+}
+
+wait_for() { # wait_for DESCRIPTION TIMEOUT_S CMD...
+	local what=$1 timeout=$2 i
+	shift 2
+	for ((i = 0; i < timeout * 5; i++)); do
+		if "$@" >/dev/null 2>&1; then return 0; fi
+		sleep 0.2
+	done
+	die "timed out after ${timeout}s waiting for $what (logs in $STATE)"
+}
+
+write_server_configs() {
+	mkdir -p "$STATE/server/consul" "$STATE/server/nomad"
+	cat >"$STATE/server/consul.hcl" <<HCL
+datacenter            = "dc1"
+node_name             = "fleetplan-server"
+data_dir              = "$STATE/server/consul"
+bind_addr             = "127.0.0.1"
+client_addr           = "127.0.0.1"
+server                = true
+bootstrap_expect      = 1
+check_update_interval = "0s"
+log_level             = "INFO"
+ui_config { enabled = true }
+ports {
+  dns  = -1
+  grpc = -1
+}
+performance { raft_multiplier = 1 }
+HCL
+	cat >"$STATE/server/nomad.hcl" <<HCL
+datacenter            = "dc1"
+name                  = "fleetplan-server"
+data_dir              = "$STATE/server/nomad"
+bind_addr             = "127.0.0.1"
+log_level             = "INFO"
+disable_update_check  = true
+advertise {
+  http = "127.0.0.1"
+  rpc  = "127.0.0.1"
+  serf = "127.0.0.1"
+}
+server {
+  enabled           = true
+  bootstrap_expect  = 1
+  # Detect a device that went away within ~10 s rather than the default ~20 s.
+  min_heartbeat_ttl = "5s"
+  heartbeat_grace   = "5s"
+}
+consul {
+  address = "127.0.0.1:8500"
+}
+HCL
+}
+
+write_device_configs() {
+	local i=$1 name class ip model accel mem
+	name=$(device_name "$i")
+	class=${CLASSES[$((i % 3))]}
+	ip="127.0.0.$((i + 2))"
+	read -r model accel mem <<<"$(hw "$class")"
+	mkdir -p "$STATE/$name/consul" "$STATE/$name/nomad"
+	cat >"$STATE/$name/consul.hcl" <<HCL
+datacenter            = "dc1"
+node_name             = "$name"
+data_dir              = "$STATE/$name/consul"
+bind_addr             = "$ip"
+client_addr           = "$ip"
+retry_join            = ["127.0.0.1"]
+check_update_interval = "0s"
+log_level             = "INFO"
+node_meta {
+  class = "$class"
+}
+ports {
+  dns  = -1
+  grpc = -1
+}
+HCL
+	cat >"$STATE/$name/nomad.hcl" <<HCL
+datacenter           = "dc1"
+name                 = "$name"
+data_dir             = "$STATE/$name/nomad"
+bind_addr            = "$ip"
+log_level            = "INFO"
+disable_update_check = true
+advertise {
+  http = "$ip"
+  rpc  = "$ip"
+  serf = "$ip"
+}
+client {
+  enabled           = true
+  servers           = ["127.0.0.1:4647"]
+  node_class        = "$class"
+  network_interface = "lo"
+  cgroup_parent     = "fleetplan-$name"
+  # Every device shares the loopback interface: give each its own port range.
+  min_dynamic_port  = $((20000 + i * 1000))
+  max_dynamic_port  = $((20999 + i * 1000))
+  gc_interval       = "10s"
+  meta {
+    "fleet"          = "vision"
+    "hw.model"       = "$model"
+    "hw.accelerator" = "$accel"
+    "hw.mem_mb"      = "$mem"
+    "edge.bin_dir"   = "$STATE/bin"
+  }
+}
+plugin "raw_exec" {
+  config {
+    enabled = true
+  }
+}
+consul {
+  address = "$ip:8500"
+}
+HCL
+}
+
+start_device() {
+	local i=$1 name
+	name=$(device_name "$i")
+	start_bg "$STATE/$name/consul.pid" "$STATE/$name/consul.log" "$CONSUL" agent -config-file "$STATE/$name/consul.hcl"
+	start_bg "$STATE/$name/nomad.pid" "$STATE/$name/nomad.log" "$NOMAD" agent -config "$STATE/$name/nomad.hcl"
+}
+
+node_ready() { # node_ready NAME
+	curl -sf "$NOMAD_ADDR/v1/nodes" | python3 -c '
+import json, sys
+name = sys.argv[1]
+nodes = [n for n in json.load(sys.stdin) if n["Name"] == name]
+sys.exit(0 if nodes and nodes[0]["Status"] == "ready" else 1)' "$1"
+}
+
+node_status() { # node_status NAME: Nomad's status of a node, or "unknown"
+	curl -sf "$NOMAD_ADDR/v1/nodes" | python3 -c '
+import json, sys
+name = sys.argv[1]
+nodes = [n for n in json.load(sys.stdin) if n["Name"] == name]
+print(nodes[0]["Status"] if nodes else "unknown")' "$1"
+}
+
+# all_ready: every device is a ready Nomad node whose client has fingerprinted
+# its Consul agent (jobs with services are not placed before that).
+all_ready() {
+	python3 - "$NOMAD_ADDR" $(devices) <<'PY'
+import json, sys, urllib.request
+addr, want = sys.argv[1], set(sys.argv[2:])
+get = lambda p: json.load(urllib.request.urlopen(addr + p, timeout=5))
+ready = set()
+for n in get("/v1/nodes"):
+    if n["Name"] in want and n["Status"] == "ready":
+        if "consul.version" in get("/v1/node/" + n["ID"]).get("Attributes", {}):
+            ready.add(n["Name"])
+sys.exit(0 if want <= ready else 1)
+PY
+}
+
+all_alive() {
+	curl -sf "http://$CONSUL_HTTP_ADDR/v1/agent/members" | python3 -c '
+import json, sys
+want = set(sys.argv[1:]) | {"fleetplan-server"}
+alive = {m["Name"] for m in json.load(sys.stdin) if m["Status"] == 1}
+sys.exit(0 if want <= alive else 1)' $(devices)
+}
+
+install_demo_app() {
+	mkdir -p "$STATE/bin"
+	log "building the demo application (edgeinfer) into $STATE/bin"
+	(cd "$REPO" && go build -o "$STATE/bin/edgeinfer.tmp" ./dev-cluster/edgeinfer && mv "$STATE/bin/edgeinfer.tmp" "$STATE/bin/edgeinfer")
+}
+
+cmd_up() {
+	local n=${1:-$(device_count)} i
+	[[ "$n" =~ ^[0-9]+$ ]] && ((n >= 1 && n <= MAX_DEVICES)) || die "device count must be 1..$MAX_DEVICES, got $n"
+	if [[ -f "$STATE/devices" && "$(cat "$STATE/devices")" != "$n" ]]; then
+		die "a cluster with $(cat "$STATE/devices") devices is already set up in $STATE; run '$0 down' first"
+	fi
+	"$HERE/build.sh"
+	mkdir -p "$STATE"
+	echo "$n" >"$STATE/devices"
+	install_demo_app
+
+	write_server_configs
+	start_bg "$STATE/server/consul.pid" "$STATE/server/consul.log" "$CONSUL" agent -config-file "$STATE/server/consul.hcl"
+	wait_for "the Consul server's leader" 60 sh -c "curl -sf http://$CONSUL_HTTP_ADDR/v1/status/leader | grep -q 8300"
+	start_bg "$STATE/server/nomad.pid" "$STATE/server/nomad.log" "$NOMAD" agent -config "$STATE/server/nomad.hcl"
+	wait_for "the Nomad server's leader" 60 sh -c "curl -sf $NOMAD_ADDR/v1/status/leader | grep -q 4647"
+
+	for ((i = 0; i < n; i++)); do
+		write_device_configs "$i"
+		start_device "$i"
+	done
+	log "waiting for $n devices to be ready in Nomad and alive in Consul"
+	wait_for "every Nomad node to be ready" 120 all_ready
+	wait_for "every Consul member to be alive" 60 all_alive
+	cmd_status
+}
+
+cmd_down() {
+	local d
+	if [[ -d "$STATE" ]]; then
+		for d in "$STATE"/*/; do
+			[[ -d "$d" ]] || continue
+			stop_pidfile "$d/nomad.pid"
+			stop_pidfile "$d/consul.pid"
+		done
+	fi
+	# Tasks started by raw_exec run the demo binary from the state folder.
+	pkill -f "$STATE/bin/" 2>/dev/null || true
+	# Nomad leaves cgroups behind on cgroup v1.
+	for d in /sys/fs/cgroup/*/fleetplan-*; do
+		if [[ -d "$d" ]]; then find "$d" -depth -type d -exec rmdir {} + 2>/dev/null || true; fi
+	done
+	# Data dirs may hold mounts made by Nomad's clients (secrets dirs).
+	if [[ -d "$STATE" ]]; then
+		{ grep -o " $STATE[^ ]*" /proc/mounts || true; } | sort -r | while read -r m; do umount -l "$m" 2>/dev/null || true; done
+		rm -rf "$STATE"
+	fi
+	log "dev cluster stopped"
+}
+
+cmd_status() {
+	[[ -f "$STATE/devices" ]] || { echo "dev cluster: not set up ($STATE)"; return 1; }
+	pidfile_alive "$STATE/server/nomad.pid" && pidfile_alive "$STATE/server/consul.pid" || { echo "dev cluster: servers not running"; return 1; }
+	echo "dev cluster ($STATE):"
+	echo "  Nomad       http://127.0.0.1:4646  (UI: http://127.0.0.1:4646/ui)"
+	echo "  Consul      http://127.0.0.1:8500  (UI: http://127.0.0.1:8500/ui)"
+	echo "  devices:"
+	curl -sf "$NOMAD_ADDR/v1/nodes" | python3 -c '
+import json, sys
+for n in sorted(json.load(sys.stdin), key=lambda n: n["Name"]):
+    print("    %-12s %-8s %-8s %s" % (n["Name"], n["NodeClass"], n["Status"], n["Address"]))'
+}
+
+cmd_device_down() {
+	local name=${1:?device name}
+	device_index "$name" >/dev/null
+	stop_pidfile "$STATE/$name/nomad.pid"
+	stop_pidfile "$STATE/$name/consul.pid"
+	# A powered-off device runs nothing: stop its tasks too.
+	pkill -f -- "-addr 127.0.0.1:$((20000 + $(device_index "$name") * 1000))" 2>/dev/null || true
+	pkill -f -- "$STATE/$name/" 2>/dev/null || true
+	log "$name is down (Nomad will mark it down after its heartbeat TTL)"
+}
+
+cmd_device_up() {
+	local name=${1:?device name} i
+	i=$(device_index "$name")
+	start_device "$i"
+	wait_for "$name to be ready" 60 node_ready "$name"
+	log "$name is up ($(node_status "$name"))"
+}
+
+cmd_env() {
+	echo "export NOMAD_ADDR=$NOMAD_ADDR"
+	echo "export CONSUL_HTTP_ADDR=$CONSUL_HTTP_ADDR"
+	echo "export PATH=$CACHE/bin:\$PATH"
+}
+
+case "${1:-}" in
+up) shift; cmd_up "$@" ;;
+down) cmd_down ;;
+status) cmd_status ;;
+device-down) shift; cmd_device_down "$@" ;;
+device-up) shift; cmd_device_up "$@" ;;
+devices) devices ;;
+env) cmd_env ;;
+*) sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+esac

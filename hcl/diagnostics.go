@@ -1,0 +1,537 @@
+package hcl
+
+// Every diagnostic the policy language produces is built here, so that the
+// wording stays consistent and each message says how to fix the problem.
+// Conventions: the summary names the problem in a few words; the detail
+// explains why it matters and shows what to write instead. Ranges are the
+// offending expression (a bad value), the attribute or block name (an
+// unknown name) or the enclosing block's DefRange (something missing).
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"math"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/agext/levenshtein"
+	hcl2 "github.com/hashicorp/hcl/v2"
+)
+
+func newError(subject hcl2.Range, summary, detail string) *hcl2.Diagnostic {
+	return &hcl2.Diagnostic{Severity: hcl2.DiagError, Summary: summary, Detail: detail, Subject: subject.Ptr()}
+}
+
+func newWarning(subject hcl2.Range, summary, detail string) *hcl2.Diagnostic {
+	return &hcl2.Diagnostic{Severity: hcl2.DiagWarning, Summary: summary, Detail: detail, Subject: subject.Ptr()}
+}
+
+// ---- files ---------------------------------------------------------------
+
+func errReadFile(path string, err error) *hcl2.Diagnostic {
+	return &hcl2.Diagnostic{
+		Severity: hcl2.DiagError,
+		Summary:  "Cannot read policy file",
+		Detail:   fmt.Sprintf("fleetplan could not read %q: %s.", path, unwrapPathError(err)),
+	}
+}
+
+func errNoPolicyFiles(dir string) *hcl2.Diagnostic {
+	return &hcl2.Diagnostic{
+		Severity: hcl2.DiagError,
+		Summary:  "No policy files",
+		Detail:   fmt.Sprintf("The folder %q holds no *.fleet.hcl file. Name policy files <application>.fleet.hcl, or give the files themselves.", dir),
+	}
+}
+
+func errNoRollout(file hcl2.Range) *hcl2.Diagnostic {
+	return newError(file, "No rollout block",
+		"A policy file describes one or more rollouts, each in a block such as:\n\n"+
+			"rollout \"detector\" {\n  fleet { ... }\n  release { ... }\n  canary { ... }\n  wave { ... }\n  health { ... }\n  rollback { ... }\n}\n\n"+
+			"The label is the application name. See examples/detector.fleet.hcl for a complete policy.")
+}
+
+func errDuplicateRollout(subject hcl2.Range, name string, first hcl2.Range) *hcl2.Diagnostic {
+	return newError(subject, "Duplicate rollout",
+		fmt.Sprintf("A rollout for %q is already defined at %s. The label is the application name and names its Nomad jobs (%s-blue, %s-green), so each application has one rollout. Rename this one or remove it.",
+			name, shortRange(first), name, name))
+}
+
+func errRolloutName(subject hcl2.Range, name string) *hcl2.Diagnostic {
+	return newError(subject, "Invalid application name",
+		fmt.Sprintf("The rollout label %q names the application and its Nomad jobs (<name>-blue, <name>-green) and node metadata key (fleetplan.<name>.slot). Use 1 to 63 letters, digits, \"-\" or \"_\", starting with a letter or digit, for example \"detector\".", name))
+}
+
+// ---- structure -----------------------------------------------------------
+
+// errUnknownAttribute reports an attribute the block does not accept, with
+// a suggestion: the block where the name belongs, a close name, or the list
+// of accepted names.
+func errUnknownAttribute(subject hcl2.Range, name string, in *blockSpec, candidates []string) *hcl2.Diagnostic {
+	detail := fmt.Sprintf("An argument named %q is not expected in %s.", name, in.displayName())
+	switch {
+	case in.hasBlock(name):
+		detail += fmt.Sprintf(" %q is a block here: write it as %s { ... }, without the equals sign.", name, name)
+	case len(attrHomes[name]) > 0:
+		detail += fmt.Sprintf(" %q belongs in %s.", name, homesText(attrHomes[name]))
+	default:
+		if s := suggest(name, candidates); s != "" {
+			detail += fmt.Sprintf(" Did you mean %q?", s)
+		} else if len(in.Attrs) > 0 {
+			detail += " The arguments accepted here are " + quotedList(in.Attrs, "and") + "."
+		}
+	}
+	return newError(subject, "Unsupported argument", detail)
+}
+
+func errUnknownBlock(subject hcl2.Range, name string, in *blockSpec) *hcl2.Diagnostic {
+	detail := fmt.Sprintf("Blocks of type %q are not expected in %s.", name, in.displayName())
+	var names []string
+	for _, b := range in.Blocks {
+		names = append(names, b.Type)
+	}
+	switch {
+	case in.hasAttr(name):
+		detail += fmt.Sprintf(" %q is an argument here: assign it with an equals sign, %s = ...", name, name)
+	case len(blockHomes[name]) > 0:
+		detail += fmt.Sprintf(" A %s block belongs in %s.", name, homesText(blockHomes[name]))
+	default:
+		if s := suggest(name, names); s != "" {
+			detail += fmt.Sprintf(" Did you mean %q?", s)
+		} else if len(names) > 0 {
+			detail += " The blocks accepted here are " + quotedList(names, "and") + "."
+		} else {
+			detail += " No blocks are accepted here."
+		}
+	}
+	return newError(subject, "Unsupported block type", detail)
+}
+
+func errDuplicateBlock(subject hcl2.Range, typ, parent string, first hcl2.Range) *hcl2.Diagnostic {
+	return newError(subject, fmt.Sprintf("Duplicate %s block", typ),
+		fmt.Sprintf("A %s block holds at most one %s block; the first one is at %s. Merge the two into one.",
+			parent, typ, shortRange(first)))
+}
+
+// errMissingBlock reports a required block at the opening line of the block
+// that should contain it.
+func errMissingBlock(subject hcl2.Range, typ, parent, why, example string) *hcl2.Diagnostic {
+	return newError(subject, fmt.Sprintf("Missing %s block", typ),
+		fmt.Sprintf("The %s block needs a %s block: %s Add, for example:\n\n%s", parent, typ, why, example))
+}
+
+// errMissingAttribute reports a required attribute at the opening line of
+// its block.
+func errMissingAttribute(subject hcl2.Range, name, block, why, example string) *hcl2.Diagnostic {
+	return newError(subject, fmt.Sprintf("Missing required argument %q", name),
+		fmt.Sprintf("The %s block needs %s: %s Add, for example: %s", block, name, why, example))
+}
+
+// ---- values --------------------------------------------------------------
+
+func errNullValue(subject hcl2.Range, name string) *hcl2.Diagnostic {
+	return newError(subject, "Null value",
+		fmt.Sprintf("%s cannot be null. Give it a value, or remove the line to use the default (where there is one).", name))
+}
+
+func errUnknownValue(subject hcl2.Range, name string) *hcl2.Diagnostic {
+	return newError(subject, "Value not known",
+		fmt.Sprintf("The value of %s cannot be computed from the policy file alone. Write a literal value.", name))
+}
+
+func errValueType(subject hcl2.Range, name, want, got, example string, err error) *hcl2.Diagnostic {
+	detail := fmt.Sprintf("%s must be %s, not %s", name, want, got)
+	if err != nil {
+		detail += fmt.Sprintf(" (%s)", err)
+	}
+	detail += "."
+	if example != "" {
+		detail += " For example: " + example
+	}
+	return newError(subject, "Incorrect value type", detail)
+}
+
+func errPercentSign(subject hcl2.Range, name, text string) *hcl2.Diagnostic {
+	n := strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(text), "%"))
+	return newError(subject, "Percentage written as a string",
+		fmt.Sprintf("%s is a number of percent: write %s = %s, without quotes or the %% sign.", name, name, n))
+}
+
+func errNotFinite(subject hcl2.Range, name string) *hcl2.Diagnostic {
+	return newError(subject, "Number out of range",
+		fmt.Sprintf("%s is too large to be a meaningful value. Write an ordinary number.", name))
+}
+
+func errNotWholeNumber(subject hcl2.Range, name string, v float64) *hcl2.Diagnostic {
+	return newError(subject, "Whole number required",
+		fmt.Sprintf("%s counts things, so it must be a whole number; %s is not. Write, for example, %s = %d.",
+			name, fmtNum(v), name, int64(math.Max(1, math.Round(v)))))
+}
+
+func errIntRange(subject hcl2.Range, name string, v float64, minimum int, why string) *hcl2.Diagnostic {
+	return newError(subject, fmt.Sprintf("Invalid %s", name),
+		fmt.Sprintf("%s is %s, but it must be at least %d: %s", name, fmtNum(v), minimum, why))
+}
+
+func errPercentRange(subject hcl2.Range, name string, v, lo, hi float64, why string) *hcl2.Diagnostic {
+	return newError(subject, fmt.Sprintf("Invalid %s", name),
+		fmt.Sprintf("%s is %s, but it must be between %s and %s: %s", name, fmtNum(v), fmtNum(lo), fmtNum(hi), why))
+}
+
+func errEmptyString(subject hcl2.Range, name, example string) *hcl2.Diagnostic {
+	return newError(subject, fmt.Sprintf("Empty %s", name),
+		fmt.Sprintf("%s must not be empty. For example: %s", name, example))
+}
+
+// errUnknownEnum reports a value outside an enumeration, listing the
+// accepted ones and suggesting the closest.
+func errUnknownEnum(subject hcl2.Range, name, value string, allowed []string) *hcl2.Diagnostic {
+	detail := fmt.Sprintf("%q is not a valid %s.", value, name)
+	if s := suggest(value, allowed); s != "" {
+		detail += fmt.Sprintf(" Did you mean %q?", s)
+	}
+	detail += fmt.Sprintf(" The accepted values are %s (the default is %q).", quotedList(allowed, "and"), allowed[0])
+	return newError(subject, fmt.Sprintf("Unknown %s", name), detail)
+}
+
+// ---- durations -----------------------------------------------------------
+
+func errDurationSyntax(subject hcl2.Range, name, text string) *hcl2.Diagnostic {
+	detail := fmt.Sprintf("%q is not a duration. Write a number followed by a unit, such as \"90s\", \"15m\" or \"1h30m\" (units: ms, s, m, h).", text)
+	t := strings.TrimSpace(strings.ToLower(text))
+	switch {
+	case strings.HasSuffix(t, "d") && isNumber(strings.TrimSuffix(t, "d")):
+		n, _ := strconv.ParseFloat(strings.TrimSuffix(t, "d"), 64)
+		detail += fmt.Sprintf(" Days are not a unit: write \"%sh\".", fmtNum(n*24))
+	case isNumber(t):
+		detail += fmt.Sprintf(" A bare number has no unit: write \"%ss\" for seconds.", t)
+	}
+	return newError(subject, "Invalid duration", fmt.Sprintf("%s: %s", name, detail))
+}
+
+func errDurationNumber(subject hcl2.Range, name string, v float64) *hcl2.Diagnostic {
+	return newError(subject, "Duration without a unit",
+		fmt.Sprintf("%s is a duration, written as a string with a unit: for %s seconds write %s = \"%ss\" (units: ms, s, m, h).",
+			name, fmtNum(v), name, fmtNum(v)))
+}
+
+func errDurationNotPositive(subject hcl2.Range, name string, d time.Duration, why string) *hcl2.Diagnostic {
+	return newError(subject, fmt.Sprintf("Invalid %s", name),
+		fmt.Sprintf("%s is %s, but it must be longer than zero: %s", name, d, why))
+}
+
+func errDurationNegative(subject hcl2.Range, name string, d time.Duration) *hcl2.Diagnostic {
+	return newError(subject, fmt.Sprintf("Invalid %s", name),
+		fmt.Sprintf("%s is %s; a duration cannot be negative. Use \"0s\" for none.", name, d))
+}
+
+func errSoakNotPositive(subject hcl2.Range, stage string, d time.Duration) *hcl2.Diagnostic {
+	return newError(subject, "Invalid soak",
+		fmt.Sprintf("The %s's soak is %s. The soak is how long the new version runs on the %s's devices, with health watched throughout, before the gate decides whether the rollout goes on: without it nothing is watched. Use at least a few minutes, for example soak = \"10m\".",
+			stage, d, stage))
+}
+
+func warnShortSoak(subject hcl2.Range, stage string, d time.Duration) *hcl2.Diagnostic {
+	return newWarning(subject, "Short soak",
+		fmt.Sprintf("The %s soaks for only %s. Problems such as memory leaks, thermal throttling or crash loops take minutes to show, so a soak under one minute lets a bad version through the gate. Fine for a demo; for a real fleet use several minutes, for example soak = \"10m\".",
+			stage, d))
+}
+
+func warnTimeoutNotBelowInterval(subject hcl2.Range, timeout, interval time.Duration) *hcl2.Diagnostic {
+	return newWarning(subject, "Health check timeout not below its interval",
+		fmt.Sprintf("The application check times out after %s but runs every %s, so a slow answer overlaps the next check. Make timeout shorter than interval, for example interval = \"5s\" and timeout = \"2s\".",
+			timeout, interval))
+}
+
+// ---- the field's rules ---------------------------------------------------
+
+func errBigBangStrategy(subject hcl2.Range, value string) *hcl2.Diagnostic {
+	return newError(subject, "Big-bang rollouts are not allowed",
+		fmt.Sprintf("strategy = %q would move every device to the new version at once: one bad build would take the whole fleet down before any health gate could stop it, and a rollback would have to touch every device. fleetplan always starts with a canary (1 to 5 %% of the fleet, at least one device of every node class) and then moves in health-gated waves; no setting skips the canary, hotfixes included.\n\n"+
+			"Use strategy = \"canary-rolling\" (the default) with waves, for example:\n\n"+
+			"canary {\n  percent = 5\n  soak    = \"10m\"\n}\nwave {\n  percent = 25\n  soak    = \"10m\"\n}\nwave {\n  percent = 100\n  soak    = \"10m\"\n}\n\n"+
+			"For an urgent fix, keep the canary and shorten the soaks; for a switch with nothing to restart on rollback, use strategy = \"blue-green\".",
+			value))
+}
+
+func errBigBangCanary(subject hcl2.Range, v float64) *hcl2.Diagnostic {
+	return newError(subject, "Big-bang rollouts are not allowed",
+		fmt.Sprintf("A canary of %s %% sends the new version to the whole fleet at once, which is a big-bang rollout. The canary is the small first group that proves a version before the rest of the fleet gets it: set percent between 1 and 5, and move the rest of the fleet with wave blocks (the last one at percent = 100).",
+			fmtNum(v)))
+}
+
+func errCanaryPercent(subject hcl2.Range, v float64) *hcl2.Diagnostic {
+	why := "a canary of 1 to 5 % of the fleet is large enough to catch a bad version and small enough to limit the damage."
+	switch {
+	case v <= 0:
+		why = "every rollout starts with a canary, and a canary of 0 % would skip it. min_per_class still makes sure every node class is in the canary."
+	case v < 1:
+		why = "a canary under 1 % of the fleet proves too little; min_per_class already makes sure every node class is in the canary."
+	case v > 5:
+		why = "a larger first step puts too much of the fleet at risk before the canary is proven. Move the rest of the fleet with wave blocks."
+	}
+	return errPercentRange(subject, "canary percent", v, 1, 5, why)
+}
+
+func errWaveNotAboveCanary(subject hcl2.Range, wave int, v, canary float64) *hcl2.Diagnostic {
+	return newError(subject, "Wave not above the canary",
+		fmt.Sprintf("Wave %d asks for %s %% of the fleet, but the canary already runs the new version on %s %%. Wave percentages are cumulative: each is the share of the fleet that runs the new version once the wave is through, so the first wave must be above the canary's %s %%, for example percent = %s.",
+			wave, fmtNum(v), fmtNum(canary), fmtNum(canary), fmtNum(suggestNextPercent(canary))))
+}
+
+func errWaveNotIncreasing(subject hcl2.Range, wave int, v float64, prevWave int, prev float64, prevRange hcl2.Range) *hcl2.Diagnostic {
+	return newError(subject, "Waves not increasing",
+		fmt.Sprintf("Wave %d asks for %s %% of the fleet, but wave %d (%s) already reaches %s %%. Wave percentages are cumulative shares of the fleet, not sizes of each step, so they must grow from wave to wave and end at 100: for example 10, 50, 100.",
+			wave, fmtNum(v), prevWave, shortRange(prevRange), fmtNum(prev)))
+}
+
+func errLastWaveNot100(subject hcl2.Range, v float64) *hcl2.Diagnostic {
+	return newError(subject, "Last wave does not reach 100 %",
+		fmt.Sprintf("The last wave ends at %s %% of the fleet, so the rest would stay on the old version forever. Wave percentages are cumulative: end with a wave at percent = 100. (To keep part of the fleet on the old version on purpose, use strategy = \"a-b\".)",
+			fmtNum(v)))
+}
+
+func errABLastWave100(subject hcl2.Range) *hcl2.Diagnostic {
+	return newError(subject, "A-B rollout leaves nothing to compare",
+		"With strategy = \"a-b\" the last wave is the share of the fleet that runs the new version beside the old one, for the comparison. At 100 % no device is left on the old version. Set the last wave below 100 (for example percent = 50), or use strategy = \"canary-rolling\" to move the whole fleet.")
+}
+
+func errNoWaves(subject hcl2.Range, name string) *hcl2.Diagnostic {
+	return newError(subject, "Missing wave block",
+		fmt.Sprintf("Rollout %q has no wave: after the canary, the rest of the fleet moves in health-gated waves, each with a cumulative percent and a soak. Add at least one, the last at 100 %%, for example:\n\nwave {\n  percent = 25\n  soak    = \"10m\"\n}\nwave {\n  percent = 100\n  soak    = \"10m\"\n}", name))
+}
+
+func warnAutoApproval(subject hcl2.Range) *hcl2.Diagnostic {
+	return newWarning(subject, "Canary approved automatically",
+		"With approval = \"auto\" the rollout leaves the canary as soon as its gate passes, without a person looking at it. The gates only catch what they measure; the field wants a human to look at the canary before the waves start. Prefer approval = \"manual\" and approve with fleetplan, or keep \"auto\" only where nobody can be there.")
+}
+
+// ---- release -------------------------------------------------------------
+
+func errJobspecNotFound(subject hcl2.Range, written, resolved string) *hcl2.Diagnostic {
+	return newError(subject, "Jobspec file not found",
+		fmt.Sprintf("The jobspec %q does not exist. fleetplan looked for it at:\n%s\nA relative jobspec path is relative to the folder of the policy file, not to the current directory. Fix the path or create the jobspec.",
+			written, resolved))
+}
+
+func errJobspecNotFile(subject hcl2.Range, written, resolved string, err error) *hcl2.Diagnostic {
+	detail := fmt.Sprintf("The jobspec %q cannot be used. fleetplan looked for it at:\n%s\n", written, resolved)
+	if err != nil {
+		detail += fmt.Sprintf("and could not read it: %s.", unwrapPathError(err))
+	} else {
+		detail += "and found a folder, not a file. Point jobspec at the Nomad job file itself, for example jobspec = \"detector.nomad.hcl\"."
+	}
+	return newError(subject, "Unusable jobspec", detail)
+}
+
+func errVersionSpaces(subject hcl2.Range, v string) *hcl2.Diagnostic {
+	return newError(subject, "Invalid version",
+		fmt.Sprintf("The version %q contains white space. The application reports its version on its health endpoint and fleetplan compares the two exactly, so write the version the application reports, for example version = \"2.4.1\".", v))
+}
+
+func errEnvName(subject hcl2.Range, key string) *hcl2.Diagnostic {
+	return newError(subject, "Invalid environment variable name",
+		fmt.Sprintf("%q is not a usable environment variable name. Use letters, digits and underscores, not starting with a digit, for example LOG_LEVEL.", key))
+}
+
+func errDuplicateVariant(subject hcl2.Range, class string, first hcl2.Range) *hcl2.Diagnostic {
+	return newError(subject, "Duplicate variant",
+		fmt.Sprintf("A variant for node class %q is already defined at %s. Each node class has one variant; merge the two.", class, shortRange(first)))
+}
+
+func errEmptyVariantClass(subject hcl2.Range) *hcl2.Diagnostic {
+	return newError(subject, "Empty node class",
+		"The variant label is the Nomad node class it applies to (node_class in the client configuration) and cannot be empty, for example variant \"jetson\" { ... }.")
+}
+
+func errEmptyListItem(subject hcl2.Range, name string) *hcl2.Diagnostic {
+	return newError(subject, fmt.Sprintf("Empty item in %s", name),
+		fmt.Sprintf("%s contains an empty string. Remove it, or write the name, for example [\"dc1\"].", name))
+}
+
+// ---- health --------------------------------------------------------------
+
+func errHealthPath(subject hcl2.Range, name, path string) *hcl2.Diagnostic {
+	return newError(subject, fmt.Sprintf("Invalid %s", name),
+		fmt.Sprintf("%q is not an HTTP path: it must start with \"/\", for example %q.", path, "/"+strings.TrimLeft(path, "/")))
+}
+
+func errPortLabel(subject hcl2.Range, port string) *hcl2.Diagnostic {
+	return newError(subject, "Invalid port",
+		fmt.Sprintf("%q is not a port label. port names the port label of the jobspec's network block (port \"http\" {}), for example port = \"http\".", port))
+}
+
+func warnPortNotInJobspec(subject hcl2.Range, port, jobspec string, labels []string) *hcl2.Diagnostic {
+	detail := fmt.Sprintf("The health checks use the port labelled %q, but the jobspec %s ", port, jobspec)
+	if len(labels) == 0 {
+		detail += "declares no port in a network block. Add one, for example network { port \"http\" {} }, and let the application listen on it."
+	} else {
+		detail += fmt.Sprintf("declares only %s. Set port to one of them", quotedList(labels, "and"))
+		if s := suggest(port, labels); s != "" {
+			detail += fmt.Sprintf(" (did you mean %q?)", s)
+		}
+		detail += "."
+	}
+	return newWarning(subject, "Port not found in the jobspec", detail)
+}
+
+func warnExpectVersionOff(subject hcl2.Range) *hcl2.Diagnostic {
+	return newWarning(subject, "Version not checked",
+		"With expect_version = false a device that still runs the old version (a failed switch, a stale binary) passes the application check. Keep expect_version = true unless the application cannot report its version.")
+}
+
+func errTemperature(subject hcl2.Range, v float64) *hcl2.Diagnostic {
+	detail := fmt.Sprintf("max_temperature_c is %s, which is not a plausible device temperature in degrees Celsius. Use a value between 1 and 150, typically the thermal throttling point of the board (85 for a Raspberry Pi, about 95 for a Jetson).", fmtNum(v))
+	if v > 150 && v <= 302 {
+		detail += fmt.Sprintf(" If %s is in Fahrenheit, that is %s °C.", fmtNum(v), fmtNum(math.Round((v-32)*5/9)))
+	}
+	return newError(subject, "Implausible temperature", detail)
+}
+
+func warnLowTemperature(subject hcl2.Range, v float64) *hcl2.Diagnostic {
+	return newWarning(subject, "Very low temperature limit",
+		fmt.Sprintf("max_temperature_c = %s °C is below what a working device reaches at idle, so healthy devices would fail the system check. Use the board's thermal throttling point, for example 85.", fmtNum(v)))
+}
+
+func errErrorRate(subject hcl2.Range, v float64) *hcl2.Diagnostic {
+	detail := fmt.Sprintf("max_error_rate is %s, but it is a fraction of requests between 0 and 1.", fmtNum(v))
+	if v > 1 && v <= 100 {
+		detail += fmt.Sprintf(" For %s %% write max_error_rate = %s.", fmtNum(v), fmtNum(v/100))
+	}
+	return newError(subject, "Invalid max_error_rate", detail)
+}
+
+func errFunctionalInputBoth(subject hcl2.Range) *hcl2.Diagnostic {
+	return newError(subject, "Conflicting test inputs",
+		"The functional block sets both input and input_file. Keep one: input for a short inline input, input_file for a larger one kept beside the policy.")
+}
+
+func errInputFile(subject hcl2.Range, written, resolved string, err error) *hcl2.Diagnostic {
+	return newError(subject, "Unusable input_file",
+		fmt.Sprintf("The functional test input %q cannot be read. fleetplan looked for it at:\n%s\n%s. A relative path is relative to the folder of the policy file.",
+			written, resolved, capitalize(unwrapPathError(err).Error())))
+}
+
+func errInputFileTooLarge(subject hcl2.Range, resolved string, size int64) *hcl2.Diagnostic {
+	return newError(subject, "Test input too large",
+		fmt.Sprintf("The functional test input %s is %d bytes; the limit is %d. The probe sends it to every device at every interval: use a small representative input.", resolved, size, maxInputFileSize))
+}
+
+func errInputNotJSON(subject hcl2.Range, probe string, err error) *hcl2.Diagnostic {
+	return newError(subject, "Test input is not JSON",
+		fmt.Sprintf("The %s probe sends its input as a JSON request body, and this input is not valid JSON (%s). Let jsonencode write it, for example: input = jsonencode({ image = \"cat.jpg\" }).", probe, err))
+}
+
+func errEmptyExpect(subject hcl2.Range) *hcl2.Diagnostic {
+	return newError(subject, "Empty expect",
+		"expect lists the fields the answer must contain and their values; an empty one checks nothing. For example: expect = { label = \"cat\" }.")
+}
+
+// ---- offline -------------------------------------------------------------
+
+func warnCatchUpOff(subject hcl2.Range) *hcl2.Diagnostic {
+	return newWarning(subject, "Offline devices never caught up",
+		"With catch_up = false, devices that are offline during the rollout keep the old version when they come back, and the fleet stays split. Keep catch_up = true: returning devices then go through the same gates as the waves.")
+}
+
+// ---- helpers used by the messages ----------------------------------------
+
+// suggest returns the candidate closest to given, or "" when none is close
+// enough to be a likely typo.
+func suggest(given string, candidates []string) string {
+	g := strings.ToLower(given)
+	best, bestDist := "", math.MaxInt
+	for _, c := range candidates {
+		if d := levenshtein.Distance(g, strings.ToLower(c), nil); d < bestDist {
+			best, bestDist = c, d
+		}
+	}
+	limit := 2
+	if len(g) >= 8 {
+		limit = 3
+	}
+	if best != "" && bestDist <= limit {
+		return best
+	}
+	if len(g) >= 3 {
+		for _, c := range candidates {
+			lc := strings.ToLower(c)
+			if strings.HasPrefix(lc, g) || strings.HasPrefix(g, lc) {
+				return c
+			}
+		}
+	}
+	return ""
+}
+
+func homesText(homes []string) string {
+	parts := make([]string, len(homes))
+	for i, h := range homes {
+		if h == "" {
+			parts[i] = "the top level of the file"
+		} else {
+			parts[i] = "a " + h + " block"
+		}
+	}
+	return joinList(parts, "or")
+}
+
+func quotedList(items []string, conj string) string {
+	q := make([]string, len(items))
+	for i, s := range items {
+		q[i] = strconv.Quote(s)
+	}
+	return joinList(q, conj)
+}
+
+func joinList(items []string, conj string) string {
+	switch len(items) {
+	case 0:
+		return ""
+	case 1:
+		return items[0]
+	case 2:
+		return items[0] + " " + conj + " " + items[1]
+	}
+	return strings.Join(items[:len(items)-1], ", ") + " " + conj + " " + items[len(items)-1]
+}
+
+// shortRange names a range as "file:line".
+func shortRange(r hcl2.Range) string {
+	return fmt.Sprintf("%s:%d", r.Filename, r.Start.Line)
+}
+
+func fmtNum(v float64) string {
+	return strconv.FormatFloat(v, 'f', -1, 64)
+}
+
+func isNumber(s string) bool {
+	_, err := strconv.ParseFloat(s, 64)
+	return err == nil && s != ""
+}
+
+func suggestNextPercent(canary float64) float64 {
+	if canary < 10 {
+		return 10
+	}
+	return math.Min(100, math.Ceil(canary/10)*10+10)
+}
+
+// unwrapPathError drops the operation and path from an *fs.PathError, which
+// the messages already name.
+func unwrapPathError(err error) error {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	return err
+}
+
+func capitalize(s string) string {
+	if s == "" {
+		return s
+	}
+	return strings.ToUpper(s[:1]) + s[1:]
+}

@@ -1,0 +1,452 @@
+package scheduler
+
+import (
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Observed is one scan of the cluster: every Nomad node and every Consul
+// catalog node, each keyed by node name.
+type Observed struct {
+	Nomad  map[string]NomadNode
+	Consul map[string]ConsulNode
+}
+
+// NomadNode is what Nomad reports about one node.
+type NomadNode struct {
+	ID         string
+	Name       string
+	Class      string
+	Datacenter string
+	// Status is the Nomad node status: ready, initializing, down or
+	// disconnected.
+	Status       string
+	Eligibility  string
+	Address      string
+	Capabilities Capabilities
+	Meta         map[string]string
+	Apps         map[string]AppSlot
+	// LastHeartbeat is when the node last reported, if the source knows;
+	// zero means "now" for a node that is ready.
+	LastHeartbeat time.Time
+}
+
+// ConsulNode is what the Consul catalog reports about one node.
+type ConsulNode struct {
+	Name    string
+	Address string
+	// SerfStatus is the status of the node's serfHealth check: passing,
+	// warning or critical ("" when the node has none, treated as critical).
+	SerfStatus string
+}
+
+// RegistryEvent is one change DiffRegistry found, for the audit trail.
+type RegistryEvent struct {
+	// Device is the registry key (the Nomad node ID, or ConsulOnlyPrefix +
+	// name); Name is the node name.
+	Device string `json:"device"`
+	Name   string `json:"name"`
+	Kind   string `json:"kind"`
+	Detail string `json:"detail"`
+}
+
+// Registry event kinds.
+const (
+	EventAdded               = "added"
+	EventOffline             = "offline"
+	EventOnline              = "online"
+	EventCapabilitiesChanged = "capabilities-changed"
+	EventDiscrepancy         = "discrepancy"
+	EventDiscrepancyCleared  = "discrepancy-cleared"
+	EventRemoved             = "removed"
+)
+
+// ConsulOnlyPrefix prefixes the registry key (and Device.ID) of a device that
+// only Consul knows, which has no Nomad node ID.
+const ConsulOnlyPrefix = "consul:"
+
+// Nomad node statuses and Consul check statuses the diff reads.
+const (
+	NomadStatusReady = "ready"
+	SerfPassing      = "passing"
+	SerfWarning      = "warning"
+	SerfCritical     = "critical"
+)
+
+// DiffRegistry is the registry sync: it compares the registry (current, keyed
+// by Nomad node ID) with one scan of Nomad and Consul (obs) and returns the
+// next registry and the events that lead to it, sorted by device. It does
+// not modify current; next shares the Meta and Apps maps of current and obs.
+//
+// A device's status follows from what the two sides say:
+//
+//	Nomad            Consul (serfHealth)   status
+//	ready            passing or warning    ok
+//	ready            critical or none      offline   (health cannot be observed)
+//	down, disconn.   any, or no node       offline   (unreachable for deploys)
+//	ready            no node of that name  discrepancy
+//	no node          passing or warning    discrepancy
+//	no node          critical              offline if the registry knew it as a
+//	                                       Nomad node, else discrepancy
+//	no node          no node               offline (kept: capabilities, heartbeat)
+//
+// So a discrepancy is only raised when one side does not know a node at all
+// and the side that does says it is alive; a node down on the side that knows
+// it is offline. A node only Consul knows has no node ID: it is keyed by
+// ConsulOnlyPrefix + name, stays a discrepancy as long as Consul lists it, is
+// folded into the Nomad node's entry when Nomad registers the name, and is
+// removed when Consul no longer lists it either.
+//
+// Rules that persist across scans:
+//   - quarantined is sticky: the status and reason stay, while the Nomad and
+//     Consul fields, capabilities and heartbeat are still updated;
+//   - Resolved (set by `fleetplan registry resolve`) is kept until the device
+//     is ok again (both sides agree), then cleared, with a
+//     discrepancy-cleared event;
+//   - capabilities are only taken from a node that is ready, so an offline
+//     device keeps the ones it last reported; LastHeartbeat only moves while
+//     the device answers on every side that knows it;
+//   - a registry device whose name Nomad now lists under another node ID (a
+//     re-registered node) is removed; its quarantine, if any, carries over to
+//     the new node.
+//
+// Events: added (then the status event too when the new device is not ok),
+// offline, online (offline -> ok), discrepancy (entering one, or its reason
+// changing), discrepancy-cleared (discrepancy -> ok), capabilities-changed
+// (node class or capabilities differ), removed.
+func DiffRegistry(current map[string]Device, obs Observed, now time.Time) (map[string]Device, []RegistryEvent) {
+	r := registryDiff{
+		current: current,
+		obs:     obs,
+		now:     now,
+		next:    make(map[string]Device, len(current)+8),
+	}
+	r.scanNomad()
+	r.scanConsulOnly()
+	r.scanGone()
+	slices.SortStableFunc(r.events, func(a, b RegistryEvent) int { return strings.Compare(a.Device, b.Device) })
+	return r.next, r.events
+}
+
+type registryDiff struct {
+	current map[string]Device
+	obs     Observed
+	now     time.Time
+	next    map[string]Device
+	events  []RegistryEvent
+	// consumed holds current keys folded into another key.
+	consumed map[string]struct{}
+	// byName maps node names to current keys that are Nomad node IDs; built
+	// on first use (only new or Consul-only nodes need it).
+	byName map[string]string
+	// nomadIDs is the set of node IDs Nomad lists; built on first use.
+	nomadIDs map[string]struct{}
+}
+
+// scanNomad settles every node Nomad lists.
+func (r *registryDiff) scanNomad() {
+	for name, nn := range r.obs.Nomad {
+		if nn.Name == "" {
+			nn.Name = name
+		}
+		key := nn.ID
+		if key == "" {
+			key = "nomad:" + name // Nomad always sets an ID; be safe anyway.
+		}
+		var cn *ConsulNode
+		if c, ok := r.obs.Consul[name]; ok {
+			cn = &c
+		}
+		prev, known := r.current[key]
+		hadNomad := known
+		if ck := ConsulOnlyPrefix + name; len(r.current) > 0 {
+			if cprev, ok := r.current[ck]; ok {
+				r.consume(ck)
+				if known {
+					r.event(ck, name, EventRemoved, "merged into Nomad node "+key)
+				} else {
+					prev, known = cprev, true
+				}
+			}
+		}
+		var inherited *Device
+		if !known {
+			inherited = r.replacedQuarantine(name, key)
+		}
+		d := r.settle(key, prev, known, hadNomad, &nn, cn, inherited)
+		r.next[key] = d
+	}
+}
+
+// scanConsulOnly settles the Consul nodes Nomad does not list.
+func (r *registryDiff) scanConsulOnly() {
+	for name, cn := range r.obs.Consul {
+		if _, ok := r.obs.Nomad[name]; ok {
+			continue
+		}
+		if cn.Name == "" {
+			cn.Name = name
+		}
+		// A Nomad device of the registry that Nomad no longer lists.
+		if k, ok := r.nameIndex()[name]; ok && !r.handled(k) {
+			r.next[k] = r.settle(k, r.current[k], true, true, nil, &cn, nil)
+			continue
+		}
+		key := ConsulOnlyPrefix + name
+		prev, known := r.current[key]
+		r.next[key] = r.settle(key, prev, known, false, nil, &cn, nil)
+	}
+}
+
+// scanGone settles the registry devices neither side listed.
+func (r *registryDiff) scanGone() {
+	for k, d := range r.current {
+		if r.handled(k) {
+			continue
+		}
+		if strings.HasPrefix(k, ConsulOnlyPrefix) {
+			r.event(k, d.Name, EventRemoved, "Consul no longer lists the node and Nomad does not know it")
+			continue
+		}
+		if nn, ok := r.obs.Nomad[d.Name]; ok && nn.ID != k {
+			detail := "node name " + d.Name + " re-registered in Nomad as node " + nn.ID
+			if d.Status == StatusQuarantined {
+				detail += "; its quarantine carries over"
+			}
+			r.event(k, d.Name, EventRemoved, detail)
+			continue
+		}
+		r.next[k] = r.settle(k, d, true, true, nil, nil, nil)
+	}
+}
+
+// settle computes the next registry entry of one device and records its
+// events. hadNomad tells whether prev is a Nomad node's entry (for a
+// Consul-only entry there is nothing to compare capabilities with). inherit
+// is the quarantined entry a new node replaces, if any.
+func (r *registryDiff) settle(key string, prev Device, known, hadNomad bool, nn *NomadNode, cn *ConsulNode, inherit *Device) Device {
+	d := prev
+	d.ID = key
+	if nn != nil {
+		d.Name = nn.Name
+		d.Class = nn.Class
+		d.Datacenter = nn.Datacenter
+		d.NomadStatus = nn.Status
+		d.Eligibility = nn.Eligibility
+		d.Address = nn.Address
+		d.Meta = nn.Meta
+		d.Apps = nn.Apps
+	} else {
+		d.NomadStatus = ""
+	}
+	if cn != nil {
+		d.ConsulStatus = cn.SerfStatus
+		if d.Name == "" {
+			d.Name = cn.Name
+		}
+		if d.Address == "" {
+			d.Address = cn.Address
+		}
+	} else {
+		d.ConsulStatus = ""
+	}
+
+	nomadReady := nn != nil && nn.Status == NomadStatusReady
+	if nn != nil && (nomadReady || !known) {
+		d.Capabilities = nn.Capabilities
+	}
+	if alive := (nn == nil || nomadReady) && (cn == nil || serfAlive(cn.SerfStatus)) && (nn != nil || cn != nil); alive {
+		hb := r.now
+		if nn != nil && !nn.LastHeartbeat.IsZero() {
+			hb = nn.LastHeartbeat
+		}
+		if hb.After(d.LastHeartbeat) {
+			d.LastHeartbeat = hb
+		}
+	}
+
+	status, reason := judgeDevice(d.Name, nn, cn, hadNomad)
+
+	if !known {
+		d.Status, d.Reason, d.Resolved = status, reason, false
+		if inherit != nil {
+			d.Status = StatusQuarantined
+			d.Reason = inherit.Reason + " (carried over from node " + inherit.ID + ")"
+		}
+		detail := "class " + className(d.Class) + ", status " + string(d.Status)
+		if d.Reason != "" {
+			detail += ": " + d.Reason
+		}
+		r.event(key, d.Name, EventAdded, detail)
+		switch d.Status {
+		case StatusOffline:
+			r.event(key, d.Name, EventOffline, reason)
+		case StatusDiscrepancy:
+			r.event(key, d.Name, EventDiscrepancy, reason)
+		}
+		return d
+	}
+
+	if hadNomad && nn != nil {
+		if change := capabilityChanges(prev, d); change != "" {
+			r.event(key, d.Name, EventCapabilitiesChanged, change)
+		}
+	}
+
+	if prev.Status == StatusQuarantined {
+		return d // sticky: status, reason and Resolved stay
+	}
+	from := prev.Status
+	if from == "" {
+		from = StatusOK
+	}
+	d.Status, d.Reason = status, reason
+	switch status {
+	case StatusOK:
+		d.Resolved = false
+		switch from {
+		case StatusOffline:
+			r.event(key, d.Name, EventOnline, "Nomad node ready and Consul serfHealth "+cn.SerfStatus)
+		case StatusDiscrepancy:
+			r.event(key, d.Name, EventDiscrepancyCleared, "Nomad and Consul both list the node again")
+		}
+	case StatusOffline:
+		if from != StatusOffline {
+			r.event(key, d.Name, EventOffline, reason)
+		}
+	case StatusDiscrepancy:
+		if from != StatusDiscrepancy || prev.Reason != reason {
+			detail := reason
+			if d.Resolved {
+				detail += " (resolved by an operator)"
+			}
+			r.event(key, d.Name, EventDiscrepancy, detail)
+		}
+	}
+	return d
+}
+
+// judgeDevice decides a device's status from the two sides; see DiffRegistry.
+func judgeDevice(name string, nn *NomadNode, cn *ConsulNode, nomadDevice bool) (RegistryStatus, string) {
+	switch {
+	case nn != nil && cn != nil:
+		var why []string
+		if nn.Status != NomadStatusReady {
+			why = append(why, "Nomad node status "+orUnknown(nn.Status))
+		}
+		if !serfAlive(cn.SerfStatus) {
+			why = append(why, "Consul serfHealth "+orUnknown(cn.SerfStatus))
+		}
+		if len(why) == 0 {
+			return StatusOK, ""
+		}
+		return StatusOffline, strings.Join(why, "; ")
+	case nn != nil:
+		if nn.Status != NomadStatusReady {
+			return StatusOffline, "Nomad node status " + orUnknown(nn.Status) + "; Consul has no node named " + strconv.Quote(name)
+		}
+		return StatusDiscrepancy, "Nomad node is ready but Consul has no node named " + strconv.Quote(name)
+	case cn != nil:
+		if nomadDevice && !serfAlive(cn.SerfStatus) {
+			return StatusOffline, "Nomad no longer lists the node; Consul serfHealth " + orUnknown(cn.SerfStatus)
+		}
+		return StatusDiscrepancy, "Consul node (serfHealth " + orUnknown(cn.SerfStatus) + ") has no Nomad node named " + strconv.Quote(name)
+	default:
+		return StatusOffline, "neither Nomad nor Consul lists the node"
+	}
+}
+
+func serfAlive(s string) bool { return s == SerfPassing || s == SerfWarning }
+
+func orUnknown(s string) string {
+	if s == "" {
+		return "unknown"
+	}
+	return s
+}
+
+// capabilityChanges describes how the node class and capabilities of a
+// device changed, or returns "".
+func capabilityChanges(prev, next Device) string {
+	var ch []string
+	add := func(field, a, b string) {
+		if a != b {
+			ch = append(ch, fmt.Sprintf("%s %q -> %q", field, a, b))
+		}
+	}
+	add("class", prev.Class, next.Class)
+	pc, nc := prev.Capabilities, next.Capabilities
+	add("arch", pc.Arch, nc.Arch)
+	add("os", pc.OS, nc.OS)
+	add("kernel", pc.Kernel, nc.Kernel)
+	if pc.MemoryMB != nc.MemoryMB {
+		ch = append(ch, fmt.Sprintf("memory_mb %d -> %d", pc.MemoryMB, nc.MemoryMB))
+	}
+	add("accelerator", pc.Accelerator, nc.Accelerator)
+	add("model", pc.Model, nc.Model)
+	return strings.Join(ch, ", ")
+}
+
+func (r *registryDiff) event(key, name, kind, detail string) {
+	r.events = append(r.events, RegistryEvent{Device: key, Name: name, Kind: kind, Detail: detail})
+}
+
+func (r *registryDiff) consume(k string) {
+	if r.consumed == nil {
+		r.consumed = map[string]struct{}{}
+	}
+	r.consumed[k] = struct{}{}
+}
+
+// handled reports whether a current key already has its next entry.
+func (r *registryDiff) handled(k string) bool {
+	if _, ok := r.next[k]; ok {
+		return true
+	}
+	_, ok := r.consumed[k]
+	return ok
+}
+
+// replacedQuarantine returns the quarantined registry entry that a new Nomad
+// node (key) named name replaces: a device of the same name whose node ID
+// Nomad no longer lists (its data directory was wiped and it registered
+// again). Quarantine is about the physical device, so it carries over.
+func (r *registryDiff) replacedQuarantine(name, key string) *Device {
+	k, ok := r.nameIndex()[name]
+	if !ok || k == key {
+		return nil
+	}
+	old := r.current[k]
+	if old.Status != StatusQuarantined {
+		return nil
+	}
+	if r.nomadIDs == nil {
+		r.nomadIDs = make(map[string]struct{}, len(r.obs.Nomad))
+		for _, n := range r.obs.Nomad {
+			r.nomadIDs[n.ID] = struct{}{}
+		}
+	}
+	if _, listed := r.nomadIDs[k]; listed {
+		return nil // the old node is alive under another name
+	}
+	return &old
+}
+
+func (r *registryDiff) nameIndex() map[string]string {
+	if r.byName != nil {
+		return r.byName
+	}
+	r.byName = make(map[string]string, len(r.current))
+	for k, d := range r.current {
+		if strings.HasPrefix(k, ConsulOnlyPrefix) {
+			continue
+		}
+		if old, dup := r.byName[d.Name]; !dup || k < old {
+			r.byName[d.Name] = k
+		}
+	}
+	return r.byName
+}

@@ -1,0 +1,355 @@
+package scheduler
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// Phase is where a rollout is in its lifecycle.
+//
+//	PREPARE -> VALIDATE -> CANARY -> AWAITING_APPROVAL -> WAVE 1..n -> CONFIRM -> DONE
+//	   any phase --rollback--> ROLLING_BACK -> PREPARE (outcome: rolled-back)
+//
+// CANARY and WAVE each run one stage:
+//
+//	switching (<= max_parallel device switches in flight)
+//	    -> soaking (health sampled throughout, fail fast on a breach)
+//	    -> gate (thresholds evaluated) -> pass (next phase) | rollback
+type Phase string
+
+const (
+	PhasePrepare          Phase = "PREPARE"
+	PhaseValidate         Phase = "VALIDATE"
+	PhaseCanary           Phase = "CANARY"
+	PhaseAwaitingApproval Phase = "AWAITING_APPROVAL"
+	PhaseWave             Phase = "WAVE"
+	PhaseConfirm          Phase = "CONFIRM"
+	PhaseDone             Phase = "DONE"
+	PhaseRollingBack      Phase = "ROLLING_BACK"
+)
+
+// Step is where a stage (the canary or a wave) is.
+type Step string
+
+const (
+	StepSwitching Step = "switching"
+	StepSoaking   Step = "soaking"
+	StepGate      Step = "gate"
+)
+
+// DeviceState is one device's state within a rollout.
+type DeviceState string
+
+const (
+	DevicePending        DeviceState = "pending"
+	DeviceSwitching      DeviceState = "switching"
+	DeviceVerifying      DeviceState = "verifying"
+	DeviceHealthy        DeviceState = "healthy"
+	DeviceFailed         DeviceState = "failed"
+	DeviceRollingBack    DeviceState = "rolling-back"
+	DeviceRolledBack     DeviceState = "rolled-back"
+	DeviceQuarantined    DeviceState = "quarantined"
+	DeviceSkippedOffline DeviceState = "skipped-offline"
+	DeviceCaughtUp       DeviceState = "caught-up"
+)
+
+// OnCandidate reports whether a device in this state runs (or may run) the
+// candidate slot, so that a rollback must take it back.
+func (s DeviceState) OnCandidate() bool {
+	switch s {
+	case DeviceSwitching, DeviceVerifying, DeviceHealthy, DeviceFailed, DeviceRollingBack, DeviceCaughtUp:
+		return true
+	}
+	return false
+}
+
+// Outcome is how a finished rollout ended.
+type Outcome string
+
+const (
+	OutcomeNone       Outcome = ""
+	OutcomeSucceeded  Outcome = "succeeded"
+	OutcomeRolledBack Outcome = "rolled-back"
+)
+
+// Slot colours.
+const (
+	SlotBlue  = "blue"
+	SlotGreen = "green"
+)
+
+// OtherSlot returns the other colour; the first rollout ("" active) installs
+// into blue.
+func OtherSlot(active string) string {
+	if active == SlotBlue {
+		return SlotGreen
+	}
+	return SlotBlue
+}
+
+// DeviceRef names a device for the cluster operations.
+type DeviceRef struct {
+	ID    string `json:"id"`
+	Name  string `json:"name"`
+	Class string `json:"class"`
+}
+
+// DeviceRecord is one device's part of a rollout, persisted under
+// fleetplan/rollouts/<rollout>/devices/<id>.
+type DeviceRecord struct {
+	DeviceRef
+	// Stage is the index of the stage (0 = canary) the device belongs to.
+	Stage  int         `json:"stage"`
+	State  DeviceState `json:"state"`
+	Reason string      `json:"reason,omitempty"`
+	// Layer is the health layer (1..4) that failed the device, 0 otherwise.
+	Layer      int       `json:"layer,omitempty"`
+	SwitchedAt time.Time `json:"switched_at,omitempty"`
+	HealthyAt  time.Time `json:"healthy_at,omitempty"`
+	UpdatedAt  time.Time `json:"updated_at"`
+	// Baseline and After are the device agent's metrics before the switch
+	// and at the end of the soak (for the report's health delta).
+	Baseline *Metrics `json:"baseline,omitempty"`
+	After    *Metrics `json:"after,omitempty"`
+
+	// Index is the Consul KV modify index the record was read at (CAS).
+	Index uint64 `json:"-"`
+}
+
+// Metrics are an application's measurements on one device.
+type Metrics struct {
+	ErrorRate    float64 `json:"error_rate"`
+	P95LatencyMS float64 `json:"p95_latency_ms"`
+	CPUPercent   float64 `json:"cpu_percent"`
+	MemoryMB     float64 `json:"memory_mb"`
+}
+
+// StageRecord is the outcome of one stage.
+type StageRecord struct {
+	Name       string        `json:"name"`
+	Canary     bool          `json:"canary"`
+	Percent    float64       `json:"percent"`
+	Soak       time.Duration `json:"soak"`
+	Devices    int           `json:"devices"`
+	Attempted  int           `json:"attempted"`
+	Failed     int           `json:"failed"`
+	Offline    int           `json:"offline"`
+	Verdict    string        `json:"verdict,omitempty"` // passed | failed | ""
+	StartedAt  time.Time     `json:"started_at,omitempty"`
+	SoakUntil  time.Time     `json:"soak_until,omitempty"`
+	FinishedAt time.Time     `json:"finished_at,omitempty"`
+}
+
+// Decision is one decision the controller took, with its reason and the
+// numbers behind it.
+type Decision struct {
+	Time    time.Time          `json:"time"`
+	Phase   Phase              `json:"phase"`
+	Stage   string             `json:"stage,omitempty"`
+	Kind    string             `json:"kind"`
+	Reason  string             `json:"reason"`
+	Numbers map[string]float64 `json:"numbers,omitempty"`
+}
+
+// ApprovalRecord is an operator's approval of the canary.
+type ApprovalRecord struct {
+	Actor   string    `json:"actor"`
+	Time    time.Time `json:"time"`
+	Message string    `json:"message,omitempty"`
+	// Saw is what the canary looked like when it was approved.
+	Saw string `json:"saw,omitempty"`
+}
+
+// Request is an operator's request (pause, rollback).
+type Request struct {
+	Actor  string    `json:"actor"`
+	Time   time.Time `json:"time"`
+	Reason string    `json:"reason,omitempty"`
+}
+
+// Controls are what operators ask of a running rollout. They live under
+// their own keys so that the controller stays the only writer of the state.
+type Controls struct {
+	Approval *ApprovalRecord `json:"approval,omitempty"`
+	Pause    *Request        `json:"pause,omitempty"`
+	Rollback *Request        `json:"rollback,omitempty"`
+}
+
+// Rollout is the persisted state of one rollout run, under
+// fleetplan/rollouts/<rollout>/state (the devices under .../devices/).
+type Rollout struct {
+	// App is the rollout label; ID identifies this run.
+	App             string   `json:"app"`
+	ID              string   `json:"id"`
+	Version         string   `json:"version"`
+	PreviousVersion string   `json:"previous_version,omitempty"`
+	Strategy        Strategy `json:"strategy"`
+	PolicyFile      string   `json:"policy_file,omitempty"`
+	// Active is the colour of the stable slot ("" on a first install);
+	// Candidate the colour that receives the new version.
+	Active    string `json:"active"`
+	Candidate string `json:"candidate"`
+
+	Phase  Phase  `json:"phase"`
+	Stage  int    `json:"stage"`
+	Step   Step   `json:"step,omitempty"`
+	Paused bool   `json:"paused,omitempty"`
+	Halted string `json:"halted,omitempty"`
+
+	Stages    []StageRecord   `json:"stages"`
+	Decisions []Decision      `json:"decisions"`
+	Approval  *ApprovalRecord `json:"approval,omitempty"`
+	Excluded  []ExcludedRef   `json:"excluded,omitempty"`
+
+	Outcome    Outcome   `json:"outcome,omitempty"`
+	StartedAt  time.Time `json:"started_at"`
+	UpdatedAt  time.Time `json:"updated_at"`
+	FinishedAt time.Time `json:"finished_at,omitempty"`
+	LastAction string    `json:"last_action,omitempty"`
+
+	Devices map[string]*DeviceRecord `json:"-"`
+	Index   uint64                   `json:"-"`
+}
+
+// ExcludedRef is a device left out of the rollout, with the reason.
+type ExcludedRef struct {
+	DeviceRef
+	Reason string `json:"reason"`
+}
+
+// Finished reports whether the run is over.
+func (r *Rollout) Finished() bool {
+	return r.Outcome != OutcomeNone
+}
+
+// ActiveSlot records which slot of an application runs the stable version,
+// under fleetplan/apps/<app>.
+type ActiveSlot struct {
+	Slot      string    `json:"slot"`
+	Version   string    `json:"version"`
+	RolloutID string    `json:"rollout_id"`
+	Since     time.Time `json:"since"`
+	Index     uint64    `json:"-"`
+}
+
+// ErrDeviceOffline is wrapped by cluster operations that could not reach a
+// device. Such a device is skipped and tracked, never counted as failed.
+var ErrDeviceOffline = errors.New("device offline")
+
+// ErrConflict is returned by a Store when a check-and-set write lost.
+var ErrConflict = errors.New("state changed underneath (check-and-set conflict)")
+
+// Cluster is what the controller needs from Nomad. jobs.Nomad implements it.
+type Cluster interface {
+	// PrepareCandidate registers the candidate slot job for the release. It
+	// never modifies the active slot's job.
+	PrepareCandidate(ctx context.Context, r *Rollout) error
+	// SwitchDevice moves one device from slot `from` to slot `to` ("" means
+	// no slot: used to install the first version and to remove it again):
+	// it sets the node's slot metadata, waits until the server sees it, and
+	// stops the `from` slot's allocation on the node. Each step is
+	// idempotent and has a deadline. An unreachable device yields an error
+	// wrapping ErrDeviceOffline.
+	SwitchDevice(ctx context.Context, dev DeviceRef, from, to string) error
+}
+
+// HealthSource reports the candidate's health on devices. checks.Watcher
+// implements it from blocking queries; it never polls devices one by one.
+type HealthSource interface {
+	Health(ctx context.Context, r *Rollout, devices []DeviceRef) (map[string]DeviceHealth, error)
+}
+
+// DeviceHealth is what the cluster says about the candidate on one device.
+type DeviceHealth struct {
+	// Online: Nomad reports the node ready and its Consul agent is alive.
+	Online bool `json:"online"`
+	// Alloc is the candidate slot's allocation on the device, nil if none.
+	Alloc *AllocHealth `json:"alloc,omitempty"`
+	// Checks are the Consul checks of the candidate's services and of the
+	// device agent's layers on the device.
+	Checks []CheckResult `json:"checks,omitempty"`
+	// Version the application reports, "" when unknown.
+	Version string   `json:"version,omitempty"`
+	Metrics *Metrics `json:"metrics,omitempty"`
+}
+
+// AllocHealth is a slot allocation's state.
+type AllocHealth struct {
+	ID       string `json:"id"`
+	Status   string `json:"status"` // pending | running | complete | failed | lost
+	Restarts int    `json:"restarts"`
+	// Version is the job meta fleetplan_version of the allocation's job.
+	Version string `json:"version,omitempty"`
+}
+
+// CheckResult is one Consul check's state.
+type CheckResult struct {
+	Name   string `json:"name"`
+	Layer  int    `json:"layer"` // 1..4, 0 when not a fleetplan layer check
+	Status string `json:"status"`
+	Output string `json:"output,omitempty"`
+}
+
+// VerdictStatus is a gate's verdict on one device.
+type VerdictStatus string
+
+const (
+	VerdictPending VerdictStatus = "pending"
+	VerdictPass    VerdictStatus = "pass"
+	VerdictFail    VerdictStatus = "fail"
+)
+
+// Verdict is a gate's verdict on one device, with the reason.
+type Verdict struct {
+	Status VerdictStatus `json:"status"`
+	Layer  int           `json:"layer,omitempty"`
+	Reason string        `json:"reason,omitempty"`
+}
+
+// Gate turns one device's health into a verdict. The controller only reacts
+// to verdicts; measurement lives behind HealthSource.
+type Gate interface {
+	Evaluate(p *Policy, rec *DeviceRecord, h DeviceHealth, now time.Time) Verdict
+}
+
+// Store persists rollouts with check-and-set writes. store.Consul
+// implements it on Consul KV.
+type Store interface {
+	// Load returns the current run of a rollout with its devices, or nil.
+	Load(ctx context.Context, app string) (*Rollout, error)
+	// SaveRollout writes the run (not its devices) if it was not changed
+	// since r.Index, and updates r.Index; ErrConflict otherwise.
+	SaveRollout(ctx context.Context, r *Rollout) error
+	// SaveDevice writes one device record with check-and-set on d.Index.
+	SaveDevice(ctx context.Context, app string, d *DeviceRecord) error
+	// Controls returns the operators' requests; with waitIndex > 0 it
+	// blocks until they change or ctx/wait ends.
+	Controls(ctx context.Context, app string, waitIndex uint64, wait time.Duration) (Controls, uint64, error)
+	// ClearControls removes the requests (when a new run starts).
+	ClearControls(ctx context.Context, app string) error
+	ActiveSlot(ctx context.Context, app string) (*ActiveSlot, error)
+	SetActiveSlot(ctx context.Context, app string, s *ActiveSlot) error
+	// Archive keeps a finished run under .../history/<id>.
+	Archive(ctx context.Context, r *Rollout) error
+}
+
+// Registry is the controller's view of the device registry.
+type Registry interface {
+	// Devices returns the devices matching the fleet selector.
+	Devices(ctx context.Context, p *Policy) ([]Device, error)
+	// Quarantine marks a device quarantined with a reason.
+	Quarantine(ctx context.Context, deviceID, reason string) error
+}
+
+// Clock is injected time.
+type Clock interface {
+	Now() time.Time
+	After(d time.Duration) <-chan time.Time
+}
+
+// RealClock is the wall clock.
+type RealClock struct{}
+
+func (RealClock) Now() time.Time                         { return time.Now() }
+func (RealClock) After(d time.Duration) <-chan time.Time { return time.After(d) }
