@@ -33,6 +33,26 @@ export CONSUL_HTTP_ADDR=127.0.0.1:8500
 unset NOMAD_TOKEN CONSUL_HTTP_TOKEN NOMAD_CACERT NOMAD_CLIENT_CERT NOMAD_CLIENT_KEY CONSUL_CACERT CONSUL_CLIENT_CERT CONSUL_CLIENT_KEY CONSUL_HTTP_SSL
 
 log() { echo "==> $*" >&2; }
+
+# http_get URL: prints the body, fails on errors (no curl on a fresh machine).
+http_get() {
+	python3 -c 'import sys, urllib.request; sys.stdout.write(urllib.request.urlopen(sys.argv[1], timeout=5).read().decode())' "$1" 2>/dev/null
+}
+
+# kill_matching PATTERN: kills the processes whose command line or working
+# folder contains PATTERN (there is no procps on a fresh machine).
+kill_matching() {
+	local pat=$1 p pid cwd
+	for p in /proc/[0-9]*; do
+		pid=${p#/proc/}
+		[[ "$pid" == "$$" ]] && continue
+		cwd=$(readlink "$p/cwd" 2>/dev/null || true)
+		if [[ "$cwd/" == *"$pat"* ]] || { tr '\0' ' ' <"$p/cmdline" 2>/dev/null | grep -qF -- "$pat"; }; then
+			kill -KILL "$pid" 2>/dev/null || true
+		fi
+	done
+}
+
 die() { echo "error: $*" >&2; exit 1; }
 
 # device_name I: the name of the I-th device (0-based), classes round-robin.
@@ -230,7 +250,7 @@ start_device() {
 }
 
 node_ready() { # node_ready NAME
-	curl -sf "$NOMAD_ADDR/v1/nodes" | python3 -c '
+	http_get "$NOMAD_ADDR/v1/nodes" | python3 -c '
 import json, sys
 name = sys.argv[1]
 nodes = [n for n in json.load(sys.stdin) if n["Name"] == name]
@@ -238,7 +258,7 @@ sys.exit(0 if nodes and nodes[0]["Status"] == "ready" else 1)' "$1"
 }
 
 node_status() { # node_status NAME: Nomad's status of a node, or "unknown"
-	curl -sf "$NOMAD_ADDR/v1/nodes" | python3 -c '
+	http_get "$NOMAD_ADDR/v1/nodes" | python3 -c '
 import json, sys
 name = sys.argv[1]
 nodes = [n for n in json.load(sys.stdin) if n["Name"] == name]
@@ -262,7 +282,7 @@ PY
 }
 
 all_alive() {
-	curl -sf "http://$CONSUL_HTTP_ADDR/v1/agent/members" | python3 -c '
+	http_get "http://$CONSUL_HTTP_ADDR/v1/agent/members" | python3 -c '
 import json, sys
 want = set(sys.argv[1:]) | {"fleetplan-server"}
 alive = {m["Name"] for m in json.load(sys.stdin) if m["Status"] == 1}
@@ -288,9 +308,9 @@ cmd_up() {
 
 	write_server_configs
 	start_bg "$STATE/server/consul.pid" "$STATE/server/consul.log" "$CONSUL" agent -config-file "$STATE/server/consul.hcl"
-	wait_for "the Consul server's leader" 60 sh -c "curl -sf http://$CONSUL_HTTP_ADDR/v1/status/leader | grep -q 8300"
+	wait_for "the Consul server's leader" 60 sh -c "python3 -c 'import urllib.request,sys; sys.exit(0 if b\":8300\" in urllib.request.urlopen(\"http://$CONSUL_HTTP_ADDR/v1/status/leader\", timeout=2).read() else 1)'"
 	start_bg "$STATE/server/nomad.pid" "$STATE/server/nomad.log" "$NOMAD" agent -config "$STATE/server/nomad.hcl"
-	wait_for "the Nomad server's leader" 60 sh -c "curl -sf $NOMAD_ADDR/v1/status/leader | grep -q 4647"
+	wait_for "the Nomad server's leader" 60 sh -c "python3 -c 'import urllib.request,sys; sys.exit(0 if b\":4647\" in urllib.request.urlopen(\"$NOMAD_ADDR/v1/status/leader\", timeout=2).read() else 1)'"
 
 	for ((i = 0; i < n; i++)); do
 		write_device_configs "$i"
@@ -312,7 +332,7 @@ cmd_down() {
 		done
 	fi
 	# Tasks started by raw_exec run the demo binary from the state folder.
-	pkill -f "$STATE/bin/" 2>/dev/null || true
+	kill_matching "$STATE/"
 	# Nomad leaves cgroups behind on cgroup v1.
 	for d in /sys/fs/cgroup/*/fleetplan-*; do
 		if [[ -d "$d" ]]; then find "$d" -depth -type d -exec rmdir {} + 2>/dev/null || true; fi
@@ -332,7 +352,7 @@ cmd_status() {
 	echo "  Nomad       http://127.0.0.1:4646  (UI: http://127.0.0.1:4646/ui)"
 	echo "  Consul      http://127.0.0.1:8500  (UI: http://127.0.0.1:8500/ui)"
 	echo "  devices:"
-	curl -sf "$NOMAD_ADDR/v1/nodes" | python3 -c '
+	http_get "$NOMAD_ADDR/v1/nodes" | python3 -c '
 import json, sys
 for n in sorted(json.load(sys.stdin), key=lambda n: n["Name"]):
     print("    %-12s %-8s %-8s %s" % (n["Name"], n["NodeClass"], n["Status"], n["Address"]))'
@@ -344,8 +364,7 @@ cmd_device_down() {
 	stop_pidfile "$STATE/$name/nomad.pid"
 	stop_pidfile "$STATE/$name/consul.pid"
 	# A powered-off device runs nothing: stop its tasks too.
-	pkill -f -- "-addr 127.0.0.1:$((20000 + $(device_index "$name") * 1000))" 2>/dev/null || true
-	pkill -f -- "$STATE/$name/" 2>/dev/null || true
+	kill_matching "$STATE/$name/"
 	log "$name is down (Nomad will mark it down after its heartbeat TTL)"
 }
 
@@ -353,7 +372,12 @@ cmd_device_up() {
 	local name=${1:?device name} i
 	i=$(device_index "$name")
 	start_device "$i"
+	# The server may still list the node as ready from before: wait for the
+	# restarted agents themselves, then for the server to agree.
+	wait_for "$name's Nomad client" 60 http_get "http://127.0.0.$((i + 2)):4646/v1/agent/self"
+	wait_for "$name's Consul agent" 60 http_get "http://127.0.0.$((i + 2)):8500/v1/agent/self"
 	wait_for "$name to be ready" 60 node_ready "$name"
+	wait_for "every Consul member to be alive" 60 all_alive
 	log "$name is up ($(node_status "$name"))"
 }
 

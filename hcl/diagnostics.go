@@ -42,7 +42,7 @@ func errNoPolicyFiles(dir string) *hcl2.Diagnostic {
 	return &hcl2.Diagnostic{
 		Severity: hcl2.DiagError,
 		Summary:  "No policy files",
-		Detail:   fmt.Sprintf("The folder %q holds no *.fleet.hcl file. Name policy files <application>.fleet.hcl, or give the files themselves.", dir),
+		Detail:   fmt.Sprintf("The folder %q holds no %s file. Name policy files <application>.fleet.hcl, or give the files themselves.", dir, PolicyGlob),
 	}
 }
 
@@ -96,7 +96,7 @@ func errUnknownBlock(subject hcl2.Range, name string, in *blockSpec) *hcl2.Diagn
 	case in.hasAttr(name):
 		detail += fmt.Sprintf(" %q is an argument here: assign it with an equals sign, %s = ...", name, name)
 	case len(blockHomes[name]) > 0:
-		detail += fmt.Sprintf(" A %s block belongs in %s.", name, homesText(blockHomes[name]))
+		detail += fmt.Sprintf(" %s %s block belongs in %s.", capitalize(article(name)), name, homesText(blockHomes[name]))
 	default:
 		if s := suggest(name, names); s != "" {
 			detail += fmt.Sprintf(" Did you mean %q?", s)
@@ -119,7 +119,7 @@ func errDuplicateBlock(subject hcl2.Range, typ, parent string, first hcl2.Range)
 // that should contain it.
 func errMissingBlock(subject hcl2.Range, typ, parent, why, example string) *hcl2.Diagnostic {
 	return newError(subject, fmt.Sprintf("Missing %s block", typ),
-		fmt.Sprintf("The %s block needs a %s block: %s Add, for example:\n\n%s", parent, typ, why, example))
+		fmt.Sprintf("The %s block needs %s %s block: %s Add, for example:\n\n%s", parent, article(typ), typ, why, example))
 }
 
 // errMissingAttribute reports a required attribute at the opening line of
@@ -229,14 +229,14 @@ func errDurationNegative(subject hcl2.Range, name string, d time.Duration) *hcl2
 
 func errSoakNotPositive(subject hcl2.Range, stage string, d time.Duration) *hcl2.Diagnostic {
 	return newError(subject, "Invalid soak",
-		fmt.Sprintf("The %s's soak is %s. The soak is how long the new version runs on the %s's devices, with health watched throughout, before the gate decides whether the rollout goes on: without it nothing is watched. Use at least a few minutes, for example soak = \"10m\".",
-			stage, d, stage))
+		fmt.Sprintf("%s soaks for %s. The soak is how long the new version runs on the stage's devices, with health watched throughout, before the gate decides whether the rollout goes on: without it nothing is watched. Use at least a few minutes, for example soak = \"10m\".",
+			capitalize(stage), d))
 }
 
 func warnShortSoak(subject hcl2.Range, stage string, d time.Duration) *hcl2.Diagnostic {
 	return newWarning(subject, "Short soak",
-		fmt.Sprintf("The %s soaks for only %s. Problems such as memory leaks, thermal throttling or crash loops take minutes to show, so a soak under one minute lets a bad version through the gate. Fine for a demo; for a real fleet use several minutes, for example soak = \"10m\".",
-			stage, d))
+		fmt.Sprintf("%s soaks for only %s. Problems such as memory leaks, thermal throttling or crash loops take minutes to show, so a soak under one minute lets a bad version through the gate. Fine for a demo; for a real fleet use several minutes, for example soak = \"10m\".",
+			capitalize(stage), d))
 }
 
 func warnTimeoutNotBelowInterval(subject hcl2.Range, timeout, interval time.Duration) *hcl2.Diagnostic {
@@ -316,14 +316,19 @@ func errJobspecNotFound(subject hcl2.Range, written, resolved string) *hcl2.Diag
 			written, resolved))
 }
 
-func errJobspecNotFile(subject hcl2.Range, written, resolved string, err error) *hcl2.Diagnostic {
-	detail := fmt.Sprintf("The jobspec %q cannot be used. fleetplan looked for it at:\n%s\n", written, resolved)
-	if err != nil {
-		detail += fmt.Sprintf("and could not read it: %s.", unwrapPathError(err))
-	} else {
-		detail += "and found a folder, not a file. Point jobspec at the Nomad job file itself, for example jobspec = \"detector.nomad.hcl\"."
+func errJobspecNotFile(subject hcl2.Range, written, resolved string, info fs.FileInfo) *hcl2.Diagnostic {
+	what := "something that is not a regular file"
+	if info.IsDir() {
+		what = "a folder"
 	}
-	return newError(subject, "Unusable jobspec", detail)
+	return newError(subject, "Unusable jobspec",
+		fmt.Sprintf("The jobspec %q cannot be used. fleetplan looked for it at:\n%s\nand found %s. Point jobspec at the Nomad job file itself, for example jobspec = \"detector.nomad.hcl\".",
+			written, resolved, what))
+}
+
+func errJobspecUnreadable(subject hcl2.Range, written, resolved string, err error) *hcl2.Diagnostic {
+	return newError(subject, "Unusable jobspec",
+		fmt.Sprintf("The jobspec %q cannot be used. fleetplan looked for it at:\n%s\nand could not read it: %s.", written, resolved, unwrapPathError(err)))
 }
 
 func errVersionSpaces(subject hcl2.Range, v string) *hcl2.Diagnostic {
@@ -414,9 +419,9 @@ func errInputFile(subject hcl2.Range, written, resolved string, err error) *hcl2
 			written, resolved, capitalize(unwrapPathError(err).Error())))
 }
 
-func errInputFileTooLarge(subject hcl2.Range, resolved string, size int64) *hcl2.Diagnostic {
+func errInputFileTooLarge(subject hcl2.Range, resolved string) *hcl2.Diagnostic {
 	return newError(subject, "Test input too large",
-		fmt.Sprintf("The functional test input %s is %d bytes; the limit is %d. The probe sends it to every device at every interval: use a small representative input.", resolved, size, maxInputFileSize))
+		fmt.Sprintf("The functional test input\n%s\nis larger than %d bytes. The probe sends it to every device at every interval: use a small representative input.", resolved, maxInputFileSize))
 }
 
 func errInputNotJSON(subject hcl2.Range, probe string, err error) *hcl2.Diagnostic {
@@ -472,7 +477,7 @@ func homesText(homes []string) string {
 		if h == "" {
 			parts[i] = "the top level of the file"
 		} else {
-			parts[i] = "a " + h + " block"
+			parts[i] = article(h) + " " + h + " block"
 		}
 	}
 	return joinList(parts, "or")
@@ -529,9 +534,71 @@ func unwrapPathError(err error) error {
 	return err
 }
 
+// article is the indefinite article for a block name.
+func article(word string) string {
+	if word != "" && strings.ContainsRune("aeiou", rune(word[0])) {
+		return "an"
+	}
+	return "a"
+}
+
 func capitalize(s string) string {
 	if s == "" {
 		return s
 	}
 	return strings.ToUpper(s[:1]) + s[1:]
+}
+
+// attrExamples shows a correct line for each attribute, used by the
+// messages about a missing or mistyped value.
+var attrExamples = map[string]string{
+	"strategy":                         `strategy = "canary-rolling"`,
+	"max_parallel":                     `max_parallel = 10`,
+	"selector":                         `selector = "Meta.fleet == \"vision\""`,
+	"datacenters":                      `datacenters = ["dc1"]`,
+	"jobspec":                          `jobspec = "detector.nomad.hcl"`,
+	"version":                          `version = "2.4.1"`,
+	"env":                              `env = { LOG_LEVEL = "info" }`,
+	"percent":                          `percent = 10`,
+	"min_per_class":                    `min_per_class = 1`,
+	"soak":                             `soak = "10m"`,
+	"approval":                         `approval = "manual"`,
+	"grace":                            `grace = "30s"`,
+	"heartbeat_timeout":                `heartbeat_timeout = "30s"`,
+	"max_cpu_percent":                  `max_cpu_percent = 90`,
+	"max_memory_percent":               `max_memory_percent = 90`,
+	"max_disk_percent":                 `max_disk_percent = 95`,
+	"max_temperature_c":                `max_temperature_c = 85`,
+	"port":                             `port = "http"`,
+	"path":                             `path = "/health"`,
+	"interval":                         `interval = "5s"`,
+	"timeout":                          `timeout = "2s"`,
+	"expect_version":                   `expect_version = true`,
+	"max_restarts":                     `max_restarts = 3`,
+	"probe":                            `probe = "http-json"`,
+	"input":                            `input = jsonencode({ image = "cat.jpg" })`,
+	"input_file":                       `input_file = "testdata/cat.json"`,
+	"expect":                           `expect = { label = "cat" }`,
+	"max_latency":                      `max_latency = "250ms"`,
+	"max_failure_percent":              `max_failure_percent = 2`,
+	"max_error_rate":                   `max_error_rate = 0.02`,
+	"max_p95_latency_increase_percent": `max_p95_latency_increase_percent = 20`,
+	"scope":                            `scope = "wave"`,
+	"catch_up":                         `catch_up = true`,
+	"max_offline_percent":              `max_offline_percent = 20`,
+}
+
+// requiredWhy says why a required attribute is needed, keyed by
+// "block.attribute".
+var requiredWhy = map[string]string{
+	"fleet.selector":               "it picks the devices the rollout covers, as a Nomad node filter expression.",
+	"release.jobspec":              "it is the application's Nomad job, which fleetplan compiles into the two slot jobs; the path is relative to the policy file.",
+	"release.version":              "it is the version being rolled out, which the application must report on its health endpoint.",
+	"canary.percent":               "it is the share of the fleet, 1 to 5 %, that gets the new version first.",
+	"canary.soak":                  "it is how long the canary runs, with health watched, before its gate decides.",
+	"wave.percent":                 "it is the cumulative share of the fleet that runs the new version once the wave is through.",
+	"wave.soak":                    "it is how long the wave runs, with health watched, before its gate decides whether the next wave may start.",
+	"rollback.max_failure_percent": "it is the share of the devices a wave attempted that may fail before fleetplan rolls back by itself.",
+	"functional.probe":             "it names the probe plugin that sends the test input.",
+	"functional.expect":            "it is what the answer to the test input must contain; without it the probe checks nothing.",
 }

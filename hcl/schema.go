@@ -90,7 +90,7 @@ func (s *blockSpec) displayName() string {
 	if s.Type == "" {
 		return "the top level of a policy file"
 	}
-	return "a " + s.Type + " block"
+	return article(s.Type) + " " + s.Type + " block"
 }
 
 // attrHomes and blockHomes map every attribute and block name of the

@@ -122,7 +122,7 @@ func DiffRegistry(current map[string]Device, obs Observed, now time.Time) (map[s
 		current: current,
 		obs:     obs,
 		now:     now,
-		next:    make(map[string]Device, len(current)+8),
+		next:    make(map[string]Device, max(len(current), len(obs.Nomad))+16),
 	}
 	r.scanNomad()
 	r.scanConsulOnly()
@@ -142,8 +142,12 @@ type registryDiff struct {
 	// byName maps node names to current keys that are Nomad node IDs; built
 	// on first use (only new or Consul-only nodes need it).
 	byName map[string]string
+	// quarantinedByName maps names to the keys of quarantined current
+	// devices; built on first use.
+	quarantinedByName map[string]string
 	// nomadIDs is the set of node IDs Nomad lists; built on first use.
 	nomadIDs map[string]struct{}
+	buf      []byte
 }
 
 // scanNomad settles every node Nomad lists.
@@ -162,14 +166,16 @@ func (r *registryDiff) scanNomad() {
 		}
 		prev, known := r.current[key]
 		hadNomad := known
-		if ck := ConsulOnlyPrefix + name; len(r.current) > 0 {
-			if cprev, ok := r.current[ck]; ok {
-				r.consume(ck)
-				if known {
-					r.event(ck, name, EventRemoved, "merged into Nomad node "+key)
-				} else {
-					prev, known = cprev, true
-				}
+		// The lookup through string(buf) does not allocate; most nodes have
+		// no Consul-only entry.
+		r.buf = append(append(r.buf[:0], ConsulOnlyPrefix...), name...)
+		if cprev, ok := r.current[string(r.buf)]; ok {
+			ck := string(r.buf)
+			r.consume(ck)
+			if known {
+				r.event(ck, name, EventRemoved, "merged into Nomad node "+key)
+			} else {
+				prev, known = cprev, true
 			}
 		}
 		var inherited *Device
@@ -415,12 +421,19 @@ func (r *registryDiff) handled(k string) bool {
 // Nomad no longer lists (its data directory was wiped and it registered
 // again). Quarantine is about the physical device, so it carries over.
 func (r *registryDiff) replacedQuarantine(name, key string) *Device {
-	k, ok := r.nameIndex()[name]
-	if !ok || k == key {
-		return nil
+	if r.quarantinedByName == nil {
+		r.quarantinedByName = map[string]string{}
+		for k, d := range r.current {
+			if d.Status != StatusQuarantined || strings.HasPrefix(k, ConsulOnlyPrefix) {
+				continue
+			}
+			if old, dup := r.quarantinedByName[d.Name]; !dup || k < old {
+				r.quarantinedByName[d.Name] = k
+			}
+		}
 	}
-	old := r.current[k]
-	if old.Status != StatusQuarantined {
+	k, ok := r.quarantinedByName[name]
+	if !ok || k == key {
 		return nil
 	}
 	if r.nomadIDs == nil {
@@ -432,6 +445,7 @@ func (r *registryDiff) replacedQuarantine(name, key string) *Device {
 	if _, listed := r.nomadIDs[k]; listed {
 		return nil // the old node is alive under another name
 	}
+	old := r.current[k]
 	return &old
 }
 

@@ -104,7 +104,11 @@ type DeviceRecord struct {
 	State  DeviceState `json:"state"`
 	Reason string      `json:"reason,omitempty"`
 	// Layer is the health layer (1..4) that failed the device, 0 otherwise.
-	Layer      int       `json:"layer,omitempty"`
+	Layer int `json:"layer,omitempty"`
+	// Attempted is set once a switch may have changed the device's slot and
+	// cleared when the device is known to be back on the active slot, so a
+	// rollback knows which offline devices it must still take back.
+	Attempted  bool      `json:"attempted,omitempty"`
 	SwitchedAt time.Time `json:"switched_at,omitempty"`
 	HealthyAt  time.Time `json:"healthy_at,omitempty"`
 	UpdatedAt  time.Time `json:"updated_at"`
@@ -196,6 +200,12 @@ type Rollout struct {
 	Step   Step   `json:"step,omitempty"`
 	Paused bool   `json:"paused,omitempty"`
 	Halted string `json:"halted,omitempty"`
+
+	// The rollback in progress (phase ROLLING_BACK): its scope, the stage
+	// it started from, and why.
+	RollbackScope  RollbackScope `json:"rollback_scope,omitempty"`
+	RollbackStage  int           `json:"rollback_stage,omitempty"`
+	RollbackReason string        `json:"rollback_reason,omitempty"`
 
 	Stages    []StageRecord   `json:"stages"`
 	Decisions []Decision      `json:"decisions"`

@@ -1,0 +1,882 @@
+package hcl
+
+import (
+	"encoding/json"
+	"errors"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+
+	hcl2 "github.com/hashicorp/hcl/v2"
+	"github.com/hashicorp/hcl/v2/hclsyntax"
+
+	"github.com/fleetplan/fleetplan/scheduler"
+)
+
+// Defaults the scheduler package has no constant for.
+const (
+	defaultHealthPath         = "/health"
+	defaultHealthPort         = "http"
+	defaultHealthInterval     = 5 * time.Second
+	defaultHealthTimeout      = 2 * time.Second
+	defaultHeartbeatTimeout   = 30 * time.Second
+	defaultFunctionalInterval = 30 * time.Second
+
+	// shortSoak is the soak under which a warning is given.
+	shortSoak = time.Minute
+	// maxInputFileSize bounds a functional probe's input_file.
+	maxInputFileSize = 1 << 20
+	// maxJobspecSize bounds the jobspec read for the port check.
+	maxJobspecSize = 4 << 20
+	// httpJSONProbe is the built-in probe whose input must be JSON.
+	httpJSONProbe = "http-json"
+)
+
+var (
+	approvals = []string{string(scheduler.ApprovalManual), string(scheduler.ApprovalAuto)}
+	scopes    = []string{string(scheduler.ScopeWave), string(scheduler.ScopeFleet)}
+
+	rolloutNameRe = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$`)
+	envNameRe     = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+)
+
+func strategies() []string {
+	out := make([]string, len(scheduler.Strategies))
+	for i, s := range scheduler.Strategies {
+		out[i] = string(s)
+	}
+	return out
+}
+
+// isBigBang says whether a strategy name asks to deploy everywhere at once.
+func isBigBang(s string) bool {
+	n := strings.NewReplacer("-", "", "_", "", " ", "").Replace(strings.ToLower(strings.TrimSpace(s)))
+	switch n {
+	case "bigbang", "allatonce", "atonce", "all", "everywhere", "recreate", "immediate", "instant", "simultaneous", "direct", "nocanary":
+		return true
+	}
+	return false
+}
+
+// decoder decodes the rollout blocks of one file, collecting diagnostics.
+type decoder struct {
+	// dir is the absolute folder of the policy file; relative paths in the
+	// policy are resolved against it.
+	dir   string
+	diags hcl2.Diagnostics
+}
+
+func (d *decoder) add(diags ...*hcl2.Diagnostic) { d.diags = append(d.diags, diags...) }
+
+// content extracts a block body against its spec and reports every
+// attribute and block the spec does not know, in source order.
+func (d *decoder) content(body hcl2.Body, spec *blockSpec) *hcl2.BodyContent {
+	schema := spec.bodySchema()
+	sb, ok := body.(*hclsyntax.Body)
+	if !ok {
+		c, diags := body.Content(schema)
+		d.add(diags...)
+		return c
+	}
+	c, _, diags := sb.PartialContent(schema)
+	d.add(diags...)
+
+	var unknown []*hclsyntax.Attribute
+	var candidates []string
+	for name, a := range sb.Attributes {
+		if !spec.hasAttr(name) {
+			unknown = append(unknown, a)
+		}
+	}
+	for _, name := range spec.Attrs {
+		if _, set := sb.Attributes[name]; !set {
+			candidates = append(candidates, name)
+		}
+	}
+	sort.Slice(unknown, func(i, j int) bool { return unknown[i].SrcRange.Start.Byte < unknown[j].SrcRange.Start.Byte })
+	for _, a := range unknown {
+		d.add(errUnknownAttribute(a.NameRange, a.Name, spec, candidates))
+	}
+	for _, b := range sb.Blocks {
+		if !spec.hasBlock(b.Type) {
+			d.add(errUnknownBlock(b.TypeRange, b.Type, spec))
+		}
+	}
+	return c
+}
+
+// blocksOf groups blocks by type, keeping source order.
+func blocksOf(c *hcl2.BodyContent) map[string][]*hcl2.Block {
+	out := map[string][]*hcl2.Block{}
+	for _, b := range c.Blocks {
+		out[b.Type] = append(out[b.Type], b)
+	}
+	return out
+}
+
+// single returns the one block of a type, reporting any duplicate; nil when
+// there is none.
+func (d *decoder) single(blocks map[string][]*hcl2.Block, typ, parent string) *hcl2.Block {
+	bs := blocks[typ]
+	if len(bs) == 0 {
+		return nil
+	}
+	for _, b := range bs[1:] {
+		d.add(errDuplicateBlock(b.DefRange, typ, parent, bs[0].DefRange))
+	}
+	return bs[0]
+}
+
+// required returns a required attribute, reporting it at the block's
+// opening line when it is missing.
+func (d *decoder) required(c *hcl2.BodyContent, b *hcl2.Block, name string) *hcl2.Attribute {
+	a := c.Attributes[name]
+	if a == nil {
+		d.add(errMissingAttribute(b.DefRange, name, b.Type, requiredWhy[b.Type+"."+name], attrExamples[name]))
+	}
+	return a
+}
+
+// rollout decodes one rollout block.
+func (d *decoder) rollout(b *hcl2.Block) *scheduler.Policy {
+	name := b.Labels[0]
+	p := &scheduler.Policy{
+		Name:             name,
+		File:             b.DefRange.Filename,
+		DefRange:         b.DefRange,
+		Strategy:         scheduler.StrategyCanaryRolling,
+		MaxParallel:      scheduler.DefaultMaxParallel,
+		StrategyRange:    b.DefRange,
+		MaxParallelRange: b.DefRange,
+	}
+	if !rolloutNameRe.MatchString(name) {
+		d.add(errRolloutName(b.LabelRanges[0], name))
+	}
+	c := d.content(b.Body, rolloutSpec)
+
+	if a := c.Attributes["strategy"]; a != nil {
+		p.StrategyRange = a.Expr.Range()
+		if s, ok := d.str(a); ok {
+			switch {
+			case slices.Contains(strategies(), s):
+				p.Strategy = scheduler.Strategy(s)
+			case isBigBang(s):
+				d.add(errBigBangStrategy(a.Expr.Range(), s))
+			default:
+				d.add(errUnknownEnum(a.Expr.Range(), "strategy", s, strategies()))
+			}
+		}
+	}
+	if a := c.Attributes["max_parallel"]; a != nil {
+		p.MaxParallelRange = a.Expr.Range()
+		if n, ok := d.integer(a); ok {
+			if n < 1 {
+				d.add(errIntRange(a.Expr.Range(), "max_parallel", float64(n), 1,
+					"it is the number of device switches in flight at once, so at least one is needed to make progress."))
+			} else {
+				p.MaxParallel = n
+			}
+		}
+	}
+
+	blocks := blocksOf(c)
+	missing := func(typ, why, example string) {
+		d.add(errMissingBlock(b.DefRange, typ, "rollout", why, example))
+	}
+
+	if fb := d.single(blocks, "fleet", "rollout"); fb != nil {
+		p.Fleet = d.fleet(fb)
+	} else {
+		missing("fleet", "it selects the devices the rollout covers.",
+			"fleet {\n  selector = \"Meta.fleet == \\\"vision\\\"\"\n}")
+	}
+
+	if rb := d.single(blocks, "release", "rollout"); rb != nil {
+		p.Release = d.release(rb)
+	} else {
+		missing("release", "it names the application's Nomad jobspec and the version to roll out.",
+			"release {\n  jobspec = \"detector.nomad.hcl\"\n  version = \"2.4.1\"\n}")
+	}
+
+	canaryOK := false
+	if cb := d.single(blocks, "canary", "rollout"); cb != nil {
+		p.Canary, canaryOK = d.canary(cb)
+	} else {
+		missing("canary", "every rollout starts with a canary of 1 to 5 % of the fleet, with at least one device of every node class, and no setting skips it.",
+			"canary {\n  percent = 2\n  soak    = \"15m\"\n}")
+	}
+
+	p.Waves = d.waves(b, blocks["wave"], p, canaryOK)
+
+	if hb := d.single(blocks, "health", "rollout"); hb != nil {
+		p.Health = d.health(hb, p)
+	} else {
+		missing("health", "waves are gated on the devices' health, and at least the application's own health endpoint must be checked.",
+			"health {\n  application {\n    port = \"http\"\n    path = \"/health\"\n  }\n}")
+	}
+
+	if rb := d.single(blocks, "rollback", "rollout"); rb != nil {
+		p.Rollback = d.rollback(rb)
+	} else {
+		missing("rollback", "automatic rollback triggers must be defined, so that a failing rollout is taken back with no human in the loop.",
+			"rollback {\n  max_failure_percent = 2\n}")
+	}
+
+	p.Offline = scheduler.Offline{CatchUp: true, Range: b.DefRange}
+	if ob := d.single(blocks, "offline", "rollout"); ob != nil {
+		p.Offline = d.offline(ob)
+	}
+	return p
+}
+
+func (d *decoder) fleet(b *hcl2.Block) scheduler.Fleet {
+	c := d.content(b.Body, fleetSpec)
+	f := scheduler.Fleet{Range: b.DefRange, SelectorRange: b.DefRange}
+	if a := d.required(c, b, "selector"); a != nil {
+		f.SelectorRange = a.Expr.Range()
+		if s, ok := d.str(a); ok {
+			if strings.TrimSpace(s) == "" {
+				d.add(errEmptyString(a.Expr.Range(), "selector", attrExamples["selector"]))
+			}
+			f.Selector = s
+		}
+	}
+	if a := c.Attributes["datacenters"]; a != nil {
+		if dcs, ok := d.stringList(a); ok {
+			for _, dc := range dcs {
+				if strings.TrimSpace(dc) == "" {
+					d.add(errEmptyListItem(a.Expr.Range(), "datacenters"))
+					break
+				}
+			}
+			f.Datacenters = dcs
+		}
+	}
+	return f
+}
+
+func (d *decoder) release(b *hcl2.Block) scheduler.Release {
+	c := d.content(b.Body, releaseSpec)
+	r := scheduler.Release{Range: b.DefRange, JobspecRange: b.DefRange, VersionRange: b.DefRange}
+	if a := d.required(c, b, "jobspec"); a != nil {
+		r.JobspecRange = a.Expr.Range()
+		if s, ok := d.str(a); ok {
+			if strings.TrimSpace(s) == "" {
+				d.add(errEmptyString(a.Expr.Range(), "jobspec", attrExamples["jobspec"]))
+			} else {
+				r.Jobspec = d.resolve(s)
+				switch info, err := os.Stat(r.Jobspec); {
+				case errors.Is(err, fs.ErrNotExist):
+					d.add(errJobspecNotFound(a.Expr.Range(), s, r.Jobspec))
+				case err != nil:
+					d.add(errJobspecUnreadable(a.Expr.Range(), s, r.Jobspec, err))
+				case !info.Mode().IsRegular():
+					d.add(errJobspecNotFile(a.Expr.Range(), s, r.Jobspec, info))
+				}
+			}
+		}
+	}
+	if a := d.required(c, b, "version"); a != nil {
+		r.VersionRange = a.Expr.Range()
+		if s, ok := d.str(a); ok {
+			switch {
+			case strings.TrimSpace(s) == "":
+				d.add(errEmptyString(a.Expr.Range(), "version", attrExamples["version"]))
+			case strings.ContainsFunc(s, isSpace):
+				d.add(errVersionSpaces(a.Expr.Range(), s))
+			}
+			r.Version = s
+		}
+	}
+	if a := c.Attributes["env"]; a != nil {
+		r.Env = d.env(a)
+	}
+
+	var first = map[string]hcl2.Range{}
+	for _, vb := range c.Blocks {
+		if vb.Type != "variant" {
+			continue
+		}
+		class := vb.Labels[0]
+		if strings.TrimSpace(class) == "" {
+			d.add(errEmptyVariantClass(vb.LabelRanges[0]))
+			continue
+		}
+		if prev, dup := first[class]; dup {
+			d.add(errDuplicateVariant(vb.LabelRanges[0], class, prev))
+			continue
+		}
+		first[class] = vb.DefRange
+		v := scheduler.Variant{Class: class, Range: vb.DefRange}
+		vc := d.content(vb.Body, variantSpec)
+		if a := vc.Attributes["env"]; a != nil {
+			v.Env = d.env(a)
+		}
+		if r.Variants == nil {
+			r.Variants = map[string]scheduler.Variant{}
+		}
+		r.Variants[class] = v
+	}
+	return r
+}
+
+func (d *decoder) env(a *hcl2.Attribute) map[string]string {
+	m, ok := d.stringMap(a)
+	if !ok {
+		return nil
+	}
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		if !envNameRe.MatchString(k) {
+			d.add(errEnvName(keyRange(a.Expr, k), k))
+		}
+	}
+	return m
+}
+
+// resolve makes a path from the policy absolute, relative to the policy
+// file's folder.
+func (d *decoder) resolve(p string) string {
+	if filepath.IsAbs(p) {
+		return filepath.Clean(p)
+	}
+	return filepath.Join(d.dir, p)
+}
+
+// soak reads a stage's soak: it must be positive, and a short one is worth
+// a warning.
+func (d *decoder) soak(a *hcl2.Attribute, stage string) (time.Duration, bool) {
+	dur, ok := d.duration(a)
+	if !ok {
+		return 0, false
+	}
+	switch {
+	case dur <= 0:
+		d.add(errSoakNotPositive(a.Expr.Range(), stage, dur))
+		return 0, false
+	case dur < shortSoak:
+		d.add(warnShortSoak(a.Expr.Range(), stage, dur))
+	}
+	return dur, true
+}
+
+// canary decodes the canary block; the second result says whether its
+// percent is valid, so that the waves can be compared with it.
+func (d *decoder) canary(b *hcl2.Block) (scheduler.Canary, bool) {
+	c := d.content(b.Body, canarySpec)
+	cn := scheduler.Canary{
+		MinPerClass:  scheduler.DefaultMinPerClass,
+		Approval:     scheduler.ApprovalManual,
+		Range:        b.DefRange,
+		PercentRange: b.DefRange,
+		SoakRange:    b.DefRange,
+	}
+	percentOK := false
+	if a := d.required(c, b, "percent"); a != nil {
+		cn.PercentRange = a.Expr.Range()
+		if v, ok := d.number(a); ok {
+			switch {
+			case v >= 100:
+				d.add(errBigBangCanary(a.Expr.Range(), v))
+			case v < 1 || v > 5:
+				d.add(errCanaryPercent(a.Expr.Range(), v))
+			default:
+				percentOK = true
+			}
+			cn.Percent = v
+		}
+	}
+	if a := c.Attributes["min_per_class"]; a != nil {
+		if n, ok := d.integer(a); ok {
+			if n < 1 {
+				d.add(errIntRange(a.Expr.Range(), "min_per_class", float64(n), 1,
+					"the canary must include at least one device of every node class, so that each class's variant is proven before the waves."))
+			} else {
+				cn.MinPerClass = n
+			}
+		}
+	}
+	if a := d.required(c, b, "soak"); a != nil {
+		cn.SoakRange = a.Expr.Range()
+		cn.Soak, _ = d.soak(a, "the canary")
+	}
+	if a := c.Attributes["approval"]; a != nil {
+		if s, ok := d.str(a); ok {
+			switch {
+			case !slices.Contains(approvals, s):
+				d.add(errUnknownEnum(a.Expr.Range(), "approval", s, approvals))
+			case s == string(scheduler.ApprovalAuto):
+				d.add(warnAutoApproval(a.Expr.Range()))
+				cn.Approval = scheduler.ApprovalAuto
+			}
+		}
+	}
+	return cn, percentOK
+}
+
+// waves decodes the wave blocks and checks that their cumulative
+// percentages grow from the canary's and end at 100 (below 100 for a-b).
+func (d *decoder) waves(rollout *hcl2.Block, blocks []*hcl2.Block, p *scheduler.Policy, canaryOK bool) []scheduler.Wave {
+	if len(blocks) == 0 {
+		d.add(errNoWaves(rollout.DefRange, p.Name))
+		return nil
+	}
+	waves := make([]scheduler.Wave, 0, len(blocks))
+	valid := make([]bool, 0, len(blocks))
+	for i, b := range blocks {
+		c := d.content(b.Body, waveSpec)
+		w := scheduler.Wave{Range: b.DefRange, PercentRange: b.DefRange, SoakRange: b.DefRange}
+		ok := false
+		if a := d.required(c, b, "percent"); a != nil {
+			w.PercentRange = a.Expr.Range()
+			if v, vok := d.number(a); vok {
+				w.Percent = v
+				if v <= 0 || v > 100 {
+					d.add(errPercentRange(a.Expr.Range(), "wave percent", v, 0, 100,
+						"it is the cumulative share of the fleet running the new version once the wave is through; the last wave is at 100."))
+				} else {
+					ok = true
+				}
+			}
+		}
+		if a := d.required(c, b, "soak"); a != nil {
+			w.SoakRange = a.Expr.Range()
+			w.Soak, _ = d.soak(a, "wave "+itoa(i+1))
+		}
+		waves = append(waves, w)
+		valid = append(valid, ok)
+	}
+
+	// Cumulative order: every wave above everything before it.
+	prev, prevWave := 0.0, 0 // prevWave 0 is the canary
+	var prevRange hcl2.Range
+	havePrev := false
+	if canaryOK {
+		prev, havePrev, prevRange = p.Canary.Percent, true, p.Canary.PercentRange
+	}
+	for i, w := range waves {
+		if !valid[i] {
+			continue
+		}
+		if havePrev && w.Percent <= prev {
+			if prevWave == 0 {
+				d.add(errWaveNotAboveCanary(w.PercentRange, i+1, w.Percent, prev))
+			} else {
+				d.add(errWaveNotIncreasing(w.PercentRange, i+1, w.Percent, prevWave, prev, prevRange))
+			}
+			continue
+		}
+		prev, prevWave, prevRange, havePrev = w.Percent, i+1, w.PercentRange, true
+	}
+
+	last := len(waves) - 1
+	if valid[last] {
+		switch w := waves[last]; {
+		case p.Strategy == scheduler.StrategyAB && w.Percent == 100:
+			d.add(errABLastWave100(w.PercentRange))
+		case p.Strategy != scheduler.StrategyAB && w.Percent != 100:
+			d.add(errLastWaveNot100(w.PercentRange, w.Percent))
+		}
+	}
+	return waves
+}
+
+func (d *decoder) health(b *hcl2.Block, p *scheduler.Policy) scheduler.Health {
+	c := d.content(b.Body, healthSpec)
+	h := scheduler.Health{
+		Grace:        scheduler.DefaultGrace,
+		Connectivity: scheduler.Connectivity{HeartbeatTimeout: defaultHeartbeatTimeout},
+		Range:        b.DefRange,
+	}
+	if a := c.Attributes["grace"]; a != nil {
+		if g, ok := d.duration(a); ok {
+			if g < 0 {
+				d.add(errDurationNegative(a.Expr.Range(), "grace", g))
+			} else {
+				h.Grace = g
+			}
+		}
+	}
+	blocks := blocksOf(c)
+	if cb := d.single(blocks, "connectivity", "health"); cb != nil {
+		cc := d.content(cb.Body, connectivitySpec)
+		if a := cc.Attributes["heartbeat_timeout"]; a != nil {
+			h.Connectivity.HeartbeatTimeout = d.positiveDuration(a,
+				"a device whose last heartbeat is older than this counts as disconnected; zero would fail every device.", defaultHeartbeatTimeout)
+		}
+	}
+	if sb := d.single(blocks, "system", "health"); sb != nil {
+		h.System = d.system(sb)
+	}
+	if ab := d.single(blocks, "application", "health"); ab != nil {
+		h.Application = d.application(ab, p)
+	} else {
+		d.add(errMissingBlock(b.DefRange, "application", "health",
+			"a ping is not a health check. The application's own health endpoint must answer 200 with its status and the version being rolled out.",
+			"application {\n  port = \"http\"\n  path = \"/health\"\n}"))
+	}
+	if fb := d.single(blocks, "functional", "health"); fb != nil {
+		h.Functional = d.functional(fb)
+	}
+	return h
+}
+
+// positiveDuration reads a duration that must be above zero; def is kept
+// when it is not.
+func (d *decoder) positiveDuration(a *hcl2.Attribute, why string, def time.Duration) time.Duration {
+	v, ok := d.duration(a)
+	if !ok {
+		return def
+	}
+	if v <= 0 {
+		d.add(errDurationNotPositive(a.Expr.Range(), a.Name, v, why))
+		return def
+	}
+	return v
+}
+
+// percent reads an optional threshold in lo..hi.
+func (d *decoder) percent(a *hcl2.Attribute, lo, hi float64, why string) float64 {
+	v, ok := d.number(a)
+	if !ok {
+		return 0
+	}
+	if v < lo || v > hi {
+		d.add(errPercentRange(a.Expr.Range(), a.Name, v, lo, hi, why))
+		return 0
+	}
+	return v
+}
+
+func (d *decoder) system(b *hcl2.Block) *scheduler.SystemHealth {
+	c := d.content(b.Body, systemSpec)
+	s := &scheduler.SystemHealth{Range: b.DefRange}
+	const why = "it is a share of the device's capacity; 0 turns the check off."
+	if a := c.Attributes["max_cpu_percent"]; a != nil {
+		s.MaxCPUPercent = d.percent(a, 0, 100, why)
+	}
+	if a := c.Attributes["max_memory_percent"]; a != nil {
+		s.MaxMemoryPercent = d.percent(a, 0, 100, why)
+	}
+	if a := c.Attributes["max_disk_percent"]; a != nil {
+		s.MaxDiskPercent = d.percent(a, 0, 100, why)
+	}
+	if a := c.Attributes["max_temperature_c"]; a != nil {
+		if v, ok := d.number(a); ok {
+			switch {
+			case v < 0 || v > 150:
+				d.add(errTemperature(a.Expr.Range(), v))
+			case v > 0 && v < 40:
+				d.add(warnLowTemperature(a.Expr.Range(), v))
+				s.MaxTemperatureC = v
+			default:
+				s.MaxTemperatureC = v
+			}
+		}
+	}
+	return s
+}
+
+func (d *decoder) application(b *hcl2.Block, p *scheduler.Policy) scheduler.Application {
+	c := d.content(b.Body, applicationSpec)
+	app := scheduler.Application{
+		Port:          defaultHealthPort,
+		Path:          defaultHealthPath,
+		Interval:      defaultHealthInterval,
+		Timeout:       defaultHealthTimeout,
+		ExpectVersion: true,
+		MaxRestarts:   scheduler.DefaultMaxRestarts,
+		Range:         b.DefRange,
+	}
+	portRange := b.DefRange
+	portOK := true
+	if a := c.Attributes["port"]; a != nil {
+		portRange = a.Expr.Range()
+		if s, ok := d.str(a); ok {
+			if strings.TrimSpace(s) == "" || strings.ContainsFunc(s, isSpace) {
+				d.add(errPortLabel(a.Expr.Range(), s))
+				portOK = false
+			} else {
+				app.Port = s
+			}
+		} else {
+			portOK = false
+		}
+	}
+	if a := c.Attributes["path"]; a != nil {
+		if s, ok := d.str(a); ok {
+			if !strings.HasPrefix(s, "/") {
+				d.add(errHealthPath(a.Expr.Range(), "path", s))
+			} else {
+				app.Path = s
+			}
+		}
+	}
+	var intervalA, timeoutA *hcl2.Attribute
+	if a := c.Attributes["interval"]; a != nil {
+		intervalA = a
+		app.Interval = d.positiveDuration(a, "it is how often the health endpoint is called.", defaultHealthInterval)
+	}
+	if a := c.Attributes["timeout"]; a != nil {
+		timeoutA = a
+		app.Timeout = d.positiveDuration(a, "it is how long the health endpoint may take to answer.", defaultHealthTimeout)
+	}
+	if (intervalA != nil || timeoutA != nil) && app.Timeout >= app.Interval {
+		r := b.DefRange
+		if timeoutA != nil {
+			r = timeoutA.Expr.Range()
+		} else if intervalA != nil {
+			r = intervalA.Expr.Range()
+		}
+		d.add(warnTimeoutNotBelowInterval(r, app.Timeout, app.Interval))
+	}
+	if a := c.Attributes["expect_version"]; a != nil {
+		if v, ok := d.boolean(a); ok {
+			app.ExpectVersion = v
+			if !v {
+				d.add(warnExpectVersionOff(a.Expr.Range()))
+			}
+		}
+	}
+	if a := c.Attributes["max_restarts"]; a != nil {
+		if n, ok := d.integer(a); ok {
+			if n < 0 {
+				d.add(errIntRange(a.Expr.Range(), "max_restarts", float64(n), 0,
+					"it is how many times the new version's task may restart on a device before the device counts as failed (a crash loop)."))
+			} else {
+				app.MaxRestarts = n
+			}
+		}
+	}
+	if portOK && p.Release.Jobspec != "" {
+		if labels, ok := jobspecPorts(p.Release.Jobspec); ok && !slices.Contains(labels, app.Port) {
+			d.add(warnPortNotInJobspec(portRange, app.Port, filepath.Base(p.Release.Jobspec), labels))
+		}
+	}
+	return app
+}
+
+func (d *decoder) functional(b *hcl2.Block) *scheduler.Functional {
+	c := d.content(b.Body, functionalSpec)
+	f := &scheduler.Functional{Interval: defaultFunctionalInterval, Range: b.DefRange}
+	if a := d.required(c, b, "probe"); a != nil {
+		if s, ok := d.str(a); ok {
+			if strings.TrimSpace(s) == "" {
+				d.add(errEmptyString(a.Expr.Range(), "probe", attrExamples["probe"]))
+			}
+			f.Probe = s
+		}
+	}
+	if a := c.Attributes["path"]; a != nil {
+		if s, ok := d.str(a); ok {
+			if !strings.HasPrefix(s, "/") {
+				d.add(errHealthPath(a.Expr.Range(), "path", s))
+			} else {
+				f.Path = s
+			}
+		}
+	}
+	inputA, fileA := c.Attributes["input"], c.Attributes["input_file"]
+	var input hcl2.Range
+	switch {
+	case inputA != nil && fileA != nil:
+		d.add(errFunctionalInputBoth(fileA.NameRange))
+	case inputA != nil:
+		input = inputA.Expr.Range()
+		if s, ok := d.str(inputA); ok {
+			f.Input = s
+		} else {
+			inputA = nil
+		}
+	case fileA != nil:
+		input = fileA.Expr.Range()
+		fileA = d.inputFile(fileA, f)
+	}
+	if (inputA != nil || fileA != nil) && f.Probe == httpJSONProbe && f.Input != "" {
+		var v any
+		if err := json.Unmarshal([]byte(f.Input), &v); err != nil {
+			d.add(errInputNotJSON(input, f.Probe, err))
+		}
+	}
+	if a := d.required(c, b, "expect"); a != nil {
+		if m, ok := d.stringMap(a); ok {
+			if len(m) == 0 {
+				d.add(errEmptyExpect(a.Expr.Range()))
+			}
+			f.Expect = m
+		}
+	}
+	if a := c.Attributes["max_latency"]; a != nil {
+		f.MaxLatency = d.positiveDuration(a, "it is the longest the application may take to answer the test input.", 0)
+	}
+	if a := c.Attributes["interval"]; a != nil {
+		f.Interval = d.positiveDuration(a, "it is how often the test input is sent.", defaultFunctionalInterval)
+	}
+	return f
+}
+
+// inputFile reads a functional probe's input_file into f; it returns nil
+// when the file cannot be used.
+func (d *decoder) inputFile(a *hcl2.Attribute, f *scheduler.Functional) *hcl2.Attribute {
+	s, ok := d.str(a)
+	if !ok {
+		return nil
+	}
+	if strings.TrimSpace(s) == "" {
+		d.add(errEmptyString(a.Expr.Range(), "input_file", attrExamples["input_file"]))
+		return nil
+	}
+	path := d.resolve(s)
+	data, err := readRegularFile(path, maxInputFileSize)
+	switch {
+	case errors.Is(err, errTooLarge):
+		d.add(errInputFileTooLarge(a.Expr.Range(), path))
+		return nil
+	case err != nil:
+		d.add(errInputFile(a.Expr.Range(), s, path, err))
+		return nil
+	}
+	f.Input, f.InputFile = string(data), path
+	return a
+}
+
+// errTooLarge is returned by readRegularFile for a file above its limit.
+var errTooLarge = errors.New("file too large")
+
+// errNotRegular is returned by readRegularFile for anything but a regular
+// file: a policy must not make fleetplan read a device or wait on a pipe.
+var errNotRegular = errors.New("not a regular file")
+
+// readRegularFile reads a regular file of at most limit bytes.
+func readRegularFile(path string, limit int64) ([]byte, error) {
+	info, err := os.Stat(path)
+	if err != nil {
+		return nil, err
+	}
+	if !info.Mode().IsRegular() {
+		return nil, errNotRegular
+	}
+	if info.Size() > limit {
+		return nil, errTooLarge
+	}
+	fh, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer fh.Close()
+	data, err := io.ReadAll(io.LimitReader(fh, limit+1))
+	if err != nil {
+		return nil, err
+	}
+	if int64(len(data)) > limit {
+		return nil, errTooLarge
+	}
+	return data, nil
+}
+
+func (d *decoder) rollback(b *hcl2.Block) scheduler.Rollback {
+	c := d.content(b.Body, rollbackSpec)
+	r := scheduler.Rollback{Scope: scheduler.ScopeWave, Range: b.DefRange}
+	if a := d.required(c, b, "max_failure_percent"); a != nil {
+		r.MaxFailurePercent = d.percent(a, 0, 100,
+			"it is the share of the devices a wave attempted that may fail before fleetplan rolls back; 0 rolls back on the first failure.")
+	}
+	if a := c.Attributes["max_error_rate"]; a != nil {
+		if v, ok := d.number(a); ok {
+			if v < 0 || v > 1 {
+				d.add(errErrorRate(a.Expr.Range(), v))
+			} else {
+				r.MaxErrorRate = v
+			}
+		}
+	}
+	if a := c.Attributes["max_p95_latency_increase_percent"]; a != nil {
+		r.MaxP95LatencyIncreasePercent = d.percent(a, 0, 10000,
+			"it is how much slower (in percent of the old version's p95 latency) the new version may be; 0 turns the check off.")
+	}
+	if a := c.Attributes["scope"]; a != nil {
+		if s, ok := d.str(a); ok {
+			if !slices.Contains(scopes, s) {
+				d.add(errUnknownEnum(a.Expr.Range(), "scope", s, scopes))
+			} else {
+				r.Scope = scheduler.RollbackScope(s)
+			}
+		}
+	}
+	return r
+}
+
+func (d *decoder) offline(b *hcl2.Block) scheduler.Offline {
+	c := d.content(b.Body, offlineSpec)
+	o := scheduler.Offline{CatchUp: true, Range: b.DefRange}
+	if a := c.Attributes["catch_up"]; a != nil {
+		if v, ok := d.boolean(a); ok {
+			o.CatchUp = v
+			if !v {
+				d.add(warnCatchUpOff(a.Expr.Range()))
+			}
+		}
+	}
+	if a := c.Attributes["max_offline_percent"]; a != nil {
+		o.MaxOfflinePercent = d.percent(a, 0, 100,
+			"above this share of offline devices the rollout pauses; 0 turns the check off.")
+	}
+	return o
+}
+
+// jobspecPorts lists the port labels a Nomad jobspec declares in its
+// network blocks. The jobspec is only parsed, never evaluated (the Nomad
+// server does that); ok is false when it cannot be read or parsed, and then
+// nothing is checked.
+func jobspecPorts(path string) (labels []string, ok bool) {
+	src, err := readRegularFile(path, maxJobspecSize)
+	if err != nil {
+		return nil, false
+	}
+	f, diags := hclsyntax.ParseConfig(src, path, hcl2.InitialPos)
+	if diags.HasErrors() {
+		return nil, false
+	}
+	body, isSyntax := f.Body.(*hclsyntax.Body)
+	if !isSyntax {
+		return nil, false
+	}
+	var walk func(b *hclsyntax.Body, depth int)
+	foundJob := false
+	walk = func(b *hclsyntax.Body, depth int) {
+		for _, blk := range b.Blocks {
+			switch {
+			case depth == 0 && blk.Type == "job":
+				foundJob = true
+				walk(blk.Body, 1)
+			case blk.Type == "port" && len(blk.Labels) == 1:
+				if !slices.Contains(labels, blk.Labels[0]) {
+					labels = append(labels, blk.Labels[0])
+				}
+			case depth > 0 && depth < 5:
+				walk(blk.Body, depth+1)
+			}
+		}
+	}
+	walk(body, 0)
+	sort.Strings(labels)
+	return labels, foundJob
+}
+
+func isSpace(r rune) bool {
+	return r == ' ' || r == '\t' || r == '\n' || r == '\r' || r == '\v' || r == '\f'
+}
+
+func itoa(n int) string {
+	return strings.TrimSpace(fmtNum(float64(n)))
+}

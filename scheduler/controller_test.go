@@ -1,0 +1,408 @@
+package scheduler
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestControllerFirstInstallThenUpgrade(t *testing.T) {
+	h := newHarness(t, 6)
+	h.policy.Release.Version = "1.0.0"
+	r, err := h.run(context.Background())
+	if err != nil {
+		t.Fatalf("first install: %v", err)
+	}
+	if r.Outcome != OutcomeSucceeded || r.Phase != PhaseDone {
+		t.Fatalf("first install ended %s/%s, want succeeded/DONE", r.Outcome, r.Phase)
+	}
+	if r.Candidate != SlotBlue || r.Active != "" {
+		t.Fatalf("first install: candidate %q active %q, want blue and none", r.Candidate, r.Active)
+	}
+	h.assertSlots(func(Device) string { return SlotBlue })
+	if a, _ := h.store.ActiveSlot(context.Background(), "edgeinfer"); a == nil || a.Slot != SlotBlue || a.Version != "1.0.0" {
+		t.Fatalf("active slot after install = %+v, want blue 1.0.0", a)
+	}
+	// Canary of 5% on 6 devices still covers every class.
+	classes := map[string]bool{}
+	for _, rec := range r.Devices {
+		if rec.Stage == 0 {
+			classes[rec.Class] = true
+		}
+		if rec.State != DeviceHealthy {
+			t.Errorf("device %s ended %s, want healthy", rec.Name, rec.State)
+		}
+	}
+	if len(classes) != 3 {
+		t.Errorf("canary covered classes %v, want all 3", classes)
+	}
+	if r.Approval == nil || !strings.Contains(r.Approval.Actor, "auto-approve") || !strings.Contains(r.Approval.Saw, "3/3 canary devices healthy") {
+		t.Errorf("approval = %+v, want an auto-approval that saw 3/3 healthy", r.Approval)
+	}
+
+	// Upgrade: the other colour receives 2.0.0, the old slot is never
+	// prepared again.
+	h.policy.Release.Version = "2.0.0"
+	r, err = h.run(context.Background())
+	if err != nil {
+		t.Fatalf("upgrade: %v", err)
+	}
+	if r.Candidate != SlotGreen || r.Active != SlotBlue || r.PreviousVersion != "1.0.0" {
+		t.Fatalf("upgrade: candidate %q active %q previous %q", r.Candidate, r.Active, r.PreviousVersion)
+	}
+	h.assertSlots(func(Device) string { return SlotGreen })
+	if got := strings.Join(h.cluster.prepared, ","); got != "edgeinfer-blue@1.0.0,edgeinfer-green@2.0.0" {
+		t.Errorf("prepared slot jobs %s", got)
+	}
+	if len(h.store.history["edgeinfer"]) != 1 {
+		t.Errorf("history has %d runs, want the first install archived", len(h.store.history["edgeinfer"]))
+	}
+	// The same version again is nothing to do.
+	if _, err := h.run(context.Background()); !errors.Is(err, ErrNothingToDo) {
+		t.Errorf("re-applying 2.0.0: err = %v, want ErrNothingToDo", err)
+	}
+}
+
+func TestControllerCanaryCrashRollsBack(t *testing.T) {
+	for _, mode := range []string{"crash", "unhealthy"} {
+		t.Run(mode, func(t *testing.T) {
+			h := newHarness(t, 12)
+			h.store.active["edgeinfer"] = &ActiveSlot{Slot: SlotBlue, Version: "1.0.0"}
+			for _, d := range h.registry.devices {
+				h.cluster.slots[d.ID] = SlotBlue
+			}
+			h.health.broken["*"] = mode
+			r, err := h.run(context.Background())
+			if err != nil {
+				t.Fatalf("run: %v", err)
+			}
+			if r.Outcome != OutcomeRolledBack || r.Phase != PhasePrepare {
+				t.Fatalf("ended %s/%s, want rolled-back/PREPARE", r.Outcome, r.Phase)
+			}
+			h.assertSlots(func(Device) string { return SlotBlue })
+			// Only the canary was ever switched.
+			if got := len(h.eventsMatching("switch", "intent")); got != r.Stages[0].Devices {
+				t.Errorf("%d switch intents, want only the %d canary devices", got, r.Stages[0].Devices)
+			}
+			if r.Stages[0].Verdict != "failed" {
+				t.Errorf("canary verdict %q", r.Stages[0].Verdict)
+			}
+			var rb *Decision
+			for i := range r.Decisions {
+				if r.Decisions[i].Kind == "rollback" {
+					rb = &r.Decisions[i]
+				}
+			}
+			if rb == nil || !strings.Contains(rb.Reason, "artifact issue") || rb.Numbers["failed"] != rb.Numbers["attempted"] {
+				t.Fatalf("rollback decision = %+v, want an artifact-issue analysis with every device failed", rb)
+			}
+			if a, _ := h.store.ActiveSlot(context.Background(), "edgeinfer"); a.Slot != SlotBlue || a.Version != "1.0.0" {
+				t.Errorf("active slot changed to %+v", a)
+			}
+			for _, rec := range r.Devices {
+				if rec.Stage == 0 && rec.State != DeviceRolledBack {
+					t.Errorf("canary device %s is %s, want rolled-back", rec.Name, rec.State)
+				}
+				if rec.Stage > 0 && rec.State != DevicePending {
+					t.Errorf("wave device %s is %s, want pending (never touched)", rec.Name, rec.State)
+				}
+			}
+		})
+	}
+}
+
+func TestControllerFirstInstallRollbackRemovesSlot(t *testing.T) {
+	h := newHarness(t, 6)
+	h.health.broken["*"] = "crash"
+	r, err := h.run(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Outcome != OutcomeRolledBack {
+		t.Fatalf("outcome %s", r.Outcome)
+	}
+	h.assertSlots(func(Device) string { return "" })
+}
+
+func TestControllerOfflineDeviceSkippedNotFailed(t *testing.T) {
+	h := newHarness(t, 12)
+	// A device of the last wave cannot be reached at switch time.
+	var victim Device
+	r0, _ := PlanRollout(h.policy, h.registry.devices)
+	victim = Device{ID: r0.Stages[2].Devices[0].ID, Name: r0.Stages[2].Devices[0].Name}
+	h.cluster.offline[victim.ID] = true
+	r, err := h.run(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Outcome != OutcomeSucceeded {
+		t.Fatalf("outcome %s, want succeeded", r.Outcome)
+	}
+	rec := r.Devices[victim.ID]
+	if rec.State != DeviceSkippedOffline {
+		t.Fatalf("offline device is %s, want skipped-offline", rec.State)
+	}
+	if r.Stages[2].Failed != 0 || r.Stages[2].Offline != 1 {
+		t.Errorf("last stage failed=%d offline=%d, want 0 and 1", r.Stages[2].Failed, r.Stages[2].Offline)
+	}
+	h.assertSlots(func(d Device) string {
+		if d.ID == victim.ID {
+			return ""
+		}
+		return SlotBlue
+	})
+}
+
+func TestControllerQuarantinesLoneFailure(t *testing.T) {
+	h := newHarness(t, 30)
+	h.policy.Rollback.MaxFailurePercent = 20
+	plan, _ := PlanRollout(h.policy, h.registry.devices)
+	bad := plan.Stages[2].Devices[0]
+	h.health.broken[bad.ID] = "unhealthy"
+	r, err := h.run(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Outcome != OutcomeSucceeded {
+		t.Fatalf("outcome %s, want succeeded", r.Outcome)
+	}
+	if st := r.Devices[bad.ID].State; st != DeviceQuarantined {
+		t.Fatalf("lone failing device is %s, want quarantined", st)
+	}
+	if r.Devices[bad.ID].Layer != 3 || !strings.Contains(r.Devices[bad.ID].Reason, "critical") {
+		t.Errorf("quarantine reason %q layer %d", r.Devices[bad.ID].Reason, r.Devices[bad.ID].Layer)
+	}
+	if _, ok := h.registry.quarantined[bad.ID]; !ok {
+		t.Errorf("device not quarantined in the registry")
+	}
+	h.assertSlots(func(d Device) string {
+		if d.ID == bad.ID {
+			return ""
+		}
+		return SlotBlue
+	})
+}
+
+func TestControllerWaveFailureScopes(t *testing.T) {
+	for _, scope := range []RollbackScope{ScopeWave, ScopeFleet} {
+		t.Run(string(scope), func(t *testing.T) {
+			h := newHarness(t, 30)
+			h.policy.Rollback.Scope = scope
+			h.store.active["edgeinfer"] = &ActiveSlot{Slot: SlotGreen, Version: "1.0.0"}
+			for _, d := range h.registry.devices {
+				h.cluster.slots[d.ID] = SlotGreen
+			}
+			// gateways break, but none is in the canary... make the
+			// gateways of wave 1+ fail by breaking them after the canary.
+			plan, _ := PlanRollout(h.policy, h.registry.devices)
+			for _, d := range plan.Stages[1].Devices {
+				if d.Class == "gateway" {
+					h.health.broken[d.ID] = "crash"
+				}
+			}
+			r, err := h.run(context.Background())
+			switch scope {
+			case ScopeWave:
+				if !errors.Is(err, ErrHalted) {
+					t.Fatalf("err = %v, want ErrHalted", err)
+				}
+				if !strings.Contains(r.Halted, "fleetplan resume edgeinfer") {
+					t.Errorf("halt reason %q does not say how to go on", r.Halted)
+				}
+				for _, rec := range r.Devices {
+					want := SlotGreen
+					if rec.Stage == 0 {
+						want = SlotBlue
+					}
+					if got := h.cluster.slot(rec.ID); got != want {
+						t.Errorf("%s (stage %d, %s) on %q, want %q", rec.Name, rec.Stage, rec.State, got, want)
+					}
+				}
+				var analysis string
+				for _, d := range r.Decisions {
+					if d.Kind == "rollback" {
+						analysis = d.Reason
+					}
+				}
+				if !strings.Contains(analysis, "compatibility issue") || !strings.Contains(analysis, "gateway") {
+					t.Errorf("analysis %q, want a compatibility issue naming gateway", analysis)
+				}
+			case ScopeFleet:
+				if err != nil {
+					t.Fatal(err)
+				}
+				if r.Outcome != OutcomeRolledBack {
+					t.Fatalf("outcome %s", r.Outcome)
+				}
+				h.assertSlots(func(Device) string { return SlotGreen })
+			}
+		})
+	}
+}
+
+func TestControllerSwitchFailingPartwayIsRestored(t *testing.T) {
+	h := newHarness(t, 30)
+	h.policy.Rollback.MaxFailurePercent = 50
+	plan, _ := PlanRollout(h.policy, h.registry.devices)
+	bad := plan.Stages[1].Devices[0]
+	h.cluster.failOnce[bad.ID] = fmt.Errorf("stopping the old allocation on %s: timeout", bad.Name)
+	r, err := h.run(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := r.Devices[bad.ID]
+	if rec.State != DeviceQuarantined || !strings.Contains(rec.Reason, "switch failed") {
+		t.Fatalf("device %s: %s %q, want quarantined after a failed switch", rec.Name, rec.State, rec.Reason)
+	}
+	if got := h.cluster.slot(bad.ID); got != "" {
+		t.Errorf("device left on slot %q after a failed switch, want restored", got)
+	}
+}
+
+func TestControllerResumeAfterKill(t *testing.T) {
+	for _, killAfter := range []int{1, 3, 5, 8} {
+		t.Run(fmt.Sprintf("after-%d-switches", killAfter), func(t *testing.T) {
+			h := newHarness(t, 12)
+			h.policy.MaxParallel = 1
+			ctx, cancel := context.WithCancel(context.Background())
+			h.cluster.onSwitch = func(n int) {
+				if n == killAfter {
+					cancel()
+				}
+			}
+			r, err := h.run(ctx)
+			if err == nil || r.Finished() {
+				t.Fatalf("first controller finished (%v) despite being killed", err)
+			}
+			h.cluster.onSwitch = nil
+			// A new controller picks up the persisted state.
+			r, err = h.run(context.Background())
+			if err != nil {
+				t.Fatalf("resumed run: %v", err)
+			}
+			if r.Outcome != OutcomeSucceeded {
+				t.Fatalf("resumed run ended %s", r.Outcome)
+			}
+			h.assertSlots(func(Device) string { return SlotBlue })
+			if len(h.eventsMatching("resume", "ok")) != 1 {
+				t.Errorf("expected one resume event")
+			}
+		})
+	}
+}
+
+func TestControllerWaitsForApproval(t *testing.T) {
+	h := newHarness(t, 6)
+	c := h.controller()
+	c.AutoApprove = false
+	type result struct {
+		r   *Rollout
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		r, err := c.Run(context.Background())
+		done <- result{r, err}
+	}()
+	// Wait (with a deadline) until the controller is waiting.
+	deadline := time.Now().Add(10 * time.Second)
+	for len(h.eventsMatching("await-approval", "waiting")) == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("controller never waited for approval")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	select {
+	case res := <-done:
+		t.Fatalf("controller finished without approval: %+v %v", res.r.Phase, res.err)
+	default:
+	}
+	h.store.setControls("edgeinfer", func(c *Controls) {
+		c.Approval = &ApprovalRecord{Actor: "alice@ops", Time: h.clock.Now(), Message: "looks good"}
+	})
+	var res result
+	select {
+	case res = <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("controller did not go on after approval")
+	}
+	if res.err != nil || res.r.Outcome != OutcomeSucceeded {
+		t.Fatalf("after approval: %v %s", res.err, res.r.Outcome)
+	}
+	if res.r.Approval.Actor != "alice@ops" || res.r.Approval.Saw == "" {
+		t.Errorf("approval recorded as %+v", res.r.Approval)
+	}
+}
+
+func TestControllerManualRollback(t *testing.T) {
+	h := newHarness(t, 6)
+	c := h.controller()
+	c.AutoApprove = false
+	done := make(chan *Rollout, 1)
+	go func() {
+		r, _ := c.Run(context.Background())
+		done <- r
+	}()
+	deadline := time.Now().Add(10 * time.Second)
+	for len(h.eventsMatching("await-approval", "waiting")) == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("controller never waited for approval")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	h.store.setControls("edgeinfer", func(c *Controls) {
+		c.Rollback = &Request{Actor: "bob@ops", Reason: "customer complaint"}
+	})
+	var r *Rollout
+	select {
+	case r = <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("controller did not roll back")
+	}
+	if r.Outcome != OutcomeRolledBack {
+		t.Fatalf("outcome %s", r.Outcome)
+	}
+	h.assertSlots(func(Device) string { return "" })
+	if !strings.Contains(r.RollbackReason, "bob@ops") || !strings.Contains(r.RollbackReason, "customer complaint") {
+		t.Errorf("rollback reason %q", r.RollbackReason)
+	}
+}
+
+func TestControllerRetriesTransientSaveFailures(t *testing.T) {
+	h := newHarness(t, 6)
+	h.store.failSaves = 3
+	r, err := h.run(context.Background())
+	if err != nil || r.Outcome != OutcomeSucceeded {
+		t.Fatalf("run with a flaky store: %v %v", err, r)
+	}
+}
+
+func TestControllerRefusesOtherVersionInProgress(t *testing.T) {
+	h := newHarness(t, 6)
+	ctx, cancel := context.WithCancel(context.Background())
+	h.cluster.onSwitch = func(n int) { cancel() }
+	if _, err := h.run(ctx); err == nil {
+		t.Fatal("expected the killed run to fail")
+	}
+	h.cluster.onSwitch = nil
+	h.policy.Release.Version = "9.9.9"
+	_, err := h.run(context.Background())
+	if err == nil || !strings.Contains(err.Error(), "in progress with version 2.0.0") {
+		t.Fatalf("err = %v, want a refusal naming the version in progress", err)
+	}
+}
+
+func TestControllerHaltsWhenTooManyOffline(t *testing.T) {
+	h := newHarness(t, 6)
+	h.policy.Offline.MaxOfflinePercent = 10
+	h.registry.devices[0].Status = StatusOffline
+	h.registry.devices[1].Status = StatusOffline
+	r, err := h.run(context.Background())
+	if !errors.Is(err, ErrHalted) || !strings.Contains(r.Halted, "max_offline_percent") {
+		t.Fatalf("err=%v halted=%q", err, r.Halted)
+	}
+	h.assertSlots(func(Device) string { return "" })
+}

@@ -1,0 +1,165 @@
+package scheduler
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+)
+
+// DefaultGate is the gate of the rollout engine: a device passes when its
+// candidate allocation runs and every one of its Consul checks passes; it
+// fails on a critical check after health.grace, on an allocation that failed
+// or restarts more than application.max_restarts times, on a version other
+// than the release's, or when it has no healthy allocation before the
+// deadline (grace + 60 s after its switch by default).
+type DefaultGate struct {
+	// Deadline overrides the time a device has to become healthy.
+	Deadline time.Duration
+}
+
+// Evaluate implements Gate.
+func (g DefaultGate) Evaluate(p *Policy, rec *DeviceRecord, h DeviceHealth, now time.Time) Verdict {
+	since := now.Sub(rec.SwitchedAt)
+	grace := p.Health.Grace
+	deadline := g.Deadline
+	if deadline <= 0 {
+		deadline = grace + 60*time.Second
+	}
+	late := since >= deadline
+	pending := func(layer int, reason string) Verdict {
+		if late {
+			return Verdict{Status: VerdictFail, Layer: layer, Reason: fmt.Sprintf("%s after %s (deadline %s)", reason, since.Round(time.Second), deadline)}
+		}
+		return Verdict{Status: VerdictPending, Layer: layer, Reason: reason}
+	}
+	if !h.Online {
+		// Never a failure: offline devices are tracked separately.
+		return Verdict{Status: VerdictPending, Layer: 1, Reason: "device offline"}
+	}
+	a := h.Alloc
+	if a == nil {
+		return pending(3, "no allocation of the candidate placed")
+	}
+	if max := p.Health.Application.MaxRestarts; a.Restarts > max {
+		return Verdict{Status: VerdictFail, Layer: 3, Reason: fmt.Sprintf("crash loop: %d restarts (max_restarts %d)", a.Restarts, max)}
+	}
+	switch a.Status {
+	case "failed", "lost":
+		return Verdict{Status: VerdictFail, Layer: 3, Reason: fmt.Sprintf("allocation %s is %s (%d restarts)", short(a.ID), a.Status, a.Restarts)}
+	case "complete":
+		return Verdict{Status: VerdictFail, Layer: 3, Reason: fmt.Sprintf("allocation %s exited (complete)", short(a.ID))}
+	case "running":
+	default:
+		return pending(3, fmt.Sprintf("allocation %s is %s", short(a.ID), a.Status))
+	}
+	if p.Health.Application.ExpectVersion && h.Version != "" && h.Version != p.Release.Version {
+		return Verdict{Status: VerdictFail, Layer: 3, Reason: fmt.Sprintf("application reports version %s, expected %s", h.Version, p.Release.Version)}
+	}
+	checks := append([]CheckResult(nil), h.Checks...)
+	sort.SliceStable(checks, func(i, j int) bool { return checks[i].Layer < checks[j].Layer })
+	appChecks := 0
+	for _, ch := range checks {
+		if ch.Layer != 1 {
+			appChecks++
+		}
+		if ch.Status == "critical" {
+			reason := fmt.Sprintf("check %q is critical", ch.Name)
+			if out := firstLine(ch.Output); out != "" {
+				reason += ": " + out
+			}
+			if since < grace {
+				return Verdict{Status: VerdictPending, Layer: ch.Layer, Reason: reason + " (within grace)"}
+			}
+			return Verdict{Status: VerdictFail, Layer: ch.Layer, Reason: reason}
+		}
+	}
+	if appChecks == 0 {
+		return pending(3, "no health check registered yet")
+	}
+	for _, ch := range checks {
+		if ch.Status != "passing" && ch.Status != "warning" {
+			return pending(ch.Layer, fmt.Sprintf("check %q is %s", ch.Name, ch.Status))
+		}
+	}
+	return Verdict{Status: VerdictPass}
+}
+
+// AnalyzeFailures explains a failed stage from the pattern of its failures:
+// every device failing points at the artifact, failures concentrated in one
+// node class at a compatibility problem, scattered failures at the
+// infrastructure.
+func AnalyzeFailures(recs []*DeviceRecord) string {
+	attempted, failed := stageCounts(recs)
+	if failed == 0 {
+		return "no device failed"
+	}
+	byClass := map[string][2]int{} // class -> attempted, failed
+	layers := map[int]int{}
+	var reasons []string
+	for _, rec := range recs {
+		a, f := 0, 0
+		switch rec.State {
+		case DeviceVerifying, DeviceHealthy, DeviceCaughtUp:
+			a = 1
+		case DeviceFailed, DeviceQuarantined:
+			a, f = 1, 1
+		}
+		c := byClass[rec.Class]
+		c[0] += a
+		c[1] += f
+		byClass[rec.Class] = c
+		if f == 1 {
+			layers[rec.Layer]++
+			if len(reasons) < 3 {
+				reasons = append(reasons, rec.Name+": "+rec.Reason)
+			}
+		}
+	}
+	layer := ""
+	if len(layers) == 1 {
+		for l := range layers {
+			if l > 0 {
+				layer = fmt.Sprintf(" at layer %d", l)
+			}
+		}
+	}
+	examples := ""
+	if len(reasons) > 0 {
+		examples = " (" + strings.Join(reasons, "; ") + ")"
+	}
+	if failed == attempted {
+		return fmt.Sprintf("Failure analysis: artifact issue: every device failed%s%s.", layer, examples)
+	}
+	var failingClasses []string
+	for class, c := range byClass {
+		if c[1] > 0 {
+			failingClasses = append(failingClasses, class)
+		}
+	}
+	sort.Strings(failingClasses)
+	if len(failingClasses) == 1 && len(byClass) > 1 {
+		c := byClass[failingClasses[0]]
+		return fmt.Sprintf("Failure analysis: compatibility issue: failures concentrated in node class %s (%d of %d failed, other classes healthy)%s%s.",
+			failingClasses[0], c[1], c[0], layer, examples)
+	}
+	return fmt.Sprintf("Failure analysis: infrastructure issue: %d scattered failures across classes %s%s%s.", failed, strings.Join(failingClasses, ", "), layer, examples)
+}
+
+func short(id string) string {
+	if len(id) > 8 {
+		return id[:8]
+	}
+	return id
+}
+
+func firstLine(s string) string {
+	s = strings.TrimSpace(s)
+	if i := strings.IndexByte(s, '\n'); i >= 0 {
+		s = s[:i]
+	}
+	if len(s) > 200 {
+		s = s[:200] + "..."
+	}
+	return s
+}

@@ -1,0 +1,72 @@
+package scheduler
+
+import (
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestDefaultGate(t *testing.T) {
+	p := ctrlPolicy()
+	p.Health.Grace = 10 * time.Second
+	p.Health.Application.MaxRestarts = 2
+	switched := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	rec := &DeviceRecord{SwitchedAt: switched}
+	running := &AllocHealth{ID: "0123456789", Status: "running"}
+	pass := []CheckResult{{Name: "serfHealth", Layer: 1, Status: "passing"}, {Name: "fleetplan L3 application", Layer: 3, Status: "passing"}}
+	crit := []CheckResult{{Name: "fleetplan L3 application", Layer: 3, Status: "critical", Output: "HTTP GET: 503 Service Unavailable"}}
+	tests := []struct {
+		name   string
+		h      DeviceHealth
+		after  time.Duration
+		want   VerdictStatus
+		layer  int
+		reason string
+	}{
+		{"healthy", DeviceHealth{Online: true, Alloc: running, Checks: pass, Version: "2.0.0"}, 2 * time.Second, VerdictPass, 0, ""},
+		{"offline is never a failure", DeviceHealth{Online: false}, 10 * time.Minute, VerdictPending, 1, "offline"},
+		{"no alloc yet", DeviceHealth{Online: true}, 5 * time.Second, VerdictPending, 3, "no allocation"},
+		{"no alloc past the deadline", DeviceHealth{Online: true}, 71 * time.Second, VerdictFail, 3, "deadline"},
+		{"alloc pending", DeviceHealth{Online: true, Alloc: &AllocHealth{ID: "a", Status: "pending"}}, 5 * time.Second, VerdictPending, 3, "pending"},
+		{"alloc failed", DeviceHealth{Online: true, Alloc: &AllocHealth{ID: "a", Status: "failed", Restarts: 1}}, 5 * time.Second, VerdictFail, 3, "failed"},
+		{"crash loop", DeviceHealth{Online: true, Alloc: &AllocHealth{ID: "a", Status: "running", Restarts: 3}, Checks: pass}, 5 * time.Second, VerdictFail, 3, "crash loop: 3 restarts (max_restarts 2)"},
+		{"restarts within budget", DeviceHealth{Online: true, Alloc: &AllocHealth{ID: "a", Status: "running", Restarts: 2}, Checks: pass}, 5 * time.Second, VerdictPass, 0, ""},
+		{"wrong version", DeviceHealth{Online: true, Alloc: running, Checks: pass, Version: "1.9.0"}, 5 * time.Second, VerdictFail, 3, "reports version 1.9.0, expected 2.0.0"},
+		{"critical within grace", DeviceHealth{Online: true, Alloc: running, Checks: crit}, 5 * time.Second, VerdictPending, 3, "within grace"},
+		{"critical after grace", DeviceHealth{Online: true, Alloc: running, Checks: crit}, 11 * time.Second, VerdictFail, 3, "503"},
+		{"no checks yet", DeviceHealth{Online: true, Alloc: running, Checks: pass[:1]}, 5 * time.Second, VerdictPending, 3, "no health check"},
+		{"warning passes", DeviceHealth{Online: true, Alloc: running, Checks: []CheckResult{{Name: "fleetplan L3 application", Layer: 3, Status: "warning"}}}, 5 * time.Second, VerdictPass, 0, ""},
+		{"L4 critical", DeviceHealth{Online: true, Alloc: running, Checks: append(pass[:2:2], CheckResult{Name: "fleetplan L4 functional", Layer: 4, Status: "critical", Output: "label dog, want cat"})}, 20 * time.Second, VerdictFail, 4, "label dog"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			v := DefaultGate{}.Evaluate(p, rec, tt.h, switched.Add(tt.after))
+			if v.Status != tt.want || v.Layer != tt.layer || !strings.Contains(v.Reason, tt.reason) {
+				t.Fatalf("verdict %+v, want %s layer %d containing %q", v, tt.want, tt.layer, tt.reason)
+			}
+		})
+	}
+}
+
+func TestAnalyzeFailures(t *testing.T) {
+	dev := func(name, class string, st DeviceState, layer int) *DeviceRecord {
+		return &DeviceRecord{DeviceRef: DeviceRef{ID: name, Name: name, Class: class}, State: st, Layer: layer, Reason: "boom"}
+	}
+	tests := []struct {
+		name string
+		recs []*DeviceRecord
+		want string
+	}{
+		{"all fail", []*DeviceRecord{dev("j1", "jetson", DeviceFailed, 3), dev("r1", "rpi", DeviceFailed, 3)}, "artifact issue: every device failed at layer 3"},
+		{"one class", []*DeviceRecord{dev("j1", "jetson", DeviceFailed, 4), dev("j2", "jetson", DeviceFailed, 4), dev("r1", "rpi", DeviceHealthy, 0), dev("g1", "gateway", DeviceHealthy, 0)}, "compatibility issue: failures concentrated in node class jetson (2 of 2 failed"},
+		{"scattered", []*DeviceRecord{dev("j1", "jetson", DeviceFailed, 1), dev("j2", "jetson", DeviceHealthy, 0), dev("r1", "rpi", DeviceFailed, 2), dev("r2", "rpi", DeviceHealthy, 0)}, "infrastructure issue: 2 scattered failures across classes jetson, rpi"},
+		{"none", []*DeviceRecord{dev("j1", "jetson", DeviceHealthy, 0)}, "no device failed"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := AnalyzeFailures(tt.recs); !strings.Contains(got, tt.want) {
+				t.Fatalf("got %q, want it to contain %q", got, tt.want)
+			}
+		})
+	}
+}

@@ -1,0 +1,429 @@
+package scheduler
+
+import (
+	"maps"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+)
+
+var (
+	diffNow    = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	diffBefore = diffNow.Add(-time.Hour)
+	jetsonCaps = Capabilities{Arch: "arm64", OS: "linux", Kernel: "5.15", MemoryMB: 8192, Accelerator: "cuda", Model: "orin-nano"}
+)
+
+// nomadNode is a ready Nomad node named name with ID "id-"+name.
+func nomadNode(name string, status string) NomadNode {
+	return NomadNode{
+		ID: "id-" + name, Name: name, Class: "jetson", Datacenter: "dc1", Status: status,
+		Eligibility: "eligible", Address: "127.0.0.2", Capabilities: jetsonCaps,
+		Meta: map[string]string{"fleet": "vision"}, Apps: map[string]AppSlot{"edgeinfer": {Slot: "blue", Version: "1.0"}},
+	}
+}
+
+func consulNode(name, serf string) ConsulNode {
+	return ConsulNode{Name: name, Address: "127.0.0.2", SerfStatus: serf}
+}
+
+// regDevice is the registry entry of nomadNode(name, "ready") seen at
+// diffBefore with the given status.
+func regDevice(name string, st RegistryStatus, reason string) Device {
+	n := nomadNode(name, "ready")
+	return Device{
+		ID: n.ID, Name: name, Class: n.Class, Datacenter: n.Datacenter, NomadStatus: "ready", Eligibility: "eligible",
+		ConsulStatus: "passing", Address: n.Address, Capabilities: jetsonCaps, Meta: n.Meta, Apps: n.Apps,
+		LastHeartbeat: diffBefore, Status: st, Reason: reason,
+	}
+}
+
+func reg(ds ...Device) map[string]Device {
+	out := map[string]Device{}
+	for _, d := range ds {
+		out[d.ID] = d
+	}
+	return out
+}
+
+func observed(nomad []NomadNode, consul []ConsulNode) Observed {
+	o := Observed{Nomad: map[string]NomadNode{}, Consul: map[string]ConsulNode{}}
+	for _, n := range nomad {
+		o.Nomad[n.Name] = n
+	}
+	for _, c := range consul {
+		o.Consul[c.Name] = c
+	}
+	return o
+}
+
+func TestDiffRegistry(t *testing.T) {
+	changedCaps := nomadNode("j1", "ready")
+	changedCaps.Capabilities.Kernel = "6.1"
+	changedCaps.Capabilities.MemoryMB = 16384
+	changedCaps.Class = "jetson-agx"
+	downNewCaps := nomadNode("j1", "down")
+	downNewCaps.Capabilities.Kernel = "6.1"
+	withHeartbeat := nomadNode("j1", "ready")
+	withHeartbeat.LastHeartbeat = diffNow.Add(-5 * time.Second)
+	resolved := regDevice("j1", StatusDiscrepancy, `Nomad node is ready but Consul has no node named "j1"`)
+	resolved.Resolved = true
+	quarantined := regDevice("j1", StatusQuarantined, "failed rollout r1")
+
+	tests := []struct {
+		name    string
+		current map[string]Device
+		obs     Observed
+		key     string          // the device to check in next
+		want    func(d *Device) // adjusts the expected device, starting from current[key] or zero
+		status  RegistryStatus
+		reason  string // substring
+		events  []string
+	}{
+		{
+			name:   "new device on both sides is added ok",
+			obs:    observed([]NomadNode{nomadNode("j1", "ready")}, []ConsulNode{consulNode("j1", "passing")}),
+			key:    "id-j1",
+			status: StatusOK,
+			events: []string{"id-j1 added"},
+		},
+		{
+			name:   "new Nomad node without Consul agent is a discrepancy",
+			obs:    observed([]NomadNode{nomadNode("j1", "ready")}, nil),
+			key:    "id-j1",
+			status: StatusDiscrepancy,
+			reason: `Consul has no node named "j1"`,
+			events: []string{"id-j1 added", "id-j1 discrepancy"},
+		},
+		{
+			name:   "new Consul node without Nomad node is a discrepancy keyed by name",
+			obs:    observed(nil, []ConsulNode{consulNode("j1", "passing")}),
+			key:    "consul:j1",
+			status: StatusDiscrepancy,
+			reason: `has no Nomad node named "j1"`,
+			events: []string{"consul:j1 added", "consul:j1 discrepancy"},
+		},
+		{
+			name:    "unchanged ok device: no event, heartbeat moves",
+			current: reg(regDevice("j1", StatusOK, "")),
+			obs:     observed([]NomadNode{nomadNode("j1", "ready")}, []ConsulNode{consulNode("j1", "passing")}),
+			key:     "id-j1",
+			want:    func(d *Device) { d.LastHeartbeat = diffNow },
+			status:  StatusOK,
+		},
+		{
+			name:    "heartbeat reported by Nomad is used",
+			current: reg(regDevice("j1", StatusOK, "")),
+			obs:     observed([]NomadNode{withHeartbeat}, []ConsulNode{consulNode("j1", "passing")}),
+			key:     "id-j1",
+			want:    func(d *Device) { d.LastHeartbeat = withHeartbeat.LastHeartbeat },
+			status:  StatusOK,
+		},
+		{
+			name:    "serf warning still counts as alive",
+			current: reg(regDevice("j1", StatusOK, "")),
+			obs:     observed([]NomadNode{nomadNode("j1", "ready")}, []ConsulNode{consulNode("j1", "warning")}),
+			key:     "id-j1",
+			want:    func(d *Device) { d.LastHeartbeat = diffNow; d.ConsulStatus = "warning" },
+			status:  StatusOK,
+		},
+		{
+			name:    "Nomad down, serf passing: offline",
+			current: reg(regDevice("j1", StatusOK, "")),
+			obs:     observed([]NomadNode{nomadNode("j1", "down")}, []ConsulNode{consulNode("j1", "passing")}),
+			key:     "id-j1",
+			want:    func(d *Device) { d.NomadStatus = "down" },
+			status:  StatusOffline,
+			reason:  "Nomad node status down",
+			events:  []string{"id-j1 offline"},
+		},
+		{
+			name:    "Nomad disconnected: offline",
+			current: reg(regDevice("j1", StatusOK, "")),
+			obs:     observed([]NomadNode{nomadNode("j1", "disconnected")}, []ConsulNode{consulNode("j1", "passing")}),
+			key:     "id-j1",
+			want:    func(d *Device) { d.NomadStatus = "disconnected" },
+			status:  StatusOffline,
+			reason:  "Nomad node status disconnected",
+			events:  []string{"id-j1 offline"},
+		},
+		{
+			name:    "serf critical, Nomad ready: offline",
+			current: reg(regDevice("j1", StatusOK, "")),
+			obs:     observed([]NomadNode{nomadNode("j1", "ready")}, []ConsulNode{consulNode("j1", "critical")}),
+			key:     "id-j1",
+			want:    func(d *Device) { d.ConsulStatus = "critical" },
+			status:  StatusOffline,
+			reason:  "Consul serfHealth critical",
+			events:  []string{"id-j1 offline"},
+		},
+		{
+			name:    "both down is offline, not a discrepancy; capabilities kept",
+			current: reg(regDevice("j1", StatusOK, "")),
+			obs:     observed([]NomadNode{downNewCaps}, []ConsulNode{consulNode("j1", "critical")}),
+			key:     "id-j1",
+			want:    func(d *Device) { d.NomadStatus = "down"; d.ConsulStatus = "critical" },
+			status:  StatusOffline,
+			reason:  "Nomad node status down; Consul serfHealth critical",
+			events:  []string{"id-j1 offline"},
+		},
+		{
+			name:    "gone from both: offline, kept with capabilities and heartbeat",
+			current: reg(regDevice("j1", StatusOK, "")),
+			obs:     observed(nil, nil),
+			key:     "id-j1",
+			want:    func(d *Device) { d.NomadStatus = ""; d.ConsulStatus = "" },
+			status:  StatusOffline,
+			reason:  "neither Nomad nor Consul lists the node",
+			events:  []string{"id-j1 offline"},
+		},
+		{
+			name:    "Nomad down and Consul forgot it: offline",
+			current: reg(regDevice("j1", StatusOK, "")),
+			obs:     observed([]NomadNode{nomadNode("j1", "down")}, nil),
+			key:     "id-j1",
+			want:    func(d *Device) { d.NomadStatus = "down"; d.ConsulStatus = "" },
+			status:  StatusOffline,
+			reason:  `Nomad node status down; Consul has no node named "j1"`,
+			events:  []string{"id-j1 offline"},
+		},
+		{
+			name:    "Nomad forgot it, serf critical: offline",
+			current: reg(regDevice("j1", StatusOK, "")),
+			obs:     observed(nil, []ConsulNode{consulNode("j1", "critical")}),
+			key:     "id-j1",
+			want:    func(d *Device) { d.NomadStatus = ""; d.ConsulStatus = "critical" },
+			status:  StatusOffline,
+			reason:  "Nomad no longer lists the node",
+			events:  []string{"id-j1 offline"},
+		},
+		{
+			name:    "Nomad forgot it, serf passing: discrepancy",
+			current: reg(regDevice("j1", StatusOK, "")),
+			obs:     observed(nil, []ConsulNode{consulNode("j1", "passing")}),
+			key:     "id-j1",
+			want:    func(d *Device) { d.NomadStatus = ""; d.LastHeartbeat = diffNow },
+			status:  StatusDiscrepancy,
+			reason:  `has no Nomad node named "j1"`,
+			events:  []string{"id-j1 discrepancy"},
+		},
+		{
+			name:    "Consul agent gone, Nomad ready: discrepancy",
+			current: reg(regDevice("j1", StatusOK, "")),
+			obs:     observed([]NomadNode{nomadNode("j1", "ready")}, nil),
+			key:     "id-j1",
+			want:    func(d *Device) { d.ConsulStatus = ""; d.LastHeartbeat = diffNow },
+			status:  StatusDiscrepancy,
+			reason:  `Consul has no node named "j1"`,
+			events:  []string{"id-j1 discrepancy"},
+		},
+		{
+			name:    "offline comes back: online",
+			current: reg(regDevice("j1", StatusOffline, "Nomad node status down")),
+			obs:     observed([]NomadNode{nomadNode("j1", "ready")}, []ConsulNode{consulNode("j1", "passing")}),
+			key:     "id-j1",
+			want:    func(d *Device) { d.LastHeartbeat = diffNow },
+			status:  StatusOK,
+			events:  []string{"id-j1 online"},
+		},
+		{
+			name:    "offline device that stays offline: no event",
+			current: reg(regDevice("j1", StatusOffline, "Nomad node status down")),
+			obs:     observed([]NomadNode{nomadNode("j1", "down")}, []ConsulNode{consulNode("j1", "critical")}),
+			key:     "id-j1",
+			want:    func(d *Device) { d.NomadStatus = "down"; d.ConsulStatus = "critical" },
+			status:  StatusOffline,
+		},
+		{
+			name:    "capabilities and class changed: updated with an event",
+			current: reg(regDevice("j1", StatusOK, "")),
+			obs:     observed([]NomadNode{changedCaps}, []ConsulNode{consulNode("j1", "passing")}),
+			key:     "id-j1",
+			want: func(d *Device) {
+				d.Capabilities = changedCaps.Capabilities
+				d.Class = "jetson-agx"
+				d.LastHeartbeat = diffNow
+			},
+			status: StatusOK,
+			events: []string{`id-j1 capabilities-changed class "jetson" -> "jetson-agx", kernel "5.15" -> "6.1", memory_mb 8192 -> 16384`},
+		},
+		{
+			name:    "discrepancy clears when both agree; Resolved cleared",
+			current: reg(resolved),
+			obs:     observed([]NomadNode{nomadNode("j1", "ready")}, []ConsulNode{consulNode("j1", "passing")}),
+			key:     "id-j1",
+			want:    func(d *Device) { d.LastHeartbeat = diffNow; d.Resolved = false },
+			status:  StatusOK,
+			events:  []string{"id-j1 discrepancy-cleared"},
+		},
+		{
+			name:    "resolved discrepancy that persists stays resolved, no event",
+			current: reg(resolved),
+			obs:     observed([]NomadNode{nomadNode("j1", "ready")}, nil),
+			key:     "id-j1",
+			want:    func(d *Device) { d.LastHeartbeat = diffNow; d.ConsulStatus = "" },
+			status:  StatusDiscrepancy,
+			reason:  `Consul has no node named "j1"`,
+		},
+		{
+			name:    "resolved discrepancy survives going offline",
+			current: reg(resolved),
+			obs:     observed([]NomadNode{nomadNode("j1", "down")}, nil),
+			key:     "id-j1",
+			want:    func(d *Device) { d.NomadStatus = "down"; d.ConsulStatus = "" },
+			status:  StatusOffline,
+			events:  []string{"id-j1 offline"},
+		},
+		{
+			name:    "quarantined stays quarantined when it goes down; fields still updated",
+			current: reg(quarantined),
+			obs:     observed([]NomadNode{nomadNode("j1", "down")}, []ConsulNode{consulNode("j1", "critical")}),
+			key:     "id-j1",
+			want:    func(d *Device) { d.NomadStatus = "down"; d.ConsulStatus = "critical" },
+			status:  StatusQuarantined,
+			reason:  "failed rollout r1",
+		},
+		{
+			name:    "quarantined stays quarantined on a discrepancy; capabilities still tracked",
+			current: reg(quarantined),
+			obs:     observed([]NomadNode{changedCaps}, nil),
+			key:     "id-j1",
+			want: func(d *Device) {
+				d.ConsulStatus = ""
+				d.Capabilities = changedCaps.Capabilities
+				d.Class = "jetson-agx"
+				d.LastHeartbeat = diffNow
+			},
+			status: StatusQuarantined,
+			reason: "failed rollout r1",
+			events: []string{`id-j1 capabilities-changed class "jetson" -> "jetson-agx", kernel "5.15" -> "6.1", memory_mb 8192 -> 16384`},
+		},
+		{
+			name: "Consul-only device folds into the Nomad node when Nomad registers it",
+			current: reg(Device{ID: "consul:j1", Name: "j1", ConsulStatus: "passing", Address: "127.0.0.2",
+				Status: StatusDiscrepancy, Reason: `has no Nomad node named "j1"`, LastHeartbeat: diffBefore}),
+			obs:    observed([]NomadNode{nomadNode("j1", "ready")}, []ConsulNode{consulNode("j1", "passing")}),
+			key:    "id-j1",
+			want:   func(d *Device) { *d = regDevice("j1", StatusOK, ""); d.LastHeartbeat = diffNow },
+			status: StatusOK,
+			events: []string{"id-j1 discrepancy-cleared"},
+		},
+		{
+			name: "Consul-only device that Consul forgets is removed",
+			current: reg(Device{ID: "consul:j1", Name: "j1", ConsulStatus: "passing",
+				Status: StatusDiscrepancy, Reason: "x", LastHeartbeat: diffBefore}),
+			obs:    observed(nil, nil),
+			events: []string{"consul:j1 removed"},
+		},
+		{
+			name:    "re-registered node: old ID removed, new one added, quarantine carried over",
+			current: reg(quarantined),
+			obs: observed([]NomadNode{func() NomadNode { n := nomadNode("j1", "ready"); n.ID = "id-j1-new"; return n }()},
+				[]ConsulNode{consulNode("j1", "passing")}),
+			key: "id-j1-new",
+			want: func(d *Device) {
+				*d = regDevice("j1", StatusQuarantined, "failed rollout r1 (carried over from node id-j1)")
+				d.ID = "id-j1-new"
+				d.LastHeartbeat = diffNow
+			},
+			status: StatusQuarantined,
+			reason: "carried over from node id-j1",
+			events: []string{"id-j1 removed", "id-j1-new added"},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if tt.current == nil {
+				tt.current = map[string]Device{}
+			}
+			before := maps.Clone(tt.current)
+			next, events := DiffRegistry(tt.current, tt.obs, diffNow)
+			if !reflect.DeepEqual(before, tt.current) {
+				t.Fatal("DiffRegistry modified current")
+			}
+			var got []string
+			for _, e := range events {
+				s := e.Device + " " + e.Kind
+				if e.Kind == EventCapabilitiesChanged {
+					s += " " + e.Detail
+				}
+				got = append(got, s)
+			}
+			if !reflect.DeepEqual(got, tt.events) {
+				t.Errorf("events = %q, want %q (%+v)", got, tt.events, events)
+			}
+			if tt.key == "" {
+				if len(next) != 0 {
+					t.Errorf("next = %+v, want empty", next)
+				}
+				return
+			}
+			d, ok := next[tt.key]
+			if !ok {
+				t.Fatalf("next has no %s: %+v", tt.key, next)
+			}
+			if len(next) != 1 {
+				t.Errorf("next has %d devices, want 1: %+v", len(next), next)
+			}
+			if d.ID != tt.key {
+				t.Errorf("ID = %q, want the key %q", d.ID, tt.key)
+			}
+			if d.Status != tt.status || !strings.Contains(d.Reason, tt.reason) {
+				t.Errorf("status %s (%q), want %s (%q)", d.Status, d.Reason, tt.status, tt.reason)
+			}
+			if tt.status == StatusOK && d.Reason != "" {
+				t.Errorf("ok device with reason %q", d.Reason)
+			}
+			if tt.want != nil {
+				want := tt.current[tt.key]
+				tt.want(&want)
+				want.Status, want.Reason = d.Status, d.Reason
+				if !reflect.DeepEqual(d, want) {
+					t.Errorf("device =\n%+v\nwant\n%+v", d, want)
+				}
+			}
+		})
+	}
+}
+
+func TestDiffRegistryEventsSorted(t *testing.T) {
+	var nomad []NomadNode
+	var consul []ConsulNode
+	for _, n := range []string{"c", "a", "d", "b"} {
+		nomad = append(nomad, nomadNode(n, "ready"))
+	}
+	consul = append(consul, consulNode("a", "passing"), consulNode("x", "passing"))
+	for range 20 {
+		_, events := DiffRegistry(nil, observed(nomad, consul), diffNow)
+		var got []string
+		for _, e := range events {
+			got = append(got, e.Device+" "+e.Kind)
+		}
+		want := []string{
+			"consul:x added", "consul:x discrepancy",
+			"id-a added",
+			"id-b added", "id-b discrepancy",
+			"id-c added", "id-c discrepancy",
+			"id-d added", "id-d discrepancy",
+		}
+		if !reflect.DeepEqual(got, want) {
+			t.Fatalf("events = %q, want %q", got, want)
+		}
+	}
+}
+
+// A registry fed back into DiffRegistry with the same observation is stable.
+func TestDiffRegistryIdempotent(t *testing.T) {
+	obs := observed(
+		[]NomadNode{nomadNode("a", "ready"), nomadNode("b", "down"), nomadNode("c", "ready")},
+		[]ConsulNode{consulNode("a", "passing"), consulNode("b", "critical"), consulNode("d", "passing")},
+	)
+	first, _ := DiffRegistry(nil, obs, diffNow)
+	second, events := DiffRegistry(first, obs, diffNow)
+	if len(events) != 0 {
+		t.Errorf("second scan produced events %+v", events)
+	}
+	if !reflect.DeepEqual(first, second) {
+		t.Errorf("second scan changed the registry:\n%+v\n%+v", first, second)
+	}
+}

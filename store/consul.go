@@ -1,0 +1,421 @@
+// Package store persists rollouts in Consul KV.
+//
+// Layout (the prefix is "fleetplan/" unless Options.Prefix says otherwise):
+//
+//	fleetplan/rollouts/<app>/state                       JSON scheduler.Rollout (the current run)
+//	fleetplan/rollouts/<app>/devices/<device-id>         JSON scheduler.DeviceRecord, one key per device
+//	fleetplan/rollouts/<app>/control/approval            JSON scheduler.ApprovalRecord  (written by operators)
+//	fleetplan/rollouts/<app>/control/pause               JSON scheduler.Request         (written by operators)
+//	fleetplan/rollouts/<app>/control/rollback            JSON scheduler.Request         (written by operators)
+//	fleetplan/rollouts/<app>/lock                        the controller lock (JSON {holder, since, session})
+//	fleetplan/rollouts/<app>/history/<run-id>/state      JSON scheduler.Rollout of a finished run
+//	fleetplan/rollouts/<app>/history/<run-id>/devices/<NNNNNN>
+//	                                                     JSON array of scheduler.DeviceRecord, at most
+//	                                                     ArchiveChunkDevices records and ArchiveChunkBytes each
+//	fleetplan/apps/<app>                                 JSON scheduler.ActiveSlot
+//
+// Every write is a check-and-set on the Index the value was read at (0: the
+// key must not exist) and a lost one returns an error wrapping
+// scheduler.ErrConflict. Writes go through Consul transactions, which report
+// the new modify index, so a caller can write again without reading.
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/user"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/consul/api"
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/fleetplan/fleetplan/scheduler"
+)
+
+// DefaultPrefix is the root of everything fleetplan keeps in Consul KV.
+const DefaultPrefix = "fleetplan/"
+
+// MaxValueBytes is the largest value the store writes. Consul refuses values
+// over 512 KiB and transaction bodies over 512 KiB, in which values travel
+// base64-encoded (4/3 larger), so a value must stay under ~380 KiB to fit.
+const MaxValueBytes = 360 << 10
+
+// Errors of the operator requests and of LoadRun.
+var (
+	// ErrNoRun: there is no unfinished run of the rollout to act on.
+	ErrNoRun = errors.New("no rollout run in progress")
+	// ErrAlreadyRequested: the same request is already pending.
+	ErrAlreadyRequested = errors.New("already requested")
+	// ErrNotPaused: resume of a rollout that has no pause request.
+	ErrNotPaused = errors.New("not paused")
+	// ErrNotFound: no such run.
+	ErrNotFound = errors.New("not found")
+)
+
+// Options configure a Consul store. The zero value is usable.
+type Options struct {
+	// Prefix is the KV root, "fleetplan/" by default. Tests use their own.
+	Prefix string
+	Logger hclog.Logger
+	// SessionTTL is the TTL of the lock session (default 15s, Consul's
+	// minimum is 10s). Consul invalidates a session whose holder stopped
+	// renewing it after between one and two TTLs.
+	SessionTTL time.Duration
+	// LockDelay is how long Consul refuses to hand a lock whose session
+	// was invalidated to another session (default 1s).
+	LockDelay time.Duration
+	// Now is the clock (time.Now by default).
+	Now func() time.Time
+}
+
+// Consul is the scheduler.Store on Consul KV, plus the operators' requests,
+// the archive of finished runs and the controller lock.
+type Consul struct {
+	client    *api.Client
+	kv        *api.KV
+	prefix    string
+	logger    hclog.Logger
+	ttl       time.Duration
+	lockDelay time.Duration
+	now       func() time.Time
+}
+
+var _ scheduler.Store = (*Consul)(nil)
+
+// New returns a store on the Consul client.
+func New(client *api.Client, o Options) *Consul {
+	c := &Consul{
+		client:    client,
+		kv:        client.KV(),
+		prefix:    o.Prefix,
+		logger:    o.Logger,
+		ttl:       o.SessionTTL,
+		lockDelay: o.LockDelay,
+		now:       o.Now,
+	}
+	if c.prefix == "" {
+		c.prefix = DefaultPrefix
+	}
+	if !strings.HasSuffix(c.prefix, "/") {
+		c.prefix += "/"
+	}
+	if c.logger == nil {
+		c.logger = hclog.NewNullLogger()
+	}
+	c.logger = c.logger.Named("store")
+	if c.ttl == 0 {
+		c.ttl = 15 * time.Second
+	}
+	if c.lockDelay == 0 {
+		c.lockDelay = time.Second
+	}
+	if c.now == nil {
+		c.now = time.Now
+	}
+	return c
+}
+
+// Prefix returns the KV root the store works under.
+func (c *Consul) Prefix() string { return c.prefix }
+
+// Key names.
+
+func (c *Consul) rolloutPrefix(app string) string { return c.prefix + "rollouts/" + app + "/" }
+func (c *Consul) stateKey(app string) string      { return c.rolloutPrefix(app) + "state" }
+func (c *Consul) devicesPrefix(app string) string { return c.rolloutPrefix(app) + "devices/" }
+func (c *Consul) controlPrefix(app string) string { return c.rolloutPrefix(app) + "control/" }
+func (c *Consul) lockKey(app string) string       { return c.rolloutPrefix(app) + "lock" }
+func (c *Consul) historyPrefix(app string) string { return c.rolloutPrefix(app) + "history/" }
+func (c *Consul) appsPrefix() string              { return c.prefix + "apps/" }
+func (c *Consul) appKey(app string) string        { return c.appsPrefix() + app }
+
+// Control key names, under .../control/.
+const (
+	controlApproval = "approval"
+	controlPause    = "pause"
+	controlRollback = "rollback"
+)
+
+// checkName refuses names that would break the key layout.
+func checkName(what, s string) error {
+	if s == "" {
+		return fmt.Errorf("empty %s", what)
+	}
+	if strings.ContainsAny(s, "/\x00") || s == "." || s == ".." {
+		return fmt.Errorf("invalid %s %q: it must not contain '/'", what, s)
+	}
+	return nil
+}
+
+// Load returns the current run of a rollout with its devices, or nil when
+// there is none. It reads the state and then every device record under one
+// prefix (two requests, whatever the fleet's size).
+func (c *Consul) Load(ctx context.Context, app string) (*scheduler.Rollout, error) {
+	r, err := c.LoadState(ctx, app)
+	if err != nil || r == nil {
+		return r, err
+	}
+	devs, err := c.loadDevices(ctx, app)
+	if err != nil {
+		return nil, err
+	}
+	r.Devices = devs
+	return r, nil
+}
+
+// LoadState returns the current run of a rollout without its devices, or nil.
+func (c *Consul) LoadState(ctx context.Context, app string) (*scheduler.Rollout, error) {
+	if err := checkName("rollout name", app); err != nil {
+		return nil, err
+	}
+	key := c.stateKey(app)
+	pair, _, err := c.kv.Get(key, c.query(ctx))
+	if err != nil {
+		return nil, fmt.Errorf("reading %s from Consul: %w", key, err)
+	}
+	if pair == nil {
+		return nil, nil
+	}
+	var r scheduler.Rollout
+	if err := json.Unmarshal(pair.Value, &r); err != nil {
+		return nil, fmt.Errorf("decoding %s: %w", key, err)
+	}
+	r.Index = pair.ModifyIndex
+	return &r, nil
+}
+
+func (c *Consul) loadDevices(ctx context.Context, app string) (map[string]*scheduler.DeviceRecord, error) {
+	prefix := c.devicesPrefix(app)
+	pairs, _, err := c.kv.List(prefix, c.query(ctx))
+	if err != nil {
+		return nil, fmt.Errorf("listing %s in Consul: %w", prefix, err)
+	}
+	devs := make(map[string]*scheduler.DeviceRecord, len(pairs))
+	for _, p := range pairs {
+		d := new(scheduler.DeviceRecord)
+		if err := json.Unmarshal(p.Value, d); err != nil {
+			return nil, fmt.Errorf("decoding %s: %w", p.Key, err)
+		}
+		d.Index = p.ModifyIndex
+		if d.ID == "" {
+			d.ID = strings.TrimPrefix(p.Key, prefix)
+		}
+		devs[d.ID] = d
+	}
+	return devs, nil
+}
+
+// SaveRollout writes the run (not its devices) if it did not change since
+// r.Index (0: it must not exist yet) and sets r.Index to the new index.
+func (c *Consul) SaveRollout(ctx context.Context, r *scheduler.Rollout) error {
+	if err := checkName("rollout name", r.App); err != nil {
+		return err
+	}
+	data, err := json.Marshal(r)
+	if err != nil {
+		return fmt.Errorf("encoding rollout %s: %w", r.App, err)
+	}
+	idx, err := c.cas(ctx, c.stateKey(r.App), data, r.Index)
+	if err != nil {
+		return err
+	}
+	r.Index = idx
+	return nil
+}
+
+// SaveDevice writes one device record with check-and-set on d.Index and
+// sets d.Index to the new index.
+func (c *Consul) SaveDevice(ctx context.Context, app string, d *scheduler.DeviceRecord) error {
+	if err := checkName("rollout name", app); err != nil {
+		return err
+	}
+	if err := checkName("device ID", d.ID); err != nil {
+		return err
+	}
+	data, err := json.Marshal(d)
+	if err != nil {
+		return fmt.Errorf("encoding device %s: %w", d.ID, err)
+	}
+	idx, err := c.cas(ctx, c.devicesPrefix(app)+d.ID, data, d.Index)
+	if err != nil {
+		return err
+	}
+	d.Index = idx
+	return nil
+}
+
+// ActiveSlot returns which slot of an application runs the stable version,
+// or nil when none does yet.
+func (c *Consul) ActiveSlot(ctx context.Context, app string) (*scheduler.ActiveSlot, error) {
+	if err := checkName("application name", app); err != nil {
+		return nil, err
+	}
+	key := c.appKey(app)
+	pair, _, err := c.kv.Get(key, c.query(ctx))
+	if err != nil {
+		return nil, fmt.Errorf("reading %s from Consul: %w", key, err)
+	}
+	if pair == nil {
+		return nil, nil
+	}
+	s := new(scheduler.ActiveSlot)
+	if err := json.Unmarshal(pair.Value, s); err != nil {
+		return nil, fmt.Errorf("decoding %s: %w", key, err)
+	}
+	s.Index = pair.ModifyIndex
+	return s, nil
+}
+
+// ActiveSlots returns the active slot of every application, keyed by
+// application name, in one request.
+func (c *Consul) ActiveSlots(ctx context.Context) (map[string]*scheduler.ActiveSlot, error) {
+	prefix := c.appsPrefix()
+	pairs, _, err := c.kv.List(prefix, c.query(ctx))
+	if err != nil {
+		return nil, fmt.Errorf("listing %s in Consul: %w", prefix, err)
+	}
+	out := make(map[string]*scheduler.ActiveSlot, len(pairs))
+	for _, p := range pairs {
+		app := strings.TrimPrefix(p.Key, prefix)
+		if app == "" || strings.Contains(app, "/") {
+			continue
+		}
+		s := new(scheduler.ActiveSlot)
+		if err := json.Unmarshal(p.Value, s); err != nil {
+			return nil, fmt.Errorf("decoding %s: %w", p.Key, err)
+		}
+		s.Index = p.ModifyIndex
+		out[app] = s
+	}
+	return out, nil
+}
+
+// SetActiveSlot records the active slot with check-and-set on s.Index.
+func (c *Consul) SetActiveSlot(ctx context.Context, app string, s *scheduler.ActiveSlot) error {
+	if err := checkName("application name", app); err != nil {
+		return err
+	}
+	data, err := json.Marshal(s)
+	if err != nil {
+		return fmt.Errorf("encoding active slot of %s: %w", app, err)
+	}
+	idx, err := c.cas(ctx, c.appKey(app), data, s.Index)
+	if err != nil {
+		return err
+	}
+	s.Index = idx
+	return nil
+}
+
+// query returns read options bound to ctx.
+func (c *Consul) query(ctx context.Context) *api.QueryOptions {
+	return (&api.QueryOptions{}).WithContext(ctx)
+}
+
+// cas writes one key with check-and-set and returns its new modify index.
+func (c *Consul) cas(ctx context.Context, key string, value []byte, index uint64) (uint64, error) {
+	if len(value) > MaxValueBytes {
+		return 0, fmt.Errorf("value of %s is %d bytes, over the %d bytes a Consul KV value can safely hold", key, len(value), MaxValueBytes)
+	}
+	res, err := c.txn(ctx, api.TxnOps{{KV: &api.KVTxnOp{Verb: api.KVCAS, Key: key, Value: value, Index: index}}})
+	if err != nil {
+		return 0, err
+	}
+	if len(res) != 1 || res[0].KV == nil {
+		return 0, fmt.Errorf("writing %s: Consul returned no result", key)
+	}
+	return res[0].KV.ModifyIndex, nil
+}
+
+// txn runs a transaction. When Consul rolls it back, the error wraps
+// scheduler.ErrConflict if a check-and-set lost (verified by reading the key
+// again, not by parsing Consul's message).
+func (c *Consul) txn(ctx context.Context, ops api.TxnOps) (api.TxnResults, error) {
+	return runTxn(ctx, c.client, ops)
+}
+
+func runTxn(ctx context.Context, client *api.Client, ops api.TxnOps) (api.TxnResults, error) {
+	ok, resp, _, err := client.Txn().Txn(ops, (&api.QueryOptions{}).WithContext(ctx))
+	if err != nil {
+		return nil, fmt.Errorf("Consul transaction (%s): %w", describeOps(ops), err)
+	}
+	if ok {
+		return resp.Results, nil
+	}
+	return nil, txnFailure(ctx, client, ops, resp.Errors)
+}
+
+// txnFailure explains a rolled-back transaction.
+func txnFailure(ctx context.Context, client *api.Client, ops api.TxnOps, errs api.TxnErrors) error {
+	var msgs []string
+	for _, e := range errs {
+		if e.OpIndex >= 0 && e.OpIndex < len(ops) && ops[e.OpIndex].KV != nil {
+			op := ops[e.OpIndex].KV
+			if conflict := casLost(ctx, client, op); conflict != nil {
+				return conflict
+			}
+		}
+		msgs = append(msgs, e.What)
+	}
+	return fmt.Errorf("Consul rolled back the transaction (%s): %s", describeOps(ops), strings.Join(msgs, "; "))
+}
+
+// casLost returns an ErrConflict error when the key of a check-and-set
+// operation is no longer at the index the operation expected.
+func casLost(ctx context.Context, client *api.Client, op *api.KVTxnOp) error {
+	if op.Verb != api.KVCAS && op.Verb != api.KVDeleteCAS && op.Verb != api.KVCheckIndex && op.Verb != api.KVCheckNotExists {
+		return nil
+	}
+	want := op.Index
+	if op.Verb == api.KVCheckNotExists {
+		want = 0
+	}
+	pair, _, err := client.KV().Get(op.Key, (&api.QueryOptions{}).WithContext(ctx))
+	if err != nil {
+		return nil
+	}
+	var now uint64
+	if pair != nil {
+		now = pair.ModifyIndex
+	}
+	switch {
+	case want == 0 && pair != nil:
+		return fmt.Errorf("%s already exists (index %d): %w", op.Key, now, scheduler.ErrConflict)
+	case want != 0 && pair == nil:
+		return fmt.Errorf("%s was deleted (expected index %d): %w", op.Key, want, scheduler.ErrConflict)
+	case want != 0 && now != want:
+		return fmt.Errorf("%s is at index %d, expected %d: %w", op.Key, now, want, scheduler.ErrConflict)
+	}
+	return nil
+}
+
+func describeOps(ops api.TxnOps) string {
+	if len(ops) == 1 && ops[0].KV != nil {
+		return string(ops[0].KV.Verb) + " " + ops[0].KV.Key
+	}
+	return fmt.Sprintf("%d operations", len(ops))
+}
+
+// DefaultActor names the operator: user@host.
+func DefaultActor() string {
+	name := "unknown"
+	if u, err := user.Current(); err == nil && u.Username != "" {
+		name = u.Username
+	} else if v := os.Getenv("USER"); v != "" {
+		name = v
+	}
+	host, err := os.Hostname()
+	if err != nil || host == "" {
+		host = "localhost"
+	}
+	return name + "@" + host
+}
+
+// DefaultHolder names this process as a lock holder: user@host pid N.
+func DefaultHolder() string {
+	return fmt.Sprintf("%s pid %d", DefaultActor(), os.Getpid())
+}
