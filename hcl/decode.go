@@ -457,7 +457,21 @@ func (d *decoder) waves(rollout *hcl2.Block, blocks []*hcl2.Block, p *scheduler.
 		valid = append(valid, ok)
 	}
 
-	// Cumulative order: every wave above everything before it.
+	// Cumulative order: every wave above everything before it. The first
+	// problem found carries the step-size hint, when there is one.
+	hint := ""
+	if canaryOK && !slices.Contains(valid, false) {
+		percents := make([]float64, len(waves))
+		for i, w := range waves {
+			percents[i] = w.Percent
+		}
+		hint = stepSizeHint(p.Canary.Percent, percents)
+	}
+	takeHint := func() string {
+		h := hint
+		hint = ""
+		return h
+	}
 	prev, prevWave := 0.0, 0 // prevWave 0 is the canary
 	var prevRange hcl2.Range
 	havePrev := false
@@ -470,9 +484,9 @@ func (d *decoder) waves(rollout *hcl2.Block, blocks []*hcl2.Block, p *scheduler.
 		}
 		if havePrev && w.Percent <= prev {
 			if prevWave == 0 {
-				d.add(errWaveNotAboveCanary(w.PercentRange, i+1, w.Percent, prev))
+				d.add(errWaveNotAboveCanary(w.PercentRange, i+1, w.Percent, prev, takeHint()))
 			} else {
-				d.add(errWaveNotIncreasing(w.PercentRange, i+1, w.Percent, prevWave, prev, prevRange))
+				d.add(errWaveNotIncreasing(w.PercentRange, i+1, w.Percent, prevWave, prev, prevRange, takeHint()))
 			}
 			continue
 		}
@@ -485,7 +499,7 @@ func (d *decoder) waves(rollout *hcl2.Block, blocks []*hcl2.Block, p *scheduler.
 		case p.Strategy == scheduler.StrategyAB && w.Percent == 100:
 			d.add(errABLastWave100(w.PercentRange))
 		case p.Strategy != scheduler.StrategyAB && w.Percent != 100:
-			d.add(errLastWaveNot100(w.PercentRange, w.Percent))
+			d.add(errLastWaveNot100(w.PercentRange, w.Percent, takeHint()))
 		}
 	}
 	return waves

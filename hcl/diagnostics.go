@@ -126,7 +126,7 @@ func errMissingBlock(subject hcl2.Range, typ, parent, why, example string) *hcl2
 // its block.
 func errMissingAttribute(subject hcl2.Range, name, block, why, example string) *hcl2.Diagnostic {
 	return newError(subject, fmt.Sprintf("Missing required argument %q", name),
-		fmt.Sprintf("The %s block needs %s: %s Add, for example: %s", block, name, why, example))
+		fmt.Sprintf("The %s block needs %s: %s Add, for example:\n\n%s", block, name, why, example))
 }
 
 // ---- values --------------------------------------------------------------
@@ -142,7 +142,7 @@ func errUnknownValue(subject hcl2.Range, name string) *hcl2.Diagnostic {
 }
 
 func errValueType(subject hcl2.Range, name, want, got, example string, err error) *hcl2.Diagnostic {
-	detail := fmt.Sprintf("%s must be %s, not %s", name, want, got)
+	detail := fmt.Sprintf("%s must be %s, not %s %s", name, want, article(got), got)
 	if err != nil {
 		detail += fmt.Sprintf(" (%s)", err)
 	}
@@ -275,22 +275,59 @@ func errCanaryPercent(subject hcl2.Range, v float64) *hcl2.Diagnostic {
 	return errPercentRange(subject, "canary percent", v, 1, 5, why)
 }
 
-func errWaveNotAboveCanary(subject hcl2.Range, wave int, v, canary float64) *hcl2.Diagnostic {
+// The wave diagnostics take a hint: when the percentages look like step
+// sizes, the cumulative shares they were probably meant as (see
+// stepSizeHint), given once.
+
+func errWaveNotAboveCanary(subject hcl2.Range, wave int, v, canary float64, hint string) *hcl2.Diagnostic {
 	return newError(subject, "Wave not above the canary",
-		fmt.Sprintf("Wave %d asks for %s %% of the fleet, but the canary already runs the new version on %s %%. Wave percentages are cumulative: each is the share of the fleet that runs the new version once the wave is through, so the first wave must be above the canary's %s %%, for example percent = %s.",
-			wave, fmtNum(v), fmtNum(canary), fmtNum(canary), fmtNum(suggestNextPercent(canary))))
+		fmt.Sprintf("Wave %d asks for %s %% of the fleet, but the canary already runs the new version on %s %%. Wave percentages are cumulative: each is the share of the fleet that runs the new version once the wave is through, so the first wave must be above the canary's %s %%, for example percent = %s.%s",
+			wave, fmtNum(v), fmtNum(canary), fmtNum(canary), fmtNum(suggestNextPercent(canary)), hint))
 }
 
-func errWaveNotIncreasing(subject hcl2.Range, wave int, v float64, prevWave int, prev float64, prevRange hcl2.Range) *hcl2.Diagnostic {
+func errWaveNotIncreasing(subject hcl2.Range, wave int, v float64, prevWave int, prev float64, prevRange hcl2.Range, hint string) *hcl2.Diagnostic {
 	return newError(subject, "Waves not increasing",
-		fmt.Sprintf("Wave %d asks for %s %% of the fleet, but wave %d (%s) already reaches %s %%. Wave percentages are cumulative shares of the fleet, not sizes of each step, so they must grow from wave to wave and end at 100: for example 10, 50, 100.",
-			wave, fmtNum(v), prevWave, shortRange(prevRange), fmtNum(prev)))
+		fmt.Sprintf("Wave %d asks for %s %% of the fleet, but wave %d (line %d) already reaches %s %%. Wave percentages are cumulative shares of the fleet, not sizes of each step, so they must grow from wave to wave and end at 100: for example 10, 50, 100.%s",
+			wave, fmtNum(v), prevWave, prevRange.Start.Line, fmtNum(prev), hint))
 }
 
-func errLastWaveNot100(subject hcl2.Range, v float64) *hcl2.Diagnostic {
+func errLastWaveNot100(subject hcl2.Range, v float64, hint string) *hcl2.Diagnostic {
 	return newError(subject, "Last wave does not reach 100 %",
-		fmt.Sprintf("The last wave ends at %s %% of the fleet, so the rest would stay on the old version forever. Wave percentages are cumulative: end with a wave at percent = 100. (To keep part of the fleet on the old version on purpose, use strategy = \"a-b\".)",
-			fmtNum(v)))
+		fmt.Sprintf("The last wave ends at %s %% of the fleet, so the rest would stay on the old version forever. Wave percentages are cumulative: end with a wave at percent = 100. (To keep part of the fleet on the old version on purpose, use strategy = \"a-b\".)%s",
+			fmtNum(v), hint))
+}
+
+// stepSizeHint recognises waves written as step sizes: when the canary and
+// the waves add up to 100, or the waves alone do, it returns a sentence with
+// the cumulative percentages they stand for; otherwise "".
+func stepSizeHint(canary float64, waves []float64) string {
+	sum := 0.0
+	for _, w := range waves {
+		sum += w
+	}
+	var start float64
+	switch {
+	case math.Abs(canary+sum-100) < 1e-9:
+		start = canary
+	case math.Abs(sum-100) < 1e-9:
+		start = 0
+	default:
+		return ""
+	}
+	cum := make([]string, len(waves))
+	acc, prev := start, canary
+	for i, w := range waves {
+		acc += w
+		if i == len(waves)-1 {
+			acc = 100
+		}
+		if acc <= prev {
+			return ""
+		}
+		prev = acc
+		cum[i] = fmtNum(math.Round(acc*1000) / 1000)
+	}
+	return fmt.Sprintf(" These percentages add up to 100 like step sizes; as cumulative shares they are %s.", strings.Join(cum, ", "))
 }
 
 func errABLastWave100(subject hcl2.Range) *hcl2.Diagnostic {

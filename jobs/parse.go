@@ -2,7 +2,6 @@ package jobs
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net/http"
 	"os"
@@ -28,12 +27,9 @@ func ParseJobspec(ctx context.Context, nc *api.Client, path string) (*api.Job, e
 	// honours ctx (ParseHCLOpts takes no options).
 	var job api.Job
 	if _, err := nc.Raw().Write("/v1/jobs/parse", req, &job, (&api.WriteOptions{}).WithContext(ctx)); err != nil {
-		if code, ok := statusCode(err); ok && code == http.StatusBadRequest {
-			var ure api.UnexpectedResponseError
-			if errors.As(err, &ure) && ure.HasBody() {
-				msg := strings.ReplaceAll(ure.Body(), "input.hcl:", path+":")
-				return nil, fmt.Errorf("parsing jobspec %s: %s", path, msg)
-			}
+		if ure, ok := responseError(err); ok && ure.StatusCode() == http.StatusBadRequest && ure.HasBody() {
+			msg := strings.ReplaceAll(ure.Body(), "input.hcl:", path+":")
+			return nil, fmt.Errorf("parsing jobspec %s: %s", path, msg)
 		}
 		return nil, fmt.Errorf("parsing jobspec %s with the Nomad server: %w", path, err)
 	}

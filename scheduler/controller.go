@@ -132,14 +132,29 @@ func (c *Controller) Run(ctx context.Context) (*Rollout, error) {
 		}
 	}
 
+	// Read the operators' requests once before acting (a rollback asked
+	// for while no controller ran is carried out first), then follow them.
+	ctl, ctlIdx, err := c.Store.Controls(ctx, c.Policy.Name, 0, 0)
+	if err != nil {
+		return r, fmt.Errorf("reading operator requests of %q: %w", c.Policy.Name, err)
+	}
+	c.mu.Lock()
+	c.controls = ctl
+	c.mu.Unlock()
 	cctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	c.ctrlCh = make(chan struct{}, 1)
-	go c.watchControls(cctx, log)
+	go c.watchControls(cctx, log, ctlIdx)
 
 	for !r.Finished() {
 		if err := ctx.Err(); err != nil {
 			return r, err
+		}
+		if ctl := c.currentControls(); ctl.Rollback != nil && r.Phase != PhaseRollingBack {
+			if err := c.manualRollback(ctx, r, ctl.Rollback); err != nil {
+				return r, err
+			}
+			continue
 		}
 		if r.Halted != "" && r.Phase != PhaseRollingBack {
 			// A halted rollout waits for an operator: resume retries,
@@ -926,8 +941,7 @@ func (c *Controller) waitUnpaused(ctx context.Context, r *Rollout) error {
 }
 
 // watchControls follows the operators' requests with a blocking query.
-func (c *Controller) watchControls(ctx context.Context, log hclog.Logger) {
-	var idx uint64
+func (c *Controller) watchControls(ctx context.Context, log hclog.Logger, idx uint64) {
 	failures := 0
 	for ctx.Err() == nil {
 		ctl, next, err := c.Store.Controls(ctx, c.Policy.Name, idx, 30*time.Second)
@@ -952,7 +966,7 @@ func (c *Controller) watchControls(ctx context.Context, log hclog.Logger) {
 		if next < idx {
 			next = 0
 		}
-		changed := next != idx || idx == 0
+		changed := next != idx
 		idx = next
 		if changed {
 			c.mu.Lock()

@@ -336,9 +336,9 @@ func ctrlPolicy() *Policy {
 		MaxParallel: 4,
 		Canary:      Canary{Percent: 5, MinPerClass: 1, Soak: 30 * time.Second, Approval: ApprovalManual},
 		Waves:       []Wave{{Percent: 50, Soak: 20 * time.Second}, {Percent: 100, Soak: 20 * time.Second}},
-		Health: Health{Grace: 10 * time.Second, Application: Application{Port: "http", Path: "/health", ExpectVersion: true, MaxRestarts: 2}},
-		Rollback: Rollback{MaxFailurePercent: 10, Scope: ScopeWave},
-		Offline:  Offline{CatchUp: true, MaxOfflinePercent: 50},
+		Health:      Health{Grace: 10 * time.Second, Application: Application{Port: "http", Path: "/health", ExpectVersion: true, MaxRestarts: 2}},
+		Rollback:    Rollback{MaxFailurePercent: 10, Scope: ScopeWave},
+		Offline:     Offline{CatchUp: true, MaxOfflinePercent: 50},
 	}
 }
 

@@ -22,13 +22,6 @@ const (
 	ArchiveChunkBytes   = 256 << 10
 )
 
-// maxTxnOps is the number of operations per transaction (Consul 1.14 allows
-// 128, older servers 64).
-const maxTxnOps = 64
-
-// maxTxnBytes bounds the values of one transaction (base64 in the body).
-const maxTxnBytes = 360 << 10
-
 // Archive moves a finished run to .../history/<id>/: it writes the device
 // records in chunks and then the state, and then removes the current run
 // (its state with check-and-set on r.Index, and its device records) in one
@@ -90,7 +83,7 @@ func (c *Consul) writeArchive(ctx context.Context, base string, r *scheduler.Rol
 		return err
 	}
 	for i, chunk := range chunks {
-		if len(ops) == maxTxnOps || (len(ops) > 0 && size+len(chunk) > maxTxnBytes) {
+		if len(ops) == MaxTxnOps || (len(ops) > 0 && size+len(chunk) > MaxTxnBytes) {
 			if err := flush(); err != nil {
 				return err
 			}
@@ -170,8 +163,8 @@ func (c *Consul) History(ctx context.Context, app string) ([]*scheduler.Rollout,
 		}
 	}
 	var out []*scheduler.Rollout
-	for start := 0; start < len(keys); start += maxTxnOps {
-		batch := keys[start:min(start+maxTxnOps, len(keys))]
+	for start := 0; start < len(keys); start += MaxTxnOps {
+		batch := keys[start:min(start+MaxTxnOps, len(keys))]
 		ops := make(api.TxnOps, 0, len(batch))
 		for _, k := range batch {
 			ops = append(ops, &api.TxnOp{KV: &api.KVTxnOp{Verb: api.KVGetOrEmpty, Key: k}})

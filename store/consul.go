@@ -44,6 +44,14 @@ const DefaultPrefix = "fleetplan/"
 // base64-encoded (4/3 larger), so a value must stay under ~380 KiB to fit.
 const MaxValueBytes = 360 << 10
 
+// MaxTxnOps is the number of operations the store puts in one transaction
+// (Consul 1.14 allows 128, older servers 64); MaxTxnBytes bounds the sum of
+// their values (base64-encoded in the request body, limited to 512 KiB).
+const (
+	MaxTxnOps   = 64
+	MaxTxnBytes = 360 << 10
+)
+
 // Errors of the operator requests and of LoadRun.
 var (
 	// ErrNoRun: there is no unfinished run of the rollout to act on.
@@ -336,6 +344,14 @@ func (c *Consul) cas(ctx context.Context, key string, value []byte, index uint64
 // again, not by parsing Consul's message).
 func (c *Consul) txn(ctx context.Context, ops api.TxnOps) (api.TxnResults, error) {
 	return runTxn(ctx, c.client, ops)
+}
+
+// Txn runs a KV transaction of at most 64 operations on client. When Consul
+// rolls it back because a check-and-set operation (cas, delete-cas,
+// check-index, check-not-exists) lost, the error wraps scheduler.ErrConflict;
+// that is verified by reading the key again, not by parsing Consul's message.
+func Txn(ctx context.Context, client *api.Client, ops api.TxnOps) (api.TxnResults, error) {
+	return runTxn(ctx, client, ops)
 }
 
 func runTxn(ctx context.Context, client *api.Client, ops api.TxnOps) (api.TxnResults, error) {

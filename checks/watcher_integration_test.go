@@ -1,0 +1,234 @@
+//go:build integration
+
+package checks
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	nomadapi "github.com/hashicorp/nomad/api"
+
+	"github.com/fleetplan/fleetplan/internal/testcluster"
+	"github.com/fleetplan/fleetplan/scheduler"
+)
+
+const (
+	itApp     = "ctest"
+	itSlot    = scheduler.SlotBlue
+	itService = "fleetplan-ctest"
+)
+
+// ctestJob is a small slot job of the demo application, as jobs/ compiles
+// them: system job, slot and version in the job meta, tags and the layer-3
+// check on the service.
+func ctestJob(version string, env map[string]string) *nomadapi.Job {
+	id := SlotJobID(itApp, itSlot)
+	job := nomadapi.NewSystemJob(id, id, "global", 50)
+	job.Datacenters = []string{"dc1"}
+	job.Meta = map[string]string{MetaVersion: version, MetaSlot: itSlot}
+	app, _, _ := strings.Cut(version, "+")
+
+	tg := nomadapi.NewTaskGroup("app", 1)
+	tg.Networks = []*nomadapi.NetworkResource{{DynamicPorts: []nomadapi.Port{{Label: "http"}}}}
+	attempts, interval, delay, mode := 2, time.Minute, 2*time.Second, "delay"
+	tg.RestartPolicy = &nomadapi.RestartPolicy{Attempts: &attempts, Interval: &interval, Delay: &delay, Mode: &mode}
+	tg.Services = []*nomadapi.Service{{
+		Name:      itService,
+		PortLabel: "http",
+		Provider:  "consul",
+		Address:   "${NOMAD_IP_http}",
+		Tags:      []string{SlotTag(itSlot), "fleetplan-version=" + app},
+		Meta:      map[string]string{MetaSlot: itSlot, MetaVersion: version},
+		Checks: []nomadapi.ServiceCheck{{
+			Name:     "fleetplan L3 application",
+			Type:     "http",
+			Path:     "/health",
+			Interval: 2 * time.Second,
+			Timeout:  time.Second,
+		}},
+	}}
+	task := nomadapi.NewTask("app", "raw_exec")
+	task.Config = map[string]any{
+		"command": "${meta.edge.bin_dir}/edgeinfer",
+		"args":    []string{"-addr", "${NOMAD_IP_http}:${NOMAD_PORT_http}"},
+	}
+	task.Env = env
+	cpu, mem := 50, 32
+	task.Resources = &nomadapi.Resources{CPU: &cpu, MemoryMB: &mem}
+	tg.Tasks = []*nomadapi.Task{task}
+	job.TaskGroups = []*nomadapi.TaskGroup{tg}
+	return job
+}
+
+type testWriter struct{ t *testing.T }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}
+
+func l3(h scheduler.DeviceHealth) *scheduler.CheckResult {
+	for i, c := range h.Checks {
+		if c.Name == "fleetplan L3 application" {
+			return &h.Checks[i]
+		}
+	}
+	return nil
+}
+
+func TestWatcherOnDevCluster(t *testing.T) {
+	c := testcluster.Require(t)
+	jobID := SlotJobID(itApp, itSlot)
+	purge := func() {
+		if _, _, err := c.Nomad.Jobs().Deregister(jobID, true, nil); err != nil {
+			t.Logf("purging %s: %v", jobID, err)
+		}
+	}
+	purge()
+	t.Cleanup(purge)
+
+	var devices []scheduler.DeviceRef
+	for _, name := range c.Devices {
+		devices = append(devices, scheduler.DeviceRef{ID: c.NodeID(t, name), Name: name})
+	}
+	if _, _, err := c.Nomad.Jobs().Register(ctestJob("1.0.0+t1", nil), nil); err != nil {
+		t.Fatalf("register: %v", err)
+	}
+
+	level := hclog.Info
+	if os.Getenv("CHECKS_DEBUG") != "" {
+		level = hclog.Trace
+	}
+	logger := hclog.New(&hclog.LoggerOptions{Name: "test", Level: level, Output: testWriter{t}})
+	w := NewWatcher(c.Nomad, c.Consul, logger)
+	t.Cleanup(w.Stop)
+	r := &scheduler.Rollout{App: itApp, Candidate: itSlot, Version: "1.0.0"}
+
+	// wait until every device satisfies ok, or fail with the first that
+	// does not.
+	waitAll := func(what string, timeout time.Duration, ok func(dev scheduler.DeviceRef, h scheduler.DeviceHealth) string) {
+		t.Helper()
+		start := time.Now()
+		testcluster.Eventually(t, timeout, func() (bool, string) {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			hs, err := w.Health(ctx, r, devices)
+			if err != nil {
+				return false, err.Error()
+			}
+			for _, d := range devices {
+				if msg := ok(d, hs[d.ID]); msg != "" {
+					return false, fmt.Sprintf("%s: %s: %+v", d.Name, msg, hs[d.ID])
+				}
+			}
+			return true, ""
+		})
+		t.Logf("%s after %s", what, time.Since(start).Round(time.Millisecond))
+	}
+
+	healthyV1 := func(d scheduler.DeviceRef, h scheduler.DeviceHealth) string {
+		switch c := l3(h); {
+		case !h.Online:
+			return "offline"
+		case h.Alloc == nil || h.Alloc.Status != "running":
+			return "allocation not running"
+		case h.Alloc.Version != "1.0.0+t1":
+			return "allocation version"
+		case c == nil || c.Status != "passing" || c.Layer != 3:
+			return "L3 not passing"
+		case h.Version != "1.0.0":
+			return "reported version"
+		}
+		return ""
+	}
+	waitAll("v1 running and passing everywhere", 90*time.Second, healthyV1)
+
+	// The checks carry serfHealth (layer 1) and the application check.
+	hs, err := w.Health(context.Background(), r, devices)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range devices {
+		h := hs[d.ID]
+		if len(h.Checks) < 2 || h.Checks[0].Name != SerfHealthCheck || h.Checks[0].Layer != 1 || h.Checks[0].Status != "passing" {
+			t.Errorf("%s checks: %+v", d.Name, h.Checks)
+		}
+		if h.Alloc.Restarts != 0 {
+			t.Errorf("%s restarts: %d", d.Name, h.Alloc.Restarts)
+		}
+	}
+
+	// Health answers from the caches: 50 calls make no network call beyond
+	// what the watches do on their own, and the watches' rate does not
+	// depend on the number of devices.
+	loops := 5 // nodes, node checks, job, allocations, one service
+	f0, t0 := w.fetches(), time.Now()
+	for range 50 {
+		if _, err := w.Health(context.Background(), r, devices); err != nil {
+			t.Fatal(err)
+		}
+	}
+	elapsed := time.Since(t0)
+	if d, max := w.fetches()-f0, uint64(loops)*(uint64(elapsed/DefaultConfig().MinInterval)+1); d > max {
+		t.Errorf("50 Health calls in %s: %d fetches, want <= %d", elapsed, d, max)
+	}
+	t.Logf("50 Health calls in %s", elapsed)
+	f0, t0 = w.fetches(), time.Now()
+	time.Sleep(4 * time.Second)
+	elapsed = time.Since(t0)
+	perLoop := float64(w.fetches()-f0) / float64(loops) / elapsed.Seconds()
+	if maxRate := 1/DefaultConfig().MinInterval.Seconds() + 0.5; perLoop > maxRate {
+		t.Errorf("%.1f calls per watch per second, want <= %.1f", perLoop, maxRate)
+	}
+	t.Logf("%.2f calls per watch per second over %d devices", perLoop, len(devices))
+
+	// A release whose health endpoint turns unhealthy after a second: L3
+	// critical everywhere, the new version seen.
+	if _, _, err := c.Nomad.Jobs().Register(ctestJob("2.0.0+t2", map[string]string{"EDGEINFER_FAULT_UNHEALTHY_AFTER": "1s"}), nil); err != nil {
+		t.Fatalf("register v2: %v", err)
+	}
+	waitAll("v2 L3 critical everywhere", 90*time.Second, func(d scheduler.DeviceRef, h scheduler.DeviceHealth) string {
+		switch c := l3(h); {
+		case !h.Online:
+			return "offline"
+		case h.Alloc == nil || h.Alloc.Version != "2.0.0+t2":
+			return "not on v2"
+		case c == nil || c.Status != "critical":
+			return "L3 not critical"
+		case h.Version != "2.0.0":
+			return "reported version"
+		}
+		if s, _, _ := ParseCheckOutput(l3(h).Output); s != "unhealthy" {
+			return "output status " + s
+		}
+		return ""
+	})
+
+	// A device goes away: offline within the deadline, the others not;
+	// then back.
+	down := devices[len(devices)-1]
+	t0 = time.Now()
+	c.DeviceDown(t, down.Name)
+	waitAll(down.Name+" offline", 60*time.Second, func(d scheduler.DeviceRef, h scheduler.DeviceHealth) string {
+		if (d.ID == down.ID) == h.Online {
+			return fmt.Sprintf("online=%v", h.Online)
+		}
+		return ""
+	})
+	t.Logf("%s offline seen %s after device-down started", down.Name, time.Since(t0).Round(time.Millisecond))
+	c.DeviceUp(t, down.Name)
+	waitAll(down.Name+" back online", 90*time.Second, func(d scheduler.DeviceRef, h scheduler.DeviceHealth) string {
+		if !h.Online {
+			return "offline"
+		}
+		if h.Alloc == nil {
+			return "no allocation"
+		}
+		return ""
+	})
+}

@@ -1,0 +1,479 @@
+package checks
+
+import (
+	"context"
+	"errors"
+	"reflect"
+	"sync"
+	"testing"
+	"time"
+
+	nomadapi "github.com/hashicorp/nomad/api"
+
+	"github.com/fleetplan/fleetplan/scheduler"
+)
+
+// fakeSource answers like Nomad and Consul do: one global index, blocking
+// calls that return when it passes the wait index or the wait time ends.
+type fakeSource struct {
+	mu       sync.Mutex
+	index    uint64
+	changed  chan struct{}
+	nodes    []nodeInfo
+	checks   []checkInfo
+	jobs     map[string]jobView
+	allocs   map[string][]allocInfo
+	services map[string][]instance // by name + "|" + tag
+	fail     map[string]error      // by kind
+	hold     map[string]chan struct{}
+	calls    map[string]int
+}
+
+func newFakeSource() *fakeSource {
+	return &fakeSource{
+		index:    10,
+		changed:  make(chan struct{}),
+		jobs:     map[string]jobView{},
+		allocs:   map[string][]allocInfo{},
+		services: map[string][]instance{},
+		fail:     map[string]error{},
+		hold:     map[string]chan struct{}{},
+		calls:    map[string]int{},
+	}
+}
+
+// update changes the data under the lock and wakes the blocked calls.
+func (f *fakeSource) update(change func()) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	change()
+	f.index++
+	close(f.changed)
+	f.changed = make(chan struct{})
+}
+
+func (f *fakeSource) totalCalls() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	n := 0
+	for _, c := range f.calls {
+		n += c
+	}
+	return n
+}
+
+func (f *fakeSource) block(ctx context.Context, kind string, q query) (uint64, error) {
+	f.mu.Lock()
+	f.calls[kind]++
+	hold := f.hold[kind]
+	f.mu.Unlock()
+	if hold != nil {
+		select {
+		case <-hold:
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		}
+	}
+	deadline := time.After(q.waitTime)
+	for {
+		f.mu.Lock()
+		err, idx, ch := f.fail[kind], f.index, f.changed
+		f.mu.Unlock()
+		if err != nil {
+			return 0, err
+		}
+		if q.waitIndex < idx {
+			return idx, nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		case <-deadline:
+			return idx, nil
+		}
+	}
+}
+
+func (f *fakeSource) Nodes(ctx context.Context, q query) ([]nodeInfo, uint64, error) {
+	idx, err := f.block(ctx, "nodes", q)
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]nodeInfo(nil), f.nodes...), idx, err
+}
+
+func (f *fakeSource) NodeChecks(ctx context.Context, q query) ([]checkInfo, uint64, error) {
+	idx, err := f.block(ctx, "checks", q)
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]checkInfo(nil), f.checks...), idx, err
+}
+
+func (f *fakeSource) Job(ctx context.Context, jobID string, prev jobView, q query) (jobView, uint64, error) {
+	idx, err := f.block(ctx, "job", q)
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.jobs[jobID], idx, err
+}
+
+func (f *fakeSource) Allocations(ctx context.Context, jobID string, q query) ([]allocInfo, uint64, error) {
+	idx, err := f.block(ctx, "allocs", q)
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]allocInfo(nil), f.allocs[jobID]...), idx, err
+}
+
+func (f *fakeSource) Service(ctx context.Context, name, tag string, q query) ([]instance, uint64, error) {
+	idx, err := f.block(ctx, "service", q)
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]instance(nil), f.services[name+"|"+tag]...), idx, err
+}
+
+const (
+	l3Healthy   = `HTTP GET http://127.0.0.2:2000/health: 200 OK Output: {"status":"healthy","version":"1.0.0","build":"1.0.0+t1"}`
+	l3Unhealthy = `HTTP GET http://127.0.0.2:2000/health: 503 Service Unavailable Output: {"status":"unhealthy","version":"1.0.0"}`
+)
+
+// fleet is two devices: n1 runs the candidate, n2 is down without one.
+func fleet(f *fakeSource) {
+	f.nodes = []nodeInfo{{ID: "id-1", Name: "n1", Status: "ready"}, {ID: "id-2", Name: "n2", Status: "down"}, {ID: "id-3", Name: "n3", Status: "ready"}}
+	f.checks = []checkInfo{
+		{Node: "n1", CheckID: "serfHealth", Name: "Serf Health Status", Status: "passing", Output: "Agent alive and reachable"},
+		{Node: "n2", CheckID: "serfHealth", Name: "Serf Health Status", Status: "critical", Output: "Agent not live or unreachable"},
+		{Node: "n3", CheckID: "serfHealth", Name: "Serf Health Status", Status: "critical"},
+		{Node: "n1", CheckID: "agent-l2", Name: "fleetplan L2 system", Status: "passing", Output: "cpu 12% < 90%"},
+	}
+	f.jobs["app-blue"] = jobView{Found: true, Latest: 1, Versions: map[uint64]string{0: "0.9.0+t0", 1: "1.0.0+t1"}, Services: []string{"app"}}
+	f.allocs["app-blue"] = []allocInfo{
+		{ID: "old-alloc", NodeID: "id-1", ClientStatus: "complete", DesiredStatus: "stop", JobVersion: 0, CreateIndex: 5},
+		{ID: "new-alloc", NodeID: "id-1", ClientStatus: "running", DesiredStatus: "run", JobVersion: 1, Restarts: 2, CreateIndex: 9},
+		{ID: "n3-alloc", NodeID: "id-3", ClientStatus: "running", DesiredStatus: "run", JobVersion: 1, CreateIndex: 9},
+	}
+	f.services["app|fleetplan-slot=blue"] = []instance{
+		{Node: "n1", ServiceID: "_nomad-task-new-alloc-app-app-http", Checks: []checkInfo{
+			{Node: "n1", Name: "fleetplan L3 application", Status: "passing", Output: l3Healthy, ServiceID: "_nomad-task-new-alloc-app-app-http"},
+		}},
+		// The replaced allocation's registration lingers: it must not count.
+		{Node: "n1", ServiceID: "_nomad-task-old-alloc-app-app-http", Checks: []checkInfo{
+			{Node: "n1", Name: "fleetplan L3 application", Status: "critical", Output: "connection refused", ServiceID: "_nomad-task-old-alloc-app-app-http"},
+		}},
+	}
+}
+
+func testConfig() Config {
+	return Config{
+		Timing:     Timing{MinInterval: time.Millisecond, BackoffBase: 5 * time.Millisecond, BackoffMax: 20 * time.Millisecond, WaitTime: 10 * time.Second},
+		StaleAfter: 300 * time.Millisecond,
+	}
+}
+
+func startFake(t *testing.T, f *fakeSource, cfg Config) *Watcher {
+	t.Helper()
+	w := newWatcher(f, nil, realClock(), WithConfig(cfg))
+	t.Cleanup(w.Stop)
+	return w
+}
+
+var (
+	blueRollout = &scheduler.Rollout{App: "app", Candidate: "blue"}
+	devices     = []scheduler.DeviceRef{{ID: "id-1", Name: "n1"}, {ID: "id-2", Name: "n2"}, {ID: "id-3", Name: "n3"}, {ID: "id-9", Name: "n9"}}
+)
+
+func health(t *testing.T, w *Watcher) map[string]scheduler.DeviceHealth {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	h, err := w.Health(ctx, blueRollout, devices)
+	if err != nil {
+		t.Fatalf("Health: %v", err)
+	}
+	return h
+}
+
+func TestHealthFromCaches(t *testing.T) {
+	f := newFakeSource()
+	fleet(f)
+	w := startFake(t, f, testConfig())
+	got := health(t, w)
+	want := map[string]scheduler.DeviceHealth{
+		"id-1": {
+			Online: true,
+			Alloc:  &scheduler.AllocHealth{ID: "new-alloc", Status: "running", Restarts: 2, Version: "1.0.0+t1"},
+			Checks: []scheduler.CheckResult{
+				{Name: "serfHealth", Layer: 1, Status: "passing", Output: "Agent alive and reachable"},
+				{Name: "fleetplan L2 system", Layer: 2, Status: "passing", Output: "cpu 12% < 90%"},
+				{Name: "fleetplan L3 application", Layer: 3, Status: "passing", Output: l3Healthy},
+			},
+			Version: "1.0.0",
+		},
+		"id-2": {Checks: []scheduler.CheckResult{{Name: "serfHealth", Layer: 1, Status: "critical", Output: "Agent not live or unreachable"}}},
+		// Nomad says ready but the Consul agent is gone: not online.
+		"id-3": {
+			Alloc:  &scheduler.AllocHealth{ID: "n3-alloc", Status: "running", Version: "1.0.0+t1"},
+			Checks: []scheduler.CheckResult{{Name: "serfHealth", Layer: 1, Status: "critical"}},
+		},
+		"id-9": {},
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("Health:\n got %+v\nwant %+v", got, want)
+	}
+
+	// A device known by name only.
+	h, err := w.Health(context.Background(), blueRollout, []scheduler.DeviceRef{{Name: "n1"}})
+	if err != nil || !h["n1"].Online || h["n1"].Alloc == nil {
+		t.Errorf("by name: %+v, %v", h, err)
+	}
+}
+
+func TestHealthFollowsChanges(t *testing.T) {
+	f := newFakeSource()
+	fleet(f)
+	w := startFake(t, f, testConfig())
+	health(t, w)
+	f.update(func() {
+		ins := f.services["app|fleetplan-slot=blue"]
+		ins[0].Checks[0].Status, ins[0].Checks[0].Output = "critical", l3Unhealthy
+		f.nodes[0].Status = "down"
+	})
+	deadline := time.Now().Add(3 * time.Second)
+	for {
+		h := health(t, w)["id-1"]
+		if !h.Online && len(h.Checks) == 3 && h.Checks[2].Status == "critical" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("change not seen: %+v", h)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func TestHealthWaitsForFirstAnswers(t *testing.T) {
+	f := newFakeSource()
+	fleet(f)
+	hold := make(chan struct{})
+	f.hold["allocs"] = hold
+	w := startFake(t, f, testConfig())
+
+	ctx, cancel := context.WithTimeout(context.Background(), 150*time.Millisecond)
+	defer cancel()
+	h, err := w.Health(ctx, blueRollout, devices)
+	if !errors.Is(err, context.DeadlineExceeded) || h != nil {
+		t.Fatalf("Health before the allocations answered = %v, %v; want no verdict and the deadline", h, err)
+	}
+	close(hold)
+	if got := health(t, w)["id-1"].Alloc; got == nil || got.ID != "new-alloc" {
+		t.Errorf("alloc = %+v", got)
+	}
+}
+
+func TestHealthWaitsForServiceWatches(t *testing.T) {
+	f := newFakeSource()
+	fleet(f)
+	hold := make(chan struct{})
+	f.hold["service"] = hold
+	w := startFake(t, f, testConfig())
+	ctx, cancel := context.WithTimeout(context.Background(), 150*time.Millisecond)
+	defer cancel()
+	if _, err := w.Health(ctx, blueRollout, devices); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Health before the service answered: %v", err)
+	}
+	close(hold)
+	if h := health(t, w)["id-1"]; h.Version != "1.0.0" {
+		t.Errorf("health = %+v", h)
+	}
+}
+
+func TestHealthWaitsForJobVersion(t *testing.T) {
+	f := newFakeSource()
+	fleet(f)
+	// The allocations already run version 2; the job watch has not seen it.
+	f.allocs["app-blue"][1].JobVersion = 2
+	w := startFake(t, f, testConfig())
+	go func() {
+		time.Sleep(100 * time.Millisecond)
+		f.update(func() {
+			f.jobs["app-blue"] = jobView{Found: true, Latest: 2, Versions: map[uint64]string{2: "2.0.0+t2"}, Services: []string{"app"}}
+		})
+	}()
+	if a := health(t, w)["id-1"].Alloc; a == nil || a.Version != "2.0.0+t2" {
+		t.Errorf("alloc = %+v", a)
+	}
+}
+
+func TestHealthStale(t *testing.T) {
+	f := newFakeSource()
+	fleet(f)
+	w := startFake(t, f, testConfig())
+	health(t, w)
+
+	// Consul goes away: the last good data is served until StaleAfter ...
+	f.update(func() { f.fail["checks"] = errors.New("connection refused") })
+	start := time.Now()
+	h, err := w.Health(context.Background(), blueRollout, devices)
+	if time.Since(start) < 250*time.Millisecond {
+		if err != nil || !h["id-1"].Online {
+			t.Fatalf("fresh failure: %+v, %v; want the last good data", h["id-1"], err)
+		}
+	}
+	// ... then Health says stale, not "offline".
+	deadline := time.Now().Add(3 * time.Second)
+	for {
+		_, err = w.Health(context.Background(), blueRollout, devices)
+		if err != nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("never stale")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	var se *StaleError
+	if !errors.Is(err, ErrStale) || !errors.As(err, &se) || se.Watch != "consul-node-checks" {
+		t.Fatalf("err = %v", err)
+	}
+
+	// Back: answers again.
+	f.update(func() { delete(f.fail, "checks") })
+	deadline = time.Now().Add(3 * time.Second)
+	for {
+		h, err = w.Health(context.Background(), blueRollout, devices)
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("still stale: %v", err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if !h["id-1"].Online {
+		t.Errorf("after recovery: %+v", h["id-1"])
+	}
+}
+
+func TestHealthStaleBeforeFirstAnswer(t *testing.T) {
+	f := newFakeSource()
+	fleet(f)
+	f.fail["nodes"] = errors.New("nomad down")
+	w := startFake(t, f, testConfig())
+	_, err := w.Health(context.Background(), blueRollout, devices)
+	if !errors.Is(err, ErrStale) {
+		t.Fatalf("err = %v", err)
+	}
+}
+
+func TestHealthCallsNoSource(t *testing.T) {
+	f := newFakeSource()
+	fleet(f)
+	w := startFake(t, f, testConfig())
+	health(t, w)
+	time.Sleep(50 * time.Millisecond) // every loop parked in its blocking call
+	before, fetches := f.totalCalls(), w.fetches()
+	for range 50 {
+		health(t, w)
+	}
+	if after := f.totalCalls(); after != before {
+		t.Errorf("50 Health calls made %d source calls", after-before)
+	}
+	if w.fetches() != fetches {
+		t.Errorf("fetches moved")
+	}
+	// Global loops + job + allocs + one service.
+	if n := len(f.calls); n != 5 {
+		t.Errorf("kinds of calls: %v", f.calls)
+	}
+}
+
+func TestHealthAfterStop(t *testing.T) {
+	f := newFakeSource()
+	fleet(f)
+	w := newWatcher(f, nil, realClock(), WithConfig(testConfig()))
+	health(t, w)
+	w.Stop()
+	if _, err := w.Health(context.Background(), blueRollout, devices); !errors.Is(err, ErrStopped) {
+		t.Errorf("err = %v", err)
+	}
+	if err := w.WatchJob("x-blue", "blue"); !errors.Is(err, ErrStopped) {
+		t.Errorf("err = %v", err)
+	}
+}
+
+func TestHealthBadRollout(t *testing.T) {
+	w := startFake(t, newFakeSource(), testConfig())
+	if _, err := w.Health(context.Background(), &scheduler.Rollout{App: "x"}, nil); err == nil {
+		t.Error("no error for a rollout without candidate")
+	}
+}
+
+func TestPickAllocs(t *testing.T) {
+	tests := []struct {
+		name   string
+		allocs []allocInfo
+		want   string
+	}{
+		{"newest running", []allocInfo{{ID: "a", ClientStatus: "running", DesiredStatus: "run", CreateIndex: 1}, {ID: "b", ClientStatus: "running", DesiredStatus: "run", CreateIndex: 2}}, "b"},
+		{"running over newer failed", []allocInfo{{ID: "a", ClientStatus: "running", DesiredStatus: "run", CreateIndex: 1}, {ID: "b", ClientStatus: "failed", DesiredStatus: "run", CreateIndex: 2}}, "a"},
+		{"pending replacement over stopping", []allocInfo{{ID: "a", ClientStatus: "running", DesiredStatus: "stop", CreateIndex: 3}, {ID: "b", ClientStatus: "pending", DesiredStatus: "run", CreateIndex: 2}}, "b"},
+		{"stopping over terminal", []allocInfo{{ID: "a", ClientStatus: "running", DesiredStatus: "stop", CreateIndex: 1}, {ID: "b", ClientStatus: "complete", DesiredStatus: "stop", CreateIndex: 2}}, "a"},
+		{"disconnected counts as live", []allocInfo{{ID: "a", ClientStatus: "unknown", DesiredStatus: "run", CreateIndex: 1}, {ID: "b", ClientStatus: "lost", DesiredStatus: "stop", CreateIndex: 2}}, "a"},
+		{"all terminal: newest", []allocInfo{{ID: "a", ClientStatus: "failed", CreateIndex: 5}, {ID: "b", ClientStatus: "complete", CreateIndex: 2}}, "a"},
+	}
+	for _, tt := range tests {
+		for i := range tt.allocs {
+			tt.allocs[i].NodeID = "n"
+		}
+		if got := pickAllocs(tt.allocs)["n"].ID; got != tt.want {
+			t.Errorf("%s: picked %s, want %s", tt.name, got, tt.want)
+		}
+	}
+}
+
+func TestInstanceOf(t *testing.T) {
+	if !instanceOf("_nomad-task-1234-abcd-web-web-http", "1234-abcd") {
+		t.Error("own instance")
+	}
+	if instanceOf("_nomad-task-9999-web-web-http", "1234-abcd") {
+		t.Error("other allocation's instance")
+	}
+	if !instanceOf("web-1", "1234") {
+		t.Error("non-Nomad registration")
+	}
+}
+
+func TestViewOfVersions(t *testing.T) {
+	u := func(v uint64) *uint64 { return &v }
+	s := func(v string) *string { return &v }
+	versions := []*nomadapi.Job{
+		{ID: s("app-blue"), Name: s("app-blue"), Version: u(3), Meta: map[string]string{MetaVersion: "2.0.0+r2"},
+			TaskGroups: []*nomadapi.TaskGroup{{
+				Name:     s("app"),
+				Services: []*nomadapi.Service{{Name: "app"}, {Name: "${NOMAD_JOB_NAME}-metrics"}, {Name: "nomad-native", Provider: "nomad"}, {Name: "node-${node.unique.name}"}},
+				Tasks:    []*nomadapi.Task{{Name: "srv", Services: []*nomadapi.Service{{Name: "${TASK}-api"}, {}}}},
+			}}},
+		{ID: s("app-blue"), Name: s("app-blue"), Version: u(2), Meta: map[string]string{MetaVersion: "1.0.0+r1"},
+			TaskGroups: []*nomadapi.TaskGroup{{Name: s("app"), Services: []*nomadapi.Service{{Name: "app-old"}}}}},
+	}
+	got := viewOfVersions(versions)
+	want := jobView{
+		Found:    true,
+		Latest:   3,
+		Versions: map[uint64]string{3: "2.0.0+r2", 2: "1.0.0+r1"},
+		Services: []string{"app", "app-blue-app-srv", "app-blue-metrics", "app-old", "srv-api"},
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("got  %+v\nwant %+v", got, want)
+	}
+	if v := viewOfVersions(nil); v.Found {
+		t.Errorf("no versions found: %+v", v)
+	}
+}
+
+func TestIsNotFound(t *testing.T) {
+	if isNotFound(errors.New("404 not found")) {
+		t.Error("a string is not a status")
+	}
+	if isNotFound(nil) {
+		t.Error("nil")
+	}
+}

@@ -1,0 +1,225 @@
+package command
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/fleetplan/fleetplan/checks"
+	fphcl "github.com/fleetplan/fleetplan/hcl"
+	"github.com/fleetplan/fleetplan/jobs"
+	"github.com/fleetplan/fleetplan/scheduler"
+	"github.com/fleetplan/fleetplan/store"
+	"github.com/urfave/cli/v2"
+)
+
+// Exit codes of apply.
+const (
+	applyDone       = 0
+	applyRolledBack = 1
+	applyUsage      = 2
+	applyFailed     = 3
+)
+
+func init() {
+	register(&cli.Command{
+		Name:      "apply",
+		Usage:     "roll a release out: canary, approval, waves, automatic rollback",
+		ArgsUsage: "FILE",
+		Description: `Runs the rollouts of the policy FILE in the foreground, printing progress, until
+each is done or rolled back. A rollout already in progress is resumed where it
+was (a controller that was killed can simply be started again). Only one
+controller works on a rollout at a time: a second apply exits naming the holder
+(or waits, with -wait).
+
+Exit codes: 0 done, 1 rolled back (or halted after a rollback), 2 usage or
+validation errors, 3 other failures (with the reason).`,
+		Flags: []cli.Flag{
+			&cli.BoolFlag{Name: "auto-approve", Usage: "approve the canary automatically once it passed its gate (recorded in the audit trail)"},
+			&cli.BoolFlag{Name: "detach", Usage: "run the controller in the background and return; follow it with `fleetplan status -watch`"},
+			&cli.BoolFlag{Name: "wait", Usage: "wait for another controller of the same rollout to finish instead of exiting"},
+			&cli.StringFlag{Name: "audit-file", Usage: "also append every audit record to this JSON-lines file"},
+			&cli.StringFlag{Name: "actor", Usage: "who runs the rollout (default: user@host)"},
+			&cli.DurationFlag{Name: "sample-interval", Value: 2 * time.Second, Usage: "how often health is sampled during a soak"},
+		},
+		Action: applyAction,
+	})
+}
+
+func applyAction(c *cli.Context) error {
+	if c.NArg() != 1 {
+		return exit(applyUsage, "apply takes exactly one policy FILE (see `fleetplan apply -h`)")
+	}
+	policies, files, diags := fphcl.ParseFilesWithSources(c.Args().First())
+	if diags.HasErrors() {
+		_ = fphcl.WriteDiagnostics(c.App.ErrWriter, files, diags, false)
+		return exit(applyUsage, "the policy is not valid; nothing was changed (check it with `fleetplan validate %s`)", c.Args().First())
+	} else if len(diags) > 0 {
+		_ = fphcl.WriteDiagnostics(c.App.ErrWriter, files, diags, false)
+	}
+	if c.Bool("detach") {
+		return detach(c)
+	}
+
+	ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	log := logger(c)
+	ui := newProgress(c.App.Writer)
+	actor := c.String("actor")
+	if actor == "" {
+		actor = store.DefaultActor()
+	}
+	w, err := connect(log)
+	if err != nil {
+		return exit(applyFailed, "%v", err)
+	}
+	audit, err := w.auditTrail(c.String("audit-file"), actor)
+	if err != nil {
+		return exit(applyFailed, "%v", err)
+	}
+	defer audit.Close()
+	audit.Record(ctx, auditRecord("", "", "apply", "started", fmt.Sprintf("policy %s", c.Args().First()), actor))
+
+	code := applyDone
+	for _, p := range policies {
+		res := runRollout(ctx, c, w, p, actor, ui, audit)
+		if res > code {
+			code = res
+		}
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	if ctx.Err() != nil {
+		fmt.Fprintln(c.App.ErrWriter, "Interrupted: the rollout state is saved in Consul; run `fleetplan apply` again to resume, or `fleetplan rollback ROLLOUT`.")
+		return cli.Exit("", applyFailed)
+	}
+	if code != applyDone {
+		return cli.Exit("", code)
+	}
+	return nil
+}
+
+// runRollout runs one rollout of the policy and returns apply's exit code.
+func runRollout(ctx context.Context, c *cli.Context, w *wiring, p *scheduler.Policy, actor string, ui *progress, audit *auditSink) int {
+	log := w.log.Named("apply").With("rollout", p.Name)
+	out := c.App.Writer
+
+	lost, release, err := w.lock(ctx, p.Name, c.Bool("wait"))
+	if err != nil {
+		fmt.Fprintf(c.App.ErrWriter, "Error: %v\n", err)
+		return applyFailed
+	}
+	defer release()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		select {
+		case <-lost:
+			log.Error("lost the controller lock; stopping (the next controller resumes from the saved state)")
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+
+	base, err := jobs.ParseJobspec(ctx, w.nomad, p.Release.Jobspec)
+	if err != nil {
+		fmt.Fprintf(c.App.ErrWriter, "Error: %v\n", err)
+		return applyFailed
+	}
+	cluster := jobs.NewNomad(w.nomad, p, base, w.log)
+	watcher := checks.NewWatcher(w.nomad, w.consul, w.log)
+	defer watcher.Stop()
+	reg := w.registry()
+
+	ctl := &scheduler.Controller{
+		Policy:         p,
+		Cluster:        cluster,
+		Health:         watcher,
+		Gate:           w.gate(),
+		Store:          w.store,
+		Registry:       reg,
+		Logger:         w.log,
+		Actor:          actor,
+		AutoApprove:    c.Bool("auto-approve"),
+		SampleInterval: c.Duration("sample-interval"),
+		OnEvent: func(e scheduler.Event) {
+			audit.Record(ctx, e)
+			ui.Event(e)
+		},
+	}
+	fmt.Fprintf(out, "==> Rollout %s: release %s (policy %s)\n", p.Name, p.Release.Version, p.File)
+	r, err := ctl.Run(ctx)
+	if r != nil {
+		ui.Summary(r)
+	}
+	switch {
+	case errors.Is(err, scheduler.ErrNothingToDo):
+		fmt.Fprintf(out, "No changes: %v\n", err)
+		return applyDone
+	case errors.Is(err, scheduler.ErrHalted):
+		fmt.Fprintf(c.App.ErrWriter, "Halted: %s\n", strings.TrimPrefix(err.Error(), scheduler.ErrHalted.Error()+": "))
+		if r != nil && r.RollbackScope != "" {
+			return applyRolledBack
+		}
+		return applyFailed
+	case err != nil:
+		if ctx.Err() != nil {
+			return applyFailed
+		}
+		fmt.Fprintf(c.App.ErrWriter, "Error: %v\n", err)
+		return applyFailed
+	case r.Outcome == scheduler.OutcomeRolledBack:
+		fmt.Fprintf(out, "==> Rollout %s was rolled back: %s\n", p.Name, r.RollbackReason)
+		return applyRolledBack
+	default:
+		fmt.Fprintf(out, "==> Rollout %s is done: %s %s runs in slot %s\n", p.Name, p.Name, r.Version, r.Candidate)
+		return applyDone
+	}
+}
+
+// detach starts `fleetplan apply` again in the background, in its own
+// session, with its output in a log file.
+func detach(c *cli.Context) error {
+	self, err := os.Executable()
+	if err != nil {
+		return exit(applyFailed, "finding the fleetplan executable: %v", err)
+	}
+	file, _ := filepath.Abs(c.Args().First())
+	logPath := filepath.Join(os.TempDir(), fmt.Sprintf("fleetplan-apply-%d.log", time.Now().UnixNano()))
+	logFile, err := os.Create(logPath)
+	if err != nil {
+		return exit(applyFailed, "creating the log file: %v", err)
+	}
+	defer logFile.Close()
+	args := []string{"apply"}
+	if c.Bool("auto-approve") {
+		args = append(args, "-auto-approve")
+	}
+	if c.Bool("wait") {
+		args = append(args, "-wait")
+	}
+	if v := c.String("audit-file"); v != "" {
+		abs, _ := filepath.Abs(v)
+		args = append(args, "-audit-file", abs)
+	}
+	if v := c.String("actor"); v != "" {
+		args = append(args, "-actor", v)
+	}
+	args = append(args, "-sample-interval", c.Duration("sample-interval").String(), file)
+	cmd := exec.Command(self, args...)
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := cmd.Start(); err != nil {
+		return exit(applyFailed, "starting the controller: %v", err)
+	}
+	fmt.Fprintf(c.App.Writer, "Controller started in the background (pid %d, log %s).\nFollow it with `fleetplan status -watch ROLLOUT`.\n", cmd.Process.Pid, logPath)
+	return nil
+}

@@ -1,0 +1,186 @@
+package command
+
+import (
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/fleetplan/fleetplan/scheduler"
+)
+
+// DeployState is the field's fleet-deploy-state block, as printed by
+// `fleetplan status` (and, with -json, as this object).
+type DeployState struct {
+	Phase             string   `json:"phase"`
+	FleetplanPhase    string   `json:"fleetplan_phase"`
+	Strategy          string   `json:"strategy"`
+	Artifact          string   `json:"artifact"`
+	Version           string   `json:"version"`
+	RunID             string   `json:"run_id"`
+	FleetTotal        int      `json:"fleet_total"`
+	DeployedCount     int      `json:"deployed_count"`
+	HealthyCount      int      `json:"healthy_count"`
+	QuarantinedCount  int      `json:"quarantined_count"`
+	SkippedCount      int      `json:"skipped_count"`
+	RollbackAvailable bool     `json:"rollback_available"`
+	CurrentWave       string   `json:"current_wave"`
+	LastAction        string   `json:"last_action"`
+	NextAction        string   `json:"next_action"`
+	Blockers          []string `json:"blockers"`
+	Outcome           string   `json:"outcome,omitempty"`
+}
+
+// fieldPhase maps fleetplan's phases onto the field's coarser ones.
+func fieldPhase(r *scheduler.Rollout) string {
+	switch r.Phase {
+	case scheduler.PhasePrepare, scheduler.PhaseValidate:
+		return "PREPARE"
+	case scheduler.PhaseCanary:
+		if r.Step == scheduler.StepSwitching {
+			return "CANARY"
+		}
+		return "VERIFY"
+	case scheduler.PhaseAwaitingApproval:
+		return "VERIFY"
+	case scheduler.PhaseWave, scheduler.PhaseRollingBack:
+		return "ROLLOUT"
+	default:
+		return "CONFIRM"
+	}
+}
+
+// NewDeployState summarises a run.
+func NewDeployState(r *scheduler.Rollout) DeployState {
+	s := DeployState{
+		Phase:          fieldPhase(r),
+		FleetplanPhase: string(r.Phase),
+		Strategy:       string(r.Strategy),
+		Artifact:       fmt.Sprintf("%s %s", r.App, r.Version),
+		Version:        r.Version,
+		RunID:          r.ID,
+		LastAction:     r.LastAction,
+		Outcome:        string(r.Outcome),
+		Blockers:       []string{},
+	}
+	if r.Step != "" {
+		s.FleetplanPhase += "/" + string(r.Step)
+	}
+	s.FleetTotal = len(r.Excluded)
+	for _, d := range r.Devices {
+		if d.Stage < 0 {
+			continue
+		}
+		s.FleetTotal++
+		switch d.State {
+		case scheduler.DeviceHealthy, scheduler.DeviceCaughtUp:
+			s.HealthyCount++
+			s.DeployedCount++
+		case scheduler.DeviceVerifying, scheduler.DeviceSwitching, scheduler.DeviceFailed:
+			s.DeployedCount++
+		case scheduler.DeviceQuarantined:
+			s.QuarantinedCount++
+		case scheduler.DeviceSkippedOffline:
+			s.SkippedCount++
+		}
+	}
+	waves := len(r.Stages) - 1
+	switch {
+	case r.Phase == scheduler.PhaseDone:
+		s.CurrentWave = fmt.Sprintf("%d/%d", waves, waves)
+	case r.Phase == scheduler.PhaseWave || (r.Phase == scheduler.PhaseRollingBack && r.Stage > 0):
+		s.CurrentWave = fmt.Sprintf("%d/%d", r.Stage, waves)
+	default:
+		s.CurrentWave = fmt.Sprintf("0/%d (canary)", waves)
+	}
+	// The old slot's job is never touched during a rollout: until the run
+	// is confirmed, taking the fleet back is always possible.
+	s.RollbackAvailable = !r.Finished()
+	if r.Halted != "" {
+		s.Blockers = append(s.Blockers, r.Halted)
+	}
+	if r.Paused {
+		s.Blockers = append(s.Blockers, "paused by an operator")
+	}
+	for _, e := range r.Excluded {
+		s.Blockers = append(s.Blockers, fmt.Sprintf("%s excluded: %s", e.Name, e.Reason))
+	}
+	s.NextAction = nextAction(r)
+	return s
+}
+
+func nextAction(r *scheduler.Rollout) string {
+	switch {
+	case r.Outcome == scheduler.OutcomeSucceeded:
+		if n := countState(r, scheduler.DeviceSkippedOffline); n > 0 {
+			return fmt.Sprintf("catch up %d offline device(s) when they return", n)
+		}
+		return "none: the rollout is done"
+	case r.Outcome == scheduler.OutcomeRolledBack:
+		return "fix the release, then apply a new version"
+	case r.Halted != "":
+		return fmt.Sprintf("operator decision: `fleetplan resume %s` or `fleetplan rollback %s`", r.App, r.App)
+	case r.Paused:
+		return fmt.Sprintf("`fleetplan resume %s`", r.App)
+	}
+	switch r.Phase {
+	case scheduler.PhasePrepare, scheduler.PhaseValidate:
+		return "validate the plan and start the canary"
+	case scheduler.PhaseAwaitingApproval:
+		return fmt.Sprintf("human approval of the canary: `fleetplan approve %s`", r.App)
+	case scheduler.PhaseCanary, scheduler.PhaseWave:
+		st := r.Stages[r.Stage]
+		switch r.Step {
+		case scheduler.StepSwitching:
+			return fmt.Sprintf("switch the devices of %s", st.Name)
+		case scheduler.StepSoaking:
+			return fmt.Sprintf("soak %s until %s, then evaluate its gate", st.Name, st.SoakUntil.Format("15:04:05"))
+		default:
+			return fmt.Sprintf("evaluate the gate of %s", st.Name)
+		}
+	case scheduler.PhaseRollingBack:
+		return "finish rolling the devices back to the old slot"
+	case scheduler.PhaseConfirm:
+		return "make the candidate slot the active one"
+	}
+	return "-"
+}
+
+func countState(r *scheduler.Rollout, s scheduler.DeviceState) int {
+	n := 0
+	for _, d := range r.Devices {
+		if d.State == s {
+			n++
+		}
+	}
+	return n
+}
+
+// WriteDeployState prints the block.
+func WriteDeployState(w io.Writer, s DeployState) {
+	blockers := "none"
+	if len(s.Blockers) > 0 {
+		blockers = strings.Join(s.Blockers, "; ")
+	}
+	fmt.Fprintf(w, "<fleet-deploy-state>\n")
+	fmt.Fprintf(w, "phase: %s (%s)\n", s.Phase, s.FleetplanPhase)
+	fmt.Fprintf(w, "strategy: %s\n", s.Strategy)
+	fmt.Fprintf(w, "artifact: %s\n", s.Artifact)
+	fmt.Fprintf(w, "fleet_total: %d\n", s.FleetTotal)
+	fmt.Fprintf(w, "deployed_count: %d\n", s.DeployedCount)
+	fmt.Fprintf(w, "healthy_count: %d\n", s.HealthyCount)
+	fmt.Fprintf(w, "quarantined_count: %d\n", s.QuarantinedCount)
+	fmt.Fprintf(w, "skipped_count: %d\n", s.SkippedCount)
+	fmt.Fprintf(w, "rollback_available: %t\n", s.RollbackAvailable)
+	fmt.Fprintf(w, "current_wave: %s\n", s.CurrentWave)
+	fmt.Fprintf(w, "last_action: %s\n", orDash(s.LastAction))
+	fmt.Fprintf(w, "next_action: %s\n", orDash(s.NextAction))
+	fmt.Fprintf(w, "blockers: %s\n", blockers)
+	fmt.Fprintf(w, "</fleet-deploy-state>\n")
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}

@@ -1,0 +1,66 @@
+# Demo policy, v1: the first install of edgeinfer on the fleet (into slot blue).
+# Used by dev-cluster/demo.sh (make demo). The soaks are seconds, not the
+# minutes a real fleet needs, so `fleetplan validate` warns about them.
+rollout "edgeinfer" {
+  fleet {
+    selector    = "Meta.fleet == \"vision\""
+    datacenters = ["dc1"]
+  }
+
+  release {
+    jobspec = "../../examples/edgeinfer.nomad.hcl"
+    version = "1.0.0"
+    env = {
+      LOG_LEVEL = "info"
+    }
+
+    variant "jetson" {
+      env = {
+        MODEL = "edgeinfer-trt-fp16"
+      }
+    }
+  }
+
+  strategy     = "canary-rolling"
+  max_parallel = 3
+
+  canary {
+    percent       = 5
+    min_per_class = 1
+    soak          = "15s"
+    approval      = "manual"
+  }
+
+  wave {
+    percent = 50
+    soak    = "10s"
+  }
+
+  wave {
+    percent = 100
+    soak    = "10s"
+  }
+
+  health {
+    grace = "5s"
+
+    application {
+      port           = "http"
+      path           = "/health"
+      interval       = "2s"
+      timeout        = "1s"
+      expect_version = true
+      max_restarts   = 2
+    }
+  }
+
+  rollback {
+    max_failure_percent = 0
+    scope               = "fleet"
+  }
+
+  offline {
+    catch_up            = true
+    max_offline_percent = 50
+  }
+}

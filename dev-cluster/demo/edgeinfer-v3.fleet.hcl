@@ -1,0 +1,68 @@
+# Demo policy, v3: a bad release that crashes at start; the canary catches it and fleetplan rolls it back.
+# Used by dev-cluster/demo.sh (make demo). The soaks are seconds, not the
+# minutes a real fleet needs, so `fleetplan validate` warns about them.
+rollout "edgeinfer" {
+  fleet {
+    selector    = "Meta.fleet == \"vision\""
+    datacenters = ["dc1"]
+  }
+
+  release {
+    jobspec = "../../examples/edgeinfer.nomad.hcl"
+    version = "3.0.0"
+    env = {
+      LOG_LEVEL = "info"
+      # The bug of this release: the binary crashes at start on every device.
+      EDGEINFER_FAULT_CRASH = "1"
+    }
+
+    variant "jetson" {
+      env = {
+        MODEL = "edgeinfer-trt-fp16"
+      }
+    }
+  }
+
+  strategy     = "canary-rolling"
+  max_parallel = 3
+
+  canary {
+    percent       = 5
+    min_per_class = 1
+    soak          = "15s"
+    approval      = "manual"
+  }
+
+  wave {
+    percent = 50
+    soak    = "10s"
+  }
+
+  wave {
+    percent = 100
+    soak    = "10s"
+  }
+
+  health {
+    grace = "5s"
+
+    application {
+      port           = "http"
+      path           = "/health"
+      interval       = "2s"
+      timeout        = "1s"
+      expect_version = true
+      max_restarts   = 2
+    }
+  }
+
+  rollback {
+    max_failure_percent = 0
+    scope               = "fleet"
+  }
+
+  offline {
+    catch_up            = true
+    max_offline_percent = 50
+  }
+}

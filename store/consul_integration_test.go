@@ -1,0 +1,394 @@
+//go:build integration
+
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/consul/api"
+
+	"github.com/fleetplan/fleetplan/internal/testcluster"
+	"github.com/fleetplan/fleetplan/scheduler"
+)
+
+// newTestStore returns a store under a KV prefix of its own, removed when
+// the test ends.
+func newTestStore(t *testing.T) (*Consul, *api.Client) {
+	t.Helper()
+	cl := testcluster.Require(t)
+	prefix := fmt.Sprintf("fleetplan-test/store-%s-%d/", strings.ReplaceAll(t.Name(), "/", "_"), time.Now().UnixNano())
+	t.Cleanup(func() {
+		if _, err := cl.Consul.KV().DeleteTree(prefix, nil); err != nil {
+			t.Errorf("cleaning up %s: %v", prefix, err)
+		}
+	})
+	return New(cl.Consul, Options{Prefix: prefix, SessionTTL: 10 * time.Second, LockDelay: time.Second}), cl.Consul
+}
+
+func testRun(app string) *scheduler.Rollout {
+	return &scheduler.Rollout{
+		App: app, ID: "run-1", Version: "2.0.0", Strategy: scheduler.StrategyCanaryRolling,
+		Active: scheduler.SlotBlue, Candidate: scheduler.SlotGreen, Phase: scheduler.PhaseCanary,
+		StartedAt: time.Now().UTC().Truncate(time.Second),
+	}
+}
+
+func TestIntegrationCheckAndSet(t *testing.T) {
+	s, _ := newTestStore(t)
+	ctx := context.Background()
+
+	r := testRun("app")
+	if err := s.SaveRollout(ctx, r); err != nil {
+		t.Fatal(err)
+	}
+	if r.Index == 0 {
+		t.Fatal("SaveRollout did not set the index")
+	}
+	stale := *r
+	r.Phase = scheduler.PhaseAwaitingApproval
+	if err := s.SaveRollout(ctx, r); err != nil {
+		t.Fatalf("write at the current index: %v", err)
+	}
+	stale.Phase = scheduler.PhaseRollingBack
+	if err := s.SaveRollout(ctx, &stale); !errors.Is(err, scheduler.ErrConflict) {
+		t.Fatalf("stale write: got %v, want ErrConflict", err)
+	}
+	fresh := testRun("app")
+	if err := s.SaveRollout(ctx, fresh); !errors.Is(err, scheduler.ErrConflict) {
+		t.Fatalf("create over an existing run: got %v, want ErrConflict", err)
+	}
+
+	d := &scheduler.DeviceRecord{DeviceRef: scheduler.DeviceRef{ID: "n1", Name: "jetson-1", Class: "jetson"}, State: scheduler.DevicePending}
+	if err := s.SaveDevice(ctx, "app", d); err != nil {
+		t.Fatal(err)
+	}
+	staleDev := *d
+	d.State = scheduler.DeviceSwitching
+	if err := s.SaveDevice(ctx, "app", d); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SaveDevice(ctx, "app", &staleDev); !errors.Is(err, scheduler.ErrConflict) {
+		t.Fatalf("stale device write: got %v, want ErrConflict", err)
+	}
+
+	got, err := s.Load(ctx, "app")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Phase != scheduler.PhaseAwaitingApproval || got.Index != r.Index {
+		t.Fatalf("loaded phase %s index %d, want %s %d", got.Phase, got.Index, scheduler.PhaseAwaitingApproval, r.Index)
+	}
+	if dd := got.Devices["n1"]; dd == nil || dd.State != scheduler.DeviceSwitching || dd.Index != d.Index {
+		t.Fatalf("loaded device %+v, want state switching at index %d", dd, d.Index)
+	}
+
+	// Active slot.
+	if a, err := s.ActiveSlot(ctx, "app"); err != nil || a != nil {
+		t.Fatalf("ActiveSlot before any: %v %v", a, err)
+	}
+	a := &scheduler.ActiveSlot{Slot: scheduler.SlotBlue, Version: "1.0.0", RolloutID: "run-0", Since: time.Now().UTC()}
+	if err := s.SetActiveSlot(ctx, "app", a); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SetActiveSlot(ctx, "app", &scheduler.ActiveSlot{Slot: scheduler.SlotGreen}); !errors.Is(err, scheduler.ErrConflict) {
+		t.Fatalf("create over an existing active slot: got %v, want ErrConflict", err)
+	}
+	all, err := s.ActiveSlots(ctx)
+	if err != nil || all["app"] == nil || all["app"].Version != "1.0.0" {
+		t.Fatalf("ActiveSlots: %v %v", all, err)
+	}
+}
+
+func TestIntegrationLoadManyDevicesAndArchive(t *testing.T) {
+	s, cc := newTestStore(t)
+	ctx := context.Background()
+	const n = 1200
+	r := testRun("many")
+	if err := s.SaveRollout(ctx, r); err != nil {
+		t.Fatal(err)
+	}
+	// Write the records with a few writers: the test is about reading them.
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	ids := make(chan int)
+	for w := 0; w < 8; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range ids {
+				d := &scheduler.DeviceRecord{
+					DeviceRef: scheduler.DeviceRef{ID: fmt.Sprintf("node-%05d", i), Name: fmt.Sprintf("dev-%d", i), Class: "rpi"},
+					Stage:     i % 4, State: scheduler.DevicePending, Reason: strings.Repeat("x", 200),
+					Baseline: &scheduler.Metrics{ErrorRate: 0.01, P95LatencyMS: 12}, UpdatedAt: time.Now().UTC(),
+				}
+				if err := s.SaveDevice(ctx, "many", d); err != nil {
+					errs <- err
+				}
+			}
+		}()
+	}
+	for i := 0; i < n; i++ {
+		ids <- i
+	}
+	close(ids)
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+
+	start := time.Now()
+	got, err := s.Load(ctx, "many")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("Load of %d devices took %s", n, time.Since(start))
+	if len(got.Devices) != n {
+		t.Fatalf("loaded %d devices, want %d", len(got.Devices), n)
+	}
+	for id, d := range got.Devices {
+		if d.Index == 0 || d.ID != id {
+			t.Fatalf("device %s loaded without its index or ID: %+v", id, d)
+		}
+	}
+
+	// Archive: chunks, the current run removed, History and LoadRun.
+	got.Outcome = scheduler.OutcomeSucceeded
+	got.Phase = scheduler.PhaseDone
+	if err := s.SaveRollout(ctx, got); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Archive(ctx, got); err != nil {
+		t.Fatal(err)
+	}
+	if cur, err := s.Load(ctx, "many"); err != nil || cur != nil {
+		t.Fatalf("after Archive, Load = %v, %v; want nil", cur, err)
+	}
+	keys, _, err := cc.KV().Keys(s.historyPrefix("many")+"run-1/devices/", "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := (n + ArchiveChunkDevices - 1) / ArchiveChunkDevices; len(keys) != want {
+		t.Fatalf("archive has %d device chunks, want %d", len(keys), want)
+	}
+	hist, err := s.History(ctx, "many")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(hist) != 1 || hist[0].ID != "run-1" || hist[0].Outcome != scheduler.OutcomeSucceeded {
+		t.Fatalf("History = %+v", hist)
+	}
+	run, err := s.LoadRun(ctx, "many", "run-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(run.Devices) != n || run.Devices["node-00042"].Baseline == nil {
+		t.Fatalf("LoadRun: %d devices, want %d with their metrics", len(run.Devices), n)
+	}
+	if _, err := s.LoadRun(ctx, "many", "nope"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("LoadRun of an unknown run: %v, want ErrNotFound", err)
+	}
+	// A new run can start.
+	if err := s.SaveRollout(ctx, &scheduler.Rollout{App: "many", ID: "run-2"}); err != nil {
+		t.Fatalf("a new run after Archive: %v", err)
+	}
+}
+
+func TestIntegrationLockHeld(t *testing.T) {
+	s, _ := newTestStore(t)
+	ctx := context.Background()
+
+	lost, release, err := s.Lock(ctx, "app", "alice@edge-ops pid 4242")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _, err = s.Lock(ctx, "app", "bob@laptop pid 7")
+	held, ok := IsLockHeld(err)
+	if !ok {
+		t.Fatalf("second Lock: got %v, want a *LockHeldError", err)
+	}
+	if held.Holder != "alice@edge-ops pid 4242" || !strings.Contains(err.Error(), "alice@edge-ops pid 4242") || held.Since.IsZero() {
+		t.Fatalf("LockHeldError does not name the holder: %+v (%v)", held, err)
+	}
+
+	// LockWait gets it once the holder releases.
+	type result struct {
+		release func()
+		err     error
+	}
+	got := make(chan result, 1)
+	go func() {
+		wctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+		defer cancel()
+		_, rel, err := s.LockWait(wctx, "app", "bob@laptop pid 7")
+		got <- result{rel, err}
+	}()
+	time.Sleep(300 * time.Millisecond)
+	select {
+	case r := <-got:
+		t.Fatalf("LockWait returned while the lock was held: %v", r.err)
+	default:
+	}
+	release()
+	select {
+	case <-lost:
+	default:
+		t.Fatal("lost is not closed after release")
+	}
+	select {
+	case r := <-got:
+		if r.err != nil {
+			t.Fatalf("LockWait: %v", r.err)
+		}
+		r.release()
+	case <-time.After(15 * time.Second):
+		t.Fatal("LockWait did not get the lock after it was released")
+	}
+
+	// LockWait gives up when its context ends, naming the holder.
+	_, release2, err := s.Lock(ctx, "app", "carol@ci pid 1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer release2()
+	wctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
+	defer cancel()
+	_, _, err = s.LockWait(wctx, "app", "dave")
+	if !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "carol@ci pid 1") {
+		t.Fatalf("LockWait with an ending context: %v", err)
+	}
+}
+
+func TestIntegrationLockReleasedWhenSessionDestroyed(t *testing.T) {
+	s, cc := newTestStore(t)
+	ctx := context.Background()
+
+	lost, release, err := s.Lock(ctx, "app", "killed-controller pid 1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer release()
+	_, _, err = s.Lock(ctx, "app", "next")
+	held, ok := IsLockHeld(err)
+	if !ok || held.Session == "" {
+		t.Fatalf("second Lock: %v", err)
+	}
+	// What Consul does when a holder stops renewing (SIGKILL), at once.
+	if _, err := cc.Session().Destroy(held.Session, nil); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-lost:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the holder was not told that it lost the lock")
+	}
+	wctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	start := time.Now()
+	_, release2, err := s.LockWait(wctx, "app", "next")
+	if err != nil {
+		t.Fatalf("LockWait after the holder's session ended: %v", err)
+	}
+	t.Logf("took over %s after the session ended (lock delay %s)", time.Since(start).Round(time.Millisecond), s.lockDelay)
+	release2()
+}
+
+func TestIntegrationControls(t *testing.T) {
+	s, _ := newTestStore(t)
+	ctx := context.Background()
+
+	if err := s.Approve(ctx, "app", nil); !errors.Is(err, ErrNoRun) {
+		t.Fatalf("Approve without a run: %v, want ErrNoRun", err)
+	}
+	r := testRun("app")
+	if err := s.SaveRollout(ctx, r); err != nil {
+		t.Fatal(err)
+	}
+	c, idx, err := s.Controls(ctx, "app", 0, 0)
+	if err != nil || c.Approval != nil || idx == 0 {
+		t.Fatalf("Controls: %+v %d %v", c, idx, err)
+	}
+
+	type result struct {
+		c   scheduler.Controls
+		idx uint64
+		err error
+		at  time.Time
+	}
+	woke := make(chan result, 1)
+	go func() {
+		c, i, err := s.Controls(ctx, "app", idx, 30*time.Second)
+		woke <- result{c, i, err, time.Now()}
+	}()
+	time.Sleep(300 * time.Millisecond)
+	approved := time.Now()
+	if err := s.Approve(ctx, "app", &scheduler.ApprovalRecord{Actor: "alice", Message: "canary looks good", Saw: "2/2 healthy"}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case res := <-woke:
+		if res.err != nil || res.c.Approval == nil || res.c.Approval.Actor != "alice" || res.c.Approval.Saw != "2/2 healthy" {
+			t.Fatalf("blocking Controls woke with %+v, %v", res.c, res.err)
+		}
+		if res.idx <= idx {
+			t.Fatalf("index did not move: %d -> %d", idx, res.idx)
+		}
+		t.Logf("woke %s after the approval", res.at.Sub(approved).Round(time.Millisecond))
+		idx = res.idx
+	case <-time.After(10 * time.Second):
+		t.Fatal("blocking Controls did not wake on the approval")
+	}
+	if err := s.Approve(ctx, "app", &scheduler.ApprovalRecord{Actor: "bob"}); !errors.Is(err, ErrAlreadyRequested) || !strings.Contains(err.Error(), "alice") {
+		t.Fatalf("second approval: %v", err)
+	}
+
+	// A blocking query ends with its context.
+	cctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+	_, _, err = s.Controls(cctx, "app", idx, time.Minute)
+	cancel()
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Controls after its context ended: %v", err)
+	}
+
+	if err := s.RequestResume(ctx, "app"); !errors.Is(err, ErrNotPaused) {
+		t.Fatalf("resume without pause: %v", err)
+	}
+	if err := s.RequestPause(ctx, "app", &scheduler.Request{Reason: "lunch"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.RequestPause(ctx, "app", nil); !errors.Is(err, ErrAlreadyRequested) {
+		t.Fatalf("second pause: %v", err)
+	}
+	if err := s.RequestRollback(ctx, "app", &scheduler.Request{Actor: "carol", Reason: "customer report"}); err != nil {
+		t.Fatal(err)
+	}
+	c, _, err = s.Controls(ctx, "app", 0, 0)
+	if err != nil || c.Pause == nil || c.Pause.Reason != "lunch" || c.Pause.Actor == "" || c.Rollback == nil || c.Rollback.Actor != "carol" {
+		t.Fatalf("Controls: %+v %v", c, err)
+	}
+	if err := s.RequestResume(ctx, "app"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.ClearControls(ctx, "app"); err != nil {
+		t.Fatal(err)
+	}
+	c, _, err = s.Controls(ctx, "app", 0, 0)
+	if err != nil || c.Approval != nil || c.Pause != nil || c.Rollback != nil {
+		t.Fatalf("after ClearControls: %+v %v", c, err)
+	}
+
+	// Requests on a finished run are refused.
+	r.Outcome = scheduler.OutcomeRolledBack
+	if err := s.SaveRollout(ctx, r); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.RequestRollback(ctx, "app", nil); !errors.Is(err, ErrNoRun) {
+		t.Fatalf("rollback of a finished run: %v", err)
+	}
+}
