@@ -12,15 +12,15 @@ import (
 // A loop follows one blocking query, the way consul-template's watch/view.go
 // does:
 //
-//	         +--------------------------------------------------+
-//	         v                                                  |
-//	      pacing --(min interval since the last call, jitter)--> fetch(waitIndex)
-//	                                                             |   |
-//	     ok, index moved: publish, waitIndex = index  <----------+   |
-//	     ok, index same:  ignore (the wait timed out)                |
-//	     ok, index went backwards: publish, waitIndex = 0            |
-//	     error: failures++, backoff(failures) (grows, capped) <------+
-//	            the first success after errors resets failures
+//	    +--------------------------------------------------+
+//	    v                                                  |
+//	 pacing --(min interval since the last call, jitter)--> fetch(waitIndex)
+//	                                                        |   |
+//	ok, index moved: publish, waitIndex = index  <----------+   |
+//	ok, index same:  ignore (the wait timed out)                |
+//	ok, index went backwards: publish, waitIndex = 0            |
+//	error: failures++, backoff(failures) (grows, capped) <------+
+//	       the first success after errors resets failures
 //
 // Every wait is cancelled by ctx. The loop is ready once its first response
 // was published; it is failing from the first error until the next success.

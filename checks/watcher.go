@@ -130,7 +130,7 @@ type jobWatch struct {
 	loops     []stateful // job, allocations
 	services  map[string]stateful
 	view      jobView
-	allocs    map[string]allocInfo // the relevant allocation per node ID
+	allocs    map[string][]allocInfo // by node ID
 	instances map[string]map[string][]instance
 }
 
@@ -280,7 +280,7 @@ func (w *Watcher) watchJobLocked(jobID, slot string) *jobWatch {
 		id:        jobID,
 		slot:      slot,
 		services:  map[string]stateful{},
-		allocs:    map[string]allocInfo{},
+		allocs:    map[string][]allocInfo{},
 		instances: map[string]map[string][]instance{},
 	}
 	w.jobs[jobID] = jw
@@ -325,9 +325,12 @@ func (w *Watcher) watchJobLocked(jobID, slot string) *jobWatch {
 			return w.src.Allocations(ctx, jobID, query{idx, wt})
 		},
 		func(as []allocInfo) {
-			picked := pickAllocs(as)
+			byNode := map[string][]allocInfo{}
+			for _, a := range as {
+				byNode[a.NodeID] = append(byNode[a.NodeID], a)
+			}
 			w.mu.Lock()
-			jw.allocs = picked
+			jw.allocs = byNode
 			w.mu.Unlock()
 		})
 	jw.loops = []stateful{job, allocs}
@@ -337,10 +340,14 @@ func (w *Watcher) watchJobLocked(jobID, slot string) *jobWatch {
 	return jw
 }
 
-// pickAllocs chooses the allocation that speaks for each node: one that is
+// pickAlloc chooses the allocation that speaks for a node: one that is
 // meant to run and has not ended, else one that has not ended, else the
-// newest.
-func pickAllocs(as []allocInfo) map[string]allocInfo {
+// newest ended one of the job's latest version. An ended allocation of an
+// older version is left out: it is what remains of an earlier rollout
+// that used this slot (until Nomad collects it), and says nothing about
+// the candidate — reading it as "complete" would fail a device that was
+// just switched and whose new allocation is not placed yet.
+func pickAlloc(as []allocInfo, v jobView) (allocInfo, bool) {
 	rank := func(a allocInfo) int {
 		live := a.ClientStatus == "pending" || a.ClientStatus == "running" || a.ClientStatus == "unknown"
 		switch {
@@ -351,14 +358,17 @@ func pickAllocs(as []allocInfo) map[string]allocInfo {
 		}
 		return 0
 	}
-	out := map[string]allocInfo{}
+	var best allocInfo
+	found := false
 	for _, a := range as {
-		cur, ok := out[a.NodeID]
-		if !ok || rank(a) > rank(cur) || (rank(a) == rank(cur) && a.CreateIndex > cur.CreateIndex) {
-			out[a.NodeID] = a
+		if rank(a) == 0 && v.Found && a.JobVersion < v.Latest {
+			continue
+		}
+		if !found || rank(a) > rank(best) || (rank(a) == rank(best) && a.CreateIndex > best.CreateIndex) {
+			best, found = a, true
 		}
 	}
-	return out
+	return best, found
 }
 
 // Health reports the candidate slot's health on each device, keyed by
@@ -442,9 +452,11 @@ func (w *Watcher) pending(jw *jobWatch, behindSince *time.Time) (<-chan struct{}
 	}
 	behind := false
 	if jw.view.Found {
-		for _, a := range jw.allocs {
-			if a.JobVersion > jw.view.Latest {
-				behind = true
+		for _, as := range jw.allocs {
+			for _, a := range as {
+				if a.JobVersion > jw.view.Latest {
+					behind = true
+				}
 			}
 		}
 	}
@@ -508,7 +520,7 @@ func (w *Watcher) deviceHealthLocked(jw *jobWatch, d scheduler.DeviceRef) schedu
 	}
 	h.Online = known && node.Status == "ready" && serfPassing
 
-	if a, ok := jw.allocs[nodeID]; ok && nodeID != "" {
+	if a, ok := pickAlloc(jw.allocs[nodeID], jw.view); ok && nodeID != "" {
 		h.Alloc = &scheduler.AllocHealth{ID: a.ID, Status: a.ClientStatus, Restarts: a.Restarts}
 		if jw.view.Found {
 			h.Alloc.Version = jw.view.Versions[a.JobVersion]

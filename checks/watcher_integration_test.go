@@ -192,7 +192,15 @@ func TestWatcherOnDevCluster(t *testing.T) {
 	if _, _, err := c.Nomad.Jobs().Register(ctestJob("2.0.0+t2", map[string]string{"EDGEINFER_FAULT_UNHEALTHY_AFTER": "1s"}), nil); err != nil {
 		t.Fatalf("register v2: %v", err)
 	}
+	// While v1's allocations end and v2's are placed, no device may read
+	// as an ended allocation (a false "exited" verdict).
+	ended := map[string]string{}
 	waitAll("v2 L3 critical everywhere", 90*time.Second, func(d scheduler.DeviceRef, h scheduler.DeviceHealth) string {
+		if h.Alloc != nil && (h.Alloc.Status == "complete" || h.Alloc.Status == "failed" || h.Alloc.Status == "lost") {
+			if _, seen := ended[d.Name]; !seen {
+				ended[d.Name] = describeAlloc(c.Nomad, h.Alloc.ID)
+			}
+		}
 		switch c := l3(h); {
 		case !h.Online:
 			return "offline"
@@ -208,6 +216,10 @@ func TestWatcherOnDevCluster(t *testing.T) {
 		}
 		return ""
 	})
+
+	if len(ended) > 0 {
+		t.Errorf("ended allocations reported during the update: %v", ended)
+	}
 
 	// A device goes away: offline within the deadline, the others not;
 	// then back.
@@ -231,4 +243,20 @@ func TestWatcherOnDevCluster(t *testing.T) {
 		}
 		return ""
 	})
+}
+
+// describeAlloc tells an allocation's story for a failure message.
+func describeAlloc(nc *nomadapi.Client, id string) string {
+	a, _, err := nc.Allocations().Info(id, nil)
+	if err != nil {
+		return id + ": " + err.Error()
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s job v%d client=%s (%s) desired=%s (%s)", id, *a.Job.Version, a.ClientStatus, a.ClientDescription, a.DesiredStatus, a.DesiredDescription)
+	for name, ts := range a.TaskStates {
+		for _, e := range ts.Events {
+			fmt.Fprintf(&b, "\n  %s %s %s: %s", time.Unix(0, e.Time).Format("15:04:05.000"), name, e.Type, e.DisplayMessage)
+		}
+	}
+	return b.String()
 }

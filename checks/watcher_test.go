@@ -406,25 +406,29 @@ func TestHealthBadRollout(t *testing.T) {
 	}
 }
 
-func TestPickAllocs(t *testing.T) {
+func TestPickAlloc(t *testing.T) {
+	latest := jobView{Found: true, Latest: 4}
 	tests := []struct {
 		name   string
+		view   jobView
 		allocs []allocInfo
-		want   string
+		want   string // "" for none
 	}{
-		{"newest running", []allocInfo{{ID: "a", ClientStatus: "running", DesiredStatus: "run", CreateIndex: 1}, {ID: "b", ClientStatus: "running", DesiredStatus: "run", CreateIndex: 2}}, "b"},
-		{"running over newer failed", []allocInfo{{ID: "a", ClientStatus: "running", DesiredStatus: "run", CreateIndex: 1}, {ID: "b", ClientStatus: "failed", DesiredStatus: "run", CreateIndex: 2}}, "a"},
-		{"pending replacement over stopping", []allocInfo{{ID: "a", ClientStatus: "running", DesiredStatus: "stop", CreateIndex: 3}, {ID: "b", ClientStatus: "pending", DesiredStatus: "run", CreateIndex: 2}}, "b"},
-		{"stopping over terminal", []allocInfo{{ID: "a", ClientStatus: "running", DesiredStatus: "stop", CreateIndex: 1}, {ID: "b", ClientStatus: "complete", DesiredStatus: "stop", CreateIndex: 2}}, "a"},
-		{"disconnected counts as live", []allocInfo{{ID: "a", ClientStatus: "unknown", DesiredStatus: "run", CreateIndex: 1}, {ID: "b", ClientStatus: "lost", DesiredStatus: "stop", CreateIndex: 2}}, "a"},
-		{"all terminal: newest", []allocInfo{{ID: "a", ClientStatus: "failed", CreateIndex: 5}, {ID: "b", ClientStatus: "complete", CreateIndex: 2}}, "a"},
+		{"newest running", latest, []allocInfo{{ID: "a", ClientStatus: "running", DesiredStatus: "run", JobVersion: 4, CreateIndex: 1}, {ID: "b", ClientStatus: "running", DesiredStatus: "run", JobVersion: 4, CreateIndex: 2}}, "b"},
+		{"running over newer failed", latest, []allocInfo{{ID: "a", ClientStatus: "running", DesiredStatus: "run", JobVersion: 4, CreateIndex: 1}, {ID: "b", ClientStatus: "failed", DesiredStatus: "run", JobVersion: 4, CreateIndex: 2}}, "a"},
+		{"pending replacement over stopping", latest, []allocInfo{{ID: "a", ClientStatus: "running", DesiredStatus: "stop", JobVersion: 4, CreateIndex: 3}, {ID: "b", ClientStatus: "pending", DesiredStatus: "run", JobVersion: 4, CreateIndex: 2}}, "b"},
+		{"stopping over terminal", latest, []allocInfo{{ID: "a", ClientStatus: "running", DesiredStatus: "stop", JobVersion: 4, CreateIndex: 1}, {ID: "b", ClientStatus: "complete", DesiredStatus: "stop", JobVersion: 4, CreateIndex: 2}}, "a"},
+		{"disconnected counts as live", latest, []allocInfo{{ID: "a", ClientStatus: "unknown", DesiredStatus: "run", JobVersion: 4, CreateIndex: 1}, {ID: "b", ClientStatus: "lost", DesiredStatus: "stop", JobVersion: 4, CreateIndex: 2}}, "a"},
+		{"all terminal: newest of the latest version", latest, []allocInfo{{ID: "a", ClientStatus: "failed", JobVersion: 4, CreateIndex: 5}, {ID: "b", ClientStatus: "complete", JobVersion: 4, CreateIndex: 2}}, "a"},
+		{"a running older version still counts", latest, []allocInfo{{ID: "a", ClientStatus: "running", DesiredStatus: "run", JobVersion: 3, CreateIndex: 5}}, "a"},
+		{"an ended older version is a previous rollout's", latest, []allocInfo{{ID: "a", ClientStatus: "complete", DesiredStatus: "stop", JobVersion: 3, CreateIndex: 5}, {ID: "b", ClientStatus: "failed", DesiredStatus: "run", JobVersion: 1, CreateIndex: 7}}, ""},
+		{"job unknown: ended allocations count", jobView{}, []allocInfo{{ID: "a", ClientStatus: "complete", JobVersion: 3, CreateIndex: 5}}, "a"},
+		{"none", latest, nil, ""},
 	}
 	for _, tt := range tests {
-		for i := range tt.allocs {
-			tt.allocs[i].NodeID = "n"
-		}
-		if got := pickAllocs(tt.allocs)["n"].ID; got != tt.want {
-			t.Errorf("%s: picked %s, want %s", tt.name, got, tt.want)
+		a, ok := pickAlloc(tt.allocs, tt.view)
+		if got := a.ID; got != tt.want || ok != (tt.want != "") {
+			t.Errorf("%s: picked %q (%v), want %q", tt.name, got, ok, tt.want)
 		}
 	}
 }

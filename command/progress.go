@@ -78,3 +78,10 @@ func fmtDuration(d time.Duration) string {
 	}
 	return d.Round(time.Second).String()
 }
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}

@@ -10,6 +10,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/fleetplan/fleetplan/report"
 	"github.com/fleetplan/fleetplan/scheduler"
 	"github.com/fleetplan/fleetplan/store"
 	"github.com/urfave/cli/v2"
@@ -118,7 +119,7 @@ func statusAction(c *cli.Context) error {
 }
 
 type statusDoc struct {
-	State     DeployState               `json:"state"`
+	State     report.DeployState               `json:"state"`
 	Rollout   *scheduler.Rollout        `json:"rollout"`
 	Devices   []*scheduler.DeviceRecord `json:"devices"`
 	Analysis  string                    `json:"failure_analysis,omitempty"`
@@ -126,7 +127,7 @@ type statusDoc struct {
 }
 
 func statusJSON(r *scheduler.Rollout) statusDoc {
-	doc := statusDoc{State: NewDeployState(r), Rollout: r, Devices: sortedRecords(r), Decisions: r.Decisions}
+	doc := statusDoc{State: report.NewDeployState(r), Rollout: r, Devices: sortedRecords(r), Decisions: r.Decisions}
 	doc.Analysis = lastAnalysis(r)
 	return doc
 }
@@ -157,7 +158,7 @@ func sortedRecords(r *scheduler.Rollout) []*scheduler.DeviceRecord {
 }
 
 func printStatus(w interface{ Write([]byte) (int, error) }, r *scheduler.Rollout, devices bool) {
-	WriteDeployState(w, NewDeployState(r))
+	report.WriteDeployState(w, report.NewDeployState(r))
 	fmt.Fprintf(w, "\nRollout %s, run %s: %s -> %s (slot %s -> %s), started %s\n", r.App, r.ID, orDash(r.PreviousVersion), r.Version,
 		slotOrNone(r.Active), r.Candidate, r.StartedAt.Format(time.RFC3339))
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)

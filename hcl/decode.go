@@ -34,6 +34,9 @@ const (
 	maxInputFileSize = 1 << 20
 	// maxJobspecSize bounds the jobspec read for the port check.
 	maxJobspecSize = 4 << 20
+	// maxLatencyIncrease bounds max_p95_latency_increase_percent (a
+	// hundredfold slowdown).
+	maxLatencyIncrease = 10000
 	// httpJSONProbe is the built-in probe whose input must be JSON.
 	httpJSONProbe = "http-json"
 )
@@ -70,27 +73,35 @@ type decoder struct {
 	// policy are resolved against it.
 	dir   string
 	diags hcl2.Diagnostics
+
+	// jobPorts are the port labels of the current rollout's jobspec, when
+	// it could be read and parsed (jobPortsOK).
+	jobPorts   []string
+	jobPortsOK bool
 }
 
 func (d *decoder) add(diags ...*hcl2.Diagnostic) { d.diags = append(d.diags, diags...) }
 
-// content extracts a block body against its spec and reports every
-// attribute and block the spec does not know, in source order.
+// content extracts a block body against its spec: it reports every
+// attribute and block the spec does not know, every block with the wrong
+// labels and every second block of a type allowed once, in source order,
+// and returns the rest. A block missing a label is left out (and so is a
+// duplicate); extra labels are dropped.
 func (d *decoder) content(body hcl2.Body, spec *blockSpec) *hcl2.BodyContent {
-	schema := spec.bodySchema()
 	sb, ok := body.(*hclsyntax.Body)
 	if !ok {
-		c, diags := body.Content(schema)
+		c, diags := body.Content(spec.bodySchema())
 		d.add(diags...)
 		return c
 	}
-	c, _, diags := sb.PartialContent(schema)
-	d.add(diags...)
+	c := &hcl2.BodyContent{Attributes: hcl2.Attributes{}, MissingItemRange: sb.MissingItemRange()}
 
 	var unknown []*hclsyntax.Attribute
 	var candidates []string
 	for name, a := range sb.Attributes {
-		if !spec.hasAttr(name) {
+		if spec.hasAttr(name) {
+			c.Attributes[name] = a.AsHCLAttribute()
+		} else {
 			unknown = append(unknown, a)
 		}
 	}
@@ -103,9 +114,29 @@ func (d *decoder) content(body hcl2.Body, spec *blockSpec) *hcl2.BodyContent {
 	for _, a := range unknown {
 		d.add(errUnknownAttribute(a.NameRange, a.Name, spec, candidates))
 	}
+	first := map[string]hcl2.Range{}
 	for _, b := range sb.Blocks {
-		if !spec.hasBlock(b.Type) {
+		child := spec.block(b.Type)
+		if child != nil && !child.Multi {
+			if r, dup := first[b.Type]; dup {
+				d.add(errDuplicateBlock(b.DefRange(), b.Type, spec.Type, r))
+				continue
+			}
+			first[b.Type] = b.DefRange()
+		}
+		switch {
+		case child == nil:
 			d.add(errUnknownBlock(b.TypeRange, b.Type, spec))
+		case len(b.Labels) < len(child.Labels):
+			d.add(errMissingLabel(b.TypeRange, child.Type, child.Labels[len(b.Labels)]))
+		case len(b.Labels) > len(child.Labels):
+			// Decode it anyway, so that the label is the only complaint.
+			d.add(errExtraLabel(b.LabelRanges[len(child.Labels)], child.Type, child.Labels))
+			hb := b.AsHCLBlock()
+			hb.Labels, hb.LabelRanges = hb.Labels[:len(child.Labels)], hb.LabelRanges[:len(child.Labels)]
+			c.Blocks = append(c.Blocks, hb)
+		default:
+			c.Blocks = append(c.Blocks, b.AsHCLBlock())
 		}
 	}
 	return c
@@ -120,17 +151,13 @@ func blocksOf(c *hcl2.BodyContent) map[string][]*hcl2.Block {
 	return out
 }
 
-// single returns the one block of a type, reporting any duplicate; nil when
-// there is none.
-func (d *decoder) single(blocks map[string][]*hcl2.Block, typ, parent string) *hcl2.Block {
-	bs := blocks[typ]
-	if len(bs) == 0 {
-		return nil
+// single returns the block of a type that may appear once (content has
+// reported any duplicate), or nil.
+func single(blocks map[string][]*hcl2.Block, typ string) *hcl2.Block {
+	if bs := blocks[typ]; len(bs) > 0 {
+		return bs[0]
 	}
-	for _, b := range bs[1:] {
-		d.add(errDuplicateBlock(b.DefRange, typ, parent, bs[0].DefRange))
-	}
-	return bs[0]
+	return nil
 }
 
 // required returns a required attribute, reporting it at the block's
@@ -146,6 +173,7 @@ func (d *decoder) required(c *hcl2.BodyContent, b *hcl2.Block, name string) *hcl
 // rollout decodes one rollout block.
 func (d *decoder) rollout(b *hcl2.Block) *scheduler.Policy {
 	name := b.Labels[0]
+	d.jobPorts, d.jobPortsOK = nil, false
 	p := &scheduler.Policy{
 		Name:             name,
 		File:             b.DefRange.Filename,
@@ -177,8 +205,7 @@ func (d *decoder) rollout(b *hcl2.Block) *scheduler.Policy {
 		p.MaxParallelRange = a.Expr.Range()
 		if n, ok := d.integer(a); ok {
 			if n < 1 {
-				d.add(errIntRange(a.Expr.Range(), "max_parallel", float64(n), 1,
-					"it is the number of device switches in flight at once, so at least one is needed to make progress."))
+				d.add(errIntRange(a.Expr.Range(), "rollout", "max_parallel", n, 1))
 			} else {
 				p.MaxParallel = n
 			}
@@ -186,50 +213,43 @@ func (d *decoder) rollout(b *hcl2.Block) *scheduler.Policy {
 	}
 
 	blocks := blocksOf(c)
-	missing := func(typ, why, example string) {
-		d.add(errMissingBlock(b.DefRange, typ, "rollout", why, example))
-	}
+	missing := func(typ string) { d.add(errMissingBlock(b.DefRange, "rollout", typ)) }
 
-	if fb := d.single(blocks, "fleet", "rollout"); fb != nil {
+	if fb := single(blocks, "fleet"); fb != nil {
 		p.Fleet = d.fleet(fb)
 	} else {
-		missing("fleet", "it selects the devices the rollout covers.",
-			"fleet {\n  selector = \"Meta.fleet == \\\"vision\\\"\"\n}")
+		missing("fleet")
 	}
 
-	if rb := d.single(blocks, "release", "rollout"); rb != nil {
+	if rb := single(blocks, "release"); rb != nil {
 		p.Release = d.release(rb)
 	} else {
-		missing("release", "it names the application's Nomad jobspec and the version to roll out.",
-			"release {\n  jobspec = \"detector.nomad.hcl\"\n  version = \"2.4.1\"\n}")
+		missing("release")
 	}
 
 	canaryOK := false
-	if cb := d.single(blocks, "canary", "rollout"); cb != nil {
+	if cb := single(blocks, "canary"); cb != nil {
 		p.Canary, canaryOK = d.canary(cb)
 	} else {
-		missing("canary", "every rollout starts with a canary of 1 to 5 % of the fleet, with at least one device of every node class, and no setting skips it.",
-			"canary {\n  percent = 2\n  soak    = \"15m\"\n}")
+		missing("canary")
 	}
 
 	p.Waves = d.waves(b, blocks["wave"], p, canaryOK)
 
-	if hb := d.single(blocks, "health", "rollout"); hb != nil {
+	if hb := single(blocks, "health"); hb != nil {
 		p.Health = d.health(hb, p)
 	} else {
-		missing("health", "waves are gated on the devices' health, and at least the application's own health endpoint must be checked.",
-			"health {\n  application {\n    port = \"http\"\n    path = \"/health\"\n  }\n}")
+		missing("health")
 	}
 
-	if rb := d.single(blocks, "rollback", "rollout"); rb != nil {
+	if rb := single(blocks, "rollback"); rb != nil {
 		p.Rollback = d.rollback(rb)
 	} else {
-		missing("rollback", "automatic rollback triggers must be defined, so that a failing rollout is taken back with no human in the loop.",
-			"rollback {\n  max_failure_percent = 2\n}")
+		missing("rollback")
 	}
 
 	p.Offline = scheduler.Offline{CatchUp: true, Range: b.DefRange}
-	if ob := d.single(blocks, "offline", "rollout"); ob != nil {
+	if ob := single(blocks, "offline"); ob != nil {
 		p.Offline = d.offline(ob)
 	}
 	return p
@@ -278,6 +298,8 @@ func (d *decoder) release(b *hcl2.Block) scheduler.Release {
 					d.add(errJobspecUnreadable(a.Expr.Range(), s, r.Jobspec, err))
 				case !info.Mode().IsRegular():
 					d.add(errJobspecNotFile(a.Expr.Range(), s, r.Jobspec, info))
+				default:
+					d.inspectJobspec(a, r.Jobspec)
 				}
 			}
 		}
@@ -399,8 +421,7 @@ func (d *decoder) canary(b *hcl2.Block) (scheduler.Canary, bool) {
 	if a := c.Attributes["min_per_class"]; a != nil {
 		if n, ok := d.integer(a); ok {
 			if n < 1 {
-				d.add(errIntRange(a.Expr.Range(), "min_per_class", float64(n), 1,
-					"the canary must include at least one device of every node class, so that each class's variant is proven before the waves."))
+				d.add(errIntRange(a.Expr.Range(), "canary", "min_per_class", n, 1))
 			} else {
 				cn.MinPerClass = n
 			}
@@ -442,8 +463,7 @@ func (d *decoder) waves(rollout *hcl2.Block, blocks []*hcl2.Block, p *scheduler.
 			if v, vok := d.number(a); vok {
 				w.Percent = v
 				if v <= 0 || v > 100 {
-					d.add(errPercentRange(a.Expr.Range(), "wave percent", v, 0, 100,
-						"it is the cumulative share of the fleet running the new version once the wave is through; the last wave is at 100."))
+					d.add(errPercentRange(a.Expr.Range(), "wave", "percent", v, 0, 100))
 				} else {
 					ok = true
 				}
@@ -522,24 +542,21 @@ func (d *decoder) health(b *hcl2.Block, p *scheduler.Policy) scheduler.Health {
 		}
 	}
 	blocks := blocksOf(c)
-	if cb := d.single(blocks, "connectivity", "health"); cb != nil {
+	if cb := single(blocks, "connectivity"); cb != nil {
 		cc := d.content(cb.Body, connectivitySpec)
 		if a := cc.Attributes["heartbeat_timeout"]; a != nil {
-			h.Connectivity.HeartbeatTimeout = d.positiveDuration(a,
-				"a device whose last heartbeat is older than this counts as disconnected; zero would fail every device.", defaultHeartbeatTimeout)
+			h.Connectivity.HeartbeatTimeout = d.positiveDuration(a, "connectivity", defaultHeartbeatTimeout)
 		}
 	}
-	if sb := d.single(blocks, "system", "health"); sb != nil {
+	if sb := single(blocks, "system"); sb != nil {
 		h.System = d.system(sb)
 	}
-	if ab := d.single(blocks, "application", "health"); ab != nil {
+	if ab := single(blocks, "application"); ab != nil {
 		h.Application = d.application(ab, p)
 	} else {
-		d.add(errMissingBlock(b.DefRange, "application", "health",
-			"a ping is not a health check. The application's own health endpoint must answer 200 with its status and the version being rolled out.",
-			"application {\n  port = \"http\"\n  path = \"/health\"\n}"))
+		d.add(errMissingBlock(b.DefRange, "health", "application"))
 	}
-	if fb := d.single(blocks, "functional", "health"); fb != nil {
+	if fb := single(blocks, "functional"); fb != nil {
 		h.Functional = d.functional(fb)
 	}
 	return h
@@ -547,26 +564,26 @@ func (d *decoder) health(b *hcl2.Block, p *scheduler.Policy) scheduler.Health {
 
 // positiveDuration reads a duration that must be above zero; def is kept
 // when it is not.
-func (d *decoder) positiveDuration(a *hcl2.Attribute, why string, def time.Duration) time.Duration {
+func (d *decoder) positiveDuration(a *hcl2.Attribute, block string, def time.Duration) time.Duration {
 	v, ok := d.duration(a)
 	if !ok {
 		return def
 	}
 	if v <= 0 {
-		d.add(errDurationNotPositive(a.Expr.Range(), a.Name, v, why))
+		d.add(errDurationNotPositive(a.Expr.Range(), block, a.Name, v))
 		return def
 	}
 	return v
 }
 
-// percent reads an optional threshold in lo..hi.
-func (d *decoder) percent(a *hcl2.Attribute, lo, hi float64, why string) float64 {
+// percent reads a threshold in lo..hi.
+func (d *decoder) percent(a *hcl2.Attribute, block string, lo, hi float64) float64 {
 	v, ok := d.number(a)
 	if !ok {
 		return 0
 	}
 	if v < lo || v > hi {
-		d.add(errPercentRange(a.Expr.Range(), a.Name, v, lo, hi, why))
+		d.add(errPercentRange(a.Expr.Range(), block, a.Name, v, lo, hi))
 		return 0
 	}
 	return v
@@ -575,15 +592,14 @@ func (d *decoder) percent(a *hcl2.Attribute, lo, hi float64, why string) float64
 func (d *decoder) system(b *hcl2.Block) *scheduler.SystemHealth {
 	c := d.content(b.Body, systemSpec)
 	s := &scheduler.SystemHealth{Range: b.DefRange}
-	const why = "it is a share of the device's capacity; 0 turns the check off."
 	if a := c.Attributes["max_cpu_percent"]; a != nil {
-		s.MaxCPUPercent = d.percent(a, 0, 100, why)
+		s.MaxCPUPercent = d.percent(a, "system", 0, 100)
 	}
 	if a := c.Attributes["max_memory_percent"]; a != nil {
-		s.MaxMemoryPercent = d.percent(a, 0, 100, why)
+		s.MaxMemoryPercent = d.percent(a, "system", 0, 100)
 	}
 	if a := c.Attributes["max_disk_percent"]; a != nil {
-		s.MaxDiskPercent = d.percent(a, 0, 100, why)
+		s.MaxDiskPercent = d.percent(a, "system", 0, 100)
 	}
 	if a := c.Attributes["max_temperature_c"]; a != nil {
 		if v, ok := d.number(a); ok {
@@ -639,11 +655,11 @@ func (d *decoder) application(b *hcl2.Block, p *scheduler.Policy) scheduler.Appl
 	var intervalA, timeoutA *hcl2.Attribute
 	if a := c.Attributes["interval"]; a != nil {
 		intervalA = a
-		app.Interval = d.positiveDuration(a, "it is how often the health endpoint is called.", defaultHealthInterval)
+		app.Interval = d.positiveDuration(a, "application", defaultHealthInterval)
 	}
 	if a := c.Attributes["timeout"]; a != nil {
 		timeoutA = a
-		app.Timeout = d.positiveDuration(a, "it is how long the health endpoint may take to answer.", defaultHealthTimeout)
+		app.Timeout = d.positiveDuration(a, "application", defaultHealthTimeout)
 	}
 	if (intervalA != nil || timeoutA != nil) && app.Timeout >= app.Interval {
 		r := b.DefRange
@@ -665,17 +681,14 @@ func (d *decoder) application(b *hcl2.Block, p *scheduler.Policy) scheduler.Appl
 	if a := c.Attributes["max_restarts"]; a != nil {
 		if n, ok := d.integer(a); ok {
 			if n < 0 {
-				d.add(errIntRange(a.Expr.Range(), "max_restarts", float64(n), 0,
-					"it is how many times the new version's task may restart on a device before the device counts as failed (a crash loop)."))
+				d.add(errIntRange(a.Expr.Range(), "application", "max_restarts", n, 0))
 			} else {
 				app.MaxRestarts = n
 			}
 		}
 	}
-	if portOK && p.Release.Jobspec != "" {
-		if labels, ok := jobspecPorts(p.Release.Jobspec); ok && !slices.Contains(labels, app.Port) {
-			d.add(warnPortNotInJobspec(portRange, app.Port, filepath.Base(p.Release.Jobspec), labels))
-		}
+	if portOK && d.jobPortsOK && !slices.Contains(d.jobPorts, app.Port) {
+		d.add(warnPortNotInJobspec(portRange, app.Port, filepath.Base(p.Release.Jobspec), d.jobPorts))
 	}
 	return app
 }
@@ -731,10 +744,10 @@ func (d *decoder) functional(b *hcl2.Block) *scheduler.Functional {
 		}
 	}
 	if a := c.Attributes["max_latency"]; a != nil {
-		f.MaxLatency = d.positiveDuration(a, "it is the longest the application may take to answer the test input.", 0)
+		f.MaxLatency = d.positiveDuration(a, "functional", 0)
 	}
 	if a := c.Attributes["interval"]; a != nil {
-		f.Interval = d.positiveDuration(a, "it is how often the test input is sent.", defaultFunctionalInterval)
+		f.Interval = d.positiveDuration(a, "functional", defaultFunctionalInterval)
 	}
 	return f
 }
@@ -802,8 +815,7 @@ func (d *decoder) rollback(b *hcl2.Block) scheduler.Rollback {
 	c := d.content(b.Body, rollbackSpec)
 	r := scheduler.Rollback{Scope: scheduler.ScopeWave, Range: b.DefRange}
 	if a := d.required(c, b, "max_failure_percent"); a != nil {
-		r.MaxFailurePercent = d.percent(a, 0, 100,
-			"it is the share of the devices a wave attempted that may fail before fleetplan rolls back; 0 rolls back on the first failure.")
+		r.MaxFailurePercent = d.percent(a, "rollback", 0, 100)
 	}
 	if a := c.Attributes["max_error_rate"]; a != nil {
 		if v, ok := d.number(a); ok {
@@ -815,8 +827,7 @@ func (d *decoder) rollback(b *hcl2.Block) scheduler.Rollback {
 		}
 	}
 	if a := c.Attributes["max_p95_latency_increase_percent"]; a != nil {
-		r.MaxP95LatencyIncreasePercent = d.percent(a, 0, 10000,
-			"it is how much slower (in percent of the old version's p95 latency) the new version may be; 0 turns the check off.")
+		r.MaxP95LatencyIncreasePercent = d.percent(a, "rollback", 0, maxLatencyIncrease)
 	}
 	if a := c.Attributes["scope"]; a != nil {
 		if s, ok := d.str(a); ok {
@@ -842,38 +853,50 @@ func (d *decoder) offline(b *hcl2.Block) scheduler.Offline {
 		}
 	}
 	if a := c.Attributes["max_offline_percent"]; a != nil {
-		o.MaxOfflinePercent = d.percent(a, 0, 100,
-			"above this share of offline devices the rollout pauses; 0 turns the check off.")
+		o.MaxOfflinePercent = d.percent(a, "offline", 0, 100)
 	}
 	return o
 }
 
-// jobspecPorts lists the port labels a Nomad jobspec declares in its
-// network blocks. The jobspec is only parsed, never evaluated (the Nomad
-// server does that); ok is false when it cannot be read or parsed, and then
-// nothing is checked.
-func jobspecPorts(path string) (labels []string, ok bool) {
+// inspectJobspec parses the jobspec (an HCL file; JSON jobspecs are left to
+// the Nomad server) to warn early about a syntax error and to learn its
+// port labels for the health checks. It never evaluates the jobspec: the
+// Nomad server does that.
+func (d *decoder) inspectJobspec(a *hcl2.Attribute, path string) {
+	if strings.EqualFold(filepath.Ext(path), ".json") {
+		return
+	}
 	src, err := readRegularFile(path, maxJobspecSize)
 	if err != nil {
-		return nil, false
+		return
 	}
 	f, diags := hclsyntax.ParseConfig(src, path, hcl2.InitialPos)
 	if diags.HasErrors() {
-		return nil, false
+		for _, diag := range diags {
+			if diag.Severity == hcl2.DiagError {
+				d.add(warnJobspecSyntax(a.Expr.Range(), filepath.Base(path), diag))
+				return
+			}
+		}
 	}
-	body, isSyntax := f.Body.(*hclsyntax.Body)
-	if !isSyntax {
-		return nil, false
+	body, ok := f.Body.(*hclsyntax.Body)
+	if !ok {
+		return
 	}
+	d.jobPorts, d.jobPortsOK = jobspecPorts(body)
+}
+
+// jobspecPorts lists the port labels a parsed Nomad jobspec declares in its
+// network blocks; ok is false when it holds no job block.
+func jobspecPorts(body *hclsyntax.Body) (labels []string, ok bool) {
 	var walk func(b *hclsyntax.Body, depth int)
-	foundJob := false
 	walk = func(b *hclsyntax.Body, depth int) {
 		for _, blk := range b.Blocks {
 			switch {
 			case depth == 0 && blk.Type == "job":
-				foundJob = true
+				ok = true
 				walk(blk.Body, 1)
-			case blk.Type == "port" && len(blk.Labels) == 1:
+			case depth > 0 && blk.Type == "port" && len(blk.Labels) == 1:
 				if !slices.Contains(labels, blk.Labels[0]) {
 					labels = append(labels, blk.Labels[0])
 				}
@@ -884,7 +907,7 @@ func jobspecPorts(path string) (labels []string, ok bool) {
 	}
 	walk(body, 0)
 	sort.Strings(labels)
-	return labels, foundJob
+	return labels, ok
 }
 
 func isSpace(r rune) bool {

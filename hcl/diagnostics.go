@@ -109,6 +109,25 @@ func errUnknownBlock(subject hcl2.Range, name string, in *blockSpec) *hcl2.Diagn
 	return newError(subject, "Unsupported block type", detail)
 }
 
+// labelHelp explains each block label, keyed by "block.label".
+var labelHelp = map[string]string{
+	"rollout.application": `A rollout block is labelled with the application's name, which names its Nomad jobs: rollout "detector" { ... }.`,
+	"variant.class":       `A variant block is labelled with the Nomad node class it applies to: variant "jetson" { ... }.`,
+}
+
+func errMissingLabel(subject hcl2.Range, typ, label string) *hcl2.Diagnostic {
+	return newError(subject, fmt.Sprintf("Missing %s label", label), labelHelp[typ+"."+label])
+}
+
+func errExtraLabel(subject hcl2.Range, typ string, labels []string) *hcl2.Diagnostic {
+	if len(labels) == 0 {
+		return newError(subject, "Unexpected label",
+			fmt.Sprintf("%s blocks take no label: write %s { ... }.", capitalize(typ), typ))
+	}
+	return newError(subject, "Extraneous label",
+		fmt.Sprintf("%s Remove the extra label.", labelHelp[typ+"."+labels[0]]))
+}
+
 func errDuplicateBlock(subject hcl2.Range, typ, parent string, first hcl2.Range) *hcl2.Diagnostic {
 	return newError(subject, fmt.Sprintf("Duplicate %s block", typ),
 		fmt.Sprintf("A %s block holds at most one %s block; the first one is at %s. Merge the two into one.",
@@ -117,9 +136,26 @@ func errDuplicateBlock(subject hcl2.Range, typ, parent string, first hcl2.Range)
 
 // errMissingBlock reports a required block at the opening line of the block
 // that should contain it.
-func errMissingBlock(subject hcl2.Range, typ, parent, why, example string) *hcl2.Diagnostic {
+func errMissingBlock(subject hcl2.Range, parent, typ string) *hcl2.Diagnostic {
+	h := missingBlockHelp[typ]
 	return newError(subject, fmt.Sprintf("Missing %s block", typ),
-		fmt.Sprintf("The %s block needs %s %s block: %s Add, for example:\n\n%s", parent, article(typ), typ, why, example))
+		fmt.Sprintf("The %s block needs %s %s block: %s Add, for example:\n\n%s", parent, article(typ), typ, h.why, h.example))
+}
+
+// missingBlockHelp says why each required block is needed and shows one.
+var missingBlockHelp = map[string]struct{ why, example string }{
+	"fleet": {"it selects the devices the rollout covers.",
+		"fleet {\n  selector = \"Meta.fleet == \\\"vision\\\"\"\n}"},
+	"release": {"it names the application's Nomad jobspec and the version to roll out.",
+		"release {\n  jobspec = \"detector.nomad.hcl\"\n  version = \"2.4.1\"\n}"},
+	"canary": {"every rollout starts with a canary of 1 to 5 % of the fleet, with at least one device of every node class, and no setting skips it.",
+		"canary {\n  percent = 2\n  soak    = \"15m\"\n}"},
+	"health": {"waves are gated on the devices' health, and at least the application's own health endpoint must be checked.",
+		"health {\n  application {\n    port = \"http\"\n    path = \"/health\"\n  }\n}"},
+	"rollback": {"automatic rollback triggers must be defined, so that a failing rollout is taken back with no human in the loop.",
+		"rollback {\n  max_failure_percent = 2\n}"},
+	"application": {"a ping is not a health check. The application's own health endpoint must answer 200 with its status and the version being rolled out.",
+		"application {\n  port = \"http\"\n  path = \"/health\"\n}"},
 }
 
 // errMissingAttribute reports a required attribute at the opening line of
@@ -170,14 +206,42 @@ func errNotWholeNumber(subject hcl2.Range, name string, v float64) *hcl2.Diagnos
 			name, fmtNum(v), name, int64(math.Max(1, math.Round(v)))))
 }
 
-func errIntRange(subject hcl2.Range, name string, v float64, minimum int, why string) *hcl2.Diagnostic {
+func errIntRange(subject hcl2.Range, block, name string, v, minimum int) *hcl2.Diagnostic {
 	return newError(subject, fmt.Sprintf("Invalid %s", name),
-		fmt.Sprintf("%s is %s, but it must be at least %d: %s", name, fmtNum(v), minimum, why))
+		fmt.Sprintf("%s is %d, but it must be at least %d: %s", name, v, minimum, rangeWhy[block+"."+name]))
 }
 
-func errPercentRange(subject hcl2.Range, name string, v, lo, hi float64, why string) *hcl2.Diagnostic {
-	return newError(subject, fmt.Sprintf("Invalid %s", name),
-		fmt.Sprintf("%s is %s, but it must be between %s and %s: %s", name, fmtNum(v), fmtNum(lo), fmtNum(hi), why))
+func errPercentRange(subject hcl2.Range, block, name string, v, lo, hi float64) *hcl2.Diagnostic {
+	label := name
+	if block == "wave" {
+		label = "wave percent"
+	}
+	return rangeError(subject, label, v, lo, hi, rangeWhy[block+"."+name])
+}
+
+func rangeError(subject hcl2.Range, label string, v, lo, hi float64, why string) *hcl2.Diagnostic {
+	return newError(subject, fmt.Sprintf("Invalid %s", label),
+		fmt.Sprintf("%s is %s, but it must be between %s and %s: %s", label, fmtNum(v), fmtNum(lo), fmtNum(hi), why))
+}
+
+// rangeWhy explains the bounds of each bounded number and duration, keyed
+// by "block.attribute".
+var rangeWhy = map[string]string{
+	"rollout.max_parallel":                      "it is the number of device switches in flight at once, so at least one is needed to make progress.",
+	"canary.min_per_class":                      "the canary must include at least one device of every node class, so that each class's variant is proven before the waves.",
+	"wave.percent":                              "it is the cumulative share of the fleet running the new version once the wave is through; the last wave is at 100.",
+	"connectivity.heartbeat_timeout":            "a device whose last heartbeat is older than this counts as disconnected; zero would fail every device.",
+	"system.max_cpu_percent":                    "it is a share of the device's capacity; 0 turns the check off.",
+	"system.max_memory_percent":                 "it is a share of the device's capacity; 0 turns the check off.",
+	"system.max_disk_percent":                   "it is a share of the device's capacity; 0 turns the check off.",
+	"application.interval":                      "it is how often the health endpoint is called.",
+	"application.timeout":                       "it is how long the health endpoint may take to answer.",
+	"application.max_restarts":                  "it is how many times the new version's task may restart on a device before the device counts as failed (a crash loop).",
+	"functional.max_latency":                    "it is the longest the application may take to answer the test input.",
+	"functional.interval":                       "it is how often the test input is sent.",
+	"rollback.max_failure_percent":              "it is the share of the devices a wave attempted that may fail before fleetplan rolls back; 0 rolls back on the first failure.",
+	"rollback.max_p95_latency_increase_percent": "it is how much slower (in percent of the old version's p95 latency) the new version may be; 0 turns the check off.",
+	"offline.max_offline_percent":               "above this share of offline devices the rollout pauses; 0 turns the check off.",
 }
 
 func errEmptyString(subject hcl2.Range, name, example string) *hcl2.Diagnostic {
@@ -217,9 +281,9 @@ func errDurationNumber(subject hcl2.Range, name string, v float64) *hcl2.Diagnos
 			name, fmtNum(v), name, fmtNum(v)))
 }
 
-func errDurationNotPositive(subject hcl2.Range, name string, d time.Duration, why string) *hcl2.Diagnostic {
+func errDurationNotPositive(subject hcl2.Range, block, name string, d time.Duration) *hcl2.Diagnostic {
 	return newError(subject, fmt.Sprintf("Invalid %s", name),
-		fmt.Sprintf("%s is %s, but it must be longer than zero: %s", name, d, why))
+		fmt.Sprintf("%s is %s, but it must be longer than zero: %s", name, d, rangeWhy[block+"."+name]))
 }
 
 func errDurationNegative(subject hcl2.Range, name string, d time.Duration) *hcl2.Diagnostic {
@@ -272,7 +336,7 @@ func errCanaryPercent(subject hcl2.Range, v float64) *hcl2.Diagnostic {
 	case v > 5:
 		why = "a larger first step puts too much of the fleet at risk before the canary is proven. Move the rest of the fleet with wave blocks."
 	}
-	return errPercentRange(subject, "canary percent", v, 1, 5, why)
+	return rangeError(subject, "canary percent", v, 1, 5, why)
 }
 
 // The wave diagnostics take a hint: when the percentages look like step
@@ -366,6 +430,16 @@ func errJobspecNotFile(subject hcl2.Range, written, resolved string, info fs.Fil
 func errJobspecUnreadable(subject hcl2.Range, written, resolved string, err error) *hcl2.Diagnostic {
 	return newError(subject, "Unusable jobspec",
 		fmt.Sprintf("The jobspec %q cannot be used. fleetplan looked for it at:\n%s\nand could not read it: %s.", written, resolved, unwrapPathError(err)))
+}
+
+func warnJobspecSyntax(subject hcl2.Range, jobspec string, diag *hcl2.Diagnostic) *hcl2.Diagnostic {
+	where := jobspec
+	if diag.Subject != nil {
+		where = fmt.Sprintf("%s:%d,%d", jobspec, diag.Subject.Start.Line, diag.Subject.Start.Column)
+	}
+	return newWarning(subject, "Jobspec does not parse",
+		fmt.Sprintf("The jobspec is not valid HCL: %s: %s. %s The Nomad server will reject it (unless it is a legacy HCL1 jobspec); run nomad job validate on it.",
+			where, diag.Summary, diag.Detail))
 }
 
 func errVersionSpaces(subject hcl2.Range, v string) *hcl2.Diagnostic {

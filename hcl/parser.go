@@ -112,6 +112,13 @@ func (p *Parser) parse(filename string, src []byte) ([]*scheduler.Policy, hcl2.D
 			policies = append(policies, d.rollout(b))
 		}
 	}
+	if sb, ok := file.Body.(*hclsyntax.Body); ok {
+		for _, b := range sb.Blocks {
+			if b.Type == "rollout" && len(b.Labels) == 0 {
+				n++ // reported as a label problem
+			}
+		}
+	}
 	if n == 0 && syntaxOK {
 		d.add(errNoRollout(fileStart(file, filename)))
 	}

@@ -332,6 +332,7 @@ var ruleCases = []struct {
 
 	// ---- release --------------------------------------------------------------
 	{"jobspec not found", replaceLine(`jobspec = "app.nomad.hcl"`, `jobspec = "nope.nomad.hcl" # want error "Jobspec file not found"`)},
+	{"jobspec that does not parse warns", replaceLine(`jobspec = "app.nomad.hcl"`, `jobspec = "broken.nomad.hcl" # want warning "Jobspec does not parse"`)},
 	{"jobspec is a folder", replaceLine(`jobspec = "app.nomad.hcl"`, `jobspec = "." # want error "Unusable jobspec"`)},
 	{"empty jobspec", replaceLine(`jobspec = "app.nomad.hcl"`, `jobspec = "" # want error "Empty jobspec"`)},
 	{"version with spaces", replaceLine(`version = "2.4.1"`, `version = "2.4 beta" # want error "Invalid version"`)},
@@ -339,6 +340,10 @@ var ruleCases = []struct {
 	{"empty datacenter", replaceLine(`datacenters = ["dc1"]`, `datacenters = ["dc1", ""] # want error "Empty item in datacenters"`)},
 	{"duplicate variant", replaceLine("    variant \"jetson\" {\n", "    variant \"jetson\" {}\n    variant \"jetson\" { # want error \"Duplicate variant\"\n")},
 	{"bad environment variable name", replaceLine(`      LOG_LEVEL = "info"`, `      "LOG-LEVEL" = "info" # want error "Invalid environment variable name"`)},
+	{"rollout without label", replaceLine(rolloutLine, `rollout { # want error "Missing application label"`)},
+	{"rollout with two labels", replaceLine(rolloutLine, `rollout "detector" "v2" { # want error "Extraneous label"`)},
+	{"canary with a label", replaceLine("  canary {", `  canary "first" { # want error "Unexpected label"`)},
+	{"variant without label", replaceLine(`    variant "jetson" {`, `    variant { # want error "Missing class label"`)},
 	{"invalid application name", replaceLine(rolloutLine, `rollout "my app" { # want error "Invalid application name"`)},
 	{"duplicate rollout in one file", replaceLine("  offline {\n    catch_up            = true\n    max_offline_percent = 20\n  }\n}\n",
 		"  offline {\n    catch_up            = true\n    max_offline_percent = 20\n  }\n}\n\n"+
@@ -454,8 +459,9 @@ func TestRules(t *testing.T) {
 				}
 			}
 			for _, d := range diags {
-				if d.Detail == "" && d.Subject != nil && !strings.Contains(d.Summary, "Invalid expression") {
-					t.Errorf("diagnostic %q has no detail saying how to fix it", d.Summary)
+				detail := strings.TrimSpace(d.Detail)
+				if detail == "" || strings.HasSuffix(detail, ":") || strings.Contains(detail, ":  ") {
+					t.Errorf("diagnostic %q has an empty or cut detail: %q", d.Summary, d.Detail)
 				}
 			}
 

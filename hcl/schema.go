@@ -76,13 +76,16 @@ func (s *blockSpec) hasAttr(name string) bool {
 	return false
 }
 
-func (s *blockSpec) hasBlock(name string) bool {
+func (s *blockSpec) hasBlock(name string) bool { return s.block(name) != nil }
+
+// block returns the spec of a nested block type, or nil.
+func (s *blockSpec) block(name string) *blockSpec {
 	for _, b := range s.Blocks {
 		if b.Type == name {
-			return true
+			return b
 		}
 	}
-	return false
+	return nil
 }
 
 // displayName names the block in messages.

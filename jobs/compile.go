@@ -7,6 +7,7 @@ import (
 	"maps"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/hashicorp/nomad/api"
 
@@ -36,6 +37,10 @@ const (
 	// and datacenter constraints.
 	attrNodeClass  = "${node.class}"
 	attrDatacenter = "${node.datacenter}"
+
+	// minCheckDuration is the shortest check interval and timeout Nomad
+	// accepts.
+	minCheckDuration = time.Second
 )
 
 // JobID is the ID (and name) of an application's slot job.
@@ -103,6 +108,9 @@ func Compile(base *api.Job, p *scheduler.Policy, slot, rolloutID string) (*api.J
 		return nil, fmt.Errorf("compiling %s: release version %q contains \"+\", which separates the version from the rollout ID in the job meta %s (and applications report only the part before it)", JobID(p.Name, slot), version, MetaVersion)
 	}
 	what := fmt.Sprintf("compiling %s from job %q", JobID(p.Name, slot), deref(base.ID))
+	if app := p.Health.Application; app.Interval < minCheckDuration || app.Timeout < minCheckDuration {
+		return nil, fmt.Errorf("%s: the application health check's interval (%s) and timeout (%s) must be at least %s, Nomad's minimum", what, app.Interval, app.Timeout, minCheckDuration)
+	}
 
 	job, err := copyJob(base)
 	if err != nil {

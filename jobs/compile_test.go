@@ -126,8 +126,8 @@ func multiServiceJob() *api.Job {
 			},
 			{
 				// A group without the health port gets tags, no check.
-				Name:  new("uploader"),
-				Tasks: []*api.Task{{Name: "uploader", Driver: "raw_exec", Config: map[string]any{"command": "uploader"}}},
+				Name:     new("uploader"),
+				Tasks:    []*api.Task{{Name: "uploader", Driver: "raw_exec", Config: map[string]any{"command": "uploader"}}},
 				Services: []*api.Service{{Name: "uploader"}},
 			},
 		},
@@ -290,6 +290,7 @@ func TestCompileErrors(t *testing.T) {
 			},
 			want: `the variant of group "edgeinfer" for class "jetson" would be named "edgeinfer-jetson", which the job already uses`,
 		},
+		{name: "check timeout", policy: func(p *scheduler.Policy) { p.Health.Application.Timeout = 500 * time.Millisecond }, want: "interval (2s) and timeout (500ms) must be at least 1s, Nomad's minimum"},
 		{name: "no name", policy: func(p *scheduler.Policy) { p.Name = "" }, want: "the policy has no rollout name"},
 	}
 	for _, c := range cases {

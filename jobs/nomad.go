@@ -144,6 +144,9 @@ func (n *Nomad) sameSpec(ctx context.Context, job, existing *api.Job) (bool, err
 // calling it again. A device whose client cannot be reached gives an error
 // wrapping scheduler.ErrDeviceOffline; errors name the device and the step.
 func (n *Nomad) SwitchDevice(ctx context.Context, dev scheduler.DeviceRef, from, to string) error {
+	if dev.ID == "" {
+		return fmt.Errorf("switching %s: the device has no Nomad node ID", deviceName(dev))
+	}
 	for _, s := range []string{from, to} {
 		if err := validSlotValue(s); err != nil {
 			return fmt.Errorf("switching %s: %w", deviceName(dev), err)

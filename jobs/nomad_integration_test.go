@@ -61,7 +61,7 @@ func (r *rig) nomad(version string) *Nomad {
 		Fleet:   scheduler.Fleet{Selector: `Meta.fleet == "vision"`, Datacenters: []string{"dc1"}},
 		Release: scheduler.Release{Version: version, Env: map[string]string{"LOG_LEVEL": "info"}},
 		Health: scheduler.Health{Application: scheduler.Application{
-			Port: "http", Path: "/health", Interval: time.Second, Timeout: 500 * time.Millisecond,
+			Port: "http", Path: "/health", Interval: time.Second, Timeout: time.Second,
 		}},
 	}
 	n := NewNomad(r.c.Nomad, p, base, r.log)
@@ -84,6 +84,16 @@ func (r *rig) cleanup() {
 	}
 	for _, n := range nodes {
 		if n.Status != api.NodeStatusReady {
+			continue
+		}
+		// Only where the key is set: every apply makes the client
+		// re-register its node, which other tests would see.
+		meta, err := r.c.Nomad.Nodes().Meta().Read(n.ID, (&api.QueryOptions{}).WithContext(ctx))
+		if err != nil {
+			r.t.Logf("cleanup: reading the metadata of %s: %v", n.Name, err)
+			continue
+		}
+		if _, set := meta.Meta[SlotMetaKey(r.app)]; !set {
 			continue
 		}
 		req := &api.NodeMetaApplyRequest{NodeID: n.ID, Meta: map[string]*string{SlotMetaKey(r.app): nil}}
@@ -211,8 +221,12 @@ func (r *rig) timedSwitch(n *Nomad, dev scheduler.DeviceRef, from, to string) sw
 	if tm.oldStopped == 0 || tm.newRunning == 0 {
 		r.t.Fatalf("switch %s %s -> %s not done after 60s: %+v (placement %s)", dev.Name, from, to, tm, placement(r.live(n)))
 	}
+	running := "n/a"
+	if tm.newRunning > 0 {
+		running = tm.newRunning.Round(time.Millisecond).String()
+	}
 	r.t.Logf("TIMING switch %s %q -> %q: SwitchDevice returned after %s, old allocation complete after %s, new allocation running after %s",
-		dev.Name, from, to, tm.call.Round(time.Millisecond), tm.oldStopped.Round(time.Millisecond), tm.newRunning.Round(time.Millisecond))
+		dev.Name, from, to, tm.call.Round(time.Millisecond), tm.oldStopped.Round(time.Millisecond), running)
 	return tm
 }
 

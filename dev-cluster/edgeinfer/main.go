@@ -130,7 +130,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		"addr", cfg.addr, "faults", cfg.faults.describe())
 
 	if cfg.faults.crash {
-		log.Error("x")
+		log.Error("simulated crash at start (EDGEINFER_FAULT_CRASH=1), exiting with status 1")
+		return 1
 	}
 
 	ln, err := net.Listen("tcp", cfg.addr)

@@ -36,7 +36,10 @@ func mainCmd(t *testing.T, env map[string]string, args ...string) *exec.Cmd {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(exe, args...)
+	// No process outlives its test, even when the program hangs.
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	t.Cleanup(cancel)
+	cmd := exec.CommandContext(ctx, exe, args...)
 	// GORACE: a -race binary otherwise sleeps 1s at a clean exit.
 	cmd.Env = []string{runMainEnv + "=1", "PATH=" + os.Getenv("PATH"), "GORACE=atexit_sleep_ms=0"}
 	for k, v := range env {

@@ -1,0 +1,119 @@
+package command
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/fleetplan/fleetplan/audit"
+	"github.com/fleetplan/fleetplan/report"
+	"github.com/fleetplan/fleetplan/scheduler"
+	"github.com/urfave/cli/v2"
+)
+
+func init() {
+	register(&cli.Command{
+		Name:      "report",
+		Usage:     "print the deployment report of a rollout run",
+		ArgsUsage: "ROLLOUT",
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "format", Value: "markdown", Usage: "markdown or json"},
+			&cli.StringFlag{Name: "run", Usage: "a past run's ID (default: the latest run); `fleetplan report -runs ROLLOUT` lists them"},
+			&cli.BoolFlag{Name: "runs", Usage: "list the runs of the rollout"},
+		},
+		Action: reportAction,
+	})
+	register(&cli.Command{
+		Name:  "audit",
+		Usage: "print the audit trail: who did what to which device, when, and what happened",
+		Flags: []cli.Flag{
+			&cli.BoolFlag{Name: "json", Usage: "print a JSON array of records"},
+			&cli.StringFlag{Name: "rollout", Usage: "only this rollout"},
+			&cli.StringFlag{Name: "device", Usage: "only this device (node name)"},
+			&cli.StringFlag{Name: "since", Usage: "only records since a time (RFC 3339) or a duration ago (e.g. 2h)"},
+		},
+		Action: auditAction,
+	})
+}
+
+func reportAction(c *cli.Context) error {
+	app, err := oneRollout(c, "report")
+	if err != nil {
+		return err
+	}
+	format := c.String("format")
+	if format != "markdown" && format != "json" {
+		return exit(ExitUsage, "unknown -format %q: use markdown or json", format)
+	}
+	w, err := connect(logger(c))
+	if err != nil {
+		return exit(ExitInternal, "%v", err)
+	}
+	if c.Bool("runs") {
+		runs, err := w.store.History(c.Context, app)
+		if err != nil {
+			return exit(ExitInternal, "reading the history of %q: %v", app, err)
+		}
+		if cur, err := w.store.LoadState(c.Context, app); err == nil && cur != nil {
+			runs = append(runs, cur)
+		}
+		for _, r := range runs {
+			fmt.Fprintf(c.App.Writer, "%s\t%s\t%s\t%s\n", r.ID, r.Version, orDash(string(r.Outcome)), r.StartedAt.Format(time.RFC3339))
+		}
+		return nil
+	}
+	var r *scheduler.Rollout
+	if id := c.String("run"); id != "" {
+		cur, err := w.store.Load(c.Context, app)
+		if err == nil && cur != nil && cur.ID == id {
+			r = cur
+		} else if r, err = w.store.LoadRun(c.Context, app, id); err != nil {
+			return exit(1, "no run %q of rollout %q: %v (list them with `fleetplan report -runs %s`)", id, app, err, app)
+		}
+	} else if r, err = loadRun(c.Context, w, app); err != nil {
+		return err
+	}
+	rep := report.Build(r)
+	if format == "json" {
+		return report.WriteJSON(c.App.Writer, rep)
+	}
+	return report.WriteMarkdown(c.App.Writer, rep)
+}
+
+func auditAction(c *cli.Context) error {
+	q := audit.Query{Rollout: c.String("rollout"), Device: c.String("device")}
+	if s := c.String("since"); s != "" {
+		if d, err := time.ParseDuration(s); err == nil {
+			q.Since = time.Now().Add(-d)
+		} else if t, err := time.Parse(time.RFC3339, s); err == nil {
+			q.Since = t
+		} else {
+			return exit(ExitUsage, "-since %q is neither an RFC 3339 time (2026-11-26T19:00:00Z) nor a duration (2h)", s)
+		}
+	}
+	w, err := connect(logger(c))
+	if err != nil {
+		return exit(ExitInternal, "%v", err)
+	}
+	recs, err := audit.New(w.consul, "").List(c.Context, q)
+	if err != nil {
+		return exit(ExitInternal, "%v", err)
+	}
+	if c.Bool("json") {
+		if recs == nil {
+			recs = []audit.Record{}
+		}
+		return printJSON(c, recs)
+	}
+	for _, r := range recs {
+		where := r.Phase
+		if r.Wave != "" {
+			where += "/" + r.Wave
+		}
+		dev := r.Device
+		if dev == "" {
+			dev = "-"
+		}
+		fmt.Fprintf(c.App.Writer, "%s  %-10s %-26s %-10s %-22s %-16s %s  (%s)\n", r.Time.Format("2006-01-02T15:04:05.000Z07:00"), r.Rollout, where, dev, r.Action, r.Outcome, r.Detail, r.Actor)
+	}
+	return nil
+}

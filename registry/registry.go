@@ -1,0 +1,620 @@
+// Package registry keeps the device registry: every device of the fleet as
+// Nomad and Consul see it, persisted in Consul KV so that every fleetplan
+// process and the operator share one picture.
+//
+// Layout (the prefix is "fleetplan/" unless Options.Prefix says otherwise):
+//
+//	fleetplan/registry/<node-id>                 JSON scheduler.Device, one key per device
+//	fleetplan/registry/consul:<name>             a device only Consul knows
+//	fleetplan/registry-events/<unix-nanos>-<NNNN> JSON array of Event: the events of one
+//	                                             sync (or operator action), oldest keys
+//	                                             pruned beyond Options.MaxEventChunks
+//
+// A sync observes the cluster (Observe), loads the registry (one List),
+// computes the next registry with scheduler.DiffRegistry and writes the
+// entries that changed with check-and-set, in transactions of up to 64
+// writes. Watch keeps it in step with blocking queries.
+package registry
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"maps"
+	"path"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	consulapi "github.com/hashicorp/consul/api"
+	"github.com/hashicorp/go-hclog"
+	nomadapi "github.com/hashicorp/nomad/api"
+
+	"github.com/fleetplan/fleetplan/scheduler"
+	"github.com/fleetplan/fleetplan/store"
+)
+
+// Event kinds of operator actions, besides the scheduler.Event* kinds of a
+// sync.
+const (
+	EventResolved    = "resolved"
+	EventQuarantined = "quarantined"
+	EventReleased    = "released"
+)
+
+// ActorSync is the actor of the events a sync records.
+const ActorSync = "sync"
+
+// ErrUnknownDevice: no registry device has that name or ID.
+var ErrUnknownDevice = errors.New("no such device in the registry")
+
+// Event is one entry of the registry's event log.
+type Event struct {
+	Time  time.Time `json:"time"`
+	Actor string    `json:"actor"`
+	scheduler.RegistryEvent
+}
+
+// Options configure a Registry. The zero value is usable.
+type Options struct {
+	// Prefix is the KV root, "fleetplan/" by default. Tests use their own.
+	Prefix string
+	Logger hclog.Logger
+	Now    func() time.Time
+	// Actor names who quarantines through the scheduler.Registry interface
+	// (default "fleetplan").
+	Actor string
+	// HeartbeatResolution: a device whose only change is a newer heartbeat
+	// is written at most this often (default 5m), so that a sync of a
+	// healthy fleet writes nothing.
+	HeartbeatResolution time.Duration
+	// MaxEventChunks bounds the event log (default 1000 keys).
+	MaxEventChunks int
+	// DetailWorkers bounds the concurrent Nomad node detail reads (default 8).
+	DetailWorkers int
+	// Watch tuning, see Watch.
+	MinSyncInterval time.Duration // default 1s
+	ResyncInterval  time.Duration // default 1m
+	MaxBackoff      time.Duration // default 1m
+	// OnSync, if set, is called by Watch after every sync.
+	OnSync func(events []Event, err error)
+}
+
+// Registry is the device registry. It implements scheduler.Registry.
+type Registry struct {
+	nomad  *nomadapi.Client
+	consul *consulapi.Client
+	store  *store.Consul
+	kv     *consulapi.KV
+
+	prefix        string
+	logger        hclog.Logger
+	now           func() time.Time
+	actor         string
+	hbResolution  time.Duration
+	maxEventKeys  int
+	detailWorkers int
+	minInterval   time.Duration
+	resync        time.Duration
+	maxBackoff    time.Duration
+	onSync        func([]Event, error)
+
+	syncMu  sync.Mutex // one sync at a time in this process
+	decoded snapshot   // the registry as the last sync read it (under syncMu)
+
+	cacheMu       sync.Mutex
+	details       map[string]nodeDetail // Nomad node ID -> details
+	detailFetches atomic.Int64          // node detail reads, for tests
+
+	eventSeq atomic.Uint32
+}
+
+var _ scheduler.Registry = (*Registry)(nil)
+
+// New returns the registry on the Nomad and Consul clients.
+func New(n *nomadapi.Client, c *consulapi.Client, o Options) *Registry {
+	r := &Registry{
+		nomad:         n,
+		consul:        c,
+		kv:            c.KV(),
+		prefix:        o.Prefix,
+		logger:        o.Logger,
+		now:           o.Now,
+		actor:         o.Actor,
+		hbResolution:  o.HeartbeatResolution,
+		maxEventKeys:  o.MaxEventChunks,
+		detailWorkers: o.DetailWorkers,
+		minInterval:   o.MinSyncInterval,
+		resync:        o.ResyncInterval,
+		maxBackoff:    o.MaxBackoff,
+		onSync:        o.OnSync,
+		details:       map[string]nodeDetail{},
+	}
+	if r.prefix == "" {
+		r.prefix = store.DefaultPrefix
+	}
+	if !strings.HasSuffix(r.prefix, "/") {
+		r.prefix += "/"
+	}
+	if r.logger == nil {
+		r.logger = hclog.NewNullLogger()
+	}
+	r.logger = r.logger.Named("registry")
+	if r.now == nil {
+		r.now = time.Now
+	}
+	if r.actor == "" {
+		r.actor = "fleetplan"
+	}
+	if r.hbResolution == 0 {
+		r.hbResolution = 5 * time.Minute
+	}
+	if r.maxEventKeys <= 0 {
+		r.maxEventKeys = 1000
+	}
+	if r.detailWorkers <= 0 {
+		r.detailWorkers = 8
+	}
+	if r.minInterval == 0 {
+		r.minInterval = time.Second
+	}
+	if r.resync == 0 {
+		r.resync = time.Minute
+	}
+	if r.maxBackoff == 0 {
+		r.maxBackoff = time.Minute
+	}
+	r.store = store.New(c, store.Options{Prefix: r.prefix, Logger: o.Logger, Now: r.now})
+	return r
+}
+
+func (r *Registry) devicesPrefix() string { return r.prefix + "registry/" }
+func (r *Registry) eventsPrefix() string  { return r.prefix + "registry-events/" }
+
+// snapshot is the registry as read from KV.
+type snapshot struct {
+	devices map[string]scheduler.Device
+	index   map[string]uint64
+}
+
+// load reads the whole registry in one request.
+func (r *Registry) load(ctx context.Context) (snapshot, error) {
+	prefix := r.devicesPrefix()
+	pairs, _, err := r.kv.List(prefix, (&consulapi.QueryOptions{}).WithContext(ctx))
+	if err != nil {
+		return snapshot{}, fmt.Errorf("reading the registry (%s) from Consul: %w", prefix, err)
+	}
+	return decodeSnapshot(prefix, pairs)
+}
+
+// loadForSync is load with the entries decoded by the previous sync reused
+// when their modify index did not move (most of them: a sync of a healthy
+// fleet writes nothing), which saves most of a sync's CPU time on a large
+// fleet. The snapshot shares its Meta and Apps maps with the cache, so it is
+// only for Sync, which does not modify them.
+func (r *Registry) loadForSync(ctx context.Context) (snapshot, error) {
+	prefix := r.devicesPrefix()
+	pairs, _, err := r.kv.List(prefix, (&consulapi.QueryOptions{}).WithContext(ctx))
+	if err != nil {
+		return snapshot{}, fmt.Errorf("reading the registry (%s) from Consul: %w", prefix, err)
+	}
+	s, err := decodeSnapshotCached(prefix, pairs, r.decoded)
+	if err != nil {
+		return snapshot{}, err
+	}
+	r.decoded = s
+	return s, nil
+}
+
+func decodeSnapshot(prefix string, pairs consulapi.KVPairs) (snapshot, error) {
+	return decodeSnapshotCached(prefix, pairs, snapshot{})
+}
+
+// decodeSnapshotCached decodes the registry entries, reusing those of prev
+// that are at the same modify index.
+func decodeSnapshotCached(prefix string, pairs consulapi.KVPairs, prev snapshot) (snapshot, error) {
+	s := snapshot{devices: make(map[string]scheduler.Device, len(pairs)), index: make(map[string]uint64, len(pairs))}
+	for _, p := range pairs {
+		key := strings.TrimPrefix(p.Key, prefix)
+		if key == "" || strings.Contains(key, "/") {
+			continue
+		}
+		if idx, ok := prev.index[key]; ok && idx == p.ModifyIndex {
+			s.devices[key] = prev.devices[key]
+			s.index[key] = idx
+			continue
+		}
+		var d scheduler.Device
+		if err := json.Unmarshal(p.Value, &d); err != nil {
+			return snapshot{}, fmt.Errorf("decoding %s: %w", p.Key, err)
+		}
+		d.ID = key
+		s.devices[key] = d
+		s.index[key] = p.ModifyIndex
+	}
+	return s, nil
+}
+
+// List returns every registry device, sorted by name, as stored (no sync).
+func (r *Registry) List(ctx context.Context) ([]scheduler.Device, error) {
+	s, err := r.load(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return sortedDevices(s.devices), nil
+}
+
+func sortedDevices(m map[string]scheduler.Device) []scheduler.Device {
+	out := slices.Collect(maps.Values(m))
+	slices.SortFunc(out, func(a, b scheduler.Device) int {
+		if c := strings.Compare(a.Name, b.Name); c != 0 {
+			return c
+		}
+		return strings.Compare(a.ID, b.ID)
+	})
+	return out
+}
+
+// Get returns one device by node ID, unique ID prefix, registry key or node
+// name. An unknown device yields an error wrapping ErrUnknownDevice.
+func (r *Registry) Get(ctx context.Context, nameOrID string) (*scheduler.Device, error) {
+	d, _, err := r.find(ctx, nameOrID)
+	return d, err
+}
+
+// find looks a device up; it returns the device and its modify index.
+func (r *Registry) find(ctx context.Context, nameOrID string) (*scheduler.Device, uint64, error) {
+	if nameOrID == "" {
+		return nil, 0, fmt.Errorf("no device named: %w", ErrUnknownDevice)
+	}
+	// A full key costs one read.
+	if !strings.Contains(nameOrID, "/") {
+		pair, _, err := r.kv.Get(r.devicesPrefix()+nameOrID, (&consulapi.QueryOptions{}).WithContext(ctx))
+		if err != nil {
+			return nil, 0, fmt.Errorf("reading the registry from Consul: %w", err)
+		}
+		if pair != nil {
+			var d scheduler.Device
+			if err := json.Unmarshal(pair.Value, &d); err != nil {
+				return nil, 0, fmt.Errorf("decoding %s: %w", pair.Key, err)
+			}
+			d.ID = nameOrID
+			return &d, pair.ModifyIndex, nil
+		}
+	}
+	s, err := r.load(ctx)
+	if err != nil {
+		return nil, 0, err
+	}
+	var byName, byPrefix []string
+	for k, d := range s.devices {
+		switch {
+		case d.Name == nameOrID:
+			byName = append(byName, k)
+		case len(nameOrID) >= 4 && strings.HasPrefix(k, nameOrID):
+			byPrefix = append(byPrefix, k)
+		}
+	}
+	pick := byName
+	if len(pick) == 0 {
+		pick = byPrefix
+	}
+	switch len(pick) {
+	case 0:
+		return nil, 0, fmt.Errorf("%q: %w", nameOrID, ErrUnknownDevice)
+	case 1:
+		d := s.devices[pick[0]]
+		return &d, s.index[pick[0]], nil
+	}
+	slices.Sort(pick)
+	return nil, 0, fmt.Errorf("%q is ambiguous: it names the registry entries %s; use a node ID", nameOrID, strings.Join(pick, ", "))
+}
+
+// Sync observes the cluster, compares it with the registry and writes what
+// changed; it returns the events it recorded. A check-and-set lost to
+// another fleetplan process is retried with a fresh read of the registry.
+func (r *Registry) Sync(ctx context.Context) ([]Event, error) {
+	r.syncMu.Lock()
+	defer r.syncMu.Unlock()
+	obs, err := r.Observe(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var all []Event
+	for attempt := 1; ; attempt++ {
+		s, err := r.loadForSync(ctx)
+		if err != nil {
+			return all, err
+		}
+		now := r.now()
+		plan := r.planSync(s, obs, now)
+		committed, werr := r.write(ctx, plan.ops)
+		events := plan.eventsFor(committed, now)
+		if len(events) > 0 {
+			if err := r.appendEvents(ctx, events, now); err != nil {
+				return append(all, events...), err
+			}
+			all = append(all, events...)
+		}
+		if werr == nil {
+			r.logger.Debug("synced", "devices", len(plan.next), "writes", len(plan.ops), "events", len(events))
+			return all, nil
+		}
+		if !errors.Is(werr, scheduler.ErrConflict) || attempt == 3 {
+			return all, werr
+		}
+		r.logger.Debug("registry changed underneath the sync; again", "error", werr)
+	}
+}
+
+// syncPlan is the non-network part of a sync: the next registry, the
+// writes that take KV there and the events, by registry key.
+type syncPlan struct {
+	next   map[string]scheduler.Device
+	ops    []writeOp
+	events []scheduler.RegistryEvent
+}
+
+type writeOp struct {
+	key   string // registry key (device ID)
+	value []byte // nil: delete
+	index uint64
+}
+
+// planSync diffs the registry with an observation. A device whose only
+// change is a heartbeat younger than the resolution keeps its stored one and
+// is not written.
+func (r *Registry) planSync(s snapshot, obs scheduler.Observed, now time.Time) syncPlan {
+	next, events := scheduler.DiffRegistry(s.devices, obs, now)
+	p := syncPlan{next: next, events: events}
+	for k, d := range next {
+		old, known := s.devices[k]
+		if known {
+			if d.LastHeartbeat.After(old.LastHeartbeat) && d.LastHeartbeat.Sub(old.LastHeartbeat) < r.hbResolution {
+				d.LastHeartbeat = old.LastHeartbeat
+				next[k] = d
+			}
+			if equalDevice(old, d) {
+				continue
+			}
+		}
+		data, err := json.Marshal(d)
+		if err != nil {
+			continue // a Device always encodes
+		}
+		p.ops = append(p.ops, writeOp{key: k, value: data, index: s.index[k]})
+	}
+	for k := range s.devices {
+		if _, ok := next[k]; !ok {
+			p.ops = append(p.ops, writeOp{key: k, index: s.index[k]})
+		}
+	}
+	slices.SortFunc(p.ops, func(a, b writeOp) int { return strings.Compare(a.key, b.key) })
+	return p
+}
+
+// eventsFor returns the events of the devices whose writes committed (and of
+// devices that needed none).
+func (p syncPlan) eventsFor(committed map[string]bool, now time.Time) []Event {
+	pending := make(map[string]bool, len(p.ops))
+	for _, op := range p.ops {
+		if !committed[op.key] {
+			pending[op.key] = true
+		}
+	}
+	var out []Event
+	for _, e := range p.events {
+		if pending[e.Device] {
+			continue
+		}
+		out = append(out, Event{Time: now.UTC(), Actor: ActorSync, RegistryEvent: e})
+	}
+	return out
+}
+
+// write applies the writes in transactions of up to store.MaxTxnOps
+// operations and returns the keys whose writes committed. A lost
+// check-and-set stops it with an error wrapping scheduler.ErrConflict.
+func (r *Registry) write(ctx context.Context, ops []writeOp) (map[string]bool, error) {
+	committed := make(map[string]bool, len(ops))
+	var batch consulapi.TxnOps
+	var keys []string
+	size := 0
+	flush := func() error {
+		if len(batch) == 0 {
+			return nil
+		}
+		if _, err := store.Txn(ctx, r.consul, batch); err != nil {
+			return fmt.Errorf("writing the registry: %w", err)
+		}
+		for _, k := range keys {
+			committed[k] = true
+		}
+		batch, keys, size = nil, nil, 0
+		return nil
+	}
+	for _, op := range ops {
+		if len(op.value) > store.MaxValueBytes {
+			return committed, fmt.Errorf("registry entry %s is %d bytes, over the %d bytes a Consul value can hold", op.key, len(op.value), store.MaxValueBytes)
+		}
+		if len(batch) == store.MaxTxnOps || (len(batch) > 0 && size+len(op.value) > store.MaxTxnBytes) {
+			if err := flush(); err != nil {
+				return committed, err
+			}
+		}
+		kv := &consulapi.KVTxnOp{Key: r.devicesPrefix() + op.key, Index: op.index}
+		if op.value == nil {
+			kv.Verb = consulapi.KVDeleteCAS
+		} else {
+			kv.Verb, kv.Value = consulapi.KVCAS, op.value
+		}
+		batch = append(batch, &consulapi.TxnOp{KV: kv})
+		keys = append(keys, op.key)
+		size += len(op.value)
+	}
+	return committed, flush()
+}
+
+// equalDevice compares two registry entries field by field (a test checks
+// that it covers every field of scheduler.Device).
+func equalDevice(a, b scheduler.Device) bool {
+	return a.ID == b.ID && a.Name == b.Name && a.Class == b.Class && a.Datacenter == b.Datacenter &&
+		a.NomadStatus == b.NomadStatus && a.Eligibility == b.Eligibility && a.ConsulStatus == b.ConsulStatus &&
+		a.Address == b.Address && a.Capabilities == b.Capabilities &&
+		maps.Equal(a.Meta, b.Meta) && maps.Equal(a.Apps, b.Apps) &&
+		a.LastHeartbeat.Equal(b.LastHeartbeat) && a.Status == b.Status && a.Reason == b.Reason && a.Resolved == b.Resolved
+}
+
+// update applies change to one device with check-and-set, retrying once
+// when another writer got there first, and records the event change returns
+// (none when it returns nil).
+func (r *Registry) update(ctx context.Context, nameOrID string, change func(d *scheduler.Device) (*Event, error)) (*scheduler.Device, error) {
+	for attempt := 1; ; attempt++ {
+		d, index, err := r.find(ctx, nameOrID)
+		if err != nil {
+			return nil, err
+		}
+		ev, err := change(d)
+		if err != nil || ev == nil {
+			return d, err
+		}
+		data, err := json.Marshal(d)
+		if err != nil {
+			return nil, err
+		}
+		_, err = store.Txn(ctx, r.consul, consulapi.TxnOps{{KV: &consulapi.KVTxnOp{Verb: consulapi.KVCAS, Key: r.devicesPrefix() + d.ID, Value: data, Index: index}}})
+		if errors.Is(err, scheduler.ErrConflict) && attempt < 3 {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		ev.Device, ev.Name = d.ID, d.Name
+		if ev.Time.IsZero() {
+			ev.Time = r.now().UTC()
+		}
+		return d, r.appendEvents(ctx, []Event{*ev}, r.now())
+	}
+}
+
+// Resolve accepts a device's discrepancy: deploying to it is allowed again
+// until Nomad and Consul agree (then the mark is cleared by a sync).
+func (r *Registry) Resolve(ctx context.Context, nameOrID, actor string) (*scheduler.Device, error) {
+	if actor == "" {
+		actor = store.DefaultActor()
+	}
+	return r.update(ctx, nameOrID, func(d *scheduler.Device) (*Event, error) {
+		if d.Status != scheduler.StatusDiscrepancy {
+			return nil, fmt.Errorf("device %s (%s) is %s: there is no discrepancy to resolve", d.Name, d.ID, d.Status)
+		}
+		if d.Resolved {
+			return nil, nil
+		}
+		d.Resolved = true
+		return &Event{Actor: actor, RegistryEvent: scheduler.RegistryEvent{Kind: EventResolved, Detail: "discrepancy accepted: " + d.Reason}}, nil
+	})
+}
+
+// Quarantine marks a device quarantined (scheduler.Registry); the actor is
+// Options.Actor.
+func (r *Registry) Quarantine(ctx context.Context, deviceID, reason string) error {
+	_, err := r.QuarantineBy(ctx, deviceID, reason, r.actor)
+	return err
+}
+
+// QuarantineBy marks a device quarantined: it is excluded from rollouts
+// until released. Quarantining a quarantined device changes nothing.
+func (r *Registry) QuarantineBy(ctx context.Context, nameOrID, reason, actor string) (*scheduler.Device, error) {
+	if reason == "" {
+		return nil, errors.New("a quarantine needs a reason")
+	}
+	if actor == "" {
+		actor = store.DefaultActor()
+	}
+	return r.update(ctx, nameOrID, func(d *scheduler.Device) (*Event, error) {
+		if d.Status == scheduler.StatusQuarantined {
+			return nil, nil
+		}
+		was := d.Status
+		d.Status, d.Reason, d.Resolved = scheduler.StatusQuarantined, reason, false
+		return &Event{Actor: actor, RegistryEvent: scheduler.RegistryEvent{Kind: EventQuarantined, Detail: reason + " (was " + string(was) + ")"}}, nil
+	})
+}
+
+// Release lifts a device's quarantine and syncs, so that its status is what
+// Nomad and Consul say again.
+func (r *Registry) Release(ctx context.Context, nameOrID, actor string) (*scheduler.Device, error) {
+	if actor == "" {
+		actor = store.DefaultActor()
+	}
+	d, err := r.update(ctx, nameOrID, func(d *scheduler.Device) (*Event, error) {
+		if d.Status != scheduler.StatusQuarantined {
+			return nil, fmt.Errorf("device %s (%s) is %s, not quarantined", d.Name, d.ID, d.Status)
+		}
+		detail := "quarantine lifted (was: " + d.Reason + ")"
+		// Provisional; the sync below judges the device again.
+		d.Status, d.Reason = scheduler.StatusOK, ""
+		return &Event{Actor: actor, RegistryEvent: scheduler.RegistryEvent{Kind: EventReleased, Detail: detail}}, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	if _, err := r.Sync(ctx); err != nil {
+		return d, fmt.Errorf("released %s, but the sync that checks it again failed: %w", d.Name, err)
+	}
+	return r.Get(ctx, d.ID)
+}
+
+// Devices returns the registry devices of a policy's fleet (scheduler.Registry):
+// the nodes Nomad's own filter engine selects with the fleet selector (so the
+// selector means exactly what it means to Nomad), in the fleet's
+// datacenters (globs allowed), including offline ones. It syncs first.
+func (r *Registry) Devices(ctx context.Context, p *scheduler.Policy) ([]scheduler.Device, error) {
+	if _, err := r.Sync(ctx); err != nil {
+		return nil, err
+	}
+	q := &nomadapi.QueryOptions{Filter: p.Fleet.Selector}
+	nodes, _, err := r.nomad.Nodes().List(q.WithContext(ctx))
+	if err != nil {
+		var ure nomadapi.UnexpectedResponseError
+		if errors.As(err, &ure) && ure.StatusCode() == 400 {
+			return nil, fmt.Errorf("Nomad rejected the fleet selector %q: %s", p.Fleet.Selector, strings.TrimSpace(ure.Body()))
+		}
+		return nil, fmt.Errorf("selecting the fleet's nodes in Nomad at %s: %w", r.nomad.Address(), err)
+	}
+	s, err := r.load(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]scheduler.Device, 0, len(nodes))
+	for _, n := range nodes {
+		if !inDatacenters(n.Datacenter, p.Fleet.Datacenters) {
+			continue
+		}
+		if d, ok := s.devices[n.ID]; ok {
+			out = append(out, d)
+		}
+	}
+	slices.SortFunc(out, func(a, b scheduler.Device) int {
+		if c := strings.Compare(a.Name, b.Name); c != 0 {
+			return c
+		}
+		return strings.Compare(a.ID, b.ID)
+	})
+	return out, nil
+}
+
+func inDatacenters(dc string, patterns []string) bool {
+	if len(patterns) == 0 {
+		return true
+	}
+	for _, p := range patterns {
+		if ok, _ := path.Match(p, dc); ok || p == dc {
+			return true
+		}
+	}
+	return false
+}
