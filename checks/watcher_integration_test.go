@@ -114,21 +114,35 @@ func TestWatcherOnDevCluster(t *testing.T) {
 	waitAll := func(what string, timeout time.Duration, ok func(dev scheduler.DeviceRef, h scheduler.DeviceHealth) string) {
 		t.Helper()
 		start := time.Now()
+		var last string
+		var lastAt time.Time
 		testcluster.Eventually(t, timeout, func() (bool, string) {
+			msg := ""
+			defer func() {
+				if msg != last {
+					last, lastAt = msg, time.Now()
+				}
+			}()
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
 			hs, err := w.Health(ctx, r, devices)
 			if err != nil {
-				return false, err.Error()
+				msg = err.Error()
+				return false, msg
 			}
 			for _, d := range devices {
-				if msg := ok(d, hs[d.ID]); msg != "" {
-					return false, fmt.Sprintf("%s: %s: %+v", d.Name, msg, hs[d.ID])
+				if m := ok(d, hs[d.ID]); m != "" {
+					msg = d.Name + ": " + m
+					return false, fmt.Sprintf("%s: %+v", msg, hs[d.ID])
 				}
 			}
 			return true, ""
 		})
-		t.Logf("%s after %s", what, time.Since(start).Round(time.Millisecond))
+		if took := time.Since(start); took > 5*time.Second {
+			t.Logf("%s after %s; the last wait, from %s: %s", what, took.Round(time.Millisecond), lastAt.Sub(start).Round(time.Millisecond), last)
+		} else {
+			t.Logf("%s after %s", what, took.Round(time.Millisecond))
+		}
 	}
 
 	healthyV1 := func(d scheduler.DeviceRef, h scheduler.DeviceHealth) string {

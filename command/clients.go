@@ -1,32 +1,92 @@
 package command
 
 import (
+	"context"
 	"fmt"
+	"strings"
+	"time"
 
 	consulapi "github.com/hashicorp/consul/api"
 	nomadapi "github.com/hashicorp/nomad/api"
 )
 
+// reachTimeout bounds the check that a cluster answers.
+const reachTimeout = 10 * time.Second
+
 // nomadClient builds a Nomad client from the standard environment
 // (NOMAD_ADDR, NOMAD_TOKEN, NOMAD_REGION, NOMAD_NAMESPACE, NOMAD_CACERT,
-// NOMAD_CLIENT_CERT, NOMAD_CLIENT_KEY, NOMAD_SKIP_VERIFY).
+// NOMAD_CAPATH, NOMAD_CLIENT_CERT, NOMAD_CLIENT_KEY, NOMAD_TLS_SERVER_NAME,
+// NOMAD_SKIP_VERIFY) and checks that Nomad answers and has a leader, so that
+// an unreachable cluster is reported once, with its address.
 func nomadClient() (*nomadapi.Client, error) {
-	cfg := nomadapi.DefaultConfig()
-	c, err := nomadapi.NewClient(cfg)
+	c, addr, err := nomadClientNoCheck()
 	if err != nil {
-		return nil, fmt.Errorf("configuring the Nomad client for %s: %w", cfg.Address, err)
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), reachTimeout)
+	defer cancel()
+	var leader string
+	if _, err := c.Raw().Query("/v1/status/leader", &leader, (&nomadapi.QueryOptions{}).WithContext(ctx)); err != nil {
+		return nil, fmt.Errorf("cannot reach Nomad at %s (set NOMAD_ADDR, and NOMAD_TOKEN and NOMAD_CACERT if needed): %w", addr, unwrapTimeout(ctx, err))
+	}
+	if leader == "" {
+		return nil, fmt.Errorf("no leader in Nomad at %s", addr)
 	}
 	return c, nil
 }
 
+// nomadClientNoCheck builds the Nomad client without contacting Nomad.
+func nomadClientNoCheck() (*nomadapi.Client, string, error) {
+	cfg := nomadapi.DefaultConfig()
+	c, err := nomadapi.NewClient(cfg)
+	if err != nil {
+		return nil, cfg.Address, fmt.Errorf("configuring the Nomad client for %s: %w", cfg.Address, err)
+	}
+	return c, cfg.Address, nil
+}
+
 // consulClient builds a Consul client from the standard environment
-// (CONSUL_HTTP_ADDR, CONSUL_HTTP_TOKEN, CONSUL_HTTP_SSL, CONSUL_CACERT,
-// CONSUL_CLIENT_CERT, CONSUL_CLIENT_KEY, ...).
+// (CONSUL_HTTP_ADDR, CONSUL_HTTP_TOKEN, CONSUL_HTTP_TOKEN_FILE,
+// CONSUL_HTTP_SSL, CONSUL_CACERT, CONSUL_CAPATH, CONSUL_CLIENT_CERT,
+// CONSUL_CLIENT_KEY, CONSUL_TLS_SERVER_NAME, CONSUL_HTTP_SSL_VERIFY, ...) and
+// checks that Consul answers and has a leader.
 func consulClient() (*consulapi.Client, error) {
 	cfg := consulapi.DefaultConfig()
+	addr := consulAddress(cfg)
 	c, err := consulapi.NewClient(cfg)
 	if err != nil {
-		return nil, fmt.Errorf("configuring the Consul client for %s: %w", cfg.Address, err)
+		return nil, fmt.Errorf("configuring the Consul client for %s: %w", addr, err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), reachTimeout)
+	defer cancel()
+	leader, err := c.Status().LeaderWithQueryOptions((&consulapi.QueryOptions{}).WithContext(ctx))
+	if err != nil {
+		return nil, fmt.Errorf("cannot reach Consul at %s (set CONSUL_HTTP_ADDR, and CONSUL_HTTP_TOKEN and CONSUL_CACERT if needed): %w", addr, unwrapTimeout(ctx, err))
+	}
+	if leader == "" {
+		return nil, fmt.Errorf("no leader in Consul at %s", addr)
 	}
 	return c, nil
+}
+
+// consulAddress is the address the Consul client will use, with its scheme.
+func consulAddress(cfg *consulapi.Config) string {
+	addr := cfg.Address
+	if strings.HasPrefix(addr, "unix://") || strings.Contains(addr, "://") {
+		return addr
+	}
+	scheme := cfg.Scheme
+	if scheme == "" {
+		scheme = "http"
+	}
+	return scheme + "://" + addr
+}
+
+// unwrapTimeout says "no answer within 10s" rather than a bare "context
+// deadline exceeded".
+func unwrapTimeout(ctx context.Context, err error) error {
+	if ctx.Err() != nil {
+		return fmt.Errorf("no answer within %s", reachTimeout)
+	}
+	return err
 }

@@ -159,26 +159,27 @@ func TestSwitchOffline(t *testing.T) {
 		setup   func(f *fakeNomad, n *Nomad)
 		offline bool
 		want    string
+		step    SwitchStep
 	}{
 		{
 			name:    "no path to node",
 			setup:   func(f *fakeNomad, _ *Nomad) { f.apply = status(http.StatusNotFound, "No path to node") },
-			offline: true, want: "setting slot metadata on dev-1 (node f00dcafe): the server has no connection",
+			offline: true, want: "setting slot metadata on dev-1 (node f00dcafe): the server has no connection", step: StepMetadata,
 		},
 		{
 			name:    "node down",
 			setup:   func(f *fakeNomad, _ *Nomad) { f.status = api.NodeStatusDown },
-			offline: true, want: "node is down",
+			offline: true, want: "node is down", step: StepLookup,
 		},
 		{
 			name:    "node disconnected",
 			setup:   func(f *fakeNomad, _ *Nomad) { f.status = api.NodeStatusDisconnected },
-			offline: true, want: "node is disconnected",
+			offline: true, want: "node is disconnected", step: StepLookup,
 		},
 		{
 			name:    "unknown node",
 			setup:   func(f *fakeNomad, _ *Nomad) { f.known = false },
-			offline: true, want: "Nomad does not know node",
+			offline: true, want: "Nomad does not know node", step: StepLookup,
 		},
 		{
 			name: "rpc error, then the node is down",
@@ -186,14 +187,14 @@ func TestSwitchOffline(t *testing.T) {
 				f.apply = status(http.StatusInternalServerError, "rpc error: EOF")
 				f.statusAfterApply = api.NodeStatusDown
 			},
-			offline: true, want: "(node is down)",
+			offline: true, want: "(node is down)", step: StepMetadata,
 		},
 		{
 			name: "client does not answer",
 			setup: func(f *fakeNomad, _ *Nomad) {
 				f.apply = func(w http.ResponseWriter, _ *api.NodeMetaApplyRequest) { time.Sleep(time.Second) }
 			},
-			offline: true, want: "the device's client did not answer within 300ms",
+			offline: true, want: "the device's client did not answer within 300ms", step: StepMetadata,
 		},
 		{
 			name: "never synced, client gone",
@@ -201,17 +202,17 @@ func TestSwitchOffline(t *testing.T) {
 				f.syncDelay, n.SyncTimeout = time.Hour, 300*time.Millisecond
 				f.read = func(w http.ResponseWriter) { http.Error(w, "No path to node", http.StatusNotFound) }
 			},
-			offline: true, want: "not reported within 300ms",
+			offline: true, want: "not reported within 300ms", step: StepSync,
 		},
 		{
 			name:  "server error",
 			setup: func(f *fakeNomad, _ *Nomad) { f.apply = status(http.StatusInternalServerError, "raft is sad") },
-			want:  "setting slot metadata on dev-1 (node f00dcafe): Unexpected response code: 500 (raft is sad)",
+			want:  "setting slot metadata on dev-1 (node f00dcafe): Unexpected response code: 500 (raft is sad)", step: StepMetadata,
 		},
 		{
 			name:  "never synced, client there",
 			setup: func(f *fakeNomad, n *Nomad) { f.syncDelay, n.SyncTimeout = time.Hour, 300*time.Millisecond },
-			want:  `waiting for the Nomad server to report slot blue on dev-1 (node f00dcafe): not reported within 300ms (the server has "")`,
+			want:  `waiting for the Nomad server to report slot blue on dev-1 (node f00dcafe): not reported within 300ms (the server has no value)`, step: StepSync,
 		},
 	}
 	for _, c := range cases {
@@ -224,6 +225,10 @@ func TestSwitchOffline(t *testing.T) {
 			}
 			if got := errors.Is(err, scheduler.ErrDeviceOffline); got != c.offline {
 				t.Fatalf("errors.Is(%v, ErrDeviceOffline) = %v, want %v", err, got, c.offline)
+			}
+			var se *SwitchError
+			if !errors.As(err, &se) || se.Step != c.step || se.Device != fakeDev {
+				t.Fatalf("error %#v, want a *SwitchError at step %d", err, c.step)
 			}
 		})
 	}

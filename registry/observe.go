@@ -162,7 +162,7 @@ func (r *Registry) fetchDetails(ctx context.Context, stubs []*nomadapi.NodeListS
 					gone[s.ID] = struct{}{}
 					return
 				}
-				errs = append(errs, fmt.Errorf("reading Nomad node %s (%s): %w", s.Name, s.ID, err))
+				errs = append(errs, fmt.Errorf("node %s (%s): %w", s.Name, s.ID, err))
 				return
 			}
 			r.cacheMu.Lock()
@@ -173,7 +173,7 @@ func (r *Registry) fetchDetails(ctx context.Context, stubs []*nomadapi.NodeListS
 	wg.Wait()
 	r.detailFetches.Add(int64(len(stubs)))
 	if len(errs) > 0 {
-		return nil, fmt.Errorf("Nomad at %s: %w", r.nomad.Address(), errors.Join(errs...))
+		return nil, fmt.Errorf("reading node details from Nomad at %s: %w", r.nomad.Address(), errors.Join(errs...))
 	}
 	return gone, nil
 }

@@ -412,6 +412,8 @@ func (p syncPlan) eventsFor(committed map[string]bool, now time.Time) []Event {
 		}
 		out = append(out, Event{Time: now.UTC(), Actor: ActorSync, RegistryEvent: e})
 	}
+	// By device name for people; the diff's order (by key) stays within one.
+	slices.SortStableFunc(out, func(a, b Event) int { return strings.Compare(a.Name, b.Name) })
 	return out
 }
 
@@ -581,7 +583,7 @@ func (r *Registry) Devices(ctx context.Context, p *scheduler.Policy) ([]schedule
 	if err != nil {
 		var ure nomadapi.UnexpectedResponseError
 		if errors.As(err, &ure) && ure.StatusCode() == 400 {
-			return nil, fmt.Errorf("Nomad rejected the fleet selector %q: %s", p.Fleet.Selector, strings.TrimSpace(ure.Body()))
+			return nil, fmt.Errorf("the fleet selector %q was rejected by Nomad: %s", p.Fleet.Selector, strings.TrimSpace(ure.Body()))
 		}
 		return nil, fmt.Errorf("selecting the fleet's nodes in Nomad at %s: %w", r.nomad.Address(), err)
 	}

@@ -54,6 +54,10 @@ type Controller struct {
 	mu       sync.Mutex
 	controls Controls
 	ctrlCh   chan struct{}
+	// series are the canary's metric samples during its soak (trend
+	// detection); degraded is set when a degradation persisted.
+	series   map[string]*metricSeries
+	degraded string
 }
 
 // Event is one thing the controller did or decided. Events with Outcome
@@ -458,6 +462,11 @@ func (c *Controller) switchDevice(ctx context.Context, r *Rollout, rec *DeviceRe
 	if err := c.saveDevice(ctx, r, rec); err != nil {
 		return err
 	}
+	if bs, ok := c.Health.(BaselineSource); ok && rec.Baseline == nil && r.Active != "" {
+		if m, err := bs.Baseline(ctx, r, []DeviceRef{rec.DeviceRef}); err == nil && m[rec.ID] != nil {
+			rec.Baseline = m[rec.ID]
+		}
+	}
 	c.emitDevice(r, rec, "switch", "intent", fmt.Sprintf("slot %s -> %s", slotName(r.Active), r.Candidate))
 	start := c.Clock.Now()
 	err := c.Cluster.SwitchDevice(ctx, rec.DeviceRef, r.Active, r.Candidate)
@@ -507,7 +516,13 @@ func (c *Controller) soak(ctx context.Context, r *Rollout) (bool, error) {
 		if ctl := c.currentControls(); ctl.Rollback != nil {
 			return false, c.manualRollback(ctx, r, ctl.Rollback)
 		}
+		if err := c.catchUpSwitch(ctx, r); err != nil {
+			return false, err
+		}
 		if err := c.sample(ctx, r, false); err != nil {
+			return false, err
+		}
+		if err := c.quarantineCaughtUpFailures(ctx, r); err != nil {
 			return false, err
 		}
 		if att, failed := stageCounts(c.stageDevices(r, r.Stage)); att > 0 && percent(failed, att) > c.Policy.Rollback.MaxFailurePercent {
@@ -515,9 +530,36 @@ func (c *Controller) soak(ctx context.Context, r *Rollout) (bool, error) {
 		}
 		now := c.Clock.Now()
 		if !now.Before(st.SoakUntil) {
+			if st.Canary && c.series != nil {
+				horizon := st.Soak
+				if r.Stage+1 < len(r.Stages) {
+					horizon = r.Stages[r.Stage+1].Soak
+				}
+				ds := DetectDegradation(c.Policy, r.Devices, c.series, now, horizon)
+				if len(ds) > 0 && !st.Extended {
+					// Extend once, sampling every second, to tell a
+					// trend from noise.
+					st.Extended = true
+					st.SoakUntil = now.Add(st.Soak)
+					c.decide(r, "soak-extended", fmt.Sprintf("%s soak extended by %s: %s", st.Name, st.Soak, describeDegradations(ds)),
+						map[string]float64{"slope_per_s": ds[0].Slope, "projected": ds[0].Projected, "limit": ds[0].Limit})
+					if err := c.save(ctx, r); err != nil {
+						return false, err
+					}
+					continue
+				}
+				if len(ds) > 0 {
+					c.degraded = "gradual degradation: " + describeDegradations(ds)
+					c.decide(r, "degradation", c.degraded, map[string]float64{"slope_per_s": ds[0].Slope, "projected": ds[0].Projected, "limit": ds[0].Limit, "r2": ds[0].R2})
+					return true, nil
+				}
+			}
 			return false, nil
 		}
 		wait := c.SampleInterval
+		if st.Extended && wait > time.Second {
+			wait = time.Second
+		}
 		if left := st.SoakUntil.Sub(now); left < wait {
 			wait = left
 		}
@@ -533,13 +575,22 @@ func (c *Controller) soak(ctx context.Context, r *Rollout) (bool, error) {
 // sample evaluates the gate on the stage's devices once. With final set, a
 // device that is not healthy by now fails.
 func (c *Controller) sample(ctx context.Context, r *Rollout, final bool) error {
-	var refs []DeviceRef
 	var recs []*DeviceRecord
-	for _, rec := range c.stageDevices(r, r.Stage) {
-		if rec.State == DeviceVerifying || rec.State == DeviceHealthy {
-			refs = append(refs, rec.DeviceRef)
+	for _, rec := range c.sortedDevices(r) {
+		inStage := rec.Stage == r.Stage && (rec.State == DeviceVerifying || rec.State == DeviceHealthy)
+		catchingUp := rec.CatchUp && rec.State == DeviceVerifying
+		if inStage || catchingUp {
 			recs = append(recs, rec)
 		}
+	}
+	return c.sampleDevices(ctx, r, recs, final)
+}
+
+// sampleDevices evaluates the gate on devices once.
+func (c *Controller) sampleDevices(ctx context.Context, r *Rollout, recs []*DeviceRecord, final bool) error {
+	refs := make([]DeviceRef, 0, len(recs))
+	for _, rec := range recs {
+		refs = append(refs, rec.DeviceRef)
 	}
 	if len(refs) == 0 {
 		return nil
@@ -552,17 +603,21 @@ func (c *Controller) sample(ctx context.Context, r *Rollout, final bool) error {
 		// Inconclusive: never a verdict from stale data.
 		c.Logger.Named("controller").Warn("health is inconclusive; waiting", "rollout", r.App, "error", err)
 		if final {
-			return fmt.Errorf("evaluating the gate of %s: health is inconclusive: %w", r.Stages[r.Stage].Name, err)
+			return fmt.Errorf("evaluating the gate of %s: health is inconclusive: %w", r.App, err)
 		}
 		return nil
 	}
 	now := c.Clock.Now()
+	canary := r.Stage < len(r.Stages) && r.Stages[r.Stage].Canary && r.Phase == PhaseCanary
 	for _, rec := range recs {
 		h := health[rec.ID]
 		v := c.Gate.Evaluate(c.Policy, rec, h, now)
 		if h.Metrics != nil {
 			m := *h.Metrics
 			rec.After = &m
+			if canary && v.Status != VerdictFail {
+				c.record(rec.ID, now, &m)
+			}
 		}
 		changed := false
 		switch v.Status {
@@ -573,7 +628,13 @@ func (c *Controller) sample(ctx context.Context, r *Rollout, final bool) error {
 			changed = true
 			c.emitDevice(r, rec, "verify", "failed", fmt.Sprintf("L%d: %s", v.Layer, v.Reason))
 		case VerdictPass:
-			if rec.State == DeviceVerifying {
+			if rec.State == DeviceVerifying && rec.CatchUp {
+				rec.State = DeviceCaughtUp
+				rec.HealthyAt = now
+				rec.Reason = ""
+				changed = true
+				c.emitDevice(r, rec, "catch-up", "caught-up", fmt.Sprintf("healthy %s after its switch", now.Sub(rec.SwitchedAt).Round(time.Millisecond)))
+			} else if rec.State == DeviceVerifying {
 				rec.State = DeviceHealthy
 				rec.HealthyAt = now
 				rec.Reason = ""
@@ -609,7 +670,11 @@ func (c *Controller) sample(ctx context.Context, r *Rollout, final bool) error {
 // few devices that failed, or roll back.
 func (c *Controller) gate(ctx context.Context, r *Rollout) error {
 	st := &r.Stages[r.Stage]
-	if err := c.sample(ctx, r, true); err != nil {
+	// After the full soak a device that is not healthy fails; after a
+	// fail-fast, devices still starting stay undecided (and are rolled
+	// back with the others).
+	soakEnded := !c.Clock.Now().Before(st.SoakUntil)
+	if err := c.sample(ctx, r, soakEnded); err != nil {
 		return err
 	}
 	recs := c.stageDevices(r, r.Stage)
@@ -625,6 +690,14 @@ func (c *Controller) gate(ctx context.Context, r *Rollout) error {
 	numbers := map[string]float64{
 		"attempted": float64(attempted), "failed": float64(failed), "offline": float64(offline),
 		"failure_percent": failPct, "max_failure_percent": c.Policy.Rollback.MaxFailurePercent,
+	}
+	if c.degraded != "" {
+		st.Verdict = "failed"
+		st.FinishedAt = c.Clock.Now()
+		reason := fmt.Sprintf("%s failed its gate: %s", st.Name, c.degraded)
+		c.degraded = ""
+		c.decide(r, "rollback", reason, numbers)
+		return c.beginRollback(ctx, r, c.Policy.Rollback.Scope, reason)
 	}
 	if attempted == 0 && st.Canary {
 		st.Verdict = "inconclusive"
@@ -666,6 +739,209 @@ func (c *Controller) gate(ctx context.Context, r *Rollout) error {
 		r.Step = ""
 	}
 	return c.save(ctx, r)
+}
+
+// catchUpSwitch switches the devices that were offline when their stage ran
+// and are back now; they are then verified through the same gate.
+func (c *Controller) catchUpSwitch(ctx context.Context, r *Rollout) error {
+	if !c.Policy.Offline.CatchUp || c.Health == nil {
+		return nil
+	}
+	var cands []*DeviceRecord
+	for _, rec := range c.sortedDevices(r) {
+		if rec.State == DeviceSkippedOffline && rec.Stage >= 0 && (rec.Stage < r.Stage || (rec.Stage == r.Stage && r.Step != StepSwitching)) {
+			cands = append(cands, rec)
+		}
+	}
+	if len(cands) == 0 {
+		return nil
+	}
+	refs := make([]DeviceRef, len(cands))
+	for i, rec := range cands {
+		refs[i] = rec.DeviceRef
+	}
+	health, err := c.Health.Health(ctx, r, refs)
+	if err != nil {
+		return nil // inconclusive: try again at the next sample
+	}
+	for _, rec := range cands {
+		if !health[rec.ID].Online {
+			continue
+		}
+		if ctl := c.currentControls(); ctl.Pause != nil || ctl.Rollback != nil {
+			return nil
+		}
+		rec.CatchUp = true
+		c.emitDevice(r, rec, "catch-up", "intent", "back online; switching it through the same gate")
+		if err := c.switchDevice(ctx, r, rec); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// quarantineCaughtUpFailures rolls back and quarantines caught-up devices
+// that failed their gate; they do not count against the current wave.
+func (c *Controller) quarantineCaughtUpFailures(ctx context.Context, r *Rollout) error {
+	for _, rec := range c.sortedDevices(r) {
+		if rec.CatchUp && rec.State == DeviceFailed && rec.Stage != r.Stage {
+			if err := c.quarantine(ctx, r, rec); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// CatchUp handles, after a run finished, the devices it skipped because
+// they were offline: on a run that succeeded, each device that is back is
+// switched and verified through the same gate (caught-up, or quarantined
+// when it fails); on a run that was rolled back, devices that may still
+// hold the candidate are taken back. With wait set it keeps going until
+// every skipped device is handled or ctx ends.
+func (c *Controller) CatchUp(ctx context.Context, wait bool) (*Rollout, error) {
+	c.defaults()
+	r, err := c.Store.Load(ctx, c.Policy.Name)
+	if err != nil {
+		return nil, fmt.Errorf("loading the state of rollout %q: %w", c.Policy.Name, err)
+	}
+	if r == nil {
+		return nil, fmt.Errorf("no rollout named %q", c.Policy.Name)
+	}
+	if !r.Finished() {
+		return r, fmt.Errorf("rollout %q is still running (%s): its controller catches devices up by itself", r.App, r.Phase)
+	}
+	c.ctrlCh = make(chan struct{}, 1)
+	for {
+		var skipped []*DeviceRecord
+		for _, rec := range c.sortedDevices(r) {
+			if rec.State == DeviceSkippedOffline && rec.Stage >= 0 {
+				skipped = append(skipped, rec)
+			}
+		}
+		if len(skipped) == 0 {
+			return r, nil
+		}
+		refs := make([]DeviceRef, len(skipped))
+		for i, rec := range skipped {
+			refs[i] = rec.DeviceRef
+		}
+		health, err := c.Health.Health(ctx, r, refs)
+		if err != nil {
+			return r, fmt.Errorf("reading the health of skipped devices: %w", err)
+		}
+		var switched []*DeviceRecord
+		for _, rec := range skipped {
+			if !health[rec.ID].Online {
+				continue
+			}
+			if r.Outcome == OutcomeRolledBack {
+				if rec.Attempted {
+					if err := c.rollBackDevice(ctx, r, rec); err != nil {
+						return r, err
+					}
+				} else {
+					rec.State = DeviceRolledBack
+					rec.Reason = "back online; it never left the old slot"
+					if err := c.saveDevice(ctx, r, rec); err != nil {
+						return r, err
+					}
+				}
+				continue
+			}
+			rec.CatchUp = true
+			c.emitDevice(r, rec, "catch-up", "intent", "back online; switching it through the same gate")
+			if err := c.switchDevice(ctx, r, rec); err != nil {
+				return r, err
+			}
+			if rec.State == DeviceVerifying {
+				switched = append(switched, rec)
+			}
+		}
+		if err := c.verifyCaughtUp(ctx, r, switched); err != nil {
+			return r, err
+		}
+		if !wait {
+			return r, nil
+		}
+		select {
+		case <-ctx.Done():
+			return r, ctx.Err()
+		case <-c.Clock.After(c.SampleInterval):
+		}
+	}
+}
+
+// verifyCaughtUp soaks caught-up devices for their stage's soak and
+// quarantines the ones that fail.
+func (c *Controller) verifyCaughtUp(ctx context.Context, r *Rollout, recs []*DeviceRecord) error {
+	if len(recs) == 0 {
+		return nil
+	}
+	soak := c.Policy.Health.Grace
+	for _, rec := range recs {
+		if rec.Stage < len(r.Stages) && r.Stages[rec.Stage].Soak > soak {
+			soak = r.Stages[rec.Stage].Soak
+		}
+	}
+	until := c.Clock.Now().Add(soak)
+	for {
+		var live []*DeviceRecord
+		for _, rec := range recs {
+			if rec.State == DeviceVerifying || rec.State == DeviceCaughtUp {
+				live = append(live, rec)
+			}
+		}
+		final := !c.Clock.Now().Before(until)
+		// Caught-up devices stay under watch for the whole soak.
+		for _, rec := range live {
+			if rec.State == DeviceCaughtUp {
+				rec.State = DeviceVerifying
+			}
+		}
+		if err := c.sampleDevices(ctx, r, live, final); err != nil {
+			return err
+		}
+		for _, rec := range recs {
+			if rec.State == DeviceFailed {
+				if err := c.quarantine(ctx, r, rec); err != nil {
+					return err
+				}
+			}
+		}
+		if final {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-c.Clock.After(c.SampleInterval):
+		}
+	}
+}
+
+// record keeps a canary device's metric samples for trend detection.
+func (c *Controller) record(id string, at time.Time, m *Metrics) {
+	if c.series == nil {
+		c.series = map[string]*metricSeries{}
+	}
+	s := c.series[id]
+	if s == nil {
+		s = &metricSeries{}
+		c.series[id] = s
+	}
+	if m.MemoryMB > 0 {
+		s.memory = append(s.memory, Sample{At: at, Value: m.MemoryMB})
+	}
+	if m.P95LatencyMS > 0 {
+		s.latency = append(s.latency, Sample{At: at, Value: m.P95LatencyMS})
+	}
+	if finite(m.CPUPercent) && m.CPUPercent > 0 {
+		s.cpu = append(s.cpu, Sample{At: at, Value: m.CPUPercent})
+	}
+	if m.TemperatureC > 0 {
+		s.temp = append(s.temp, Sample{At: at, Value: m.TemperatureC})
+	}
 }
 
 // quarantine rolls one failed device back and excludes it from later waves.

@@ -102,6 +102,24 @@ type fakeHealth struct {
 	mu      sync.Mutex
 	broken  map[string]string // device ID or class -> reason ("crash" = failed alloc)
 	offline map[string]bool
+	// metrics, when set, gives a device's candidate metrics; baseline is
+	// every device's pre-switch measurement.
+	metrics  func(id string, now, switched time.Time) *Metrics
+	baseline *Metrics
+	clock    *fakeClock
+	switched map[string]time.Time
+}
+
+func (h *fakeHealth) Baseline(ctx context.Context, r *Rollout, devs []DeviceRef) (map[string]*Metrics, error) {
+	out := map[string]*Metrics{}
+	if h.baseline == nil {
+		return out, nil
+	}
+	for _, d := range devs {
+		m := *h.baseline
+		out[d.ID] = &m
+	}
+	return out, nil
 }
 
 func (h *fakeHealth) Health(ctx context.Context, r *Rollout, devs []DeviceRef) (map[string]DeviceHealth, error) {
@@ -131,8 +149,19 @@ func (h *fakeHealth) Health(ctx context.Context, r *Rollout, devs []DeviceRef) (
 			out[d.ID] = DeviceHealth{Online: true, Alloc: &AllocHealth{ID: "alloc-" + d.ID, Status: "running"},
 				Checks: []CheckResult{{Name: "fleetplan L3 application", Layer: 3, Status: "critical", Output: `HTTP GET /health: 503 Output: {"status":"unhealthy"}`}}}
 		default:
-			out[d.ID] = DeviceHealth{Online: true, Version: r.Version, Alloc: &AllocHealth{ID: "alloc-" + d.ID, Status: "running"},
+			dh := DeviceHealth{Online: true, Version: r.Version, Alloc: &AllocHealth{ID: "alloc-" + d.ID, Status: "running"},
 				Checks: []CheckResult{{Name: "fleetplan L3 application", Layer: 3, Status: "passing"}}}
+			if h.metrics != nil {
+				if h.switched == nil {
+					h.switched = map[string]time.Time{}
+				}
+				now := h.clock.Now()
+				if _, ok := h.switched[d.ID]; !ok {
+					h.switched[d.ID] = now
+				}
+				dh.Metrics = h.metrics(d.ID, now, h.switched[d.ID])
+			}
+			out[d.ID] = dh
 		}
 	}
 	return out, nil
@@ -356,13 +385,15 @@ type harness struct {
 
 func newHarness(t *testing.T, n int) *harness {
 	c := newFakeCluster()
-	return &harness{
+	h := &harness{
 		t: t, policy: ctrlPolicy(), cluster: c,
 		health:   &fakeHealth{cluster: c, broken: map[string]string{}, offline: map[string]bool{}},
 		store:    newMemStore(),
 		registry: &fakeRegistry{devices: fleet(n)},
 		clock:    newFakeClock(),
 	}
+	h.health.clock = h.clock
+	return h
 }
 
 func (h *harness) controller() *Controller {
@@ -402,4 +433,12 @@ func (h *harness) eventsMatching(action, outcome string) []Event {
 		}
 	}
 	return out
+}
+
+// upgradeFrom makes the fleet run version v in slot blue.
+func (h *harness) upgradeFrom(v string) {
+	h.store.active[h.policy.Name] = &ActiveSlot{Slot: SlotBlue, Version: v}
+	for _, d := range h.registry.devices {
+		h.cluster.slots[d.ID] = SlotBlue
+	}
 }

@@ -82,6 +82,11 @@ func (g DefaultGate) Evaluate(p *Policy, rec *DeviceRecord, h DeviceHealth, now 
 			return pending(ch.Layer, fmt.Sprintf("check %q is %s", ch.Name, ch.Status))
 		}
 	}
+	// Measured thresholds: the error rate, and the p95 latency against the
+	// device's own pre-switch baseline.
+	if v, ok := MetricsVerdict(p, rec, h.Metrics); ok {
+		return v
+	}
 	return Verdict{Status: VerdictPass}
 }
 
@@ -90,9 +95,25 @@ func (g DefaultGate) Evaluate(p *Policy, rec *DeviceRecord, h DeviceHealth, now 
 // node class at a compatibility problem, scattered failures at the
 // infrastructure.
 func AnalyzeFailures(recs []*DeviceRecord) string {
+	// Only devices that reached a verdict count: after a fail-fast some are
+	// still starting.
+	var decided []*DeviceRecord
+	undecided := 0
+	for _, rec := range recs {
+		if rec.State == DeviceVerifying || rec.State == DeviceSwitching {
+			undecided++
+			continue
+		}
+		decided = append(decided, rec)
+	}
+	recs = decided
 	attempted, failed := stageCounts(recs)
 	if failed == 0 {
 		return "no device failed"
+	}
+	pending := ""
+	if undecided > 0 {
+		pending = fmt.Sprintf("; %d device(s) had no verdict yet when the rollback began", undecided)
 	}
 	byClass := map[string][2]int{} // class -> attempted, failed
 	layers := map[int]int{}
@@ -129,7 +150,7 @@ func AnalyzeFailures(recs []*DeviceRecord) string {
 		examples = " (" + strings.Join(reasons, "; ") + ")"
 	}
 	if failed == attempted {
-		return fmt.Sprintf("Failure analysis: artifact issue: every device failed%s%s.", layer, examples)
+		return fmt.Sprintf("Failure analysis: artifact issue: every device that reached a verdict failed (%d of %d)%s%s%s.", failed, attempted, layer, examples, pending)
 	}
 	var failingClasses []string
 	for class, c := range byClass {
@@ -140,10 +161,10 @@ func AnalyzeFailures(recs []*DeviceRecord) string {
 	sort.Strings(failingClasses)
 	if len(failingClasses) == 1 && len(byClass) > 1 {
 		c := byClass[failingClasses[0]]
-		return fmt.Sprintf("Failure analysis: compatibility issue: failures concentrated in node class %s (%d of %d failed, other classes healthy)%s%s.",
-			failingClasses[0], c[1], c[0], layer, examples)
+		return fmt.Sprintf("Failure analysis: compatibility issue: failures concentrated in node class %s (%d of %d failed, other classes healthy)%s%s%s.",
+			failingClasses[0], c[1], c[0], layer, examples, pending)
 	}
-	return fmt.Sprintf("Failure analysis: infrastructure issue: %d scattered failures across classes %s%s%s.", failed, strings.Join(failingClasses, ", "), layer, examples)
+	return fmt.Sprintf("Failure analysis: infrastructure issue: %d scattered failures across classes %s%s%s%s.", failed, strings.Join(failingClasses, ", "), layer, examples, pending)
 }
 
 func short(id string) string {

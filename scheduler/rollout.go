@@ -108,7 +108,10 @@ type DeviceRecord struct {
 	// Attempted is set once a switch may have changed the device's slot and
 	// cleared when the device is known to be back on the active slot, so a
 	// rollback knows which offline devices it must still take back.
-	Attempted  bool      `json:"attempted,omitempty"`
+	Attempted bool `json:"attempted,omitempty"`
+	// CatchUp marks a device that was offline when its stage ran and is
+	// being switched (or rolled back) now that it is back.
+	CatchUp    bool      `json:"catch_up,omitempty"`
 	SwitchedAt time.Time `json:"switched_at,omitempty"`
 	HealthyAt  time.Time `json:"healthy_at,omitempty"`
 	UpdatedAt  time.Time `json:"updated_at"`
@@ -127,6 +130,7 @@ type Metrics struct {
 	P95LatencyMS float64 `json:"p95_latency_ms"`
 	CPUPercent   float64 `json:"cpu_percent"`
 	MemoryMB     float64 `json:"memory_mb"`
+	TemperatureC float64 `json:"temperature_c,omitempty"`
 }
 
 // StageRecord is the outcome of one stage.
@@ -142,6 +146,9 @@ type StageRecord struct {
 	Verdict    string        `json:"verdict,omitempty"` // passed | failed | ""
 	StartedAt  time.Time     `json:"started_at,omitempty"`
 	SoakUntil  time.Time     `json:"soak_until,omitempty"`
+	// Extended is set when the soak was extended once because a metric
+	// trended towards its limit (gradual degradation).
+	Extended   bool          `json:"extended,omitempty"`
 	FinishedAt time.Time     `json:"finished_at,omitempty"`
 }
 
@@ -268,6 +275,13 @@ type Cluster interface {
 // implements it from blocking queries; it never polls devices one by one.
 type HealthSource interface {
 	Health(ctx context.Context, r *Rollout, devices []DeviceRef) (map[string]DeviceHealth, error)
+}
+
+// BaselineSource is implemented by health sources that can measure the
+// active slot on a device before it switches (the baseline the p95 latency
+// trigger and the report's health delta compare with).
+type BaselineSource interface {
+	Baseline(ctx context.Context, r *Rollout, devices []DeviceRef) (map[string]*Metrics, error)
 }
 
 // DeviceHealth is what the cluster says about the candidate on one device.

@@ -357,7 +357,7 @@ func Txn(ctx context.Context, client *api.Client, ops api.TxnOps) (api.TxnResult
 func runTxn(ctx context.Context, client *api.Client, ops api.TxnOps) (api.TxnResults, error) {
 	ok, resp, _, err := client.Txn().Txn(ops, (&api.QueryOptions{}).WithContext(ctx))
 	if err != nil {
-		return nil, fmt.Errorf("Consul transaction (%s): %w", describeOps(ops), err)
+		return nil, fmt.Errorf("consul transaction (%s): %w", describeOps(ops), err)
 	}
 	if ok {
 		return resp.Results, nil
@@ -377,7 +377,7 @@ func txnFailure(ctx context.Context, client *api.Client, ops api.TxnOps, errs ap
 		}
 		msgs = append(msgs, e.What)
 	}
-	return fmt.Errorf("Consul rolled back the transaction (%s): %s", describeOps(ops), strings.Join(msgs, "; "))
+	return fmt.Errorf("consul rolled back the transaction (%s): %s", describeOps(ops), strings.Join(msgs, "; "))
 }
 
 // casLost returns an ErrConflict error when the key of a check-and-set
