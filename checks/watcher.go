@@ -341,12 +341,15 @@ func (w *Watcher) watchJobLocked(jobID, slot string) *jobWatch {
 }
 
 // pickAlloc chooses the allocation that speaks for a node: one that is
-// meant to run and has not ended, else one that has not ended, else the
-// newest ended one of the job's latest version. An ended allocation of an
-// older version is left out: it is what remains of an earlier rollout
-// that used this slot (until Nomad collects it), and says nothing about
-// the candidate — reading it as "complete" would fail a device that was
-// just switched and whose new allocation is not placed yet.
+// meant to run and has not ended, else one that has not ended (being
+// stopped), else the newest one that ended by itself (failed, or exited)
+// in the job's latest version. Two kinds of ended allocations are left out
+// because they say nothing about the candidate: those Nomad stopped on
+// purpose (desired stop or evict: replaced, the device switched away, the
+// job stopped), and those of an older job version, what remains of an
+// earlier rollout that used this slot until Nomad collects it. Reading
+// either as "complete" would fail a device that was just switched and
+// whose new allocation is not placed yet.
 func pickAlloc(as []allocInfo, v jobView) (allocInfo, bool) {
 	rank := func(a allocInfo) int {
 		live := a.ClientStatus == "pending" || a.ClientStatus == "running" || a.ClientStatus == "unknown"
@@ -361,7 +364,7 @@ func pickAlloc(as []allocInfo, v jobView) (allocInfo, bool) {
 	var best allocInfo
 	found := false
 	for _, a := range as {
-		if rank(a) == 0 && v.Found && a.JobVersion < v.Latest {
+		if rank(a) == 0 && (a.DesiredStatus != "run" || (v.Found && a.JobVersion < v.Latest)) {
 			continue
 		}
 		if !found || rank(a) > rank(best) || (rank(a) == rank(best) && a.CreateIndex > best.CreateIndex) {

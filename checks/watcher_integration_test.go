@@ -119,7 +119,7 @@ func TestWatcherOnDevCluster(t *testing.T) {
 		testcluster.Eventually(t, timeout, func() (bool, string) {
 			msg := ""
 			defer func() {
-				if msg != last {
+				if msg != "" && msg != last {
 					last, lastAt = msg, time.Now()
 				}
 			}()
@@ -139,7 +139,7 @@ func TestWatcherOnDevCluster(t *testing.T) {
 			return true, ""
 		})
 		if took := time.Since(start); took > 5*time.Second {
-			t.Logf("%s after %s; the last wait, from %s: %s", what, took.Round(time.Millisecond), lastAt.Sub(start).Round(time.Millisecond), last)
+			t.Logf("%s after %s; the last wait, from %s on: %s", what, took.Round(time.Millisecond), lastAt.Sub(start).Round(time.Millisecond), last)
 		} else {
 			t.Logf("%s after %s", what, took.Round(time.Millisecond))
 		}

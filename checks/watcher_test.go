@@ -417,12 +417,14 @@ func TestPickAlloc(t *testing.T) {
 		{"newest running", latest, []allocInfo{{ID: "a", ClientStatus: "running", DesiredStatus: "run", JobVersion: 4, CreateIndex: 1}, {ID: "b", ClientStatus: "running", DesiredStatus: "run", JobVersion: 4, CreateIndex: 2}}, "b"},
 		{"running over newer failed", latest, []allocInfo{{ID: "a", ClientStatus: "running", DesiredStatus: "run", JobVersion: 4, CreateIndex: 1}, {ID: "b", ClientStatus: "failed", DesiredStatus: "run", JobVersion: 4, CreateIndex: 2}}, "a"},
 		{"pending replacement over stopping", latest, []allocInfo{{ID: "a", ClientStatus: "running", DesiredStatus: "stop", JobVersion: 4, CreateIndex: 3}, {ID: "b", ClientStatus: "pending", DesiredStatus: "run", JobVersion: 4, CreateIndex: 2}}, "b"},
-		{"stopping over terminal", latest, []allocInfo{{ID: "a", ClientStatus: "running", DesiredStatus: "stop", JobVersion: 4, CreateIndex: 1}, {ID: "b", ClientStatus: "complete", DesiredStatus: "stop", JobVersion: 4, CreateIndex: 2}}, "a"},
+		{"stopping over ended", latest, []allocInfo{{ID: "a", ClientStatus: "running", DesiredStatus: "stop", JobVersion: 4, CreateIndex: 1}, {ID: "b", ClientStatus: "failed", DesiredStatus: "run", JobVersion: 4, CreateIndex: 2}}, "a"},
+		{"stopped by Nomad is nobody's verdict", latest, []allocInfo{{ID: "a", ClientStatus: "complete", DesiredStatus: "stop", JobVersion: 4, CreateIndex: 1}, {ID: "b", ClientStatus: "complete", DesiredStatus: "evict", JobVersion: 4, CreateIndex: 2}}, ""},
+		{"exited by itself counts", latest, []allocInfo{{ID: "a", ClientStatus: "complete", DesiredStatus: "run", JobVersion: 4, CreateIndex: 1}}, "a"},
 		{"disconnected counts as live", latest, []allocInfo{{ID: "a", ClientStatus: "unknown", DesiredStatus: "run", JobVersion: 4, CreateIndex: 1}, {ID: "b", ClientStatus: "lost", DesiredStatus: "stop", JobVersion: 4, CreateIndex: 2}}, "a"},
-		{"all terminal: newest of the latest version", latest, []allocInfo{{ID: "a", ClientStatus: "failed", JobVersion: 4, CreateIndex: 5}, {ID: "b", ClientStatus: "complete", JobVersion: 4, CreateIndex: 2}}, "a"},
+		{"all ended: newest of the latest version", latest, []allocInfo{{ID: "a", ClientStatus: "failed", DesiredStatus: "run", JobVersion: 4, CreateIndex: 5}, {ID: "b", ClientStatus: "complete", DesiredStatus: "run", JobVersion: 4, CreateIndex: 2}}, "a"},
 		{"a running older version still counts", latest, []allocInfo{{ID: "a", ClientStatus: "running", DesiredStatus: "run", JobVersion: 3, CreateIndex: 5}}, "a"},
-		{"an ended older version is a previous rollout's", latest, []allocInfo{{ID: "a", ClientStatus: "complete", DesiredStatus: "stop", JobVersion: 3, CreateIndex: 5}, {ID: "b", ClientStatus: "failed", DesiredStatus: "run", JobVersion: 1, CreateIndex: 7}}, ""},
-		{"job unknown: ended allocations count", jobView{}, []allocInfo{{ID: "a", ClientStatus: "complete", JobVersion: 3, CreateIndex: 5}}, "a"},
+		{"an ended older version is a previous rollout's", latest, []allocInfo{{ID: "a", ClientStatus: "complete", DesiredStatus: "run", JobVersion: 3, CreateIndex: 5}, {ID: "b", ClientStatus: "failed", DesiredStatus: "run", JobVersion: 1, CreateIndex: 7}}, ""},
+		{"job unknown: ended allocations count", jobView{}, []allocInfo{{ID: "a", ClientStatus: "failed", DesiredStatus: "run", JobVersion: 3, CreateIndex: 5}}, "a"},
 		{"none", latest, nil, ""},
 	}
 	for _, tt := range tests {

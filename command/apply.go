@@ -111,6 +111,9 @@ func applyAction(c *cli.Context) error {
 func runRollout(ctx context.Context, c *cli.Context, w *wiring, p *scheduler.Policy, actor string, ui *progress, audit *auditSink) int {
 	log := w.log.Named("apply").With("rollout", p.Name)
 	out := c.App.Writer
+	if abs, err := filepath.Abs(p.File); err == nil {
+		p.File = abs
+	}
 
 	lost, release, err := w.lock(ctx, p.Name, c.Bool("wait"))
 	if err != nil {

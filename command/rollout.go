@@ -119,7 +119,7 @@ func statusAction(c *cli.Context) error {
 }
 
 type statusDoc struct {
-	State     report.DeployState               `json:"state"`
+	State     report.DeployState        `json:"state"`
 	Rollout   *scheduler.Rollout        `json:"rollout"`
 	Devices   []*scheduler.DeviceRecord `json:"devices"`
 	Analysis  string                    `json:"failure_analysis,omitempty"`

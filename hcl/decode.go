@@ -10,11 +10,13 @@ import (
 	"regexp"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
 	hcl2 "github.com/hashicorp/hcl/v2"
 	"github.com/hashicorp/hcl/v2/hclsyntax"
+	"github.com/zclconf/go-cty/cty"
 
 	"github.com/fleetplan/fleetplan/scheduler"
 )
@@ -72,6 +74,7 @@ type decoder struct {
 	// dir is the absolute folder of the policy file; relative paths in the
 	// policy are resolved against it.
 	dir   string
+	src   []byte
 	diags hcl2.Diagnostics
 
 	// jobPorts are the port labels of the current rollout's jobspec, when
@@ -81,6 +84,15 @@ type decoder struct {
 }
 
 func (d *decoder) add(diags ...*hcl2.Diagnostic) { d.diags = append(d.diags, diags...) }
+
+// text returns the source text of a range, or "" when it is not in the
+// file.
+func (d *decoder) text(r hcl2.Range) string {
+	if r.Start.Byte < 0 || r.End.Byte > len(d.src) || r.Start.Byte > r.End.Byte {
+		return ""
+	}
+	return string(d.src[r.Start.Byte:r.End.Byte])
+}
 
 // content extracts a block body against its spec: it reports every
 // attribute and block the spec does not know, every block with the wrong
@@ -306,7 +318,10 @@ func (d *decoder) release(b *hcl2.Block) scheduler.Release {
 	}
 	if a := d.required(c, b, "version"); a != nil {
 		r.VersionRange = a.Expr.Range()
-		if s, ok := d.str(a); ok {
+		if v, diags := a.Expr.Value(nil); !diags.HasErrors() && v.IsKnown() && !v.IsNull() && v.Type() == cty.Number {
+			// 2.40 would become "2.4": versions are strings.
+			d.add(errVersionNumber(a.Expr.Range(), d.text(a.Expr.Range())))
+		} else if s, ok := d.str(a); ok {
 			switch {
 			case strings.TrimSpace(s) == "":
 				d.add(errEmptyString(a.Expr.Range(), "version", attrExamples["version"]))
@@ -471,7 +486,7 @@ func (d *decoder) waves(rollout *hcl2.Block, blocks []*hcl2.Block, p *scheduler.
 		}
 		if a := d.required(c, b, "soak"); a != nil {
 			w.SoakRange = a.Expr.Range()
-			w.Soak, _ = d.soak(a, "wave "+itoa(i+1))
+			w.Soak, _ = d.soak(a, "wave "+strconv.Itoa(i+1))
 		}
 		waves = append(waves, w)
 		valid = append(valid, ok)
@@ -912,8 +927,4 @@ func jobspecPorts(body *hclsyntax.Body) (labels []string, ok bool) {
 
 func isSpace(r rune) bool {
 	return r == ' ' || r == '\t' || r == '\n' || r == '\r' || r == '\v' || r == '\f'
-}
-
-func itoa(n int) string {
-	return strings.TrimSpace(fmtNum(float64(n)))
 }

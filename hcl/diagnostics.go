@@ -1,12 +1,5 @@
 package hcl
 
-// Every diagnostic the policy language produces is built here, so that the
-// wording stays consistent and each message says how to fix the problem.
-// Conventions: the summary names the problem in a few words; the detail
-// explains why it matters and shows what to write instead. Ranges are the
-// offending expression (a bad value), the attribute or block name (an
-// unknown name) or the enclosing block's DefRange (something missing).
-
 import (
 	"errors"
 	"fmt"
@@ -19,6 +12,13 @@ import (
 	"github.com/agext/levenshtein"
 	hcl2 "github.com/hashicorp/hcl/v2"
 )
+
+// Every diagnostic the policy language produces is built here, so that the
+// wording stays consistent and each message says how to fix the problem.
+// Conventions: the summary names the problem in a few words; the detail
+// explains why it matters and shows what to write instead. Ranges are the
+// offending expression (a bad value), the attribute or block name (an
+// unknown name) or the enclosing block's DefRange (something missing).
 
 func newError(subject hcl2.Range, summary, detail string) *hcl2.Diagnostic {
 	return &hcl2.Diagnostic{Severity: hcl2.DiagError, Summary: summary, Detail: detail, Subject: subject.Ptr()}
@@ -440,6 +440,14 @@ func warnJobspecSyntax(subject hcl2.Range, jobspec string, diag *hcl2.Diagnostic
 	return newWarning(subject, "Jobspec does not parse",
 		fmt.Sprintf("The jobspec is not valid HCL: %s: %s. %s The Nomad server will reject it (unless it is a legacy HCL1 jobspec); run nomad job validate on it.",
 			where, diag.Summary, diag.Detail))
+}
+
+func errVersionNumber(subject hcl2.Range, text string) *hcl2.Diagnostic {
+	if text == "" {
+		text = "2.4.1"
+	}
+	return newError(subject, "Version written as a number",
+		fmt.Sprintf("The version is compared exactly with the one the application reports, and as a number it loses its form (2.40 becomes 2.4). Quote it: version = %q.", text))
 }
 
 func errVersionSpaces(subject hcl2.Range, v string) *hcl2.Diagnostic {

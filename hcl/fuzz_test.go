@@ -13,7 +13,10 @@ import (
 // must be printable and point into the file; a policy decoded without
 // errors must satisfy the field's rules.
 //
-//	go test -fuzz FuzzParseSource -fuzztime 3m ./hcl/
+//	go test -run '^$' -fuzz FuzzParseSource -fuzztime 3m ./hcl/
+//
+// The seeds are whole policies, so minimizing each new interesting input
+// takes long; -fuzzminimizetime 10s keeps more of the time for fuzzing.
 func FuzzParseSource(f *testing.F) {
 	var seeds []string
 	for _, pattern := range []string{"../examples/*.fleet.hcl", "testdata/validate/*.fleet.hcl"} {

@@ -88,7 +88,7 @@ func (p *Parser) parse(filename string, src []byte) ([]*scheduler.Policy, hcl2.D
 	if err != nil {
 		dir = filepath.Dir(filename)
 	}
-	d := &decoder{dir: dir, diags: diags}
+	d := &decoder{dir: dir, src: src, diags: diags}
 	// A syntax error leaves a partial body; decoding it anyway would pile
 	// follow-on errors on top of the real one, so only its structure is
 	// checked then.

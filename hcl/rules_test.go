@@ -335,6 +335,7 @@ var ruleCases = []struct {
 	{"jobspec that does not parse warns", replaceLine(`jobspec = "app.nomad.hcl"`, `jobspec = "broken.nomad.hcl" # want warning "Jobspec does not parse"`)},
 	{"jobspec is a folder", replaceLine(`jobspec = "app.nomad.hcl"`, `jobspec = "." # want error "Unusable jobspec"`)},
 	{"empty jobspec", replaceLine(`jobspec = "app.nomad.hcl"`, `jobspec = "" # want error "Empty jobspec"`)},
+	{"version written as a number", replaceLine(`version = "2.4.1"`, `version = 2.40 # want error "Version written as a number"`)},
 	{"version with spaces", replaceLine(`version = "2.4.1"`, `version = "2.4 beta" # want error "Invalid version"`)},
 	{"empty selector", replaceLine(`selector    = "Meta.fleet == \"vision\""`, `selector    = " " # want error "Empty selector"`)},
 	{"empty datacenter", replaceLine(`datacenters = ["dc1"]`, `datacenters = ["dc1", ""] # want error "Empty item in datacenters"`)},

@@ -265,7 +265,16 @@ func TestIntegrationWatchOfflineAndBack(t *testing.T) {
 		}
 	}()
 
-	name := cl.Devices[len(cl.Devices)-1]
+	// Other tests share the cluster: take down a device that is up.
+	name := ""
+	for i := len(cl.Devices) - 1; i >= 0 && name == ""; i-- {
+		if st, _ := cl.NodeStatus(cl.Devices[i]); st == "ready" {
+			name = cl.Devices[i]
+		}
+	}
+	if name == "" {
+		t.Fatal("no device of the dev cluster is ready")
+	}
 	status := func() (scheduler.RegistryStatus, string) {
 		d, err := r.Get(context.Background(), name)
 		if err != nil {

@@ -45,7 +45,7 @@ type Controller struct {
 	// controller gives up (the devices stay consistent: the intent was
 	// written before acting).
 	SaveRetry time.Duration
-	// NewID names a new run; default: <version>-<UTC timestamp>.
+	// NewID names a new run; default: r<UTC timestamp>.
 	NewID func(now time.Time) string
 	// OnEvent receives every action and decision as it happens (the CLI's
 	// live view and the audit trail). It is called synchronously.
@@ -103,7 +103,7 @@ func (c *Controller) defaults() {
 	}
 	if c.NewID == nil {
 		c.NewID = func(now time.Time) string {
-			return c.Policy.Release.Version + "-" + now.UTC().Format("20060102T150405")
+			return "r" + now.UTC().Format("20060102T150405")
 		}
 	}
 	if c.Actor == "" {

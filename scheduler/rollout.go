@@ -135,21 +135,21 @@ type Metrics struct {
 
 // StageRecord is the outcome of one stage.
 type StageRecord struct {
-	Name       string        `json:"name"`
-	Canary     bool          `json:"canary"`
-	Percent    float64       `json:"percent"`
-	Soak       time.Duration `json:"soak"`
-	Devices    int           `json:"devices"`
-	Attempted  int           `json:"attempted"`
-	Failed     int           `json:"failed"`
-	Offline    int           `json:"offline"`
-	Verdict    string        `json:"verdict,omitempty"` // passed | failed | ""
-	StartedAt  time.Time     `json:"started_at,omitempty"`
-	SoakUntil  time.Time     `json:"soak_until,omitempty"`
+	Name      string        `json:"name"`
+	Canary    bool          `json:"canary"`
+	Percent   float64       `json:"percent"`
+	Soak      time.Duration `json:"soak"`
+	Devices   int           `json:"devices"`
+	Attempted int           `json:"attempted"`
+	Failed    int           `json:"failed"`
+	Offline   int           `json:"offline"`
+	Verdict   string        `json:"verdict,omitempty"` // passed | failed | ""
+	StartedAt time.Time     `json:"started_at,omitempty"`
+	SoakUntil time.Time     `json:"soak_until,omitempty"`
 	// Extended is set when the soak was extended once because a metric
 	// trended towards its limit (gradual degradation).
-	Extended   bool          `json:"extended,omitempty"`
-	FinishedAt time.Time     `json:"finished_at,omitempty"`
+	Extended   bool      `json:"extended,omitempty"`
+	FinishedAt time.Time `json:"finished_at,omitempty"`
 }
 
 // Decision is one decision the controller took, with its reason and the

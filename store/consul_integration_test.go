@@ -392,3 +392,38 @@ func TestIntegrationControls(t *testing.T) {
 		t.Fatalf("rollback of a finished run: %v", err)
 	}
 }
+
+// A controller killed with SIGKILL stops renewing its session: Consul
+// invalidates it after its TTL (up to twice the TTL), the lock frees, and a
+// waiting controller takes over after the lock delay.
+func TestIntegrationLockTakenOverAfterHolderDies(t *testing.T) {
+	if testing.Short() {
+		t.Skip("waits for a session TTL (10-20s)")
+	}
+	s, cc := newTestStore(t)
+	ctx := context.Background()
+
+	// The dead holder: a session and the lock, never renewed.
+	sid, _, err := cc.Session().Create(&api.SessionEntry{TTL: "10s", Behavior: api.SessionBehaviorRelease, LockDelay: time.Second}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cc.Session().Destroy(sid, nil)
+	val := fmt.Sprintf(`{"holder":"root@edge-ops pid 999","since":%q,"session":%q}`, time.Now().UTC().Format(time.RFC3339), sid)
+	if ok, _, err := cc.KV().Acquire(&api.KVPair{Key: s.lockKey("app"), Value: []byte(val), Session: sid}, nil); err != nil || !ok {
+		t.Fatalf("acquire as the dead holder: %v %v", ok, err)
+	}
+	_, _, err = s.Lock(ctx, "app", "next")
+	if held, ok := IsLockHeld(err); !ok || held.Holder != "root@edge-ops pid 999" {
+		t.Fatalf("Lock while the dead holder's session lives: %v", err)
+	}
+	start := time.Now()
+	wctx, cancel := context.WithTimeout(ctx, 40*time.Second)
+	defer cancel()
+	_, release, err := s.LockWait(wctx, "app", "next")
+	if err != nil {
+		t.Fatalf("LockWait: %v", err)
+	}
+	defer release()
+	t.Logf("took over %s after the holder stopped renewing (TTL 10s)", time.Since(start).Round(100*time.Millisecond))
+}

@@ -95,6 +95,7 @@ func (c *Consul) lock(ctx context.Context, app, holder string, wait bool) (<-cha
 
 	value, _ := json.Marshal(lockValue{Holder: holder, Since: c.now().UTC(), Session: sid})
 	var held *LockHeldError
+	freeSince := time.Time{}
 	for {
 		ok, pair, err := c.tryAcquire(ctx, key, sid, value)
 		if err != nil {
@@ -131,6 +132,12 @@ func (c *Consul) lock(ctx context.Context, app, holder string, wait bool) (<-cha
 		if waitIndex == 0 {
 			// The key is free but Consul's lock delay after the previous
 			// holder's session ended still runs: try again shortly.
+			if freeSince.IsZero() {
+				freeSince = time.Now()
+			} else if !wait && time.Since(freeSince) > 3*c.lockDelay+2*time.Second {
+				k.release()
+				return nil, nil, fmt.Errorf("could not acquire the free lock %s for %s", key, time.Since(freeSince).Round(time.Second))
+			}
 			if err := sleepCtx(ctx, c.lockDelay/2+50*time.Millisecond); err != nil {
 				k.release()
 				if held != nil {

@@ -1,0 +1,103 @@
+package command
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/fleetplan/fleetplan/checks"
+	fphcl "github.com/fleetplan/fleetplan/hcl"
+	"github.com/fleetplan/fleetplan/jobs"
+	"github.com/fleetplan/fleetplan/scheduler"
+	"github.com/fleetplan/fleetplan/store"
+	"github.com/urfave/cli/v2"
+)
+
+func init() {
+	register(&cli.Command{
+		Name:      "catch-up",
+		Usage:     "switch the devices a finished rollout skipped because they were offline, through the same gate",
+		ArgsUsage: "ROLLOUT",
+		Description: `After a rollout finished, devices that were offline during it still run the old
+version (or, after a rollback, may still hold the candidate). catch-up switches
+each one that is back online and verifies it through the same per-device gate
+(caught-up, or rolled back and quarantined when it fails); after a rollback it
+takes such devices back. With -wait it keeps watching until every skipped device
+is handled.`,
+		Flags: []cli.Flag{
+			&cli.BoolFlag{Name: "wait", Usage: "keep going until every skipped device is handled"},
+			&cli.StringFlag{Name: "policy", Usage: "the policy file (default: the one the run was applied from)"},
+		},
+		Action: catchUpAction,
+	})
+}
+
+func catchUpAction(c *cli.Context) error {
+	app, err := oneRollout(c, "catch-up")
+	if err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	w, err := connect(logger(c))
+	if err != nil {
+		return exit(ExitInternal, "%v", err)
+	}
+	r, err := loadRun(ctx, w, app)
+	if err != nil {
+		return err
+	}
+	file := c.String("policy")
+	if file == "" {
+		file = r.PolicyFile
+	}
+	var p *scheduler.Policy
+	if file != "" {
+		if ps, files, diags := fphcl.ParseFilesWithSources(file); !diags.HasErrors() {
+			for _, cand := range ps {
+				if cand.Name == app {
+					p = cand
+				}
+			}
+		} else {
+			_ = fphcl.WriteDiagnostics(c.App.ErrWriter, files, diags, false)
+		}
+	}
+	if p == nil {
+		return exit(ExitUsage, "catch-up needs the policy of %q for its gate; pass it with -policy FILE", app)
+	}
+	if p.Release.Version != r.Version {
+		return exit(ExitUsage, "the policy %s is for version %s but the last run of %q rolled out %s", file, p.Release.Version, app, r.Version)
+	}
+	_, release, err := w.lock(ctx, app, false)
+	if err != nil {
+		return exit(ExitInternal, "%v", err)
+	}
+	defer release()
+	actor := store.DefaultActor()
+	sink, _ := w.auditTrail("", actor)
+	ui := newProgress(c.App.Writer)
+	watcher := checks.NewWatcher(w.nomad, w.consul, w.log)
+	defer watcher.Stop()
+	ctl := &scheduler.Controller{
+		Policy: p, Cluster: jobs.NewNomad(w.nomad, p, nil, w.log), Health: watcher, Gate: w.gate(), Store: w.store,
+		Registry: w.registry(), Logger: w.log, Actor: actor,
+		OnEvent: func(e scheduler.Event) { sink.Record(ctx, e); ui.Event(e) },
+	}
+	res, err := ctl.CatchUp(ctx, c.Bool("wait"))
+	if err != nil && !errors.Is(err, ctx.Err()) {
+		return exit(ExitInternal, "catching up %s: %v", app, err)
+	}
+	left := 0
+	if res != nil {
+		for _, d := range res.Devices {
+			if d.State == scheduler.DeviceSkippedOffline {
+				left++
+			}
+		}
+	}
+	fmt.Fprintf(c.App.Writer, "%d device(s) still to catch up.\n", left)
+	return nil
+}
