@@ -254,7 +254,10 @@ func StrictestThresholds(apps []*AppConfig) Thresholds {
 		lower(&t.TemperatureC, a.System.MaxTemperatureC)
 	}
 	def := DefaultThresholds
-	for _, f := range []struct{ cur *float64; def float64 }{
+	for _, f := range []struct {
+		cur *float64
+		def float64
+	}{
 		{&t.CPUPercent, def.CPUPercent}, {&t.MemoryPercent, def.MemoryPercent},
 		{&t.DiskPercent, def.DiskPercent}, {&t.TemperatureC, def.TemperatureC},
 	} {

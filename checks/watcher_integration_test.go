@@ -149,8 +149,10 @@ func TestWatcherOnDevCluster(t *testing.T) {
 		switch c := l3(h); {
 		case !h.Online:
 			return "offline"
-		case h.Alloc == nil || h.Alloc.Status != "running":
-			return "allocation not running"
+		case h.Alloc == nil:
+			return "no allocation"
+		case h.Alloc.Status != "running":
+			return "allocation " + h.Alloc.Status
 		case h.Alloc.Version != "1.0.0+t1":
 			return "allocation version"
 		case c == nil || c.Status != "passing" || c.Layer != 3:

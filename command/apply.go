@@ -9,8 +9,11 @@ import (
 	"os/signal"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
+
+	tea "github.com/charmbracelet/bubbletea"
 
 	"github.com/fleetplan/fleetplan/checks"
 	fphcl "github.com/fleetplan/fleetplan/hcl"
@@ -155,11 +158,20 @@ func runRollout(ctx context.Context, c *cli.Context, w *wiring, p *scheduler.Pol
 		SampleInterval: c.Duration("sample-interval"),
 		OnEvent: func(e scheduler.Event) {
 			audit.Record(ctx, e)
-			ui.Event(e)
+			if live := liveProgram.Load(); live != nil {
+				live.Send(eventMsg(e))
+			} else {
+				ui.Event(e)
+			}
 		},
 	}
 	fmt.Fprintf(out, "==> Rollout %s: release %s (policy %s)\n", p.Name, p.Release.Version, p.File)
-	r, err := ctl.Run(ctx)
+	var r *scheduler.Rollout
+	if isTerminal(out) {
+		r, err = runWithLiveView(ctx, cancel, ctl, w, p.Name)
+	} else {
+		r, err = ctl.Run(ctx)
+	}
 	if r != nil {
 		ui.Summary(r)
 	}
@@ -225,4 +237,31 @@ func detach(c *cli.Context) error {
 	}
 	fmt.Fprintf(c.App.Writer, "Controller started in the background (pid %d, log %s).\nFollow it with `fleetplan status -watch ROLLOUT`.\n", cmd.Process.Pid, logPath)
 	return nil
+}
+
+// liveProgram is the live view of the rollout apply runs, when stdout is a
+// terminal.
+var liveProgram atomic.Pointer[tea.Program]
+
+// runWithLiveView runs the controller while the live view shows it; leaving
+// the view (q) stops the controller, whose state stays in Consul.
+func runWithLiveView(ctx context.Context, cancel context.CancelFunc, ctl *scheduler.Controller, w *wiring, app string) (*scheduler.Rollout, error) {
+	load := func(ctx context.Context) (*scheduler.Rollout, error) { return w.store.Load(ctx, app) }
+	m := newLiveModel(ctx, load, cancel)
+	prog := tea.NewProgram(m)
+	liveProgram.Store(prog)
+	type result struct {
+		r   *scheduler.Rollout
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		r, err := ctl.Run(ctx)
+		done <- result{r, err}
+		prog.Send(doneMsg{})
+	}()
+	_, _ = prog.Run()
+	liveProgram.Store(nil)
+	res := <-done
+	return res.r, res.err
 }

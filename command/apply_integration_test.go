@@ -299,14 +299,20 @@ func TestIntegrationOfflineDeviceIsSkipped(t *testing.T) {
 	file := policy(t, dir, app, "1.0.0", nil, "wave")
 	plan := fleetplan(t, ctx, "plan", "-json", file)
 	var doc struct {
-		Stages []struct {
-			Devices []struct{ Name string } `json:"devices"`
-		} `json:"stages"`
+		Rollouts []struct {
+			Stages []struct {
+				Devices []struct{ Name string } `json:"devices"`
+			} `json:"stages"`
+		} `json:"rollouts"`
 	}
-	if err := json.Unmarshal([]byte(plan.stdout), &doc); err != nil || len(doc.Stages) < 3 {
+	if err := json.Unmarshal([]byte(plan.stdout), &doc); err != nil || len(doc.Rollouts) != 1 || len(doc.Rollouts[0].Stages) < 3 {
 		t.Fatalf("plan -json: %v\n%s\n%s", err, plan.stdout, plan.stderr)
 	}
-	victim := doc.Stages[len(doc.Stages)-1].Devices[0].Name
+	if plan.code != 1 {
+		t.Errorf("plan of a new release exited %d, want 1 (changes)", plan.code)
+	}
+	stages := doc.Rollouts[0].Stages
+	victim := stages[len(stages)-1].Devices[0].Name
 	c.DeviceDown(t, victim)
 
 	res := fleetplan(t, ctx, "apply", "-auto-approve", file)

@@ -270,4 +270,3 @@ func writeJobDiff(out io.Writer, diff *nomadapi.JobDiff) {
 		}
 	}
 }
-

@@ -2,9 +2,9 @@ package command
 
 import (
 	"context"
-	"fmt"
 	"strings"
-	"time"
+
+	tea "github.com/charmbracelet/bubbletea"
 
 	"github.com/fleetplan/fleetplan/jobs"
 	"github.com/fleetplan/fleetplan/scheduler"
@@ -28,29 +28,22 @@ func rolloutNames(ctx context.Context, w *wiring) ([]string, error) {
 	return out, nil
 }
 
-// watchStatus follows a rollout until it finishes, printing its state each
-// time it changes.
+// watchStatus follows a rollout until it finishes: the live view in a
+// terminal, plain timestamped lines otherwise.
 func watchStatus(c *cli.Context, w *wiring, app string) error {
-	var last time.Time
-	for {
-		r, err := loadRun(c.Context, w, app)
-		if err != nil {
-			return err
-		}
-		if !r.UpdatedAt.Equal(last) {
-			last = r.UpdatedAt
-			fmt.Fprintf(c.App.Writer, "\n--- %s ---\n", time.Now().Format("15:04:05"))
-			printStatus(c.App.Writer, r, false)
-		}
-		if r.Finished() {
-			return nil
-		}
-		select {
-		case <-c.Context.Done():
-			return nil
-		case <-time.After(time.Second):
-		}
+	if _, err := loadRun(c.Context, w, app); err != nil {
+		return err
 	}
+	load := func(ctx context.Context) (*scheduler.Rollout, error) { return w.store.Load(ctx, app) }
+	if !isTerminal(c.App.Writer) {
+		return plainWatch(c.Context, c.App.Writer, load)
+	}
+	m := newLiveModel(c.Context, load, nil)
+	_, err := tea.NewProgram(m, tea.WithContext(c.Context)).Run()
+	if err != nil && c.Context.Err() == nil {
+		return exit(ExitInternal, "live view: %v", err)
+	}
+	return nil
 }
 
 // newRecoveryCluster is the cluster a recovery controller (rollback without

@@ -70,7 +70,7 @@ func errRolloutName(subject hcl2.Range, name string) *hcl2.Diagnostic {
 // a suggestion: the block where the name belongs, a close name, or the list
 // of accepted names.
 func errUnknownAttribute(subject hcl2.Range, name string, in *blockSpec, candidates []string) *hcl2.Diagnostic {
-	detail := fmt.Sprintf("An argument named %q is not expected in %s.", name, in.displayName())
+	detail := fmt.Sprintf("An argument named %q is not expected %s.", name, in.where())
 	switch {
 	case in.hasBlock(name):
 		detail += fmt.Sprintf(" %q is a block here: write it as %s { ... }, without the equals sign.", name, name)
@@ -87,7 +87,7 @@ func errUnknownAttribute(subject hcl2.Range, name string, in *blockSpec, candida
 }
 
 func errUnknownBlock(subject hcl2.Range, name string, in *blockSpec) *hcl2.Diagnostic {
-	detail := fmt.Sprintf("Blocks of type %q are not expected in %s.", name, in.displayName())
+	detail := fmt.Sprintf("Blocks of type %q are not expected %s.", name, in.where())
 	var names []string
 	for _, b := range in.Blocks {
 		names = append(names, b.Type)
@@ -126,6 +126,11 @@ func errExtraLabel(subject hcl2.Range, typ string, labels []string) *hcl2.Diagno
 	}
 	return newError(subject, "Extraneous label",
 		fmt.Sprintf("%s Remove the extra label.", labelHelp[typ+"."+labels[0]]))
+}
+
+func errJobspecGiven(subject hcl2.Range) *hcl2.Diagnostic {
+	return newError(subject, "Nomad jobspec given instead of a policy",
+		"This file is a Nomad job specification, not a rollout policy. fleetplan validates policy files (*.fleet.hcl); a policy names its jobspec in release { jobspec = \"...\" }, and fleetplan compiles it into the two slot jobs. See examples/detector.fleet.hcl.")
 }
 
 func errDuplicateBlock(subject hcl2.Range, typ, parent string, first hcl2.Range) *hcl2.Diagnostic {

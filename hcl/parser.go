@@ -94,6 +94,11 @@ func (p *Parser) parse(filename string, src []byte) ([]*scheduler.Policy, hcl2.D
 	// checked then.
 	syntaxOK := !diags.HasErrors()
 
+	if r, ok := nomadJob(file); ok {
+		d.add(errJobspecGiven(r))
+		return nil, d.diags
+	}
+
 	c := d.content(file.Body, fileSpec)
 	var policies []*scheduler.Policy
 	n := 0
@@ -127,6 +132,30 @@ func (p *Parser) parse(filename string, src []byte) ([]*scheduler.Policy, hcl2.D
 		return nil, d.diags
 	}
 	return policies, d.diags
+}
+
+// nomadJob recognises a Nomad jobspec given instead of a policy: a file
+// with a job block and no rollout block. It returns the job block's range.
+func nomadJob(f *hcl2.File) (hcl2.Range, bool) {
+	sb, ok := f.Body.(*hclsyntax.Body)
+	if !ok {
+		return hcl2.Range{}, false
+	}
+	var job *hclsyntax.Block
+	for _, b := range sb.Blocks {
+		switch b.Type {
+		case "rollout":
+			return hcl2.Range{}, false
+		case "job":
+			if job == nil {
+				job = b
+			}
+		}
+	}
+	if job == nil {
+		return hcl2.Range{}, false
+	}
+	return job.DefRange(), true
 }
 
 // sort orders diagnostics by file (in the order the files were given) and

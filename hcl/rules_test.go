@@ -257,6 +257,7 @@ var ruleCases = []struct {
 		{"    functional {", `    functional { # want error "Missing required argument \"expect\""`},
 	}},
 	{"duplicate canary block", replaceLine(canaryBlock, canaryBlock+"  canary { # want error \"Duplicate canary block\"\n    percent = 3\n    soak = \"15m\"\n  }\n")},
+	{"jobspec given instead of a policy", []edit{{basePolicy, "job \"detector\" { # want error \"Nomad jobspec given instead of a policy\"\n  type = \"system\"\n}\n"}}},
 	{"file without rollout", []edit{{basePolicy, "# nothing here # want error \"No rollout block\"\n"}}},
 
 	// ---- canary and waves ---------------------------------------------------

@@ -88,12 +88,13 @@ func (s *blockSpec) block(name string) *blockSpec {
 	return nil
 }
 
-// displayName names the block in messages.
-func (s *blockSpec) displayName() string {
+// where says where the block's content is, for messages: "in a canary
+// block", "at the top level of a policy file".
+func (s *blockSpec) where() string {
 	if s.Type == "" {
-		return "the top level of a policy file"
+		return "at the top level of a policy file"
 	}
-	return article(s.Type) + " " + s.Type + " block"
+	return "in " + article(s.Type) + " " + s.Type + " block"
 }
 
 // attrHomes and blockHomes map every attribute and block name of the

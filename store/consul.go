@@ -69,9 +69,10 @@ type Options struct {
 	// Prefix is the KV root, "fleetplan/" by default. Tests use their own.
 	Prefix string
 	Logger hclog.Logger
-	// SessionTTL is the TTL of the lock session (default 15s, Consul's
-	// minimum is 10s). Consul invalidates a session whose holder stopped
-	// renewing it after between one and two TTLs.
+	// SessionTTL is the TTL of the lock session (default and minimum 10s).
+	// It is renewed every TTL/2. Consul invalidates a session whose holder
+	// stopped renewing it (SIGKILL) after between one and two TTLs, so the
+	// next controller takes over within 2*TTL + LockDelay (~21s).
 	SessionTTL time.Duration
 	// LockDelay is how long Consul refuses to hand a lock whose session
 	// was invalidated to another session (default 1s).
@@ -115,8 +116,8 @@ func New(client *api.Client, o Options) *Consul {
 		c.logger = hclog.NewNullLogger()
 	}
 	c.logger = c.logger.Named("store")
-	if c.ttl == 0 {
-		c.ttl = 15 * time.Second
+	if c.ttl < 10*time.Second {
+		c.ttl = 10 * time.Second
 	}
 	if c.lockDelay == 0 {
 		c.lockDelay = time.Second

@@ -1,0 +1,330 @@
+package agent
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/fleetplan/fleetplan/plugin"
+)
+
+// DefaultMetricsPath is where the agent reads an application's metrics.
+const DefaultMetricsPath = "/metrics"
+
+// maxBody bounds what the agent reads from an application endpoint.
+const maxBody = 64 << 10
+
+// maxHealthLine bounds the health JSON echoed in the layer 3 output, so that
+// the metrics line still fits in what Consul keeps of a check output (4 KiB
+// by default).
+const maxHealthLine = 2048
+
+// MetricsLinePrefix starts the last line of the layer 3 agent check's
+// output (see the package documentation).
+const MetricsLinePrefix = "metrics: "
+
+// Instance is one fleetplan-managed service instance on the device: a
+// service of a slot job (tagged fleetplan-slot=<slot>) that carries the
+// Nomad-managed layer 3 check, i.e. the service of the health port.
+type Instance struct {
+	ServiceID string
+	Service   string
+	// App is the fleetplan application (the slot job's meta
+	// fleetplan_app).
+	App     string
+	Address string
+	Port    int
+	Slot    string
+	// Version is the instance's fleetplan-version tag: the version the
+	// release says it runs.
+	Version string
+}
+
+// HostPort is the instance's address as host:port.
+func (i Instance) HostPort() string { return net.JoinHostPort(i.Address, strconv.Itoa(i.Port)) }
+
+// healthDoc is what an application's health endpoint answers.
+type healthDoc struct {
+	Status  *string `json:"status"`
+	Version *string `json:"version"`
+}
+
+// Metrics are the measurements in the metrics line: what the application's
+// metrics endpoint reports and what the agent measures of the device. A nil
+// field was not available.
+type Metrics struct {
+	ErrorRate     *float64 `json:"error_rate,omitempty"`
+	P95LatencyMS  *float64 `json:"p95_latency_ms,omitempty"`
+	RSSMB         *float64 `json:"rss_mb,omitempty"`
+	RequestsTotal *float64 `json:"requests_total,omitempty"`
+	CPUPercent    *float64 `json:"cpu_percent,omitempty"`
+	MemoryPercent *float64 `json:"memory_percent,omitempty"`
+}
+
+// MetricsLine is the metrics line of a layer 3 agent check output:
+// `metrics: {"error_rate":0.01,...}`. Every field is always written (null
+// when not available), in a fixed order.
+func (m Metrics) MetricsLine() string {
+	f := func(p *float64) string {
+		if p == nil || math.IsNaN(*p) || math.IsInf(*p, 0) {
+			return "null"
+		}
+		return strconv.FormatFloat(*p, 'f', -1, 64)
+	}
+	return fmt.Sprintf(`%s{"error_rate":%s,"p95_latency_ms":%s,"rss_mb":%s,"requests_total":%s,"cpu_percent":%s,"memory_percent":%s}`,
+		MetricsLinePrefix, f(m.ErrorRate), f(m.P95LatencyMS), f(m.RSSMB), f(m.RequestsTotal), f(m.CPUPercent), f(m.MemoryPercent))
+}
+
+// ParseMetricsLine finds the metrics line in a check output (as Consul
+// records it, "HTTP GET ...: 200 OK Output: ..." or the bare body) and
+// decodes it. ok is false when the output has no complete metrics line.
+func ParseMetricsLine(output string) (m Metrics, ok bool) {
+	i := strings.LastIndex(output, "\n"+MetricsLinePrefix)
+	if i < 0 {
+		if !strings.HasPrefix(output, MetricsLinePrefix) {
+			return Metrics{}, false
+		}
+		i = 0
+	} else {
+		i++
+	}
+	line := output[i+len(MetricsLinePrefix):]
+	if j := strings.IndexByte(line, '\n'); j >= 0 {
+		line = line[:j]
+	}
+	if err := json.Unmarshal([]byte(line), &m); err != nil {
+		return Metrics{}, false
+	}
+	return m, true
+}
+
+// appMetrics are the fields the agent reads from an application's metrics
+// JSON. rss_mb is taken when the application reports it, else rss_bytes.
+type appMetrics struct {
+	ErrorRate     *float64 `json:"error_rate"`
+	P95LatencyMS  *float64 `json:"p95_latency_ms"`
+	RSSBytes      *float64 `json:"rss_bytes"`
+	RSSMB         *float64 `json:"rss_mb"`
+	RequestsTotal *float64 `json:"requests_total"`
+}
+
+// appProber fetches an application's health and metrics endpoints.
+type appProber struct {
+	client *http.Client
+	now    func() time.Time
+}
+
+// fetch GETs url and returns the status code, the body (at most maxBody)
+// and how long the answer took.
+func (p *appProber) fetch(ctx context.Context, url string) (int, []byte, time.Duration, error) {
+	start := p.now()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return 0, nil, 0, err
+	}
+	req.Header.Set("Accept", "application/json")
+	resp, err := p.client.Do(req)
+	if err != nil {
+		return 0, nil, p.now().Sub(start), err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, maxBody))
+	took := p.now().Sub(start)
+	if err != nil {
+		return resp.StatusCode, nil, took, fmt.Errorf("reading the answer: %w", err)
+	}
+	return resp.StatusCode, body, took, nil
+}
+
+// ApplicationInput is what one layer 3 agent probe judges.
+type ApplicationInput struct {
+	Instance Instance
+	// HealthPath and MetricsPath on the instance's address.
+	HealthPath    string
+	MetricsPath   string
+	ExpectVersion bool
+	// System gives the device's cpu and memory for the metrics line.
+	System SystemSample
+}
+
+// ProbeApplication runs the layer 3 agent probe: it fetches the instance's
+// health endpoint and judges it (healthy passes, degraded warns, unhealthy,
+// an unreadable answer or a version other than the instance's
+// fleetplan-version tag fails), then fetches the metrics endpoint and
+// appends the metrics line. The output format is the contract described
+// in the package documentation.
+//
+// Each of the two requests may take up to fetch.
+func (p *appProber) ProbeApplication(ctx context.Context, in ApplicationInput, fetch time.Duration) (plugin.Status, string) {
+	inst := in.Instance
+	healthURL := "http://" + inst.HostPort() + in.HealthPath
+	hctx, cancel := context.WithTimeout(ctx, fetch)
+	status, summary, healthLine := p.judgeHealth(hctx, healthURL, inst, in.ExpectVersion)
+	cancel()
+
+	var lines []string
+	lines = append(lines, summary)
+	if healthLine != "" {
+		lines = append(lines, "health: "+healthLine)
+	}
+	m := Metrics{}
+	if in.System.CPUKnown {
+		m.CPUPercent = ptr(round1(in.System.CPUPercent))
+	}
+	if in.System.MemTotalKB > 0 {
+		m.MemoryPercent = ptr(round1(in.System.MemoryPercent))
+	}
+	if in.MetricsPath != "" {
+		mctx, cancel := context.WithTimeout(ctx, fetch)
+		if err := p.fillAppMetrics(mctx, "http://"+inst.HostPort()+in.MetricsPath, &m); err != nil {
+			lines = append(lines, "app metrics: "+oneLine(err.Error()))
+		}
+		cancel()
+	}
+	lines = append(lines, m.MetricsLine())
+	return status, strings.Join(lines, "\n") + "\n"
+}
+
+// fillAppMetrics reads the application's metrics endpoint into m.
+func (p *appProber) fillAppMetrics(ctx context.Context, url string, m *Metrics) error {
+	am, err := p.fetchMetrics(ctx, url)
+	if err != nil {
+		return err
+	}
+	m.ErrorRate, m.P95LatencyMS, m.RequestsTotal = am.ErrorRate, am.P95LatencyMS, am.RequestsTotal
+	switch {
+	case am.RSSMB != nil:
+		m.RSSMB = am.RSSMB
+	case am.RSSBytes != nil:
+		m.RSSMB = ptr(math.Round(*am.RSSBytes/(1<<20)*10) / 10)
+	}
+	return nil
+}
+
+// judgeHealth fetches and judges the health endpoint. The summary line
+// never contains a '{', so that the first JSON object of the output is the
+// application's health answer (the watcher reads status and version from
+// it).
+func (p *appProber) judgeHealth(ctx context.Context, url string, inst Instance, expectVersion bool) (plugin.Status, string, string) {
+	code, body, took, err := p.fetch(ctx, url)
+	if err != nil {
+		if ctx.Err() != nil && errors.Is(err, ctx.Err()) {
+			return Critical, oneLine(fmt.Sprintf("critical: GET %s gave no answer within %s", url, took.Round(time.Millisecond))), ""
+		}
+		return Critical, oneLine(fmt.Sprintf("critical: GET %s failed: %v", url, err)), ""
+	}
+	answered := fmt.Sprintf("GET %s: %d in %s", url, code, took.Round(time.Millisecond))
+
+	var doc healthDoc
+	healthLine := compactJSON(body)
+	if err := json.Unmarshal(body, &doc); err != nil || (doc.Status == nil && doc.Version == nil) {
+		msg := "the answer is not the health JSON"
+		if err != nil {
+			msg += " (" + err.Error() + ")"
+		}
+		return Critical, oneLine(fmt.Sprintf("critical: %s; %s", msg, answered)), ""
+	}
+	st, ver := deref(doc.Status), deref(doc.Version)
+
+	verdict := Passing
+	var why []string
+	switch st {
+	case "healthy":
+	case "degraded":
+		verdict = Warning
+		why = append(why, "the application reports degraded")
+	case "unhealthy":
+		verdict = Critical
+		why = append(why, "the application reports unhealthy")
+	case "":
+		verdict = Critical
+		why = append(why, "the answer has no status")
+	default:
+		verdict = Critical
+		why = append(why, fmt.Sprintf("unknown status %q (want healthy, degraded or unhealthy)", st))
+	}
+	if code < 200 || code > 299 {
+		// An unhealthy answer is often a 503; any other code fails too.
+		verdict = Critical
+		if st != "unhealthy" {
+			why = append(why, fmt.Sprintf("HTTP %d", code))
+		}
+	}
+	versionNote := fmt.Sprintf("version %s", orNone(ver))
+	if expectVersion && inst.Version != "" {
+		if ver != inst.Version {
+			verdict = Critical
+			why = append(why, fmt.Sprintf("version %s but the instance runs release fleetplan-version=%s", orNone(ver), inst.Version))
+		} else {
+			versionNote = fmt.Sprintf("version %s as released (fleetplan-version=%s)", ver, inst.Version)
+		}
+	}
+	summary := fmt.Sprintf("%s: %s", verdict, st)
+	if len(why) > 0 {
+		summary = fmt.Sprintf("%s: %s", verdict, strings.Join(why, "; "))
+	}
+	summary += "; " + versionNote + "; " + answered
+	return verdict, oneLine(summary), healthLine
+}
+
+// fetchMetrics reads the application's metrics JSON.
+func (p *appProber) fetchMetrics(ctx context.Context, url string) (appMetrics, error) {
+	code, body, _, err := p.fetch(ctx, url)
+	if err != nil {
+		return appMetrics{}, fmt.Errorf("GET %s failed: %w", url, err)
+	}
+	if code != http.StatusOK {
+		return appMetrics{}, fmt.Errorf("GET %s: HTTP %d", url, code)
+	}
+	var m appMetrics
+	if err := json.Unmarshal(body, &m); err != nil {
+		return appMetrics{}, fmt.Errorf("GET %s: not JSON: %w", url, err)
+	}
+	return m, nil
+}
+
+// compactJSON returns the body as one line of compact JSON, cut to
+// maxHealthLine (a cut JSON still yields its first fields to a reader that
+// searches for them), or "" when it is not JSON.
+func compactJSON(b []byte) string {
+	var buf bytes.Buffer
+	if err := json.Compact(&buf, bytes.TrimSpace(b)); err != nil {
+		return ""
+	}
+	s := buf.String()
+	if len(s) > maxHealthLine {
+		s = s[:maxHealthLine] + "..."
+	}
+	return s
+}
+
+// oneLine makes a summary safe for the output contract: one line, and no
+// braces (the first '{' of the output must start the health JSON).
+var lineSanitizer = strings.NewReplacer("\n", " ", "\r", " ", "{", "(", "}", ")")
+
+func oneLine(s string) string { return lineSanitizer.Replace(s) }
+
+func deref(s *string) string {
+	if s == nil {
+		return ""
+	}
+	return *s
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "(none)"
+	}
+	return s
+}
+
+func ptr[T any](v T) *T { return &v }
