@@ -64,6 +64,12 @@ type Config struct {
 	// when nothing was seen to change (a Consul agent that lost its state).
 	Resync time.Duration
 	Timing Timing
+	// Defaults are the layer 2 limits where no policy sets one (zero:
+	// DefaultThresholds; see ParseThresholds).
+	Defaults Thresholds
+	// Apps limits the per-instance checks to these applications (empty:
+	// every fleetplan-managed application).
+	Apps []string
 	// NewProbe makes functional probe plugins (plugin.NewProbe).
 	NewProbe ProbeFactory
 	Logger   hclog.Logger
@@ -97,6 +103,9 @@ func (c *Config) defaults() {
 	}
 	if c.Timing == (Timing{}) {
 		c.Timing = DefaultTiming
+	}
+	if c.Defaults == (Thresholds{}) {
+		c.Defaults = DefaultThresholds
 	}
 	if c.NewProbe == nil {
 		c.NewProbe = plugin.NewProbe
@@ -366,7 +375,16 @@ func (a *Agent) reconcile(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("listing the local Consul agent's checks: %w", err)
 	}
-	insts := FindInstances(services, checks, func(s *consulapi.AgentService) string { return a.appOf(ctx, s) })
+	all := FindInstances(services, checks, func(s *consulapi.AgentService) string { return a.appOf(ctx, s) })
+	insts := slices.DeleteFunc(slices.Clone(all), func(in Instance) bool { return !a.inScope(in.App) })
+	// With -app, the checks of other applications' instances are not this
+	// agent's to remove.
+	foreign := map[string]bool{}
+	for _, in := range all {
+		if !a.inScope(in.App) {
+			foreign[in.ServiceID] = true
+		}
+	}
 
 	a.mu.Lock()
 	configs := a.configs
@@ -383,7 +401,7 @@ func (a *Agent) reconcile(ctx context.Context) error {
 		Base:             base,
 		Interval:         a.cfg.CheckInterval,
 		Timeout:          a.cfg.CheckTimeout,
-		Thresholds:       StrictestThresholds(relevant),
+		Thresholds:       strictestThresholds(relevant, a.cfg.Defaults),
 		HeartbeatTimeout: StrictestHeartbeatTimeout(relevant),
 	}
 	want := plan.DesiredChecks(insts, configs)
@@ -408,7 +426,7 @@ func (a *Agent) reconcile(ctx context.Context) error {
 		a.log.Info("registered check", "check", reg.Name, "id", id, "service", reg.ServiceID, "url", reg.HTTP)
 	}
 	for id, c := range checks {
-		if !strings.HasPrefix(id, CheckIDPrefix) || want[id] != nil {
+		if !strings.HasPrefix(id, CheckIDPrefix) || want[id] != nil || foreign[c.ServiceID] {
 			continue
 		}
 		if err := a.consul.Agent().CheckDeregisterOpts(id, q); err != nil {
@@ -428,6 +446,12 @@ func (a *Agent) reconcile(ctx context.Context) error {
 	}
 	a.readyOnce.Do(func() { close(a.ready) })
 	return nil
+}
+
+// inScope reports whether the agent registers checks for the application's
+// instances (Config.Apps).
+func (a *Agent) inScope(app string) bool {
+	return len(a.cfg.Apps) == 0 || slices.Contains(a.cfg.Apps, app)
 }
 
 // relevantApps are the configs of the applications with an instance on the
@@ -488,7 +512,8 @@ func (a *Agent) deregisterAll() {
 	ids := slices.Collect(maps.Keys(a.registered))
 	if err != nil {
 		a.log.Warn("cannot list the checks at stop; deregistering the ones this agent registered", "error", err)
-	} else {
+	} else if len(a.cfg.Apps) == 0 {
+		// Also the checks of an earlier run of this agent.
 		for id := range checks {
 			if strings.HasPrefix(id, CheckIDPrefix) && !slices.Contains(ids, id) {
 				ids = append(ids, id)
@@ -561,7 +586,7 @@ func (a *Agent) handleConnectivity(w http.ResponseWriter, r *http.Request) {
 
 func (a *Agent) handleSystem(w http.ResponseWriter, _ *http.Request) {
 	configs, insts := a.snapshot()
-	t := StrictestThresholds(relevantApps(slices.Collect(maps.Values(insts)), configs))
+	t := strictestThresholds(relevantApps(slices.Collect(maps.Values(insts)), configs), a.cfg.Defaults)
 	status, out := SystemVerdict(a.sys.Sample(), t)
 	writeText(w, HTTPStatus(status), out)
 }

@@ -235,9 +235,46 @@ var DefaultThresholds = Thresholds{
 	TemperatureC:  DefaultMaxTemperatureC,
 }
 
+// ParseThresholds reads the agent's own layer 2 defaults, written
+// "cpu=90,memory=90,disk=95,temperature=85" (any subset; the others keep
+// DefaultThresholds). "off" leaves a metric unchecked unless a policy sets
+// it.
+func ParseThresholds(s string) (Thresholds, error) {
+	t := DefaultThresholds
+	fields := map[string]*float64{"cpu": &t.CPUPercent, "memory": &t.MemoryPercent, "disk": &t.DiskPercent, "temperature": &t.TemperatureC}
+	for _, part := range strings.Split(s, ",") {
+		part = strings.TrimSpace(part)
+		if part == "" {
+			continue
+		}
+		name, val, ok := strings.Cut(part, "=")
+		f := fields[strings.TrimSpace(name)]
+		if !ok || f == nil {
+			return Thresholds{}, fmt.Errorf("threshold %q: want NAME=VALUE with NAME one of cpu, memory, disk, temperature", part)
+		}
+		val = strings.TrimSpace(val)
+		if val == "off" {
+			*f = -1
+			continue
+		}
+		v, err := strconv.ParseFloat(strings.TrimSuffix(val, "%"), 64)
+		if err != nil || v <= 0 {
+			return Thresholds{}, fmt.Errorf("threshold %q: want a positive number or \"off\"", part)
+		}
+		*f = v
+	}
+	return t, nil
+}
+
 // StrictestThresholds merges the layer 2 limits of the applications on a
 // device: per metric the lowest one an application sets, else the default.
 func StrictestThresholds(apps []*AppConfig) Thresholds {
+	return strictestThresholds(apps, DefaultThresholds)
+}
+
+// strictestThresholds is StrictestThresholds with the agent's own defaults
+// (a negative default: not checked unless a policy sets it).
+func strictestThresholds(apps []*AppConfig, defaults Thresholds) Thresholds {
 	t := Thresholds{}
 	lower := func(cur *float64, v float64) {
 		if v > 0 && (*cur == 0 || v < *cur) {
@@ -253,7 +290,7 @@ func StrictestThresholds(apps []*AppConfig) Thresholds {
 		lower(&t.DiskPercent, a.System.MaxDiskPercent)
 		lower(&t.TemperatureC, a.System.MaxTemperatureC)
 	}
-	def := DefaultThresholds
+	def := defaults
 	for _, f := range []struct {
 		cur *float64
 		def float64

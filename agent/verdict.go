@@ -93,7 +93,7 @@ func SystemVerdict(s SystemSample, t Thresholds) (plugin.Status, string) {
 	var lines, problems []string
 	pct := func(name string, v, limit float64, known bool, extra string) {
 		if !known {
-			lines = append(lines, fmt.Sprintf("%s n/a (limit %s%%; %s)", name, num(limit), extra))
+			lines = append(lines, fmt.Sprintf("%s n/a (%s; %s)", name, limitText(limit, "%"), extra))
 			return
 		}
 		v = round1(v)
@@ -131,7 +131,11 @@ func SystemVerdict(s SystemSample, t Thresholds) (plugin.Status, string) {
 		v := round1(s.TemperatureC)
 		st := Judge(v, t.TemperatureC)
 		status = worse(status, st)
-		lines = append(lines, fmt.Sprintf("temperature %.1f°C in %s (limit %s°C, warning from %s°C): %s", v, s.TempZone, num(t.TemperatureC), num(t.TemperatureC-WarnMargin), word(st)))
+		lim := "not checked"
+		if t.TemperatureC > 0 {
+			lim = fmt.Sprintf("limit %s°C, warning from %s°C", num(t.TemperatureC), num(t.TemperatureC-WarnMargin))
+		}
+		lines = append(lines, fmt.Sprintf("temperature %.1f°C in %s (%s): %s", v, s.TempZone, lim, word(st)))
 		switch st {
 		case Critical:
 			problems = append(problems, fmt.Sprintf("temperature %.1f°C is at or above its limit %s°C", v, num(t.TemperatureC)))
@@ -139,7 +143,7 @@ func SystemVerdict(s SystemSample, t Thresholds) (plugin.Status, string) {
 			problems = append(problems, fmt.Sprintf("temperature %.1f°C is within %s degrees of its limit %s°C", v, num(WarnMargin), num(t.TemperatureC)))
 		}
 	} else {
-		lines = append(lines, fmt.Sprintf("temperature n/a (limit %s°C; no thermal zone on this device)", num(t.TemperatureC)))
+		lines = append(lines, fmt.Sprintf("temperature n/a (%s; no thermal zone on this device)", limitText(t.TemperatureC, "°C")))
 	}
 	for _, e := range s.Errors {
 		status = Critical
@@ -167,8 +171,26 @@ func kbToGiB(kb uint64) float64 { return float64(kb) / (1 << 20) }
 // num prints a threshold without needless decimals (90, 87.5).
 func num(v float64) string { return fmt.Sprintf("%g", round1(v)) }
 
+func limitText(limit float64, unit string) string {
+	if limit <= 0 {
+		return "not checked"
+	}
+	return "limit " + num(limit) + unit
+}
+
 // SystemNotes is the layer 2 check's Notes: the thresholds it applies.
 func SystemNotes(t Thresholds) string {
-	return fmt.Sprintf("fleetplan device agent, layer 2: critical when cpu >= %s%%, memory >= %s%%, disk >= %s%% or temperature >= %s°C; warning within %s points of a limit. CPU is averaged over the last readings; the strictest limit of the applications on the device applies (defaults 90/90/95/85).",
-		num(t.CPUPercent), num(t.MemoryPercent), num(t.DiskPercent), num(t.TemperatureC), num(WarnMargin))
+	var crit []string
+	for _, m := range []struct {
+		name, unit string
+		limit      float64
+	}{{"cpu", "%", t.CPUPercent}, {"memory", "%", t.MemoryPercent}, {"disk", "%", t.DiskPercent}, {"temperature", "°C", t.TemperatureC}} {
+		if m.limit > 0 {
+			crit = append(crit, fmt.Sprintf("%s >= %s%s", m.name, num(m.limit), m.unit))
+		} else {
+			crit = append(crit, m.name+" not checked")
+		}
+	}
+	return fmt.Sprintf("fleetplan device agent, layer 2: critical when %s; warning within %s points of a limit. CPU is averaged over about 15 s; per metric the strictest limit of the applications' policies on the device applies (defaults 90/90/95/85).",
+		strings.Join(crit, ", "), num(WarnMargin))
 }

@@ -246,7 +246,6 @@ func (w *Watcher) startGlobalLocked() {
 	w.goLoop(nodes.run)
 	w.goLoop(checks.run)
 	for _, svc := range w.cfg.AgentServices {
-		svc := svc
 		l := w.serviceLoop(w.logger, svc, "", func(byNode map[string][]instance) {
 			w.mu.Lock()
 			w.agent[svc] = byNode
@@ -310,7 +309,6 @@ func (w *Watcher) watchJobLocked(jobID, slot string) *jobWatch {
 				if _, ok := jw.services[svc]; ok {
 					continue
 				}
-				svc := svc
 				l := w.serviceLoop(logger, svc, SlotTag(slot), func(byNode map[string][]instance) {
 					w.mu.Lock()
 					jw.instances[svc] = byNode

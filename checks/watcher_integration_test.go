@@ -115,12 +115,13 @@ func TestWatcherOnDevCluster(t *testing.T) {
 		t.Helper()
 		start := time.Now()
 		var last string
-		var lastAt time.Time
+		var waits []string // what was awaited, as it changed
 		testcluster.Eventually(t, timeout, func() (bool, string) {
 			msg := ""
 			defer func() {
 				if msg != "" && msg != last {
-					last, lastAt = msg, time.Now()
+					last = msg
+					waits = append(waits, fmt.Sprintf("%s: %s", time.Since(start).Round(time.Millisecond), msg))
 				}
 			}()
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -133,13 +134,17 @@ func TestWatcherOnDevCluster(t *testing.T) {
 			for _, d := range devices {
 				if m := ok(d, hs[d.ID]); m != "" {
 					msg = d.Name + ": " + m
+					if hs[d.ID].Alloc == nil {
+						// Tell a slow watch from a slow Nomad.
+						msg += " (Nomad: " + directAllocs(c.Nomad, jobID, d.ID) + ")"
+					}
 					return false, fmt.Sprintf("%s: %+v", msg, hs[d.ID])
 				}
 			}
 			return true, ""
 		})
 		if took := time.Since(start); took > 5*time.Second {
-			t.Logf("%s after %s; the last wait, from %s on: %s", what, took.Round(time.Millisecond), lastAt.Sub(start).Round(time.Millisecond), last)
+			t.Logf("%s after %s; waited for:\n  %s", what, took.Round(time.Millisecond), strings.Join(waits, "\n  "))
 		} else {
 			t.Logf("%s after %s", what, took.Round(time.Millisecond))
 		}
@@ -164,15 +169,25 @@ func TestWatcherOnDevCluster(t *testing.T) {
 	}
 	waitAll("v1 running and passing everywhere", 90*time.Second, healthyV1)
 
-	// The checks carry serfHealth (layer 1) and the application check.
+	// The checks carry serfHealth (layer 1) and the application check (and
+	// the device agent's layer checks when it runs on the cluster).
 	hs, err := w.Health(context.Background(), r, devices)
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, d := range devices {
 		h := hs[d.ID]
-		if len(h.Checks) < 2 || h.Checks[0].Name != SerfHealthCheck || h.Checks[0].Layer != 1 || h.Checks[0].Status != "passing" {
-			t.Errorf("%s checks: %+v", d.Name, h.Checks)
+		var serf *scheduler.CheckResult
+		for i, c := range h.Checks {
+			if c.Name == SerfHealthCheck {
+				serf = &h.Checks[i]
+			}
+			if i > 0 && c.Layer < h.Checks[i-1].Layer {
+				t.Errorf("%s: checks not ordered by layer: %+v", d.Name, h.Checks)
+			}
+		}
+		if serf == nil || serf.Layer != 1 || serf.Status != "passing" {
+			t.Errorf("%s: serfHealth: %+v", d.Name, h.Checks)
 		}
 		if h.Alloc.Restarts != 0 {
 			t.Errorf("%s restarts: %d", d.Name, h.Alloc.Restarts)
@@ -275,4 +290,22 @@ func describeAlloc(nc *nomadapi.Client, id string) string {
 		}
 	}
 	return b.String()
+}
+
+// directAllocs asks Nomad for the job's allocations on a node.
+func directAllocs(nc *nomadapi.Client, jobID, nodeID string) string {
+	as, _, err := nc.Jobs().Allocations(jobID, false, nil)
+	if err != nil {
+		return err.Error()
+	}
+	var out []string
+	for _, a := range as {
+		if a.NodeID == nodeID {
+			out = append(out, fmt.Sprintf("%s %s/%s v%d", a.ID[:8], a.ClientStatus, a.DesiredStatus, a.JobVersion))
+		}
+	}
+	if len(out) == 0 {
+		return "none"
+	}
+	return strings.Join(out, ", ")
 }

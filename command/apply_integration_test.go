@@ -349,8 +349,8 @@ func TestIntegrationOfflineDeviceIsSkipped(t *testing.T) {
 	// Back online, catch-up switches it through the gate.
 	c.DeviceUp(t, victim)
 	res = fleetplan(t, ctx, "catch-up", "-wait", app)
-	if res.code != 0 {
-		t.Fatalf("catch-up exited %d\n%s\n%s", res.code, res.stdout, res.stderr)
+	if res.code != 0 || !strings.Contains(res.stdout, victim) || !strings.Contains(res.stdout, "0 device(s) still to catch up") {
+		t.Fatalf("catch-up exited %d, want 0 with %s caught up\n%s\n%s", res.code, victim, res.stdout, res.stderr)
 	}
 	waitFleet(t, c, app, "blue", "1.0.0")
 }

@@ -229,6 +229,9 @@ client {
     "hw.accelerator" = "$accel"
     "hw.mem_mb"      = "$mem"
     "edge.bin_dir"   = "$STATE/bin"
+    # The device's own agents, for the fleetplan device agent's job.
+    "consul.http_addr" = "$ip:8500"
+    "nomad.http_addr"  = "http://$ip:4646"
   }
 }
 plugin "raw_exec" {
@@ -293,6 +296,9 @@ install_demo_app() {
 	mkdir -p "$STATE/bin"
 	log "building the demo application (edgeinfer) into $STATE/bin"
 	(cd "$REPO" && go build -o "$STATE/bin/edgeinfer.tmp" ./dev-cluster/edgeinfer && mv "$STATE/bin/edgeinfer.tmp" "$STATE/bin/edgeinfer")
+	# The device agent (fleetplan agent install) runs ${meta.edge.bin_dir}/fleetplan.
+	log "building fleetplan (for the device agent) into $STATE/bin"
+	(cd "$REPO" && go build -o "$STATE/bin/fleetplan.tmp" . && mv "$STATE/bin/fleetplan.tmp" "$STATE/bin/fleetplan")
 }
 
 cmd_up() {

@@ -177,7 +177,7 @@ func single(blocks map[string][]*hcl2.Block, typ string) *hcl2.Block {
 func (d *decoder) required(c *hcl2.BodyContent, b *hcl2.Block, name string) *hcl2.Attribute {
 	a := c.Attributes[name]
 	if a == nil {
-		d.add(errMissingAttribute(b.DefRange, name, b.Type, requiredWhy[b.Type+"."+name], attrExamples[name]))
+		d.add(errMissingAttribute(b.DefRange, b.Type, name))
 	}
 	return a
 }
@@ -274,7 +274,7 @@ func (d *decoder) fleet(b *hcl2.Block) scheduler.Fleet {
 		f.SelectorRange = a.Expr.Range()
 		if s, ok := d.str(a); ok {
 			if strings.TrimSpace(s) == "" {
-				d.add(errEmptyString(a.Expr.Range(), "selector", attrExamples["selector"]))
+				d.add(errEmptyString(a.Expr.Range(), "selector"))
 			}
 			f.Selector = s
 		}
@@ -300,7 +300,7 @@ func (d *decoder) release(b *hcl2.Block) scheduler.Release {
 		r.JobspecRange = a.Expr.Range()
 		if s, ok := d.str(a); ok {
 			if strings.TrimSpace(s) == "" {
-				d.add(errEmptyString(a.Expr.Range(), "jobspec", attrExamples["jobspec"]))
+				d.add(errEmptyString(a.Expr.Range(), "jobspec"))
 			} else {
 				r.Jobspec = d.resolve(s)
 				switch info, err := os.Stat(r.Jobspec); {
@@ -324,7 +324,7 @@ func (d *decoder) release(b *hcl2.Block) scheduler.Release {
 		} else if s, ok := d.str(a); ok {
 			switch {
 			case strings.TrimSpace(s) == "":
-				d.add(errEmptyString(a.Expr.Range(), "version", attrExamples["version"]))
+				d.add(errEmptyString(a.Expr.Range(), "version"))
 			case strings.ContainsFunc(s, isSpace):
 				d.add(errVersionSpaces(a.Expr.Range(), s))
 			}
@@ -714,7 +714,7 @@ func (d *decoder) functional(b *hcl2.Block) *scheduler.Functional {
 	if a := d.required(c, b, "probe"); a != nil {
 		if s, ok := d.str(a); ok {
 			if strings.TrimSpace(s) == "" {
-				d.add(errEmptyString(a.Expr.Range(), "probe", attrExamples["probe"]))
+				d.add(errEmptyString(a.Expr.Range(), "probe"))
 			}
 			f.Probe = s
 		}
@@ -775,7 +775,7 @@ func (d *decoder) inputFile(a *hcl2.Attribute, f *scheduler.Functional) *hcl2.At
 		return nil
 	}
 	if strings.TrimSpace(s) == "" {
-		d.add(errEmptyString(a.Expr.Range(), "input_file", attrExamples["input_file"]))
+		d.add(errEmptyString(a.Expr.Range(), "input_file"))
 		return nil
 	}
 	path := d.resolve(s)

@@ -165,9 +165,9 @@ var missingBlockHelp = map[string]struct{ why, example string }{
 
 // errMissingAttribute reports a required attribute at the opening line of
 // its block.
-func errMissingAttribute(subject hcl2.Range, name, block, why, example string) *hcl2.Diagnostic {
+func errMissingAttribute(subject hcl2.Range, block, name string) *hcl2.Diagnostic {
 	return newError(subject, fmt.Sprintf("Missing required argument %q", name),
-		fmt.Sprintf("The %s block needs %s: %s Add, for example:\n\n%s", block, name, why, example))
+		fmt.Sprintf("The %s block needs %s: %s Add, for example:\n\n%s", block, name, requiredWhy[block+"."+name], exampleFor(block, name)))
 }
 
 // ---- values --------------------------------------------------------------
@@ -249,9 +249,9 @@ var rangeWhy = map[string]string{
 	"offline.max_offline_percent":               "above this share of offline devices the rollout pauses; 0 turns the check off.",
 }
 
-func errEmptyString(subject hcl2.Range, name, example string) *hcl2.Diagnostic {
+func errEmptyString(subject hcl2.Range, name string) *hcl2.Diagnostic {
 	return newError(subject, fmt.Sprintf("Empty %s", name),
-		fmt.Sprintf("%s must not be empty. For example: %s", name, example))
+		fmt.Sprintf("%s must not be empty. For example: %s", name, exampleFor("", name)))
 }
 
 // errUnknownEnum reports a value outside an enumeration, listing the
@@ -673,9 +673,22 @@ func capitalize(s string) string {
 	return strings.ToUpper(s[:1]) + s[1:]
 }
 
-// attrExamples shows a correct line for each attribute, used by the
-// messages about a missing or mistyped value.
+// exampleFor returns a correct line for an attribute, preferring the one
+// specific to its block.
+func exampleFor(block, name string) string {
+	if e, ok := attrExamples[block+"."+name]; ok {
+		return e
+	}
+	return attrExamples[name]
+}
+
+// attrExamples shows a correct line for each attribute (or "block.attribute"
+// where blocks differ), used by the messages about a missing or mistyped
+// value.
 var attrExamples = map[string]string{
+	"canary.percent":                   `percent = 2`,
+	"functional.path":                  `path = "/infer"`,
+	"functional.interval":              `interval = "30s"`,
 	"strategy":                         `strategy = "canary-rolling"`,
 	"max_parallel":                     `max_parallel = 10`,
 	"selector":                         `selector = "Meta.fleet == \"vision\""`,

@@ -47,7 +47,7 @@ func (d *decoder) eval(a *hcl2.Attribute) (cty.Value, bool) {
 }
 
 func (d *decoder) typeError(a *hcl2.Attribute, want string, v cty.Value, err error) {
-	d.add(errValueType(a.Expr.Range(), a.Name, want, v.Type().FriendlyName(), attrExamples[a.Name], err))
+	d.add(errValueType(a.Expr.Range(), a.Name, want, v.Type().FriendlyName(), exampleFor("", a.Name), err))
 }
 
 func (d *decoder) str(a *hcl2.Attribute) (string, bool) {

@@ -519,6 +519,15 @@ func (c *Controller) soak(ctx context.Context, r *Rollout) (bool, error) {
 		if err := c.catchUpSwitch(ctx, r); err != nil {
 			return false, err
 		}
+		// Every device soaks for the whole soak after its own switch: one
+		// caught up during its stage's soak extends it.
+		for _, rec := range c.stageDevices(r, r.Stage) {
+			if rec.State == DeviceVerifying && !rec.SwitchedAt.IsZero() {
+				if end := rec.SwitchedAt.Add(st.Soak); end.After(st.SoakUntil) {
+					st.SoakUntil = end
+				}
+			}
+		}
 		if err := c.sample(ctx, r, false); err != nil {
 			return false, err
 		}
@@ -529,7 +538,7 @@ func (c *Controller) soak(ctx context.Context, r *Rollout) (bool, error) {
 			return true, nil
 		}
 		now := c.Clock.Now()
-		if !now.Before(st.SoakUntil) {
+		if !now.Before(st.SoakUntil) && !c.awaitingVerdicts(r, now) {
 			if st.Canary && c.series != nil {
 				horizon := st.Soak
 				if r.Stage+1 < len(r.Stages) {
@@ -642,6 +651,11 @@ func (c *Controller) sampleDevices(ctx context.Context, r *Rollout, recs []*Devi
 				c.emitDevice(r, rec, "verify", "healthy", fmt.Sprintf("healthy %s after its switch", now.Sub(rec.SwitchedAt).Round(time.Millisecond)))
 			}
 		case VerdictPending:
+			if final && rec.CatchUp && rec.Stage != r.Stage && now.Before(rec.SwitchedAt.Add(c.HealthDeadline)) {
+				// Caught up late in another stage's soak: keep verifying
+				// it (the next soak, or confirm, decides).
+				break
+			}
 			if final {
 				if !h.Online {
 					rec.State = DeviceSkippedOffline
@@ -739,6 +753,18 @@ func (c *Controller) gate(ctx context.Context, r *Rollout) error {
 		r.Step = ""
 	}
 	return c.save(ctx, r)
+}
+
+// awaitingVerdicts reports whether a device of the current stage has no
+// verdict yet but is still within its health deadline: the gate waits for
+// it rather than failing a device that just switched.
+func (c *Controller) awaitingVerdicts(r *Rollout, now time.Time) bool {
+	for _, rec := range c.stageDevices(r, r.Stage) {
+		if rec.State == DeviceVerifying && now.Before(rec.SwitchedAt.Add(c.HealthDeadline)) {
+			return true
+		}
+	}
+	return false
 }
 
 // catchUpSwitch switches the devices that were offline when their stage ran
@@ -1020,6 +1046,15 @@ func (c *Controller) awaitApproval(ctx context.Context, r *Rollout) error {
 
 // confirm makes the candidate slot the active one.
 func (c *Controller) confirm(ctx context.Context, r *Rollout) error {
+	var late []*DeviceRecord
+	for _, rec := range c.sortedDevices(r) {
+		if rec.CatchUp && rec.State == DeviceVerifying {
+			late = append(late, rec)
+		}
+	}
+	if err := c.verifyCaughtUp(ctx, r, late); err != nil {
+		return err
+	}
 	now := c.Clock.Now()
 	c.emit(r, "", "confirm", "intent", fmt.Sprintf("slot %s becomes the active slot with version %s", r.Candidate, r.Version))
 	if err := c.Store.SetActiveSlot(ctx, r.App, &ActiveSlot{Slot: r.Candidate, Version: r.Version, RolloutID: r.ID, Since: now}); err != nil {

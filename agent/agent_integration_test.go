@@ -1,0 +1,368 @@
+//go:build integration
+
+package agent_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	consulapi "github.com/hashicorp/consul/api"
+	nomadapi "github.com/hashicorp/nomad/api"
+
+	"github.com/fleetplan/fleetplan/agent"
+	"github.com/fleetplan/fleetplan/checks"
+	"github.com/fleetplan/fleetplan/internal/testcluster"
+	"github.com/fleetplan/fleetplan/jobs"
+	"github.com/fleetplan/fleetplan/scheduler"
+)
+
+// TestAgentOnDevCluster installs the device agent on the real dev cluster
+// next to a test application of its own (unique name, its own KV prefix,
+// agent limited to it with -app so that other tests' applications get no
+// checks from it), and checks what Consul shows per device:
+//
+//  1. slot blue, version 1.0.0, healthy: fleetplan L1 connectivity, L2
+//     system and L3 version and metrics pass, the L3 output has the health
+//     JSON (version 1.0.0) and a metrics line with the app's numbers;
+//  2. slot green, version 2.0.0 with EDGEINFER_FAULT_WRONG_OUTPUT=1 and a
+//     functional block in the config: fleetplan L4 functional is critical
+//     on green with an output naming the wrong field, passing on blue;
+//  3. purging the agent job removes its checks (graceful stop).
+//
+// Everything it made is purged at the end; the cluster keeps running.
+func TestAgentOnDevCluster(t *testing.T) {
+	c := testcluster.Require(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	app := fmt.Sprintf("atest-%d", time.Now().UnixNano()%1_000_000)
+	prefix := "fleetplan-test/" + app + "/agent/apps"
+	agentJobID := jobs.AgentJobID + "-" + app
+	wo := func() *nomadapi.WriteOptions { return (&nomadapi.WriteOptions{}).WithContext(ctx) }
+
+	t.Cleanup(func() {
+		cctx, ccancel := context.WithTimeout(context.Background(), time.Minute)
+		defer ccancel()
+		w := (&nomadapi.WriteOptions{}).WithContext(cctx)
+		for _, id := range []string{agentJobID, jobs.JobID(app, "blue"), jobs.JobID(app, "green")} {
+			if _, _, err := c.Nomad.Jobs().Deregister(id, true, w); err != nil {
+				t.Logf("cleanup: purging %s: %v", id, err)
+			}
+		}
+		if _, err := c.Consul.KV().DeleteTree("fleetplan-test/"+app+"/", (&consulapi.WriteOptions{}).WithContext(cctx)); err != nil {
+			t.Logf("cleanup: deleting KV: %v", err)
+		}
+	})
+
+	// The devices this test expects the agent on: ready now.
+	devices := readyDevices(t, c)
+	if len(devices) == 0 {
+		t.Fatal("no ready device")
+	}
+	t.Logf("devices: %v", devices)
+	installBinary(t, c, devices[0])
+
+	// 1. The agent, then the application (blue) and its config.
+	aj := jobs.AgentJob(jobs.AgentJobOptions{
+		JobID:    agentJobID,
+		KVPrefix: prefix,
+		// The dev cluster's devices share one busy host: its CPU says
+		// nothing about a device. Policies may still set a CPU limit.
+		ExtraArgs: []string{"-app", app, "-default-system", "cpu=off", "-check-interval", "2s"},
+		Env:       map[string]string{"FLEETPLAN_LOG_LEVEL": "debug"},
+		Meta:      map[string]string{"owner": "agent integration test"},
+	})
+	if _, _, err := c.Nomad.Jobs().Register(aj, wo()); err != nil {
+		t.Fatalf("registering the agent job: %v", err)
+	}
+	p := testPolicy(app)
+	if err := agent.WriteAppConfig(ctx, c.Consul.KV(), prefix, p); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := c.Nomad.Jobs().Register(appJob(app, "blue", "1.0.0", nil), wo()); err != nil {
+		t.Fatalf("registering the blue app job: %v", err)
+	}
+	waitRunning(t, c, agentJobID, devices)
+	waitRunning(t, c, jobs.JobID(app, "blue"), devices)
+
+	start := time.Now()
+	testcluster.Eventually(t, 3*time.Minute, func() (bool, string) {
+		return everyDevice(t, c, app, devices, func(node string, e *consulapi.ServiceEntry, cs map[string]*consulapi.HealthCheck) string {
+			if slot(e) != "blue" {
+				return ""
+			}
+			for _, name := range []string{agent.CheckConnectivity, agent.CheckSystem, agent.CheckApplication} {
+				hc := cs[name]
+				if hc == nil {
+					return fmt.Sprintf("%s: no %q check yet", node, name)
+				}
+				if hc.Status != consulapi.HealthPassing {
+					return fmt.Sprintf("%s: %q is %s: %s", node, name, hc.Status, hc.Output)
+				}
+				if hc.Notes == "" {
+					return fmt.Sprintf("%s: %q has no notes", node, name)
+				}
+			}
+			out := cs[agent.CheckApplication].Output
+			if _, v, ok := checks.ParseCheckOutput(out); !ok || v != "1.0.0" {
+				return fmt.Sprintf("%s: the watcher reads version %q from the L3 output %q", node, v, out)
+			}
+			m, ok := agent.ParseMetricsLine(out)
+			if !ok || m.ErrorRate == nil || m.P95LatencyMS == nil || m.RSSMB == nil || m.MemoryPercent == nil {
+				return fmt.Sprintf("%s: no complete metrics line in %q", node, out)
+			}
+			if cs[agent.CheckFunctional] != nil {
+				return fmt.Sprintf("%s: a functional check without a functional block", node)
+			}
+			return ""
+		})
+	})
+	t.Logf("layers 1-3 passing with a metrics line on %d devices after %s", len(devices), time.Since(start).Round(time.Second))
+	logChecks(t, c, app, devices[0])
+
+	// 2. A functional block, and a green release that answers wrongly.
+	p.Health.Functional = &scheduler.Functional{
+		Probe: "http-json", Path: "/infer", Input: `{"image":"cat.jpg"}`,
+		Expect: map[string]string{"label": "cat"}, MaxLatency: 2 * time.Second, Interval: 2 * time.Second,
+	}
+	if err := agent.WriteAppConfig(ctx, c.Consul.KV(), prefix, p); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := c.Nomad.Jobs().Register(appJob(app, "green", "2.0.0", map[string]string{"EDGEINFER_FAULT_WRONG_OUTPUT": "1"}), wo()); err != nil {
+		t.Fatalf("registering the green app job: %v", err)
+	}
+	waitRunning(t, c, jobs.JobID(app, "green"), devices)
+	start = time.Now()
+	testcluster.Eventually(t, 3*time.Minute, func() (bool, string) {
+		return everyDevice(t, c, app, devices, func(node string, e *consulapi.ServiceEntry, cs map[string]*consulapi.HealthCheck) string {
+			l4 := cs[agent.CheckFunctional]
+			if l4 == nil {
+				return fmt.Sprintf("%s/%s: no %q check yet", node, slot(e), agent.CheckFunctional)
+			}
+			switch slot(e) {
+			case "green":
+				if l4.Status != consulapi.HealthCritical || !strings.Contains(l4.Output, `label = "dog", expected "cat"`) {
+					return fmt.Sprintf("%s/green: L4 is %s: %q", node, l4.Status, l4.Output)
+				}
+				if l3 := cs[agent.CheckApplication]; l3 == nil || l3.Status != consulapi.HealthPassing || !strings.Contains(l3.Output, `"version":"2.0.0"`) {
+					return fmt.Sprintf("%s/green: L3 should pass with version 2.0.0: %+v", node, l3)
+				}
+			case "blue":
+				if l4.Status != consulapi.HealthPassing {
+					return fmt.Sprintf("%s/blue: L4 is %s: %q", node, l4.Status, l4.Output)
+				}
+			}
+			return ""
+		})
+	})
+	t.Logf("layer 4 critical on green (wrong label), passing on blue, on %d devices after %s", len(devices), time.Since(start).Round(time.Second))
+	logChecks(t, c, app, devices[0])
+
+	// 3. Stopping the agent removes its checks from the still running
+	// instances.
+	if _, _, err := c.Nomad.Jobs().Deregister(agentJobID, true, wo()); err != nil {
+		t.Fatalf("purging the agent job: %v", err)
+	}
+	testcluster.Eventually(t, time.Minute, func() (bool, string) {
+		entries, _, err := c.Consul.Health().Service(app, "", false, (&consulapi.QueryOptions{}).WithContext(ctx))
+		if err != nil {
+			return false, err.Error()
+		}
+		for _, e := range entries {
+			for _, hc := range e.Checks {
+				if hc.ServiceID != "" && strings.HasPrefix(hc.CheckID, agent.CheckIDPrefix) {
+					return false, fmt.Sprintf("%s: %q still registered", e.Node.Node, hc.Name)
+				}
+			}
+		}
+		return true, ""
+	})
+}
+
+// testPolicy is the part of a policy the agent reads.
+func testPolicy(app string) *scheduler.Policy {
+	return &scheduler.Policy{
+		Name: app,
+		Health: scheduler.Health{
+			Connectivity: scheduler.Connectivity{HeartbeatTimeout: 30 * time.Second},
+			Application: scheduler.Application{
+				Port: "http", Path: "/health", Interval: 2 * time.Second, Timeout: 2 * time.Second, ExpectVersion: true,
+			},
+		},
+	}
+}
+
+// appJob is a slot job of the test application the way jobs.Compile makes
+// them (service tags, meta and the Nomad layer 3 check), without the slot
+// constraint: it runs on every device.
+func appJob(app, slot, version string, env map[string]string) *nomadapi.Job {
+	id := jobs.JobID(app, slot)
+	task := nomadapi.NewTask("app", "raw_exec")
+	task.Config = map[string]any{
+		"command": "${meta.edge.bin_dir}/edgeinfer",
+		"args":    []string{"-addr", "${NOMAD_IP_http}:${NOMAD_PORT_http}"},
+	}
+	task.Env = env
+	task.Resources = &nomadapi.Resources{CPU: new(20), MemoryMB: new(32)}
+	g := nomadapi.NewTaskGroup("app", 1)
+	g.Networks = []*nomadapi.NetworkResource{{DynamicPorts: []nomadapi.Port{{Label: "http"}}}}
+	g.Services = []*nomadapi.Service{{
+		Name:      app,
+		PortLabel: "http",
+		Provider:  nomadapi.ServiceProviderConsul,
+		Address:   "${NOMAD_IP_http}",
+		Tags:      []string{jobs.TagSlot + slot, jobs.TagVersion + version},
+		Meta:      map[string]string{jobs.MetaSlot: slot, jobs.MetaVersion: version},
+		Checks: []nomadapi.ServiceCheck{{
+			Name: jobs.CheckApplication, Type: "http", Path: "/health", PortLabel: "http",
+			Interval: 2 * time.Second, Timeout: time.Second,
+		}},
+	}}
+	g.RestartPolicy = &nomadapi.RestartPolicy{Attempts: new(2), Interval: new(time.Minute), Delay: new(2 * time.Second), Mode: new("delay")}
+	g.AddTask(task)
+	job := nomadapi.NewSystemJob(id, id, "global", 50)
+	job.Datacenters = []string{"dc1"}
+	job.Meta = map[string]string{jobs.MetaApp: app, jobs.MetaSlot: slot, jobs.MetaVersion: version}
+	job.AddTaskGroup(g)
+	return job
+}
+
+func readyDevices(t *testing.T, c *testcluster.Cluster) []string {
+	t.Helper()
+	var out []string
+	for _, d := range c.Devices {
+		if st, _ := c.NodeStatus(d); st == nomadapi.NodeStatusReady {
+			out = append(out, d)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// stillReady drops the devices that another test took down meanwhile.
+func stillReady(t *testing.T, c *testcluster.Cluster, devices []string) []string {
+	t.Helper()
+	return slices.DeleteFunc(slices.Clone(devices), func(d string) bool {
+		st, err := c.NodeStatus(d)
+		if err == nil && st != nomadapi.NodeStatusReady {
+			t.Logf("%s is %s now (another test?); not expected any more", d, st)
+			return true
+		}
+		return false
+	})
+}
+
+// installBinary builds fleetplan into the devices' bin folder (node meta
+// edge.bin_dir), where the agent job runs it from, as `cluster.sh up` does.
+func installBinary(t *testing.T, c *testcluster.Cluster, device string) {
+	t.Helper()
+	node, _, err := c.Nomad.Nodes().Info(c.NodeID(t, device), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := node.Meta["edge.bin_dir"]
+	if dir == "" {
+		t.Fatalf("node %s has no meta edge.bin_dir", device)
+	}
+	tmp := filepath.Join(dir, fmt.Sprintf(".fleetplan-%d.tmp", os.Getpid()))
+	cmd := exec.Command("go", "build", "-o", tmp, ".")
+	cmd.Dir = c.Root
+	if out, err := cmd.CombinedOutput(); err != nil {
+		os.Remove(tmp)
+		t.Fatalf("building fleetplan: %v\n%s", err, out)
+	}
+	if err := os.Rename(tmp, filepath.Join(dir, "fleetplan")); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// waitRunning waits until the job runs on every device still ready.
+func waitRunning(t *testing.T, c *testcluster.Cluster, jobID string, devices []string) {
+	t.Helper()
+	testcluster.Eventually(t, 3*time.Minute, func() (bool, string) {
+		allocs, _, err := c.Nomad.Jobs().Allocations(jobID, false, nil)
+		if err != nil {
+			return false, err.Error()
+		}
+		running := map[string]bool{}
+		var failed []string
+		for _, a := range allocs {
+			switch a.ClientStatus {
+			case nomadapi.AllocClientStatusRunning:
+				running[a.NodeName] = true
+			case nomadapi.AllocClientStatusFailed:
+				failed = append(failed, a.NodeName)
+			}
+		}
+		for _, d := range stillReady(t, c, devices) {
+			if !running[d] {
+				return false, fmt.Sprintf("%s not running on %s (failed on %v)", jobID, d, failed)
+			}
+		}
+		return true, ""
+	})
+}
+
+func slot(e *consulapi.ServiceEntry) string {
+	for _, tag := range e.Service.Tags {
+		if s, ok := strings.CutPrefix(tag, jobs.TagSlot); ok {
+			return s
+		}
+	}
+	return ""
+}
+
+// everyDevice reads the application's Consul health (with the node checks)
+// and runs check on every instance of every device still ready, keyed by
+// check name; a non-empty answer is what is still missing.
+func everyDevice(t *testing.T, c *testcluster.Cluster, app string, devices []string,
+	check func(node string, e *consulapi.ServiceEntry, byName map[string]*consulapi.HealthCheck) string) (bool, string) {
+	entries, _, err := c.Consul.Health().Service(app, "", false, nil)
+	if err != nil {
+		return false, err.Error()
+	}
+	seen := map[string]bool{}
+	for _, e := range entries {
+		byName := map[string]*consulapi.HealthCheck{}
+		for _, hc := range e.Checks {
+			byName[hc.Name] = hc
+		}
+		if msg := check(e.Node.Node, e, byName); msg != "" {
+			return false, msg
+		}
+		seen[e.Node.Node] = true
+	}
+	for _, d := range stillReady(t, c, devices) {
+		if !seen[d] {
+			return false, fmt.Sprintf("%s: no instance of %s in Consul", d, app)
+		}
+	}
+	return true, ""
+}
+
+func logChecks(t *testing.T, c *testcluster.Cluster, app, device string) {
+	t.Helper()
+	entries, _, err := c.Consul.Health().Service(app, "", false, nil)
+	if err != nil {
+		t.Log(err)
+		return
+	}
+	for _, e := range entries {
+		if e.Node.Node != device {
+			continue
+		}
+		for _, hc := range e.Checks {
+			if checks.CheckLayer(hc.Name) == 0 {
+				continue
+			}
+			t.Logf("%s %s/%s %q %s:\n%s", device, e.Service.Service, slot(e), hc.Name, hc.Status, hc.Output)
+		}
+	}
+}

@@ -1,0 +1,111 @@
+// Package agent is the fleetplan device agent (`fleetplan agent`): it runs
+// on every device as the Nomad system job fleetplan-agent (jobs.AgentJob),
+// serves probe endpoints over HTTP and registers Consul HTTP checks on
+// them in the device's own Consul agent, so that every device's health is
+// in Consul by layer and the watcher (package checks) reads it with
+// blocking queries instead of polling devices.
+//
+// # Checks
+//
+// Node checks (no ServiceID), registered once per device:
+//
+//	ID                          name                         endpoint
+//	fleetplan-L1-connectivity   fleetplan L1 connectivity    /v1/probe/connectivity
+//	fleetplan-L2-system         fleetplan L2 system          /v1/probe/system
+//
+// Service checks, one set per fleetplan-managed service instance on the
+// device (a service tagged fleetplan-slot=<slot> that carries Nomad's
+// "fleetplan L3 application" check, i.e. the service of the health port):
+//
+//	ID                          name                              endpoint
+//	fleetplan-L3-<service ID>   fleetplan L3 version and metrics  /v1/probe/application?service=<service ID>
+//	fleetplan-L4-<service ID>   fleetplan L4 functional           /v1/probe/functional?service=<service ID>
+//
+// The layer 4 check exists only when the application's config has a
+// functional block. The layer 3 check is not named "fleetplan L3
+// application" because Nomad registers a check of that name on the same
+// service (jobs.Compile). Every check's Notes state its thresholds. The
+// agent owns every check whose ID starts with "fleetplan-L" on its Consul
+// agent: it deregisters the ones of instances that went away, and all of
+// them when it stops (SIGINT, SIGTERM).
+//
+// Intervals: node checks every 5 s (-check-interval) with a 3 s timeout;
+// layer 3 at the policy's health.application interval; layer 4 at the
+// functional block's interval. Consul starts a new check as critical and
+// runs it first within one interval.
+//
+// # Verdicts and outputs
+//
+// Every endpoint answers 200 (passing), 429 (warning) or 503 (critical),
+// Consul's reading of an HTTP check, with a plain-text body a person can
+// read: the first line is the verdict and why ("critical: cpu 93.0% is at
+// or above its limit 90%"), the next lines the measured numbers and the
+// limits they were compared with.
+//
+// Layer 1: the device's Nomad client must answer, the servers must report
+// its node ready (read through the client), and its last heartbeat must be
+// younger than the policy's connectivity.heartbeat_timeout (when a policy
+// gives one; else a heartbeat older than its TTL warns). Draining or
+// ineligible warns.
+//
+// Layer 2: CPU (from /proc/stat deltas, averaged over about 15 s), memory
+// (MemTotal - MemAvailable of /proc/meminfo), disk (statfs of -disk-path,
+// used / (used + available) like df) and temperature (the hottest
+// /sys/class/thermal/thermal_zone*/temp; "n/a" when the device has none).
+// A metric at or above its limit is critical, within 5 points (5 °C) below
+// it a warning. The limits are, per metric, the strictest that the
+// policies of the applications on the device set (when no application runs
+// there yet: of every configured application), else 90 % CPU, 90 % memory,
+// 95 % disk, 85 °C.
+//
+// Layer 4: the functional block's probe plugin (plugin.NewProbe, e.g.
+// http-json) against the instance; the output is the verdict followed by
+// the probe's own output (which names a wrong field and the latency
+// against max_latency).
+//
+// # The layer 3 output contract
+//
+// The "fleetplan L3 version and metrics" check fetches the instance's
+// health endpoint (the policy's health.application path, /health by
+// default): healthy passes, degraded warns, unhealthy, a non-2xx answer, an
+// answer that is not the health JSON, or (with expect_version) a version
+// other than the instance's fleetplan-version tag fails. Then it fetches
+// the instance's /metrics (JSON; optional). The output has these lines:
+//
+//	passing: healthy; version 2.0.0 as released (fleetplan-version=2.0.0); GET http://127.0.0.1:20123/health: 200 in 2ms
+//	health: {"status":"healthy","version":"2.0.0","build":"2.0.0+r1","checks":{"model":"loaded"}}
+//	metrics: {"error_rate":0.01,"p95_latency_ms":12.5,"rss_mb":9.4,"requests_total":120,"cpu_percent":22.5,"memory_percent":41}
+//
+// Line 1 is the verdict and never contains '{' or '}', so the first JSON
+// object of the output is the application's health answer (compacted, cut
+// at 2 KiB): checks.ParseCheckOutput reads status and version from it as
+// from Nomad's own layer 3 check. The health line is missing when the
+// application did not answer with JSON. An "app metrics: ..." line may
+// follow when /metrics could not be read.
+//
+// The last line always starts with "metrics: " followed by one JSON object
+// with exactly these keys, in this order: error_rate (the application's
+// errors / requests since it started), p95_latency_ms, rss_mb (the
+// application's resident memory, from rss_mb or rss_bytes), requests_total,
+// cpu_percent and memory_percent (the device's, as layer 2 measures them).
+// A value the agent could not get is null. ParseMetricsLine reads it back.
+//
+// So the watcher has each instance's measurements with every check update,
+// without polling devices. For a before/after sample outside Consul, GET
+// /v1/metrics?service=<service ID> answers the same numbers as JSON (plus
+// disk and temperature).
+//
+// # Configuration
+//
+// Per application, JSON at Consul KV <prefix>/<app> (prefix
+// fleetplan/agent/apps by default), an AppConfig written by `fleetplan
+// apply` through WriteAppConfig; the agent follows the folder with a
+// blocking query. An instance's application is the slot job's meta
+// fleetplan_app (read from the allocation through the device's Nomad
+// client, or from the service meta when present). An instance whose
+// application has no config yet gets a layer 3 check with the defaults
+// (GET /health, version checked) and no layer 4 check.
+//
+// Other endpoints: /v1/status (node, instances, configs, JSON), /v1/health
+// (the agent itself).
+package agent

@@ -1,0 +1,238 @@
+package command
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	consulapi "github.com/hashicorp/consul/api"
+	nomadapi "github.com/hashicorp/nomad/api"
+	"github.com/urfave/cli/v2"
+
+	"github.com/fleetplan/fleetplan/agent"
+	"github.com/fleetplan/fleetplan/jobs"
+	"github.com/fleetplan/fleetplan/plugin"
+)
+
+func init() {
+	register(&cli.Command{
+		Name:  "agent",
+		Usage: "run the device agent (health layers 1-4 as Consul checks), or install it on the fleet",
+		Description: `Runs on a device (as the Nomad system job fleetplan-agent, see
+"fleetplan agent install"): serves probe endpoints and registers Consul checks
+in the device's own Consul agent, named by health layer:
+
+  fleetplan L1 connectivity         the Nomad client, node status, heartbeat age
+  fleetplan L2 system               CPU, memory, disk, temperature against thresholds
+  fleetplan L3 version and metrics  per app instance: health, version, and a metrics line
+  fleetplan L4 functional           per app instance: the policy's functional probe
+
+The thresholds come from the policies, which "fleetplan apply" writes to Consul
+KV under -kv-prefix. SIGINT or SIGTERM deregisters the checks and stops.
+
+-consul-addr is the device's own Consul agent; when it is empty (or an
+unresolved Nomad interpolation such as ${meta.consul.http_addr}), the agent
+asks its Nomad client which Consul agent that client uses. Other Consul and
+Nomad settings (tokens, TLS) come from the standard environment variables.`,
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "addr", Value: "127.0.0.1:7474", EnvVars: []string{"FLEETPLAN_AGENT_ADDR"}, Usage: "listen address of the probe endpoints, host:port"},
+			&cli.StringFlag{Name: "advertise", EnvVars: []string{"FLEETPLAN_AGENT_ADVERTISE"}, Usage: "host:port Consul's checks call (default: -addr)"},
+			&cli.StringFlag{Name: "node", EnvVars: []string{"FLEETPLAN_AGENT_NODE"}, Usage: "the device's Consul node name (default: the local Consul agent's)"},
+			&cli.StringFlag{Name: "consul-addr", EnvVars: []string{"FLEETPLAN_AGENT_CONSUL_ADDR"}, Usage: "the device's own Consul agent, host:port (default: the one the Nomad client uses)"},
+			&cli.StringFlag{Name: "nomad-addr", Value: "http://127.0.0.1:4646", EnvVars: []string{"FLEETPLAN_AGENT_NOMAD_ADDR"}, Usage: "the device's own Nomad client"},
+			&cli.StringFlag{Name: "kv-prefix", Value: agent.DefaultKVPrefix, EnvVars: []string{"FLEETPLAN_AGENT_KV_PREFIX"}, Usage: "Consul KV folder of the application configs"},
+			&cli.DurationFlag{Name: "check-interval", Value: agent.DefaultCheckInterval, Usage: "interval of the node checks and of service checks whose policy gives none"},
+			&cli.StringFlag{Name: "disk-path", Value: "/", Usage: "file system whose usage layer 2 measures"},
+			&cli.StringFlag{Name: "default-system", EnvVars: []string{"FLEETPLAN_AGENT_DEFAULT_SYSTEM"}, Usage: `layer 2 limits where no policy sets one, e.g. "cpu=95,temperature=80" or "cpu=off" (default cpu=90,memory=90,disk=95,temperature=85)`},
+			&cli.StringSliceFlag{Name: "app", Usage: "register per-instance checks only for this application (repeatable; default: every fleetplan-managed one)"},
+		},
+		Action: agentAction,
+		Subcommands: []*cli.Command{
+			{
+				Name:  "install",
+				Usage: "register the fleetplan-agent system job in Nomad (NOMAD_ADDR)",
+				Description: `Registers (or updates) the Nomad system job fleetplan-agent, which runs
+"fleetplan agent" with raw_exec on every device from ${meta.edge.bin_dir}/fleetplan
+(-command). The device's Consul agent defaults to the node meta consul.http_addr
+(falling back to the one its Nomad client uses), its Nomad client to the address
+the client advertises.`,
+				Flags: []cli.Flag{
+					&cli.StringFlag{Name: "selector", Usage: `fleet selector (Nomad node filter, e.g. 'Meta.fleet == "vision"'); its equality terms become constraints`},
+					&cli.StringSliceFlag{Name: "datacenter", Usage: "datacenters to run in (default: all)"},
+					&cli.StringFlag{Name: "command", Value: jobs.DefaultAgentCommand, Usage: "the fleetplan binary on the devices"},
+					&cli.StringFlag{Name: "consul-addr", Value: jobs.DefaultAgentConsulAddr, Usage: "the device's Consul agent as the task sees it"},
+					&cli.StringFlag{Name: "nomad-addr", Value: jobs.DefaultAgentNomadAddr, Usage: "the device's Nomad client as the task sees it"},
+					&cli.StringFlag{Name: "kv-prefix", Usage: "Consul KV folder of the application configs (default: the agent's)"},
+					&cli.BoolFlag{Name: "print", Usage: "print the job as JSON instead of registering it"},
+				},
+				Action: agentInstallAction,
+			},
+			{
+				Name:   "uninstall",
+				Usage:  "stop and purge the fleetplan-agent job (the agents deregister their checks)",
+				Action: agentUninstallAction,
+			},
+		},
+	})
+}
+
+func agentAction(c *cli.Context) error {
+	if c.NArg() > 0 {
+		return exit(ExitUsage, "unknown agent subcommand %q (see `fleetplan agent -h`)", c.Args().First())
+	}
+	log := logger(c)
+	ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	ncfg := nomadapi.DefaultConfig()
+	ncfg.Address = c.String("nomad-addr")
+	nc, err := nomadapi.NewClient(ncfg)
+	if err != nil {
+		return exit(ExitUsage, "configuring the Nomad client for %s: %v", ncfg.Address, err)
+	}
+	consulAddr := c.String("consul-addr")
+	if consulAddr == "" || strings.Contains(consulAddr, "${") {
+		consulAddr, err = consulAddrFromNomad(ctx, nc)
+		if err != nil {
+			return exit(ExitInternal, "no -consul-addr given and the Nomad client at %s does not say which Consul agent it uses: %v", ncfg.Address, err)
+		}
+		log.Info("using the Nomad client's Consul agent", "consul", consulAddr)
+	}
+	ccfg := consulapi.DefaultConfig()
+	if u, err := url.Parse(consulAddr); err == nil && u.Host != "" && (u.Scheme == "http" || u.Scheme == "https") {
+		ccfg.Address, ccfg.Scheme = u.Host, u.Scheme
+	} else {
+		ccfg.Address = consulAddr
+	}
+	cc, err := consulapi.NewClient(ccfg)
+	if err != nil {
+		return exit(ExitUsage, "configuring the Consul client for %s: %v", consulAddr, err)
+	}
+	defaults, err := agent.ParseThresholds(c.String("default-system"))
+	if err != nil {
+		return exit(ExitUsage, "-default-system: %v", err)
+	}
+	a, err := agent.New(agent.Config{
+		Addr:          c.String("addr"),
+		AdvertiseAddr: c.String("advertise"),
+		Node:          c.String("node"),
+		KVPrefix:      c.String("kv-prefix"),
+		NomadAddr:     ncfg.Address,
+		CheckInterval: c.Duration("check-interval"),
+		DiskPath:      c.String("disk-path"),
+		Defaults:      defaults,
+		Apps:          c.StringSlice("app"),
+		NewProbe:      plugin.NewProbe,
+		Logger:        log,
+	}, cc, nc)
+	if err != nil {
+		return exit(ExitUsage, "%v", err)
+	}
+	if err := a.Run(ctx); err != nil {
+		return exit(ExitInternal, "%v", err)
+	}
+	return nil
+}
+
+// consulAddrFromNomad asks the Nomad agent which Consul agent it uses: its
+// configuration's consul address (Nomad 1.6: config.Consul; 1.7 and later:
+// config.Consuls, the default cluster first). It retries until the Nomad
+// client answers or a minute has passed.
+func consulAddrFromNomad(ctx context.Context, nc *nomadapi.Client) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	var last error
+	for {
+		var self nomadapi.AgentSelf
+		_, err := nc.Raw().Query("/v1/agent/self", &self, (&nomadapi.QueryOptions{}).WithContext(ctx))
+		if err == nil {
+			if addr := consulAddrOf(self.Config); addr != "" {
+				return addr, nil
+			}
+			return "", errors.New("its configuration has no Consul address")
+		}
+		last = err
+		select {
+		case <-ctx.Done():
+			return "", last
+		case <-time.After(2 * time.Second):
+		}
+	}
+}
+
+func consulAddrOf(cfg map[string]any) string {
+	addrOf := func(v any) string {
+		m, _ := v.(map[string]any)
+		s, _ := m["Addr"].(string)
+		return s
+	}
+	if s := addrOf(cfg["Consul"]); s != "" {
+		return s
+	}
+	if list, ok := cfg["Consuls"].([]any); ok {
+		for _, v := range list {
+			if m, _ := v.(map[string]any); m["Name"] == "default" || m["Name"] == nil {
+				if s := addrOf(v); s != "" {
+					return s
+				}
+			}
+		}
+		for _, v := range list {
+			if s := addrOf(v); s != "" {
+				return s
+			}
+		}
+	}
+	return ""
+}
+
+func agentInstallAction(c *cli.Context) error {
+	job := jobs.AgentJob(jobs.AgentJobOptions{
+		Datacenters: c.StringSlice("datacenter"),
+		Selector:    c.String("selector"),
+		Command:     c.String("command"),
+		ConsulAddr:  c.String("consul-addr"),
+		NomadAddr:   c.String("nomad-addr"),
+		KVPrefix:    c.String("kv-prefix"),
+	})
+	if c.Bool("print") {
+		return printJSON(c, job)
+	}
+	nc, err := nomadClient()
+	if err != nil {
+		return exit(ExitInternal, "%v", err)
+	}
+	ctx, cancel := context.WithTimeout(c.Context, time.Minute)
+	defer cancel()
+	resp, _, err := nc.Jobs().Register(job, (&nomadapi.WriteOptions{}).WithContext(ctx))
+	if err != nil {
+		return exit(ExitInternal, "registering job %s: %v", *job.ID, err)
+	}
+	fmt.Fprintf(c.App.Writer, "registered job %s (evaluation %s); every matching device now runs `fleetplan agent`\n", *job.ID, resp.EvalID)
+	for _, w := range strings.Split(strings.TrimSpace(resp.Warnings), "\n") {
+		if w != "" {
+			fmt.Fprintf(c.App.ErrWriter, "warning: %s\n", w)
+		}
+	}
+	return nil
+}
+
+func agentUninstallAction(c *cli.Context) error {
+	nc, err := nomadClient()
+	if err != nil {
+		return exit(ExitInternal, "%v", err)
+	}
+	ctx, cancel := context.WithTimeout(c.Context, time.Minute)
+	defer cancel()
+	if _, _, err := nc.Jobs().Deregister(jobs.AgentJobID, true, (&nomadapi.WriteOptions{}).WithContext(ctx)); err != nil {
+		return exit(ExitInternal, "purging job %s: %v", jobs.AgentJobID, err)
+	}
+	fmt.Fprintf(c.App.Writer, "purged job %s; the agents deregister their checks as they stop\n", jobs.AgentJobID)
+	return nil
+}

@@ -1,0 +1,131 @@
+package jobs
+
+import (
+	"maps"
+	"time"
+
+	"github.com/hashicorp/nomad/api"
+)
+
+// Defaults of the device agent's system job.
+const (
+	// AgentJobID is the ID (and name) of the device agent's job.
+	AgentJobID = "fleetplan-agent"
+	// AgentPortLabel is the network port the agent's probes listen on.
+	AgentPortLabel = "probe"
+	// DefaultAgentCommand runs the fleetplan binary installed next to the
+	// applications (the dev cluster puts it in the node meta edge.bin_dir).
+	DefaultAgentCommand = "${meta.edge.bin_dir}/fleetplan"
+	// DefaultAgentConsulAddr is the device's own Consul agent, from the
+	// node meta consul.http_addr. Where the meta is not set, Nomad leaves
+	// the text as is and the agent asks its Nomad client which Consul
+	// agent it uses.
+	DefaultAgentConsulAddr = "${meta.consul.http_addr}"
+	// DefaultAgentNomadAddr is the device's own Nomad client, from the
+	// address it advertises (always fingerprinted; the node meta
+	// nomad.http_addr, "${meta.nomad.http_addr}", says the same where set).
+	DefaultAgentNomadAddr = "http://${attr.nomad.advertise.address}"
+)
+
+// AgentJobOptions shape the device agent's job. Zero values take the
+// defaults.
+type AgentJobOptions struct {
+	// JobID defaults to AgentJobID.
+	JobID string
+	// Datacenters default to all ("*").
+	Datacenters []string
+	// Selector is a fleet selector (a Nomad node filter expression);
+	// where it translates into constraints (see selectorConstraints) the
+	// agent runs only on the matching devices.
+	Selector string
+	// Command is the fleetplan binary on the device.
+	Command string
+	// ConsulAddr and NomadAddr are the device's own agents, as the task
+	// sees them (Nomad interpolation allowed).
+	ConsulAddr string
+	NomadAddr  string
+	// KVPrefix is the Consul KV folder of the application configs ("":
+	// the agent's default).
+	KVPrefix string
+	// ExtraArgs are appended to the agent's arguments.
+	ExtraArgs []string
+	// Env is added to the task's environment (e.g. CONSUL_HTTP_TOKEN).
+	Env map[string]string
+	// Meta is added to the job meta.
+	Meta map[string]string
+	// CPU (MHz) and MemoryMB of the task; defaults 50 and 64.
+	CPU      int
+	MemoryMB int
+}
+
+// AgentJob builds the system job that runs `fleetplan agent` on every
+// device (raw_exec, one allocation per device):
+//
+//	fleetplan agent -addr ${NOMAD_IP_probe}:${NOMAD_PORT_probe}
+//	  -node ${node.unique.name} -consul-addr <ConsulAddr> -nomad-addr <NomadAddr>
+//
+// The agent deregisters its checks when it stops; the kill timeout leaves it
+// the time to.
+func AgentJob(opts AgentJobOptions) *api.Job {
+	id := opts.JobID
+	if id == "" {
+		id = AgentJobID
+	}
+	dcs := opts.Datacenters
+	if len(dcs) == 0 {
+		dcs = []string{"*"}
+	}
+	command := orDefault(opts.Command, DefaultAgentCommand)
+	args := []string{
+		"agent",
+		"-addr", "${NOMAD_IP_" + AgentPortLabel + "}:${NOMAD_PORT_" + AgentPortLabel + "}",
+		"-node", "${node.unique.name}",
+		"-consul-addr", orDefault(opts.ConsulAddr, DefaultAgentConsulAddr),
+		"-nomad-addr", orDefault(opts.NomadAddr, DefaultAgentNomadAddr),
+	}
+	if opts.KVPrefix != "" {
+		args = append(args, "-kv-prefix", opts.KVPrefix)
+	}
+	args = append(args, opts.ExtraArgs...)
+	cpu, mem := opts.CPU, opts.MemoryMB
+	if cpu <= 0 {
+		cpu = 50
+	}
+	if mem <= 0 {
+		mem = 64
+	}
+
+	task := api.NewTask("agent", "raw_exec")
+	task.Config = map[string]any{"command": command, "args": args}
+	if len(opts.Env) > 0 {
+		task.Env = maps.Clone(opts.Env)
+	}
+	task.Resources = &api.Resources{CPU: new(cpu), MemoryMB: new(mem)}
+	task.KillTimeout = new(15 * time.Second)
+	task.KillSignal = "SIGTERM"
+
+	group := api.NewTaskGroup("agent", 1)
+	group.Networks = []*api.NetworkResource{{DynamicPorts: []api.Port{{Label: AgentPortLabel}}}}
+	group.RestartPolicy = &api.RestartPolicy{
+		Attempts: new(10),
+		Interval: new(5 * time.Minute),
+		Delay:    new(5 * time.Second),
+		Mode:     new("delay"),
+	}
+	group.AddTask(task)
+
+	job := api.NewSystemJob(id, id, "global", 50)
+	job.Datacenters = dcs
+	job.Constraints = selectorConstraints(opts.Selector)
+	job.Meta = map[string]string{"fleetplan_component": "agent"}
+	maps.Copy(job.Meta, opts.Meta)
+	job.AddTaskGroup(group)
+	return job
+}
+
+func orDefault(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
+}
