@@ -298,16 +298,28 @@ func waitRunning(t *testing.T, c *testcluster.Cluster, jobID string, devices []s
 			case nomadapi.AllocClientStatusRunning:
 				running[a.NodeName] = true
 			case nomadapi.AllocClientStatusFailed:
-				failed = append(failed, a.NodeName)
+				failed = append(failed, a.NodeName+": "+lastEvent(a))
 			}
 		}
 		for _, d := range stillReady(t, c, devices) {
 			if !running[d] {
-				return false, fmt.Sprintf("%s not running on %s (failed on %v)", jobID, d, failed)
+				return false, fmt.Sprintf("%s not running on %s (failed: %v)", jobID, d, failed)
 			}
 		}
 		return true, ""
 	})
+}
+
+// lastEvent is the last task event of a stub allocation, for failures.
+func lastEvent(a *nomadapi.AllocationListStub) string {
+	var out string
+	for task, st := range a.TaskStates {
+		if n := len(st.Events); n > 0 {
+			e := st.Events[n-1]
+			out += fmt.Sprintf("%s: %s %s %s ", task, e.Type, e.DisplayMessage, e.Details["validation_error"])
+		}
+	}
+	return out
 }
 
 func slot(e *consulapi.ServiceEntry) string {

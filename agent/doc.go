@@ -55,8 +55,11 @@
 // A metric at or above its limit is critical, within 5 points (5 °C) below
 // it a warning. The limits are, per metric, the strictest that the
 // policies of the applications on the device set (when no application runs
-// there yet: of every configured application), else 90 % CPU, 90 % memory,
-// 95 % disk, 85 °C.
+// there yet: of every configured application), else the agent's defaults:
+// 90 % CPU, 90 % memory, 95 % disk, 85 °C, changed with -default-system
+// ("cpu=off" leaves CPU unchecked unless a policy sets it: the dev
+// cluster's devices share one busy host whose CPU says nothing about a
+// device).
 //
 // Layer 4: the functional block's probe plugin (plugin.NewProbe, e.g.
 // http-json) against the instance; the output is the verdict followed by
@@ -105,6 +108,15 @@
 // client, or from the service meta when present). An instance whose
 // application has no config yet gets a layer 3 check with the defaults
 // (GET /health, version checked) and no layer 4 check.
+//
+// -app limits the per-instance checks to some applications (the agent
+// then leaves the checks of other applications' instances alone).
+//
+// The device's own agents: -nomad-addr (the job passes the address the
+// Nomad client advertises) and -consul-addr (the job passes the node meta
+// consul.http_addr through FLEETPLAN_AGENT_CONSUL_ADDR; when it is empty or
+// an unresolved ${...}, `fleetplan agent` asks the Nomad client's
+// /v1/agent/self which Consul agent the client uses).
 //
 // Other endpoints: /v1/status (node, instances, configs, JSON), /v1/health
 // (the agent itself).

@@ -69,6 +69,8 @@ the client advertises.`,
 					&cli.StringFlag{Name: "consul-addr", Value: jobs.DefaultAgentConsulAddr, Usage: "the device's Consul agent as the task sees it"},
 					&cli.StringFlag{Name: "nomad-addr", Value: jobs.DefaultAgentNomadAddr, Usage: "the device's Nomad client as the task sees it"},
 					&cli.StringFlag{Name: "kv-prefix", Usage: "Consul KV folder of the application configs (default: the agent's)"},
+					&cli.StringFlag{Name: "default-system", Usage: `the agents' layer 2 limits where no policy sets one, e.g. "cpu=off" on a shared dev host`},
+					&cli.StringSliceFlag{Name: "app", Usage: "the agents register per-instance checks only for this application (repeatable)"},
 					&cli.BoolFlag{Name: "print", Usage: "print the job as JSON instead of registering it"},
 				},
 				Action: agentInstallAction,
@@ -193,7 +195,18 @@ func consulAddrOf(cfg map[string]any) string {
 }
 
 func agentInstallAction(c *cli.Context) error {
+	var extra []string
+	if v := c.String("default-system"); v != "" {
+		if _, err := agent.ParseThresholds(v); err != nil {
+			return exit(ExitUsage, "-default-system: %v", err)
+		}
+		extra = append(extra, "-default-system", v)
+	}
+	for _, app := range c.StringSlice("app") {
+		extra = append(extra, "-app", app)
+	}
 	job := jobs.AgentJob(jobs.AgentJobOptions{
+		ExtraArgs:   extra,
 		Datacenters: c.StringSlice("datacenter"),
 		Selector:    c.String("selector"),
 		Command:     c.String("command"),

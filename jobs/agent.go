@@ -17,10 +17,16 @@ const (
 	// applications (the dev cluster puts it in the node meta edge.bin_dir).
 	DefaultAgentCommand = "${meta.edge.bin_dir}/fleetplan"
 	// DefaultAgentConsulAddr is the device's own Consul agent, from the
-	// node meta consul.http_addr. Where the meta is not set, Nomad leaves
-	// the text as is and the agent asks its Nomad client which Consul
-	// agent it uses.
+	// node meta consul.http_addr. It reaches the agent through the
+	// environment (FLEETPLAN_AGENT_CONSUL_ADDR), not the arguments: Nomad
+	// rejects a task config naming a meta key the node lacks, but leaves
+	// such an env value as written, and the agent then asks its Nomad
+	// client which Consul agent it uses.
 	DefaultAgentConsulAddr = "${meta.consul.http_addr}"
+
+	// agentConsulAddrEnv is the environment variable of the agent's
+	// -consul-addr flag.
+	agentConsulAddrEnv = "FLEETPLAN_AGENT_CONSUL_ADDR"
 	// DefaultAgentNomadAddr is the device's own Nomad client, from the
 	// address it advertises (always fingerprinted; the node meta
 	// nomad.http_addr, "${meta.nomad.http_addr}", says the same where set).
@@ -41,7 +47,9 @@ type AgentJobOptions struct {
 	// Command is the fleetplan binary on the device.
 	Command string
 	// ConsulAddr and NomadAddr are the device's own agents, as the task
-	// sees them (Nomad interpolation allowed).
+	// sees them (Nomad interpolation allowed). A ConsulAddr given here is
+	// passed as -consul-addr; the default goes through the environment
+	// (see DefaultAgentConsulAddr).
 	ConsulAddr string
 	NomadAddr  string
 	// KVPrefix is the Consul KV folder of the application configs ("":
@@ -62,7 +70,10 @@ type AgentJobOptions struct {
 // device (raw_exec, one allocation per device):
 //
 //	fleetplan agent -addr ${NOMAD_IP_probe}:${NOMAD_PORT_probe}
-//	  -node ${node.unique.name} -consul-addr <ConsulAddr> -nomad-addr <NomadAddr>
+//	  -node ${node.unique.name} [-consul-addr <ConsulAddr>] -nomad-addr <NomadAddr>
+//
+// with, by default, FLEETPLAN_AGENT_CONSUL_ADDR=${meta.consul.http_addr}
+// in the environment instead of -consul-addr.
 //
 // The agent deregisters its checks when it stops; the kill timeout leaves it
 // the time to.
@@ -80,9 +91,14 @@ func AgentJob(opts AgentJobOptions) *api.Job {
 		"agent",
 		"-addr", "${NOMAD_IP_" + AgentPortLabel + "}:${NOMAD_PORT_" + AgentPortLabel + "}",
 		"-node", "${node.unique.name}",
-		"-consul-addr", orDefault(opts.ConsulAddr, DefaultAgentConsulAddr),
-		"-nomad-addr", orDefault(opts.NomadAddr, DefaultAgentNomadAddr),
 	}
+	env := map[string]string{}
+	if opts.ConsulAddr != "" && opts.ConsulAddr != DefaultAgentConsulAddr {
+		args = append(args, "-consul-addr", opts.ConsulAddr)
+	} else {
+		env[agentConsulAddrEnv] = DefaultAgentConsulAddr
+	}
+	args = append(args, "-nomad-addr", orDefault(opts.NomadAddr, DefaultAgentNomadAddr))
 	if opts.KVPrefix != "" {
 		args = append(args, "-kv-prefix", opts.KVPrefix)
 	}
@@ -97,8 +113,9 @@ func AgentJob(opts AgentJobOptions) *api.Job {
 
 	task := api.NewTask("agent", "raw_exec")
 	task.Config = map[string]any{"command": command, "args": args}
-	if len(opts.Env) > 0 {
-		task.Env = maps.Clone(opts.Env)
+	maps.Copy(env, opts.Env)
+	if len(env) > 0 {
+		task.Env = env
 	}
 	task.Resources = &api.Resources{CPU: new(cpu), MemoryMB: new(mem)}
 	task.KillTimeout = new(15 * time.Second)

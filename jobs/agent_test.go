@@ -38,11 +38,14 @@ func TestAgentJob(t *testing.T) {
 		"agent",
 		"-addr", "${NOMAD_IP_probe}:${NOMAD_PORT_probe}",
 		"-node", "${node.unique.name}",
-		"-consul-addr", "${meta.consul.http_addr}",
 		"-nomad-addr", "http://${attr.nomad.advertise.address}",
 	}
 	if args := task.Config["args"].([]string); !slices.Equal(args, wantArgs) {
 		t.Errorf("args =\n%q\nwant\n%q", args, wantArgs)
+	}
+	// The node meta may be missing: Nomad would reject it in the args.
+	if task.Env["FLEETPLAN_AGENT_CONSUL_ADDR"] != "${meta.consul.http_addr}" {
+		t.Errorf("env = %v", task.Env)
 	}
 	if *task.KillTimeout != 15*time.Second || task.KillSignal != "SIGTERM" {
 		t.Errorf("kill = %s %s", *task.KillTimeout, task.KillSignal)
@@ -56,7 +59,7 @@ func TestAgentJob(t *testing.T) {
 	args := custom.TaskGroups[0].Tasks[0].Config["args"].([]string)
 	if *custom.ID != "agent-test" || !slices.Equal(custom.Datacenters, []string{"dc1"}) || custom.Constraints != nil ||
 		!slices.Equal(args[5:], []string{"-consul-addr", "127.0.0.1:8500", "-nomad-addr", "${meta.nomad.http_addr}", "-kv-prefix", "test/apps", "-check-interval", "2s"}) ||
-		custom.TaskGroups[0].Tasks[0].Env["CONSUL_HTTP_TOKEN"] != "t" || custom.Meta["owner"] != "test" || custom.Meta["fleetplan_component"] != "agent" ||
+		custom.TaskGroups[0].Tasks[0].Env["CONSUL_HTTP_TOKEN"] != "t" || custom.TaskGroups[0].Tasks[0].Env["FLEETPLAN_AGENT_CONSUL_ADDR"] != "" || custom.Meta["owner"] != "test" || custom.Meta["fleetplan_component"] != "agent" ||
 		custom.TaskGroups[0].Tasks[0].Config["command"] != "/opt/fleetplan" {
 		t.Errorf("custom job: args %q, meta %v, env %v", args, custom.Meta, custom.TaskGroups[0].Tasks[0].Env)
 	}

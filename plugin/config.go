@@ -89,7 +89,7 @@ func (v configValues) list(name string) []string {
 type configParser struct {
 	plugin string
 	schema []Field
-	errs   []error
+	errs   []*ConfigError
 }
 
 // parseConfig checks raw against schema: unknown attributes, missing
@@ -150,12 +150,22 @@ func (p *configParser) addf(attr, value, format string, args ...any) {
 	p.add(attr, value, fmt.Sprintf("attribute %q = %s: ", attr, quoteSnippet(value))+fmt.Sprintf(format, args...))
 }
 
-// err returns the collected problems, or nil.
+// err returns the collected problems, ordered by attribute, or nil.
 func (p *configParser) err() error {
-	if len(p.errs) == 1 {
+	slices.SortStableFunc(p.errs, func(a, b *ConfigError) int {
+		return strings.Compare(a.Attribute, b.Attribute)
+	})
+	switch len(p.errs) {
+	case 0:
+		return nil
+	case 1:
 		return p.errs[0]
 	}
-	return errors.Join(p.errs...)
+	errs := make([]error, len(p.errs))
+	for i, e := range p.errs {
+		errs[i] = e
+	}
+	return errors.Join(errs...)
 }
 
 func (p *configParser) convert(f Field, s string) (any, bool) {

@@ -232,10 +232,15 @@ func TestHTTPJSONProbeDefaults(t *testing.T) {
 }
 
 func TestHTTPJSONProbeTimeout(t *testing.T) {
+	done := make(chan struct{})
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		<-r.Context().Done() // never answers; released when the probe gives up
+		select { // never answers
+		case <-r.Context().Done():
+		case <-done:
+		}
 	}))
 	defer srv.Close()
+	defer close(done)
 	p, _ := NewProbe("http-json")
 	configure(t, p, map[string]string{"timeout": "50ms"})
 	res, err := p.Probe(context.Background(), Target{Address: srv.Listener.Addr().String()})
@@ -249,12 +254,16 @@ func TestHTTPJSONProbeTimeout(t *testing.T) {
 }
 
 func TestHTTPJSONProbeCallerCancelled(t *testing.T) {
-	arrived := make(chan struct{})
+	arrived, done := make(chan struct{}), make(chan struct{})
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		close(arrived)
-		<-r.Context().Done()
+		select {
+		case <-r.Context().Done():
+		case <-done:
+		}
 	}))
 	defer srv.Close()
+	defer close(done)
 	p, _ := NewProbe("http-json")
 	ctx, cancel := context.WithCancel(context.Background())
 	go func() {
