@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/fleetplan/fleetplan/agent"
 	"math/rand/v2"
 	"sort"
 	"strings"
@@ -550,6 +551,7 @@ func (w *Watcher) deviceHealthLocked(jw *jobWatch, d scheduler.DeviceRef) schedu
 	}
 	sortChecks(app)
 	h.Version = versionOf(app)
+	h.Metrics = metricsOf(app)
 
 	var agent []scheduler.CheckResult
 	for _, s := range w.cfg.AgentServices {
@@ -593,6 +595,58 @@ func versionOf(cs []scheduler.CheckResult) string {
 		}
 	}
 	return ""
+}
+
+// metricsOf reads the device agent's measurements from the metrics line of
+// its layer-3 check output (see agent.Metrics.MetricsLine): no device is
+// polled for them.
+func metricsOf(cs []scheduler.CheckResult) *scheduler.Metrics {
+	for _, c := range cs {
+		if c.Layer != 3 {
+			continue
+		}
+		m, ok := agent.ParseMetricsLine(c.Output)
+		if !ok {
+			continue
+		}
+		out := &scheduler.Metrics{}
+		if m.ErrorRate != nil {
+			out.ErrorRate = *m.ErrorRate
+		}
+		if m.P95LatencyMS != nil {
+			out.P95LatencyMS = *m.P95LatencyMS
+		}
+		if m.RSSMB != nil {
+			out.MemoryMB = *m.RSSMB
+		}
+		if m.CPUPercent != nil {
+			out.CPUPercent = *m.CPUPercent
+		}
+		return out
+	}
+	return nil
+}
+
+// Baseline reports the active slot's measurements on each device (the
+// pre-switch baseline), from the same caches: it implements
+// scheduler.BaselineSource.
+func (w *Watcher) Baseline(ctx context.Context, r *scheduler.Rollout, devices []scheduler.DeviceRef) (map[string]*scheduler.Metrics, error) {
+	if r == nil || r.Active == "" {
+		return map[string]*scheduler.Metrics{}, nil
+	}
+	active := *r
+	active.Candidate = r.Active
+	hs, err := w.Health(ctx, &active, devices)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]*scheduler.Metrics, len(hs))
+	for id, h := range hs {
+		if h.Metrics != nil {
+			out[id] = h.Metrics
+		}
+	}
+	return out, nil
 }
 
 // instanceOf reports whether a Consul service instance belongs to the

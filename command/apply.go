@@ -15,6 +15,7 @@ import (
 
 	tea "github.com/charmbracelet/bubbletea"
 
+	"github.com/fleetplan/fleetplan/agent"
 	"github.com/fleetplan/fleetplan/checks"
 	fphcl "github.com/fleetplan/fleetplan/hcl"
 	"github.com/fleetplan/fleetplan/jobs"
@@ -135,6 +136,12 @@ func runRollout(ctx context.Context, c *cli.Context, w *wiring, p *scheduler.Pol
 		}
 	}()
 
+	// The device agents read the release's health configuration (thresholds,
+	// functional probe) from Consul KV.
+	if err := agent.WriteAppConfig(ctx, w.consul.KV(), "", p); err != nil {
+		fmt.Fprintf(c.App.ErrWriter, "Error: writing the health configuration of %s for the device agents: %v\n", p.Name, err)
+		return applyFailed
+	}
 	base, err := jobs.ParseJobspec(ctx, w.nomad, p.Release.Jobspec)
 	if err != nil {
 		fmt.Fprintf(c.App.ErrWriter, "Error: %v\n", err)

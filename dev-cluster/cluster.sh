@@ -39,15 +39,19 @@ http_get() {
 	python3 -c 'import sys, urllib.request; sys.stdout.write(urllib.request.urlopen(sys.argv[1], timeout=5).read().decode())' "$1" 2>/dev/null
 }
 
-# kill_matching PATTERN: kills the processes whose command line or working
-# folder contains PATTERN (there is no procps on a fresh machine).
+# kill_matching PATTERN: kills the processes whose command line, working
+# folder or open files contain PATTERN (Nomad's logmon and executor
+# processes outlive a stopped client and only show it in their open files;
+# there is no procps on a fresh machine).
 kill_matching() {
 	local pat=$1 p pid cwd
 	for p in /proc/[0-9]*; do
 		pid=${p#/proc/}
 		[[ "$pid" == "$$" ]] && continue
 		cwd=$(readlink "$p/cwd" 2>/dev/null || true)
-		if [[ "$cwd/" == *"$pat"* ]] || { tr '\0' ' ' <"$p/cmdline" 2>/dev/null | grep -qF -- "$pat"; }; then
+		if [[ "$cwd/" == *"$pat"* ]] ||
+			{ tr '\0' ' ' <"$p/cmdline" 2>/dev/null | grep -qF -- "$pat"; } ||
+			{ find "$p/fd" -maxdepth 1 -type l -lname "$pat*" 2>/dev/null | grep -q .; }; then
 			kill -KILL "$pid" 2>/dev/null || true
 		fi
 	done

@@ -37,6 +37,10 @@ PY
 	done
 fi
 
+step "0. The fleetplan device agent on every device (health layers 1-4 in Consul)"
+# The dev cluster's devices share one busy host: leave CPU out of layer 2.
+$FP agent install -default-system cpu=off
+
 step "1. First install: edgeinfer 1.0.0"
 $FP validate dev-cluster/demo/edgeinfer-v1.fleet.hcl || true
 $FP apply -auto-approve dev-cluster/demo/edgeinfer-v1.fleet.hcl

@@ -44,7 +44,7 @@ rollout "edgeinfer" {
   }
 
   health {
-    grace = "5s"
+    grace = "10s"
 
     application {
       port           = "http"
@@ -54,11 +54,22 @@ rollout "edgeinfer" {
       expect_version = true
       max_restarts   = 2
     }
+
+    functional {
+      probe       = "http-json"
+      path        = "/infer"
+      input       = jsonencode({ image = "cat.jpg" })
+      expect      = { label = "cat" }
+      max_latency = "250ms"
+      interval    = "3s"
+    }
   }
 
   rollback {
-    max_failure_percent = 0
-    scope               = "fleet"
+    max_failure_percent              = 0
+    max_error_rate                   = 0.05
+    max_p95_latency_increase_percent = 100
+    scope                            = "fleet"
   }
 
   offline {
