@@ -1057,7 +1057,18 @@ func (c *Controller) confirm(ctx context.Context, r *Rollout) error {
 	}
 	now := c.Clock.Now()
 	c.emit(r, "", "confirm", "intent", fmt.Sprintf("slot %s becomes the active slot with version %s", r.Candidate, r.Version))
-	if err := c.Store.SetActiveSlot(ctx, r.App, &ActiveSlot{Slot: r.Candidate, Version: r.Version, RolloutID: r.ID, Since: now}); err != nil {
+	next := &ActiveSlot{Slot: r.Candidate, Version: r.Version, RolloutID: r.ID, Since: now}
+	cur, err := c.Store.ActiveSlot(ctx, r.App)
+	if err != nil {
+		return fmt.Errorf("reading the active slot of %s: %w", r.App, err)
+	}
+	if cur != nil {
+		if cur.RolloutID == r.ID && cur.Slot == r.Candidate {
+			next = cur // confirmed before a restart
+		}
+		next.Index = cur.Index
+	}
+	if err := c.Store.SetActiveSlot(ctx, r.App, next); err != nil {
 		return fmt.Errorf("recording slot %s as active for %s: %w", r.Candidate, r.App, err)
 	}
 	c.emit(r, "", "confirm", "ok", "")

@@ -70,7 +70,7 @@ func TestControllerCanaryCrashRollsBack(t *testing.T) {
 	for _, mode := range []string{"crash", "unhealthy"} {
 		t.Run(mode, func(t *testing.T) {
 			h := newHarness(t, 12)
-			h.store.active["edgeinfer"] = &ActiveSlot{Slot: SlotBlue, Version: "1.0.0"}
+			h.store.active["edgeinfer"] = &ActiveSlot{Slot: SlotBlue, Version: "1.0.0", Index: 1}
 			for _, d := range h.registry.devices {
 				h.cluster.slots[d.ID] = SlotBlue
 			}
@@ -191,7 +191,7 @@ func TestControllerWaveFailureScopes(t *testing.T) {
 		t.Run(string(scope), func(t *testing.T) {
 			h := newHarness(t, 30)
 			h.policy.Rollback.Scope = scope
-			h.store.active["edgeinfer"] = &ActiveSlot{Slot: SlotGreen, Version: "1.0.0"}
+			h.store.active["edgeinfer"] = &ActiveSlot{Slot: SlotGreen, Version: "1.0.0", Index: 1}
 			for _, d := range h.registry.devices {
 				h.cluster.slots[d.ID] = SlotGreen
 			}

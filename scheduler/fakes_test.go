@@ -302,7 +302,17 @@ func (s *memStore) ActiveSlot(ctx context.Context, app string) (*ActiveSlot, err
 func (s *memStore) SetActiveSlot(ctx context.Context, app string, a *ActiveSlot) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	var cur uint64
+	if old := s.active[app]; old != nil {
+		cur = old.Index
+	}
+	if a.Index != cur {
+		return fmt.Errorf("apps/%s: %w", app, ErrConflict)
+	}
+	s.idx++
 	cp := *a
+	cp.Index = s.idx
+	a.Index = s.idx
 	s.active[app] = &cp
 	return nil
 }
@@ -437,7 +447,7 @@ func (h *harness) eventsMatching(action, outcome string) []Event {
 
 // upgradeFrom makes the fleet run version v in slot blue.
 func (h *harness) upgradeFrom(v string) {
-	h.store.active[h.policy.Name] = &ActiveSlot{Slot: SlotBlue, Version: v}
+	h.store.active[h.policy.Name] = &ActiveSlot{Slot: SlotBlue, Version: v, Index: 1}
 	for _, d := range h.registry.devices {
 		h.cluster.slots[d.ID] = SlotBlue
 	}
