@@ -606,7 +606,8 @@ func metricsOf(cs []scheduler.CheckResult) *scheduler.Metrics {
 			continue
 		}
 		m, ok := agent.ParseMetricsLine(c.Output)
-		if !ok {
+		if !ok || (m.ErrorRate == nil && m.P95LatencyMS == nil && m.RSSMB == nil) {
+			// No line, or an application that could not be measured.
 			continue
 		}
 		out := &scheduler.Metrics{}
