@@ -1,8 +1,6 @@
 package checks
 
 import (
-	"github.com/fleetplan/fleetplan/agent"
-	"github.com/fleetplan/fleetplan/scheduler"
 	"strings"
 	"testing"
 )
@@ -86,20 +84,4 @@ func FuzzParseCheckOutput(f *testing.F) {
 			t.Fatalf("not ok but fields: %q %q", st, v)
 		}
 	})
-}
-
-func TestMetricsOfAgentOutput(t *testing.T) {
-	er, p95, rss, cpu := 0.25, 12.5, 40.0, 33.0
-	line := agent.Metrics{ErrorRate: &er, P95LatencyMS: &p95, RSSMB: &rss, CPUPercent: &cpu}.MetricsLine()
-	out := "passing: healthy; version 1.0.0 as released\nhealth: {\"status\":\"healthy\",\"version\":\"1.0.0\"}\n" + line
-	m := metricsOf([]scheduler.CheckResult{
-		{Name: "fleetplan L2 system", Layer: 2, Output: "cpu 10%"},
-		{Name: "fleetplan L3 version and metrics", Layer: 3, Output: out},
-	})
-	if m == nil || m.ErrorRate != er || m.P95LatencyMS != p95 || m.MemoryMB != rss || m.CPUPercent != cpu {
-		t.Fatalf("metrics %+v from %q", m, out)
-	}
-	if metricsOf([]scheduler.CheckResult{{Name: "fleetplan L3 application", Layer: 3, Output: "HTTP GET: 200 OK Output: {}"}}) != nil {
-		t.Fatal("metrics read from an output without a metrics line")
-	}
 }

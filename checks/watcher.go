@@ -2,9 +2,9 @@ package checks
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/fleetplan/fleetplan/agent"
 	"math/rand/v2"
 	"sort"
 	"strings"
@@ -598,34 +598,65 @@ func versionOf(cs []scheduler.CheckResult) string {
 }
 
 // metricsOf reads the device agent's measurements from the metrics line of
-// its layer-3 check output (see agent.Metrics.MetricsLine): no device is
-// polled for them.
+// its layer-3 check output: no device is polled for them.
 func metricsOf(cs []scheduler.CheckResult) *scheduler.Metrics {
 	for _, c := range cs {
 		if c.Layer != 3 {
 			continue
 		}
-		m, ok := agent.ParseMetricsLine(c.Output)
-		if !ok || (m.ErrorRate == nil && m.P95LatencyMS == nil && m.RSSMB == nil) {
-			// No line, or an application that could not be measured.
-			continue
+		if m := ParseMetrics(c.Output); m != nil {
+			return m
 		}
-		out := &scheduler.Metrics{}
-		if m.ErrorRate != nil {
-			out.ErrorRate = *m.ErrorRate
-		}
-		if m.P95LatencyMS != nil {
-			out.P95LatencyMS = *m.P95LatencyMS
-		}
-		if m.RSSMB != nil {
-			out.MemoryMB = *m.RSSMB
-		}
-		if m.CPUPercent != nil {
-			out.CPUPercent = *m.CPUPercent
-		}
-		return out
 	}
 	return nil
+}
+
+// MetricsLinePrefix starts the last line of the device agent's layer-3
+// check output (agent.Metrics.MetricsLine writes it).
+const MetricsLinePrefix = "metrics: "
+
+// ParseMetrics reads the metrics line of a check output; nil when there is
+// none or the application could not be measured.
+func ParseMetrics(output string) *scheduler.Metrics {
+	i := strings.LastIndex(output, "\n"+MetricsLinePrefix)
+	switch {
+	case i >= 0:
+		i++
+	case strings.HasPrefix(output, MetricsLinePrefix):
+		i = 0
+	default:
+		return nil
+	}
+	line := output[i+len(MetricsLinePrefix):]
+	if j := strings.IndexByte(line, '\n'); j >= 0 {
+		line = line[:j]
+	}
+	var m struct {
+		ErrorRate    *float64 `json:"error_rate"`
+		P95LatencyMS *float64 `json:"p95_latency_ms"`
+		RSSMB        *float64 `json:"rss_mb"`
+		CPUPercent   *float64 `json:"cpu_percent"`
+	}
+	if err := json.Unmarshal([]byte(line), &m); err != nil {
+		return nil
+	}
+	if m.ErrorRate == nil && m.P95LatencyMS == nil && m.RSSMB == nil {
+		return nil
+	}
+	out := &scheduler.Metrics{}
+	if m.ErrorRate != nil {
+		out.ErrorRate = *m.ErrorRate
+	}
+	if m.P95LatencyMS != nil {
+		out.P95LatencyMS = *m.P95LatencyMS
+	}
+	if m.RSSMB != nil {
+		out.MemoryMB = *m.RSSMB
+	}
+	if m.CPUPercent != nil {
+		out.CPUPercent = *m.CPUPercent
+	}
+	return out
 }
 
 // Baseline reports the active slot's measurements on each device (the

@@ -227,6 +227,40 @@ func TestIntegrationApplyUpgradeAndAutomaticRollback(t *testing.T) {
 	}
 	waitFleet(t, c, app, "green", "2.0.0")
 
+	// The report agrees with what Nomad and Consul show.
+	rep := fleetplan(t, ctx, "report", "-format", "json", app)
+	var doc2 struct {
+		Version string `json:"version"`
+		Outcome string `json:"outcome"`
+		Status  []struct {
+			Status string `json:"status"`
+			Count  int    `json:"count"`
+		} `json:"status"`
+	}
+	if err := json.Unmarshal([]byte(rep.stdout), &doc2); err != nil {
+		t.Fatalf("report -format json: %v\n%s", err, rep.stdout)
+	}
+	if doc2.Version != "2.0.0" || doc2.Outcome != "succeeded" || len(doc2.Status) == 0 || doc2.Status[0].Count != len(c.Devices) {
+		t.Errorf("report %+v, want 2.0.0 succeeded with %d devices deployed (as Nomad shows)", doc2, len(c.Devices))
+	}
+	entries, _, err := c.Consul.Health().Service("edgeinfer", "fleetplan-version=2.0.0", true, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	healthy := 0
+	for _, e := range entries {
+		for _, tag := range e.Service.Tags {
+			if tag == "fleetplan-slot=green" {
+				healthy++
+			}
+		}
+	}
+	if healthy < len(c.Devices) {
+		// Other tests' apps register "edgeinfer" too; at least this
+		// app's instances must all pass.
+		t.Errorf("Consul shows %d passing 2.0.0 instances in slot green, the report %d", healthy, doc2.Status[0].Count)
+	}
+
 	// 3.0.0 crashes at start: the canary catches it.
 	res = fleetplan(t, ctx, "apply", "-auto-approve", policy(t, dir, app, "3.0.0", map[string]string{"EDGEINFER_FAULT_CRASH": "1"}, "wave"))
 	if res.code != 1 {
@@ -286,6 +320,40 @@ func TestIntegrationKilledControllerResumes(t *testing.T) {
 		t.Errorf("the second controller did not resume:\n%s", res.stdout)
 	}
 	waitFleet(t, c, app, "blue", "1.0.0")
+
+	// The audit trail has every device action with its outcome: each
+	// intent is followed by an outcome for the same device and action,
+	// even the one the killed controller left open (re-run on resume).
+	au := fleetplan(t, ctx, "audit", "-json", "-rollout", app)
+	var recs []struct {
+		Device, Action, Outcome string
+	}
+	if err := json.Unmarshal([]byte(au.stdout), &recs); err != nil {
+		t.Fatalf("audit -json: %v\n%s", err, au.stdout)
+	}
+	open := map[string]int{}
+	switched := map[string]bool{}
+	for _, r := range recs {
+		if r.Device == "" || r.Action != "switch" {
+			continue
+		}
+		if r.Outcome == "intent" {
+			open[r.Device]++
+		} else {
+			open[r.Device] = 0
+			if r.Outcome == "ok" {
+				switched[r.Device] = true
+			}
+		}
+	}
+	for _, name := range c.Devices {
+		if !switched[name] {
+			t.Errorf("the audit trail has no successful switch of %s", name)
+		}
+		if open[name] != 0 {
+			t.Errorf("the audit trail ends with a switch intent of %s without its outcome", name)
+		}
+	}
 }
 
 func TestIntegrationOfflineDeviceIsSkipped(t *testing.T) {
