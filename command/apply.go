@@ -52,6 +52,7 @@ validation errors, 3 other failures (with the reason).`,
 			&cli.StringFlag{Name: "audit-file", Usage: "also append every audit record to this JSON-lines file"},
 			&cli.StringFlag{Name: "actor", Usage: "who runs the rollout (default: user@host)"},
 			&cli.DurationFlag{Name: "sample-interval", Value: 2 * time.Second, Usage: "how often health is sampled during a soak"},
+			&cli.StringSliceFlag{Name: "notify", Usage: `notifier plugin to tell about approvals needed, rollbacks, phase changes: "log" or "webhook:url=https://..." (repeatable)`},
 		},
 		Action: applyAction,
 	})
@@ -90,10 +91,15 @@ func applyAction(c *cli.Context) error {
 	}
 	defer audit.Close()
 	audit.Record(ctx, auditRecord("", "", "apply", "started", fmt.Sprintf("policy %s", c.Args().First()), actor))
+	notify, err := newNotifiers(ctx, c.StringSlice("notify"), log)
+	if err != nil {
+		return exit(applyUsage, "%v", err)
+	}
+	defer notify.Close()
 
 	code := applyDone
 	for _, p := range policies {
-		res := runRollout(ctx, c, w, p, actor, ui, audit)
+		res := runRollout(ctx, c, w, p, actor, ui, audit, notify)
 		if res > code {
 			code = res
 		}
@@ -112,7 +118,7 @@ func applyAction(c *cli.Context) error {
 }
 
 // runRollout runs one rollout of the policy and returns apply's exit code.
-func runRollout(ctx context.Context, c *cli.Context, w *wiring, p *scheduler.Policy, actor string, ui *progress, audit *auditSink) int {
+func runRollout(ctx context.Context, c *cli.Context, w *wiring, p *scheduler.Policy, actor string, ui *progress, audit *auditSink, notify *notifiers) int {
 	log := w.log.Named("apply").With("rollout", p.Name)
 	out := c.App.Writer
 	if abs, err := filepath.Abs(p.File); err == nil {
@@ -165,6 +171,7 @@ func runRollout(ctx context.Context, c *cli.Context, w *wiring, p *scheduler.Pol
 		SampleInterval: c.Duration("sample-interval"),
 		OnEvent: func(e scheduler.Event) {
 			audit.Record(ctx, e)
+			notify.Event(ctx, e, p.Release.Version)
 			if live := liveProgram.Load(); live != nil {
 				live.Send(eventMsg(e))
 			} else {
@@ -234,6 +241,9 @@ func detach(c *cli.Context) error {
 	}
 	if v := c.String("actor"); v != "" {
 		args = append(args, "-actor", v)
+	}
+	for _, n := range c.StringSlice("notify") {
+		args = append(args, "-notify", n)
 	}
 	args = append(args, "-sample-interval", c.Duration("sample-interval").String(), file)
 	cmd := exec.Command(self, args...)

@@ -112,12 +112,12 @@ start_bg() {
 	echo $! >"$pidf"
 }
 
-stop_pidfile() {
-	local f=$1 pid i
+stop_pidfile() { # stop_pidfile FILE [SIGNAL]
+	local f=$1 sig=${2:-INT} pid i
 	[[ -f "$f" ]] || return 0
 	pid=$(cat "$f")
 	if kill -0 "$pid" 2>/dev/null; then
-		kill -INT "$pid" 2>/dev/null || true
+		kill "-$sig" "$pid" 2>/dev/null || true
 		for ((i = 0; i < 100; i++)); do
 			kill -0 "$pid" 2>/dev/null || break
 			sleep 0.1
@@ -371,8 +371,10 @@ for n in sorted(json.load(sys.stdin), key=lambda n: n["Name"]):
 cmd_device_down() {
 	local name=${1:?device name}
 	device_index "$name" >/dev/null
-	stop_pidfile "$STATE/$name/nomad.pid"
-	stop_pidfile "$STATE/$name/consul.pid"
+	# Like a power loss: no graceful leave, so Consul marks the node failed
+	# (serfHealth critical) and Nomad misses its heartbeats (down).
+	stop_pidfile "$STATE/$name/nomad.pid" KILL
+	stop_pidfile "$STATE/$name/consul.pid" KILL
 	# A powered-off device runs nothing: stop its tasks too.
 	kill_matching "$STATE/$name/"
 	log "$name is down (Nomad will mark it down after its heartbeat TTL)"

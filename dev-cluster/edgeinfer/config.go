@@ -32,6 +32,8 @@ const (
 	envLatencyRampMax  = "EDGEINFER_FAULT_LATENCY_RAMP_MAX"
 	envErrorRate       = "EDGEINFER_FAULT_ERROR_RATE"
 	envWrongVersion    = "EDGEINFER_FAULT_WRONG_VERSION"
+	envFaultNodes      = "EDGEINFER_FAULT_NODES"
+	envNode            = "EDGEINFER_NODE"
 	leakChunkBytes     = 1 << 20
 	inferBodyLimit     = 1 << 20
 	latencyWindowSize  = 200
@@ -74,9 +76,15 @@ type faults struct {
 	wrongVersion   string
 
 	set []string // NAME=value of every fault variable given, for the start log
+	// off says why the faults given are not applied on this node
+	// (EDGEINFER_FAULT_NODES does not name EDGEINFER_NODE).
+	off string
 }
 
 func (f faults) describe() string {
+	if f.off != "" {
+		return "none (" + f.off + ")"
+	}
 	if len(f.set) == 0 {
 		return "none"
 	}
@@ -209,6 +217,26 @@ func parseFaults(getenv func(string) string) (faults, error) {
 	}
 	if v, ok := get(envWrongVersion); ok {
 		f.wrongVersion = v
+	}
+	// EDGEINFER_FAULT_NODES limits the faults to some nodes: every value
+	// is still checked above (a typo stops the program on every node), but
+	// a node not in the list runs without faults.
+	if v := strings.TrimSpace(getenv(envFaultNodes)); v != "" {
+		node := strings.TrimSpace(getenv(envNode))
+		targeted := false
+		for _, n := range strings.Split(v, ",") {
+			if n = strings.TrimSpace(n); n != "" && n == node {
+				targeted = true
+			}
+		}
+		if len(errs) == 0 && !targeted {
+			if node == "" {
+				node = "(unset)"
+			}
+			return faults{leakMaxMB: defaultLeakMaxMB, rampMax: defaultRampMax,
+				off: fmt.Sprintf("%s=%s is not in %s=%s; given: %s", envNode, node, envFaultNodes, v, strings.Join(f.set, " "))}, nil
+		}
+		f.set = append(f.set, envFaultNodes+"="+v)
 	}
 	if len(errs) > 0 {
 		return f, fmt.Errorf("bad fault configuration: %s", strings.Join(errs, "; "))

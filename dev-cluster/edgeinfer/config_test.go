@@ -192,3 +192,50 @@ func TestFaultsDescribe(t *testing.T) {
 		t.Errorf("no faults: describe = %q", got)
 	}
 }
+
+func TestParseFaultsNodes(t *testing.T) {
+	none := faults{leakMaxMB: 512, rampMax: 30 * time.Second}
+	tests := []struct {
+		name    string
+		env     map[string]string
+		applied bool
+	}{
+		{"no node list: every node", map[string]string{envSlow: "400ms", envNode: "rpi-1"}, true},
+		{"node in the list", map[string]string{envSlow: "400ms", envFaultNodes: "jetson-1,rpi-1", envNode: "rpi-1"}, true},
+		{"spaces around names", map[string]string{envSlow: "400ms", envFaultNodes: " jetson-1 , rpi-1 ", envNode: "rpi-1"}, true},
+		{"node not in the list", map[string]string{envSlow: "400ms", envFaultNodes: "jetson-1,rpi-2", envNode: "rpi-1"}, false},
+		{"prefix is not a match", map[string]string{envSlow: "400ms", envFaultNodes: "rpi-10", envNode: "rpi-1"}, false},
+		{"node unknown", map[string]string{envSlow: "400ms", envFaultNodes: "rpi-1"}, false},
+		{"blank list: every node", map[string]string{envSlow: "400ms", envFaultNodes: "  ", envNode: "rpi-1"}, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := parseFaults(envFunc(tt.env))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tt.applied {
+				if got.slow != 400*time.Millisecond || got.off != "" {
+					t.Errorf("faults not applied: %+v", got)
+				}
+				if tt.env[envFaultNodes] != "" && !strings.Contains(got.describe(), envFaultNodes) {
+					t.Errorf("describe = %q, want the node list", got.describe())
+				}
+				return
+			}
+			off := got.off
+			got.off, got.set = "", nil
+			if !reflect.DeepEqual(got, none) {
+				t.Errorf("faults applied on a node not in the list: %+v", got)
+			}
+			if d := (faults{off: off}).describe(); !strings.HasPrefix(d, "none (") || !strings.Contains(d, envFaultNodes) || !strings.Contains(d, "EDGEINFER_FAULT_SLOW=400ms") {
+				t.Errorf("describe = %q", d)
+			}
+		})
+	}
+	// A bad value stops the program on every node, targeted or not.
+	_, err := parseFaults(envFunc(map[string]string{envSlow: "soon", envFaultNodes: "jetson-1", envNode: "rpi-1"}))
+	if err == nil || !strings.Contains(err.Error(), envSlow) {
+		t.Errorf("bad value on a node not in the list: err = %v", err)
+	}
+}
