@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fleetplan/fleetplan/checks"
 	"github.com/fleetplan/fleetplan/plugin"
 )
 
@@ -129,7 +130,7 @@ func TestProbeApplication(t *testing.T) {
 func checkContract(t *testing.T, out, wantVersion string) {
 	t.Helper()
 	consulOutput := "HTTP GET http://127.0.0.1:7474/v1/probe/application?service=x: 200 OK Output: " + out
-	_, version, ok := parseCheckOutput(consulOutput)
+	_, version, ok := checks.ParseCheckOutput(consulOutput)
 	if wantVersion == "" {
 		if ok && version != "" {
 			t.Errorf("the watcher reads version %q from an output without health JSON:\n%s", version, out)
@@ -225,7 +226,7 @@ func TestCompactJSONCut(t *testing.T) {
 	if len(got) != maxHealthLine+3 || !strings.HasSuffix(got, "...") {
 		t.Errorf("compactJSON cut to %d bytes", len(got))
 	}
-	if st, ver, ok := parseCheckOutput("x Output: passing\nhealth: " + got + "\nmetrics: {}"); !ok || st != "healthy" || ver != "1.0.0" {
+	if st, ver, ok := checks.ParseCheckOutput("x Output: passing\nhealth: " + got + "\nmetrics: {}"); !ok || st != "healthy" || ver != "1.0.0" {
 		t.Errorf("the watcher reads %q %q %v from a cut health line", st, ver, ok)
 	}
 }

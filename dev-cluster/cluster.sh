@@ -333,13 +333,27 @@ cmd_up() {
 }
 
 cmd_down() {
-	local d
+	local d f pid pids=() i
 	if [[ -d "$STATE" ]]; then
-		for d in "$STATE"/*/; do
-			[[ -d "$d" ]] || continue
-			stop_pidfile "$d/nomad.pid"
-			stop_pidfile "$d/consul.pid"
+		# Ask every agent to stop at once, then give them 10 s in all.
+		for f in "$STATE"/*/nomad.pid "$STATE"/*/consul.pid; do
+			[[ -f "$f" ]] || continue
+			pid=$(cat "$f")
+			if kill -0 "$pid" 2>/dev/null; then
+				kill -INT "$pid" 2>/dev/null || true
+				pids+=("$pid")
+			fi
+			rm -f "$f"
 		done
+		for ((i = 0; i < 100; i++)); do
+			local alive=0
+			for pid in "${pids[@]}"; do
+				if kill -0 "$pid" 2>/dev/null; then alive=1; fi
+			done
+			((alive)) || break
+			sleep 0.1
+		done
+		for pid in "${pids[@]}"; do kill -KILL "$pid" 2>/dev/null || true; done
 	fi
 	# Tasks started by raw_exec run the demo binary from the state folder.
 	kill_matching "$STATE/"

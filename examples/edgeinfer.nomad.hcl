@@ -35,6 +35,11 @@ job "edgeinfer" {
         args    = ["-addr", "${NOMAD_IP_http}:${NOMAD_PORT_http}"]
       }
 
+      # The node's name, for per-node fault injection (EDGEINFER_FAULT_NODES).
+      env {
+        EDGEINFER_NODE = "${node.unique.name}"
+      }
+
       resources {
         cpu    = 50
         memory = 32

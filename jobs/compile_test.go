@@ -41,6 +41,7 @@ func edgeinferJob() *api.Job {
 					"command": "${meta.edge.bin_dir}/edgeinfer",
 					"args":    []any{"-addr", "${NOMAD_IP_http}:${NOMAD_PORT_http}"},
 				},
+				Env:       map[string]string{"EDGEINFER_NODE": "${node.unique.name}"},
 				Resources: &api.Resources{CPU: new(50), MemoryMB: new(32)},
 			}},
 		}},

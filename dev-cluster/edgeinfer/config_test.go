@@ -218,7 +218,7 @@ func TestParseFaultsNodes(t *testing.T) {
 				if got.slow != 400*time.Millisecond || got.off != "" {
 					t.Errorf("faults not applied: %+v", got)
 				}
-				if tt.env[envFaultNodes] != "" && !strings.Contains(got.describe(), envFaultNodes) {
+				if strings.TrimSpace(tt.env[envFaultNodes]) != "" && !strings.Contains(got.describe(), envFaultNodes) {
 					t.Errorf("describe = %q, want the node list", got.describe())
 				}
 				return

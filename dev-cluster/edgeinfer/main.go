@@ -63,6 +63,10 @@
 //	                                    (default 512).
 //	EDGEINFER_FAULT_WRONG_VERSION=9.9.9 /health reports that version (and build);
 //	                                    /infer and /metrics keep the real one.
+//	EDGEINFER_FAULT_NODES=rpi-1,gateway-2 apply the faults above only on these nodes:
+//	                                    when EDGEINFER_NODE (the jobspec sets it to
+//	                                    ${node.unique.name}) is not in the list, no
+//	                                    fault is active (values are still checked).
 //
 // Booleans accept 1/0, true/false, t/f. Durations accept Go syntax ("300ms",
 // "1m30s") or a plain number of seconds.
