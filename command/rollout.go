@@ -69,11 +69,17 @@ func init() {
 	})
 }
 
+// oneRollout returns the ROLLOUT argument; flags may also follow it
+// (`fleetplan approve detector -m "looks good"`).
 func oneRollout(c *cli.Context, verb string) (string, error) {
-	if c.NArg() != 1 {
+	args, err := regArgs(c)
+	if err != nil {
+		return "", exit(ExitUsage, "%s: %v", verb, err)
+	}
+	if len(args) != 1 {
 		return "", exit(ExitUsage, "%s takes exactly one ROLLOUT name (see `fleetplan %s -h`)", verb, verb)
 	}
-	return c.Args().First(), nil
+	return args[0], nil
 }
 
 func actorOf(c *cli.Context) string {
@@ -100,10 +106,14 @@ func statusAction(c *cli.Context) error {
 		return exit(ExitInternal, "%v", err)
 	}
 	ctx := c.Context
-	if c.NArg() == 0 {
+	args, err := regArgs(c)
+	if err != nil {
+		return exit(ExitUsage, "status: %v", err)
+	}
+	if len(args) == 0 {
 		return listRollouts(c, w)
 	}
-	app := c.Args().First()
+	app := args[0]
 	if c.Bool("watch") {
 		return watchStatus(c, w, app)
 	}
