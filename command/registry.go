@@ -169,7 +169,9 @@ func regArgs(c *cli.Context) ([]string, error) {
 			i++
 			value = args[i]
 		}
-		if err := c.Set(name, value); err != nil {
+		// Set the flag under its primary name: urfave/cli keeps a separate
+		// value per alias.
+		if err := c.Set(flag.Names()[0], value); err != nil {
 			return nil, fmt.Errorf("invalid value %q for flag -%s: %w", value, name, err)
 		}
 	}

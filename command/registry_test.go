@@ -8,6 +8,7 @@ import (
 
 	"github.com/fleetplan/fleetplan/registry"
 	"github.com/fleetplan/fleetplan/scheduler"
+	"github.com/urfave/cli/v2"
 )
 
 func TestWriteDeviceTable(t *testing.T) {
@@ -64,5 +65,27 @@ func TestRegistryUsageErrors(t *testing.T) {
 		if code != ExitUsage {
 			t.Errorf("%v: exit %d, want %d (%s)", args, code, ExitUsage, stderr)
 		}
+	}
+}
+
+func TestFlagsAfterArgumentsWithAliases(t *testing.T) {
+	var got string
+	app := &cli.App{Commands: []*cli.Command{{
+		Name:  "approve",
+		Flags: []cli.Flag{&cli.StringFlag{Name: "message", Aliases: []string{"m"}}},
+		Action: func(c *cli.Context) error {
+			args, err := regArgs(c)
+			if err != nil {
+				return err
+			}
+			got = args[0] + ":" + c.String("message")
+			return nil
+		},
+	}}}
+	if err := app.Run([]string{"fleetplan", "approve", "detector", "-m", "looks good"}); err != nil {
+		t.Fatal(err)
+	}
+	if got != "detector:looks good" {
+		t.Fatalf("got %q", got)
 	}
 }
