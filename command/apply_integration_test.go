@@ -380,6 +380,21 @@ func TestIntegrationOfflineDeviceIsSkipped(t *testing.T) {
 		t.Errorf("plan of a new release exited %d, want 1 (changes)", plan.code)
 	}
 	stages := doc.Rollouts[0].Stages
+	// The plan names every device of the fleet exactly once.
+	seen := map[string]int{}
+	for _, st := range stages {
+		for _, d := range st.Devices {
+			seen[d.Name]++
+		}
+	}
+	for _, name := range c.Devices {
+		if seen[name] != 1 {
+			t.Errorf("plan names %s %d times, want once", name, seen[name])
+		}
+	}
+	if len(seen) != len(c.Devices) {
+		t.Errorf("plan names %d devices, the cluster has %d", len(seen), len(c.Devices))
+	}
 	victim := stages[len(stages)-1].Devices[0].Name
 	c.DeviceDown(t, victim)
 
@@ -462,4 +477,70 @@ func TestIntegrationConcurrentApplyReportsLockHolder(t *testing.T) {
 	if !strings.Contains(rep.stdout, "tester@ci") {
 		t.Errorf("the report does not name the approver:\n%s", rep.stdout)
 	}
+}
+
+// An application fleetplan has never seen (a few lines of Python whose
+// health endpoint follows the contract) rolls out and back like the demo app.
+func TestIntegrationUnknownApplication(t *testing.T) {
+	c := testcluster.Require(t)
+	app := "it-hello"
+	cleanup(t, c, app)
+	dir := t.TempDir()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	write := func(version, status string) string {
+		src := fmt.Sprintf(`rollout %q {
+  fleet { selector = "Meta.fleet == \"vision\"" }
+  release {
+    jobspec = %q
+    version = %q
+    env = { HELLO_STATUS = %q }
+  }
+  max_parallel = 6
+  canary {
+    percent = 5
+    soak    = "6s"
+  }
+  wave {
+    percent = 100
+    soak    = "4s"
+  }
+  health {
+    grace = "3s"
+    application {
+      interval = "2s"
+      timeout  = "1s"
+    }
+  }
+  rollback { max_failure_percent = 0 }
+}
+`, app, filepath.Join(testcluster.RepoRoot(), "examples", "hello.nomad.hcl"), version, status)
+		path := filepath.Join(dir, version+".fleet.hcl")
+		if err := os.WriteFile(path, []byte(src), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return path
+	}
+	if res := fleetplan(t, ctx, "apply", "-auto-approve", write("1.0.0", "healthy")); res.code != 0 {
+		t.Fatalf("hello 1.0.0 exited %d\n%s\n%s", res.code, res.stdout, res.stderr)
+	}
+	if res := fleetplan(t, ctx, "apply", "-auto-approve", write("1.1.0", "unhealthy")); res.code != 1 {
+		t.Fatalf("an unhealthy hello 1.1.0 exited %d, want 1 (rolled back)\n%s\n%s", res.code, res.stdout, res.stderr)
+	}
+	// Every device still answers 1.0.0 from slot blue.
+	testcluster.Eventually(t, 60*time.Second, func() (bool, string) {
+		entries, _, err := c.Consul.Health().Service("hello", "fleetplan-slot=blue", true, nil)
+		if err != nil {
+			return false, err.Error()
+		}
+		nodes := map[string]bool{}
+		for _, e := range entries {
+			for _, ch := range e.Checks {
+				if ch.Name == "fleetplan L3 application" && strings.Contains(ch.Output, `"version": "1.0.0"`) {
+					nodes[e.Node.Node] = true
+				}
+			}
+		}
+		return len(nodes) == len(c.Devices), fmt.Sprintf("%d of %d devices pass on hello 1.0.0", len(nodes), len(c.Devices))
+	})
 }

@@ -49,6 +49,10 @@ func TestIntegrationFaults(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 14*time.Minute)
 	defer cancel()
 	installAgent(t, ctx, c)
+	devices := deployableDevices(t, ctx, c)
+	if len(devices) < 5 {
+		t.Fatalf("only %d deployable devices (%v); the test needs a canary of 3 and later waves", len(devices), devices)
+	}
 
 	cases := []faultCase{
 		{name: "crash", env: map[string]string{"EDGEINFER_FAULT_CRASH": "1"},
@@ -66,16 +70,16 @@ func TestIntegrationFaults(t *testing.T) {
 			trend: true},
 	}
 	for _, fc := range cases {
-		if !t.Run(fc.name, func(t *testing.T) { testFault(t, ctx, c, fc) }) && ctx.Err() != nil {
+		if !t.Run(fc.name, func(t *testing.T) { testFault(t, ctx, c, devices, fc) }) && ctx.Err() != nil {
 			return
 		}
 	}
-	t.Run("quarantine", func(t *testing.T) { testQuarantine(t, ctx, c) })
+	t.Run("quarantine", func(t *testing.T) { testQuarantine(t, ctx, c, devices) })
 }
 
 var layerPrefix = regexp.MustCompile(`^L(\d): `)
 
-func testFault(t *testing.T, ctx context.Context, c *testcluster.Cluster, fc faultCase) {
+func testFault(t *testing.T, ctx context.Context, c *testcluster.Cluster, devices []string, fc faultCase) {
 	app := "ft-" + fc.name
 	cleanupApp(t, c, app)
 	dir := t.TempDir()
@@ -84,16 +88,16 @@ func testFault(t *testing.T, ctx context.Context, c *testcluster.Cluster, fc fau
 	if res := fleetplan(t, ctx, "apply", "-auto-approve", v1); res.code != 0 {
 		t.Fatalf("installing 1.0.0 exited %d\n%s\n%s", res.code, res.stdout, res.stderr)
 	}
-	waitSettled(t, c, app, "blue", "1.0.0")
+	waitSettled(t, c, devices, app, "blue", "1.0.0")
 
 	v2 := writePolicy(t, dir, policySpec{App: app, Version: "2.0.0", Env: fc.env, MaxLatency: fc.maxLatency})
-	watch := watchRestore(c, app, "blue", "1.0.0")
+	watch := watchRestore(c, devices, app, "blue", "1.0.0")
 	res := fleetplan(t, ctx, "apply", "-auto-approve", v2)
 	left, restored := watch.wait(t, 90*time.Second)
 	if res.code != 1 {
 		t.Fatalf("rolling out 2.0.0 with fault %s exited %d, want 1 (rolled back)\n%s\n%s", fc.name, res.code, res.stdout, res.stderr)
 	}
-	waitFleet(t, c, app, "blue", "1.0.0")
+	waitSettled(t, c, devices, app, "blue", "1.0.0")
 
 	st := statusOf(t, ctx, app)
 	if st.State.Outcome != "rolled-back" {
@@ -216,7 +220,7 @@ func testFault(t *testing.T, ctx context.Context, c *testcluster.Cluster, fc fau
 // testQuarantine: one canary device fails alone (the fault is limited to
 // it), inside the failure budget: it is rolled back and quarantined, the
 // rollout goes on and every other device ends on the new version.
-func testQuarantine(t *testing.T, ctx context.Context, c *testcluster.Cluster) {
+func testQuarantine(t *testing.T, ctx context.Context, c *testcluster.Cluster, devices []string) {
 	app := "ft-quarantine"
 	cleanupApp(t, c, app)
 	dir := t.TempDir()
@@ -224,7 +228,7 @@ func testQuarantine(t *testing.T, ctx context.Context, c *testcluster.Cluster) {
 	if res := fleetplan(t, ctx, "apply", "-auto-approve", v1); res.code != 0 {
 		t.Fatalf("installing 1.0.0 exited %d\n%s\n%s", res.code, res.stdout, res.stderr)
 	}
-	waitSettled(t, c, app, "blue", "1.0.0")
+	waitSettled(t, c, devices, app, "blue", "1.0.0")
 
 	// The victim: a canary device (ask the planner).
 	probe := writePolicy(t, dir, policySpec{App: app, Version: "2.0.0", MaxFailurePercent: 40})
@@ -256,7 +260,7 @@ func testQuarantine(t *testing.T, ctx context.Context, c *testcluster.Cluster) {
 		"EDGEINFER_FAULT_UNHEALTHY_AFTER": "0s",
 		"EDGEINFER_FAULT_NODES":           victim,
 	}})
-	watch := watchRestore(c, app, "blue", "1.0.0")
+	watch := watchRestore(c, devices, app, "blue", "1.0.0")
 	res := fleetplan(t, ctx, "apply", "-auto-approve", v2)
 	_, restored := watch.wait(t, 60*time.Second, victim)
 	if res.code != 0 {
@@ -308,7 +312,7 @@ func testQuarantine(t *testing.T, ctx context.Context, c *testcluster.Cluster) {
 		if err != nil {
 			return false, err.Error()
 		}
-		for _, d := range c.Devices {
+		for _, d := range devices {
 			var msg string
 			if d == victim {
 				msg = settled(c, app, "blue", "1.0.0", blue[d])

@@ -38,7 +38,7 @@ type policySpec struct {
 }
 
 // writePolicy writes the policy into dir and returns its path. Every policy
-// has the four layers: the application check (every second), the agent's
+// has the four layers: the application check (every 2 s), the agent's
 // functional probe of /infer (every 2 s) and the measured thresholds.
 func writePolicy(t *testing.T, dir string, s policySpec) string {
 	t.Helper()
@@ -86,8 +86,8 @@ func writePolicy(t *testing.T, dir string, s policySpec) string {
     grace = "5s"
     application {
       path           = "/health"
-      interval       = "1s"
-      timeout        = "800ms"
+      interval       = "2s"
+      timeout        = "1s"
       expect_version = true
       max_restarts   = 1
     }
@@ -268,7 +268,7 @@ func settled(c *testcluster.Cluster, app, slot, version string, in *instance) st
 // waitSettled waits until every device runs the slot's version with all its
 // checks passing (including the device agent's metrics line with the
 // application's memory, which trend detection needs as a baseline).
-func waitSettled(t *testing.T, c *testcluster.Cluster, app, slot, version string) {
+func waitSettled(t *testing.T, c *testcluster.Cluster, devices []string, app, slot, version string) {
 	t.Helper()
 	testcluster.Eventually(t, 90*time.Second, func() (bool, string) {
 		ins, err := slotInstances(c, app, slot)
@@ -276,7 +276,7 @@ func waitSettled(t *testing.T, c *testcluster.Cluster, app, slot, version string
 			return false, err.Error()
 		}
 		var problems []string
-		for _, d := range c.Devices {
+		for _, d := range devices {
 			msg := settled(c, app, slot, version, ins[d])
 			if msg == "" {
 				if ch := ins[d].checks[agent.CheckApplication]; !strings.Contains(ch.Output, `"rss_mb":`) || strings.Contains(ch.Output, `"rss_mb":null`) {
@@ -304,7 +304,7 @@ type restoreWatch struct {
 	done     chan struct{}
 }
 
-func watchRestore(c *testcluster.Cluster, app, slot, version string) *restoreWatch {
+func watchRestore(c *testcluster.Cluster, devices []string, app, slot, version string) *restoreWatch {
 	w := &restoreWatch{left: map[string]time.Time{}, restored: map[string]time.Time{}, last: map[string]string{},
 		stop: make(chan struct{}), done: make(chan struct{})}
 	go func() {
@@ -312,7 +312,7 @@ func watchRestore(c *testcluster.Cluster, app, slot, version string) *restoreWat
 		for {
 			now := time.Now()
 			if ins, err := slotInstances(c, app, slot); err == nil {
-				for _, d := range c.Devices {
+				for _, d := range devices {
 					in := ins[d]
 					w.mu.Lock()
 					_, gone := w.left[d]
@@ -391,7 +391,36 @@ func contains(list []string, s string) bool {
 	return false
 }
 
-// auditRecord is one record of `fleetplan audit -json`.
+// deployableDevices returns the devices a rollout may switch (registry
+// status ok): a device another test left quarantined is not planned.
+func deployableDevices(t *testing.T, ctx context.Context, c *testcluster.Cluster) []string {
+	t.Helper()
+	res := fleetplan(t, ctx, "registry", "list", "-json")
+	var devs []struct {
+		Name     string `json:"name"`
+		Status   string `json:"status"`
+		Reason   string `json:"reason"`
+		Resolved bool   `json:"resolved"`
+	}
+	if err := json.Unmarshal([]byte(res.stdout), &devs); err != nil {
+		t.Fatalf("registry list -json: %v\n%s\n%s", err, res.stdout, res.stderr)
+	}
+	var out []string
+	for _, d := range devs {
+		if !contains(c.Devices, d.Name) {
+			continue
+		}
+		if d.Status == "ok" || (d.Status == "discrepancy" && d.Resolved) {
+			out = append(out, d.Name)
+		} else {
+			t.Logf("device %s is %s (%s): not in the fleet of this test", d.Name, d.Status, d.Reason)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// auditRec is one record of `fleetplan audit -json`.
 type auditRec struct {
 	Time    time.Time `json:"time"`
 	Run     string    `json:"run"`

@@ -918,13 +918,18 @@ func (c *Controller) verifyCaughtUp(ctx context.Context, r *Rollout, recs []*Dev
 				live = append(live, rec)
 			}
 		}
-		final := !c.Clock.Now().Before(until)
-		// Caught-up devices stay under watch for the whole soak.
-		for _, rec := range live {
-			if rec.State == DeviceCaughtUp {
-				rec.State = DeviceVerifying
+		now := c.Clock.Now()
+		final := !now.Before(until)
+		if final {
+			// A device still starting gets until its health deadline.
+			for _, rec := range live {
+				if rec.State == DeviceVerifying && now.Before(rec.SwitchedAt.Add(c.HealthDeadline)) {
+					final = false
+				}
 			}
 		}
+		// Caught-up devices stay under watch for the whole soak: a later
+		// failure still fails them.
 		if err := c.sampleDevices(ctx, r, live, final); err != nil {
 			return err
 		}
