@@ -124,8 +124,20 @@ func cleanup(t *testing.T, c *testcluster.Cluster, app string) {
 			key := "fleetplan." + app + ".slot"
 			_, _ = c.Nomad.Nodes().Meta().Apply(&nomad.NodeMetaApplyRequest{NodeID: id, Meta: map[string]*string{key: nil}}, nil)
 		}
-		for _, p := range []string{"fleetplan/rollouts/" + app, "fleetplan/apps/" + app, "fleetplan/audit/" + app} {
+		for _, p := range []string{"fleetplan/rollouts/" + app, "fleetplan/apps/" + app, "fleetplan/audit/" + app, "fleetplan/agent/apps/" + app} {
 			_, _ = c.Consul.KV().DeleteTree(p, nil)
+		}
+		// Devices this app's rollouts quarantined must not stay excluded
+		// from the other tests' rollouts.
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		list := fleetplan(t, ctx, "registry", "list", "-json", "-status", "quarantined")
+		var devs []struct{ Name, Reason string }
+		_ = json.Unmarshal([]byte(list.stdout), &devs)
+		for _, d := range devs {
+			if strings.Contains(d.Reason, "rollout "+app+" ") {
+				fleetplan(t, ctx, "registry", "release", d.Name)
+			}
 		}
 	})
 }
