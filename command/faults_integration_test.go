@@ -81,7 +81,7 @@ var layerPrefix = regexp.MustCompile(`^L(\d): `)
 
 func testFault(t *testing.T, ctx context.Context, c *testcluster.Cluster, devices []string, fc faultCase) {
 	app := "ft-" + fc.name
-	cleanupApp(t, c, app)
+	cleanup(t, c, app)
 	dir := t.TempDir()
 
 	v1 := writePolicy(t, dir, policySpec{App: app, Version: "1.0.0", CanarySoak: "3s", WaveSoak: "2s", MaxLatency: fc.maxLatency})
@@ -222,7 +222,7 @@ func testFault(t *testing.T, ctx context.Context, c *testcluster.Cluster, device
 // rollout goes on and every other device ends on the new version.
 func testQuarantine(t *testing.T, ctx context.Context, c *testcluster.Cluster, devices []string) {
 	app := "ft-quarantine"
-	cleanupApp(t, c, app)
+	cleanup(t, c, app)
 	dir := t.TempDir()
 	v1 := writePolicy(t, dir, policySpec{App: app, Version: "1.0.0", CanarySoak: "3s", WaveSoak: "2s", MaxFailurePercent: 40})
 	if res := fleetplan(t, ctx, "apply", "-auto-approve", v1); res.code != 0 {
@@ -248,13 +248,8 @@ func testQuarantine(t *testing.T, ctx context.Context, c *testcluster.Cluster, d
 	if len(canary) < 3 {
 		t.Fatalf("the canary has %d devices, want one per class (3)", len(canary))
 	}
+	// cleanup releases it too if the test stops early.
 	victim := canary[0].Name
-	t.Cleanup(func() {
-		res := fleetplan(t, context.Background(), "registry", "release", victim)
-		if res.code != 0 {
-			t.Errorf("registry release %s exited %d\n%s\n%s", victim, res.code, res.stdout, res.stderr)
-		}
-	})
 
 	v2 := writePolicy(t, dir, policySpec{App: app, Version: "2.0.0", MaxFailurePercent: 40, Env: map[string]string{
 		"EDGEINFER_FAULT_UNHEALTHY_AFTER": "0s",
@@ -364,6 +359,14 @@ func testQuarantine(t *testing.T, ctx context.Context, c *testcluster.Cluster, d
 	}
 	t.Logf("quarantine: %s: %s", victim, failed.Detail)
 	logFault(t, "quarantine", failed.Time.Sub(switched.Time), q.Time.Sub(failed.Time), restored[victim].Sub(q.Time))
+
+	// Released, the device can be deployed to again.
+	if res := fleetplan(t, ctx, "registry", "release", victim); res.code != 0 {
+		t.Fatalf("registry release %s exited %d\n%s\n%s", victim, res.code, res.stdout, res.stderr)
+	}
+	if !contains(deployableDevices(t, ctx, c), victim) {
+		t.Errorf("%s is still not deployable after its release", victim)
+	}
 }
 
 func logFault(t *testing.T, name string, switchedToFailed, failedToRollback, rollbackToRestored time.Duration) {

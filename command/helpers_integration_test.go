@@ -116,16 +116,6 @@ func writePolicy(t *testing.T, dir string, s policySpec) string {
 	return path
 }
 
-// cleanupApp is cleanup plus the device agents' config of the application,
-// which apply writes.
-func cleanupApp(t *testing.T, c *testcluster.Cluster, app string) {
-	t.Helper()
-	cleanup(t, c, app)
-	t.Cleanup(func() {
-		_, _ = c.Consul.KV().Delete(agent.AppConfigKey(agent.DefaultKVPrefix, app), nil)
-	})
-}
-
 // installAgent makes sure the device agent runs on every device (fleetplan
 // agent install -default-system cpu=off: the devices share one busy host)
 // and that each has registered its node checks. The job is purged when the

@@ -469,7 +469,7 @@ func (c *Controller) switchDevice(ctx context.Context, r *Rollout, rec *DeviceRe
 	}
 	c.emitDevice(r, rec, "switch", "intent", fmt.Sprintf("slot %s -> %s", slotName(r.Active), r.Candidate))
 	start := c.Clock.Now()
-	err := c.Cluster.SwitchDevice(ctx, rec.DeviceRef, r.Active, r.Candidate)
+	err := c.Cluster.SwitchDevice(ctx, rec.DeviceRef, r.Active, candidateValue(r))
 	now := c.Clock.Now()
 	switch {
 	case err == nil:
@@ -483,7 +483,7 @@ func (c *Controller) switchDevice(ctx context.Context, r *Rollout, rec *DeviceRe
 		rec.State = DeviceSkippedOffline
 		rec.Reason = "offline: " + err.Error()
 		c.emitDevice(r, rec, "switch", "skipped-offline", err.Error())
-		if rerr := c.Cluster.SwitchDevice(ctx, rec.DeviceRef, r.Candidate, r.Active); rerr == nil {
+		if rerr := c.Cluster.SwitchDevice(ctx, rec.DeviceRef, candidateValue(r), r.Active); rerr == nil {
 			rec.Attempted = false
 		}
 	case ctx.Err() != nil:
@@ -493,7 +493,7 @@ func (c *Controller) switchDevice(ctx context.Context, r *Rollout, rec *DeviceRe
 	default:
 		// Failed partway: put the device back on the old slot at once.
 		c.emitDevice(r, rec, "switch", "error", err.Error())
-		rerr := c.Cluster.SwitchDevice(ctx, rec.DeviceRef, r.Candidate, r.Active)
+		rerr := c.Cluster.SwitchDevice(ctx, rec.DeviceRef, candidateValue(r), r.Active)
 		rec.State = DeviceFailed
 		rec.Layer = 0
 		if rerr != nil {
@@ -983,7 +983,7 @@ func (c *Controller) quarantine(ctx context.Context, r *Rollout, rec *DeviceReco
 		return err
 	}
 	c.emitDevice(r, rec, "quarantine", "intent", reason)
-	if err := c.Cluster.SwitchDevice(ctx, rec.DeviceRef, r.Candidate, r.Active); err != nil {
+	if err := c.Cluster.SwitchDevice(ctx, rec.DeviceRef, candidateValue(r), r.Active); err != nil {
 		if errors.Is(err, ErrDeviceOffline) {
 			rec.State = DeviceSkippedOffline
 			rec.Reason = "failed (" + reason + ") and went offline before it could be rolled back; it will be rolled back when it returns"
@@ -1060,6 +1060,9 @@ func (c *Controller) confirm(ctx context.Context, r *Rollout) error {
 	if err := c.verifyCaughtUp(ctx, r, late); err != nil {
 		return err
 	}
+	if err := c.finishBlueGreen(ctx, r); err != nil {
+		return err
+	}
 	now := c.Clock.Now()
 	c.emit(r, "", "confirm", "intent", fmt.Sprintf("slot %s becomes the active slot with version %s", r.Candidate, r.Version))
 	next := &ActiveSlot{Slot: r.Candidate, Version: r.Version, RolloutID: r.ID, Since: now}
@@ -1082,6 +1085,43 @@ func (c *Controller) confirm(ctx context.Context, r *Rollout) error {
 	r.Outcome = OutcomeSucceeded
 	r.FinishedAt = now
 	return c.save(ctx, r)
+}
+
+// candidateValue is the slot metadata a switched device carries: the
+// candidate's colour, or with blue-green both colours, so that the old
+// allocation keeps running beside the new one (hot standby) until CONFIRM.
+func candidateValue(r *Rollout) string {
+	if r.Strategy == StrategyBlueGreen && r.Active != "" {
+		return SlotBlue + "," + SlotGreen
+	}
+	return r.Candidate
+}
+
+// finishBlueGreen stops the old allocations of a confirmed blue-green
+// rollout: every switched device keeps only the candidate slot.
+func (c *Controller) finishBlueGreen(ctx context.Context, r *Rollout) error {
+	if candidateValue(r) == r.Candidate {
+		return nil
+	}
+	for _, rec := range c.sortedDevices(r) {
+		if rec.State != DeviceHealthy && rec.State != DeviceCaughtUp {
+			continue
+		}
+		c.emitDevice(r, rec, "release-standby", "intent", fmt.Sprintf("stopping the standby slot %s", r.Active))
+		err := c.Cluster.SwitchDevice(ctx, rec.DeviceRef, candidateValue(r), r.Candidate)
+		switch {
+		case err == nil:
+			c.emitDevice(r, rec, "release-standby", "ok", "")
+		case errors.Is(err, ErrDeviceOffline):
+			// It keeps both slots until it returns; both run the
+			// verified candidate's or the old version, never half.
+			c.emitDevice(r, rec, "release-standby", "skipped-offline", err.Error())
+		default:
+			c.emitDevice(r, rec, "release-standby", "error", err.Error())
+			return fmt.Errorf("stopping the standby slot on %s: %w", rec.Name, err)
+		}
+	}
+	return nil
 }
 
 // manualRollback starts a rollback an operator asked for.
@@ -1179,7 +1219,7 @@ func (c *Controller) rollBackDevice(ctx context.Context, r *Rollout, rec *Device
 	}
 	c.emitDevice(r, rec, "rollback", "intent", fmt.Sprintf("slot %s -> %s", r.Candidate, slotName(r.Active)))
 	start := c.Clock.Now()
-	err := c.Cluster.SwitchDevice(ctx, rec.DeviceRef, r.Candidate, r.Active)
+	err := c.Cluster.SwitchDevice(ctx, rec.DeviceRef, candidateValue(r), r.Active)
 	switch {
 	case err == nil:
 		rec.State = DeviceRolledBack

@@ -561,3 +561,37 @@ func TestLatencyRegressionFailsAgainstBaseline(t *testing.T) {
 		t.Errorf("reason %q", r.RollbackReason)
 	}
 }
+
+func TestControllerBlueGreenKeepsStandbyUntilConfirm(t *testing.T) {
+	h := newHarness(t, 6)
+	h.policy.Strategy = StrategyBlueGreen
+	h.upgradeFrom("1.0.0")
+	var during []string
+	h.cluster.onSwitch = func(int) {
+		for _, d := range h.registry.devices {
+			if v := h.cluster.slots[d.ID]; v != SlotBlue && v != SlotGreen {
+				during = append(during, v)
+			}
+		}
+	}
+	r, err := h.run(context.Background())
+	if err != nil || r.Outcome != OutcomeSucceeded {
+		t.Fatalf("%v %v", err, r.Outcome)
+	}
+	if len(during) == 0 || during[0] != "blue,green" {
+		t.Fatalf("devices never ran both slots during the rollout: %v", during)
+	}
+	h.assertSlots(func(Device) string { return SlotGreen })
+}
+
+func TestControllerBlueGreenRollbackStopsCandidateOnly(t *testing.T) {
+	h := newHarness(t, 6)
+	h.policy.Strategy = StrategyBlueGreen
+	h.upgradeFrom("1.0.0")
+	h.health.broken["*"] = "unhealthy"
+	r, err := h.run(context.Background())
+	if err != nil || r.Outcome != OutcomeRolledBack {
+		t.Fatalf("%v %v", err, r.Outcome)
+	}
+	h.assertSlots(func(Device) string { return SlotBlue })
+}

@@ -65,8 +65,13 @@ func (g DefaultGate) Evaluate(p *Policy, rec *DeviceRecord, h DeviceHealth, now 
 		}
 		if ch.Status == "critical" {
 			reason := fmt.Sprintf("check %q is critical", ch.Name)
-			if out := firstLine(ch.Output); out != "" {
+			if out := checkSummary(ch.Status, ch.Output); out != "" {
 				reason += ": " + out
+			}
+			if a.Restarts > 0 {
+				// A task that keeps exiting fails its checks too: the
+				// restarts are the cause a person looks for.
+				reason += fmt.Sprintf(" (the allocation restarted %d times, max_restarts %d)", a.Restarts, p.Health.Application.MaxRestarts)
 			}
 			if since < grace {
 				return Verdict{Status: VerdictPending, Layer: ch.Layer, Reason: reason + " (within grace)"}
@@ -172,6 +177,34 @@ func short(id string) string {
 		return id[:8]
 	}
 	return id
+}
+
+// checkSummary is what a check's output says, for a reason a person reads.
+// Consul records an HTTP check's output as
+//
+//	HTTP GET http://127.0.0.1:7474/v1/probe/functional?service=...: 503 Service Unavailable Output: <body>
+//
+// whose URL alone can fill the reason: the summary is the body's first
+// line, after the HTTP status ("503 Service Unavailable: {...}"), or without
+// it when the body starts with the check's own status (the device agent's
+// probes answer "critical: <why>", which the HTTP status only repeats).
+func checkSummary(status, output string) string {
+	const marker = " Output: "
+	i := strings.Index(output, marker)
+	if !strings.HasPrefix(output, "HTTP ") || i < 0 {
+		return firstLine(output)
+	}
+	head, body := output[:i], firstLine(output[i+len(marker):])
+	if rest, ok := strings.CutPrefix(body, status+": "); ok && status != "" {
+		return rest
+	}
+	if j := strings.LastIndex(head, ": "); j >= 0 {
+		head = head[j+2:]
+	}
+	if body == "" {
+		return head
+	}
+	return head + ": " + body
 }
 
 func firstLine(s string) string {

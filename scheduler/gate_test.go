@@ -34,6 +34,7 @@ func TestDefaultGate(t *testing.T) {
 		{"wrong version", DeviceHealth{Online: true, Alloc: running, Checks: pass, Version: "1.9.0"}, 5 * time.Second, VerdictFail, 3, "reports version 1.9.0, expected 2.0.0"},
 		{"critical within grace", DeviceHealth{Online: true, Alloc: running, Checks: crit}, 5 * time.Second, VerdictPending, 3, "within grace"},
 		{"critical after grace", DeviceHealth{Online: true, Alloc: running, Checks: crit}, 11 * time.Second, VerdictFail, 3, "503"},
+		{"critical after grace while restarting", DeviceHealth{Online: true, Alloc: &AllocHealth{ID: "a", Status: "running", Restarts: 1}, Checks: crit}, 11 * time.Second, VerdictFail, 3, "503 Service Unavailable (the allocation restarted 1 times, max_restarts 2)"},
 		{"no checks yet", DeviceHealth{Online: true, Alloc: running, Checks: pass[:1]}, 5 * time.Second, VerdictPending, 3, "no health check"},
 		{"warning passes", DeviceHealth{Online: true, Alloc: running, Checks: []CheckResult{{Name: "fleetplan L3 application", Layer: 3, Status: "warning"}}}, 5 * time.Second, VerdictPass, 0, ""},
 		{"L4 critical", DeviceHealth{Online: true, Alloc: running, Checks: append(pass[:2:2], CheckResult{Name: "fleetplan L4 functional", Layer: 4, Status: "critical", Output: "label dog, want cat"})}, 20 * time.Second, VerdictFail, 4, "label dog"},
@@ -45,6 +46,42 @@ func TestDefaultGate(t *testing.T) {
 				t.Fatalf("verdict %+v, want %s layer %d containing %q", v, tt.want, tt.layer, tt.reason)
 			}
 		})
+	}
+}
+
+func TestCheckSummary(t *testing.T) {
+	agentURL := "HTTP GET http://127.0.0.1:24834/v1/probe/functional?service=_nomad-task-c5ba1b06-bccb-29e0-8a18-3e3e12bb6ee1-group-edgeinfer-edgeinfer-http: 503 Service Unavailable Output: "
+	tests := []struct {
+		name, status, output, want string
+	}{
+		{"agent probe: its own verdict", "critical", agentURL + "critical: http-json POST /infer: 200 OK in 3ms (max 250ms); label = \"dog\", expected \"cat\"\n",
+			`http-json POST /infer: 200 OK in 3ms (max 250ms); label = "dog", expected "cat"`},
+		{"agent probe: more lines", "critical", agentURL + "critical: unhealthy; version 2.0.0\nhealth: {}\nmetrics: {}\n", "unhealthy; version 2.0.0"},
+		{"application body keeps the HTTP status", "critical", `HTTP GET http://127.0.0.3:20123/health: 503 Service Unavailable Output: {"status":"unhealthy","version":"2.0.0"}`,
+			`503 Service Unavailable: {"status":"unhealthy","version":"2.0.0"}`},
+		{"empty body", "critical", "HTTP GET http://127.0.0.3:20123/health: 500 Internal Server Error Output: ", "500 Internal Server Error"},
+		{"connection error", "critical", `Get "http://127.0.0.3:20123/health": dial tcp 127.0.0.3:20123: connect: connection refused`,
+			`Get "http://127.0.0.3:20123/health": dial tcp 127.0.0.3:20123: connect: connection refused`},
+		{"not HTTP", "critical", "TTL expired", "TTL expired"},
+		{"no output", "critical", "", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := checkSummary(tt.status, tt.output); got != tt.want {
+				t.Errorf("checkSummary =\n%q\nwant\n%q", got, tt.want)
+			}
+		})
+	}
+	// The gate's reason names the wrong field even behind a long URL.
+	p := ctrlPolicy()
+	rec := &DeviceRecord{SwitchedAt: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+	h := DeviceHealth{Online: true, Alloc: &AllocHealth{ID: "a", Status: "running"}, Checks: []CheckResult{
+		{Name: "fleetplan L3 application", Layer: 3, Status: "passing"},
+		{Name: "fleetplan L4 functional", Layer: 4, Status: "critical", Output: agentURL + "critical: http-json POST /infer: 200 OK in 3ms (max 250ms); label = \"dog\", expected \"cat\"\n"},
+	}}
+	v := DefaultGate{}.Evaluate(p, rec, h, rec.SwitchedAt.Add(time.Minute))
+	if want := `check "fleetplan L4 functional" is critical: http-json POST /infer: 200 OK in 3ms (max 250ms); label = "dog", expected "cat"`; v.Status != VerdictFail || v.Layer != 4 || v.Reason != want {
+		t.Errorf("verdict %+v, want fail at layer 4 with reason %q", v, want)
 	}
 }
 
