@@ -569,7 +569,7 @@ func (c *Controller) soak(ctx context.Context, r *Rollout) (bool, error) {
 		if st.Extended && wait > time.Second {
 			wait = time.Second
 		}
-		if left := st.SoakUntil.Sub(now); left < wait {
+		if left := st.SoakUntil.Sub(now); left > 0 && left < wait {
 			wait = left
 		}
 		select {

@@ -569,7 +569,7 @@ func TestControllerBlueGreenKeepsStandbyUntilConfirm(t *testing.T) {
 	var during []string
 	h.cluster.onSwitch = func(int) {
 		for _, d := range h.registry.devices {
-			if v := h.cluster.slots[d.ID]; v != SlotBlue && v != SlotGreen {
+			if v := h.cluster.slot(d.ID); v != SlotBlue && v != SlotGreen {
 				during = append(during, v)
 			}
 		}

@@ -131,7 +131,7 @@ func (h *fakeHealth) Health(ctx context.Context, r *Rollout, devs []DeviceRef) (
 			out[d.ID] = DeviceHealth{Online: false}
 			continue
 		}
-		if h.cluster.slot(d.ID) != r.Candidate {
+		if !strings.Contains(h.cluster.slot(d.ID), r.Candidate) {
 			out[d.ID] = DeviceHealth{Online: true}
 			continue
 		}
