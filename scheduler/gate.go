@@ -71,7 +71,11 @@ func (g DefaultGate) Evaluate(p *Policy, rec *DeviceRecord, h DeviceHealth, now 
 			if a.Restarts > 0 {
 				// A task that keeps exiting fails its checks too: the
 				// restarts are the cause a person looks for.
-				reason += fmt.Sprintf(" (the allocation restarted %d times, max_restarts %d)", a.Restarts, p.Health.Application.MaxRestarts)
+				times := "times"
+				if a.Restarts == 1 {
+					times = "time"
+				}
+				reason += fmt.Sprintf(" (the allocation restarted %d %s, max_restarts %d)", a.Restarts, times, p.Health.Application.MaxRestarts)
 			}
 			if since < grace {
 				return Verdict{Status: VerdictPending, Layer: ch.Layer, Reason: reason + " (within grace)"}
