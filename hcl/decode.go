@@ -676,6 +676,15 @@ func (d *decoder) application(b *hcl2.Block, p *scheduler.Policy) scheduler.Appl
 		timeoutA = a
 		app.Timeout = d.positiveDuration(a, "application", defaultHealthTimeout)
 	}
+	for _, a := range []*hcl2.Attribute{intervalA, timeoutA} {
+		v := app.Interval
+		if a == timeoutA {
+			v = app.Timeout
+		}
+		if a != nil && v > 0 && v < time.Second {
+			d.add(errCheckBelowOneSecond(a.Expr.Range(), a.Name, v))
+		}
+	}
 	if (intervalA != nil || timeoutA != nil) && app.Timeout >= app.Interval {
 		r := b.DefRange
 		if timeoutA != nil {

@@ -308,6 +308,11 @@ func warnShortSoak(subject hcl2.Range, stage string, d time.Duration) *hcl2.Diag
 			capitalize(stage), d))
 }
 
+func errCheckBelowOneSecond(subject hcl2.Range, name string, v time.Duration) *hcl2.Diagnostic {
+	return newError(subject, "Health check "+name+" below one second",
+		fmt.Sprintf("application.%s = %s, but Nomad refuses service checks whose interval or timeout is under 1s, so the slot job could not be registered. Use at least \"1s\", for example interval = \"5s\" and timeout = \"2s\".", name, v))
+}
+
 func warnTimeoutNotBelowInterval(subject hcl2.Range, timeout, interval time.Duration) *hcl2.Diagnostic {
 	return newWarning(subject, "Health check timeout not below its interval",
 		fmt.Sprintf("The application check times out after %s but runs every %s, so a slow answer overlaps the next check. Make timeout shorter than interval, for example interval = \"5s\" and timeout = \"2s\".",

@@ -300,6 +300,7 @@ var ruleCases = []struct {
 	{"zero heartbeat_timeout", replaceLine(`heartbeat_timeout = "30s"`, `heartbeat_timeout = "0s" # want error "Invalid heartbeat_timeout"`)},
 	{"zero interval", replaceLine(`interval       = "5s"`, `interval       = "0s" # want error "Invalid interval"`)},
 	{"timeout not below interval warns", replaceLine(`timeout        = "2s"`, `timeout        = "5s" # want warning "timeout not below its interval"`)},
+	{"check timeout under one second", replaceLine(`timeout        = "2s"`, `timeout        = "500ms" # want error "below one second"`)},
 	{"bad max_latency", replaceLine(`max_latency = "250ms"`, `max_latency = "fast" # want error "Invalid duration"`)},
 
 	// ---- thresholds ---------------------------------------------------------

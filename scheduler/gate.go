@@ -63,6 +63,11 @@ func (g DefaultGate) Evaluate(p *Policy, rec *DeviceRecord, h DeviceHealth, now 
 		if ch.Layer != 1 {
 			appChecks++
 		}
+		if ch.Status == "critical" && strings.TrimSpace(ch.Output) == "" {
+			// Consul registers a check as critical until its first run:
+			// no output means it has not run yet, not that it failed.
+			return pending(ch.Layer, fmt.Sprintf("check %q has not run yet", ch.Name))
+		}
 		if ch.Status == "critical" {
 			reason := fmt.Sprintf("check %q is critical", ch.Name)
 			if out := checkSummary(ch.Status, ch.Output); out != "" {

@@ -35,6 +35,8 @@ func TestDefaultGate(t *testing.T) {
 		{"critical within grace", DeviceHealth{Online: true, Alloc: running, Checks: crit}, 5 * time.Second, VerdictPending, 3, "within grace"},
 		{"critical after grace", DeviceHealth{Online: true, Alloc: running, Checks: crit}, 11 * time.Second, VerdictFail, 3, "503"},
 		{"critical after grace while restarting", DeviceHealth{Online: true, Alloc: &AllocHealth{ID: "a", Status: "running", Restarts: 1}, Checks: crit}, 11 * time.Second, VerdictFail, 3, "503 Service Unavailable (the allocation restarted 1 time, max_restarts 2)"},
+		{"critical check not run yet", DeviceHealth{Online: true, Alloc: running, Checks: []CheckResult{{Name: "fleetplan L4 functional", Layer: 4, Status: "critical"}}}, 20 * time.Second, VerdictPending, 4, "has not run yet"},
+		{"critical check never ran by the deadline", DeviceHealth{Online: true, Alloc: running, Checks: []CheckResult{{Name: "fleetplan L4 functional", Layer: 4, Status: "critical"}}}, 80 * time.Second, VerdictFail, 4, "has not run yet"},
 		{"no checks yet", DeviceHealth{Online: true, Alloc: running, Checks: pass[:1]}, 5 * time.Second, VerdictPending, 3, "no health check"},
 		{"warning passes", DeviceHealth{Online: true, Alloc: running, Checks: []CheckResult{{Name: "fleetplan L3 application", Layer: 3, Status: "warning"}}}, 5 * time.Second, VerdictPass, 0, ""},
 		{"L4 critical", DeviceHealth{Online: true, Alloc: running, Checks: append(pass[:2:2], CheckResult{Name: "fleetplan L4 functional", Layer: 4, Status: "critical", Output: "label dog, want cat"})}, 20 * time.Second, VerdictFail, 4, "label dog"},
