@@ -28,6 +28,18 @@ for key in ("fleetplan/rollouts/edgeinfer?recurse=true", "fleetplan/apps/edgeinf
     req = urllib.request.Request(f"{addr}/v1/kv/{key}", method="DELETE")
     urllib.request.urlopen(req, timeout=5).read()
 PY
+	# ... and the devices' slot metadata, so no device starts on a stale slot.
+	python3 - <<'PY'
+import json, os, urllib.request
+addr = os.environ["NOMAD_ADDR"]
+for n in json.load(urllib.request.urlopen(addr + "/v1/nodes", timeout=5)):
+    body = json.dumps({"NodeID": n["ID"], "Meta": {"fleetplan.edgeinfer.slot": None}}).encode()
+    req = urllib.request.Request(addr + "/v1/client/metadata?node_id=" + n["ID"], data=body, method="POST")
+    try:
+        urllib.request.urlopen(req, timeout=10).read()
+    except Exception as e:
+        print("could not reset the slot metadata of", n["Name"], e)
+PY
 	for slot in blue green; do
 		python3 - "$slot" <<'PY' || true
 import urllib.request, os, sys
