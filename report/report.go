@@ -262,7 +262,7 @@ func WriteMarkdown(w io.Writer, rep *Report) error {
 	b.WriteString("\n**Health Delta**\n\n| Metric | Before | After | Change |\n|---|---:|---:|---:|\n")
 	for _, d := range rep.HealthDelta {
 		if d.Before == nil {
-			fmt.Fprintf(&b, "| %s | n/a | n/a | no device agent metrics |\n", d.Metric)
+			fmt.Fprintf(&b, "| %s | n/a | n/a | no device measured both before and after its switch |\n", d.Metric)
 			continue
 		}
 		change := *d.After - *d.Before
