@@ -1103,25 +1103,44 @@ func (c *Controller) finishBlueGreen(ctx context.Context, r *Rollout) error {
 	if candidateValue(r) == r.Candidate {
 		return nil
 	}
+	var todo []*DeviceRecord
 	for _, rec := range c.sortedDevices(r) {
-		if rec.State != DeviceHealthy && rec.State != DeviceCaughtUp {
-			continue
-		}
-		c.emitDevice(r, rec, "release-standby", "intent", fmt.Sprintf("stopping the standby slot %s", r.Active))
-		err := c.Cluster.SwitchDevice(ctx, rec.DeviceRef, candidateValue(r), r.Candidate)
-		switch {
-		case err == nil:
-			c.emitDevice(r, rec, "release-standby", "ok", "")
-		case errors.Is(err, ErrDeviceOffline):
-			// It keeps both slots until it returns; both run the
-			// verified candidate's or the old version, never half.
-			c.emitDevice(r, rec, "release-standby", "skipped-offline", err.Error())
-		default:
-			c.emitDevice(r, rec, "release-standby", "error", err.Error())
-			return fmt.Errorf("stopping the standby slot on %s: %w", rec.Name, err)
+		if rec.State == DeviceHealthy || rec.State == DeviceCaughtUp {
+			todo = append(todo, rec)
 		}
 	}
-	return nil
+	par := max(c.Policy.MaxParallel, 1)
+	sem := make(chan struct{}, par)
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var firstErr error
+	for _, rec := range todo {
+		sem <- struct{}{}
+		wg.Add(1)
+		go func(rec *DeviceRecord) {
+			defer wg.Done()
+			defer func() { <-sem }()
+			c.emitDevice(r, rec, "release-standby", "intent", fmt.Sprintf("stopping the standby slot %s", r.Active))
+			err := c.Cluster.SwitchDevice(ctx, rec.DeviceRef, candidateValue(r), r.Candidate)
+			switch {
+			case err == nil:
+				c.emitDevice(r, rec, "release-standby", "ok", "")
+			case errors.Is(err, ErrDeviceOffline):
+				// It keeps both slots until it returns; both run a
+				// whole version, never half of one.
+				c.emitDevice(r, rec, "release-standby", "skipped-offline", err.Error())
+			default:
+				c.emitDevice(r, rec, "release-standby", "error", err.Error())
+				mu.Lock()
+				if firstErr == nil {
+					firstErr = fmt.Errorf("stopping the standby slot on %s: %w", rec.Name, err)
+				}
+				mu.Unlock()
+			}
+		}(rec)
+	}
+	wg.Wait()
+	return firstErr
 }
 
 // manualRollback starts a rollback an operator asked for.
