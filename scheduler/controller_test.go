@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -416,6 +417,8 @@ func TestControllerCatchesUpReturningDevice(t *testing.T) {
 	// The device returns once the last wave starts switching.
 	lastWave := plan.Stages[2].Devices[0].ID
 	h.cluster.onSwitch = func(int) {
+		h.cluster.mu.Lock()
+		defer h.cluster.mu.Unlock()
 		if h.cluster.slots[lastWave] == SlotBlue {
 			h.cluster.offline[victim.ID] = false
 			h.health.mu.Lock()
@@ -476,6 +479,8 @@ func TestCatchUpAfterRollbackRevertsAttemptedDevice(t *testing.T) {
 	// The device takes the metadata, then goes offline before the
 	// rollback can reach it.
 	h.cluster.onSwitch = func(n int) {
+		h.cluster.mu.Lock()
+		defer h.cluster.mu.Unlock()
 		if h.cluster.slots[victim.ID] == SlotBlue {
 			h.cluster.offline[victim.ID] = true
 		}
@@ -566,11 +571,14 @@ func TestControllerBlueGreenKeepsStandbyUntilConfirm(t *testing.T) {
 	h := newHarness(t, 6)
 	h.policy.Strategy = StrategyBlueGreen
 	h.upgradeFrom("1.0.0")
+	var mu sync.Mutex
 	var during []string
 	h.cluster.onSwitch = func(int) {
 		for _, d := range h.registry.devices {
 			if v := h.cluster.slot(d.ID); v != SlotBlue && v != SlotGreen {
+				mu.Lock()
 				during = append(during, v)
+				mu.Unlock()
 			}
 		}
 	}
