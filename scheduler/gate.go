@@ -166,6 +166,12 @@ func AnalyzeFailures(recs []*DeviceRecord) string {
 	if failed == attempted {
 		return fmt.Sprintf("Failure analysis: artifact issue: every device that reached a verdict failed (%d of %d)%s%s%s.", failed, attempted, layer, examples, pending)
 	}
+	if failed == 1 && attempted > 1 {
+		// One failure next to healthy devices is too little to name a
+		// pattern (the others may simply not have failed yet).
+		return fmt.Sprintf("Failure analysis: inconclusive: a single device failed%s%s, %d other(s) were healthy at that moment; too few failures to tell an artifact, compatibility or infrastructure issue%s.",
+			layer, examples, attempted-1, pending)
+	}
 	var failingClasses []string
 	for class, c := range byClass {
 		if c[1] > 0 {
