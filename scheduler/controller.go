@@ -1109,31 +1109,41 @@ func (c *Controller) finishBlueGreen(ctx context.Context, r *Rollout) error {
 			todo = append(todo, rec)
 		}
 	}
-	par := max(c.Policy.MaxParallel, 1)
-	sem := make(chan struct{}, par)
+	return c.parallel(todo, func(rec *DeviceRecord) error {
+		c.emitDevice(r, rec, "release-standby", "intent", fmt.Sprintf("stopping the standby slot %s", r.Active))
+		err := c.Cluster.SwitchDevice(ctx, rec.DeviceRef, candidateValue(r), r.Candidate)
+		switch {
+		case err == nil:
+			c.emitDevice(r, rec, "release-standby", "ok", "")
+		case errors.Is(err, ErrDeviceOffline):
+			// It keeps both slots until it returns; both run a whole
+			// version, never half of one.
+			c.emitDevice(r, rec, "release-standby", "skipped-offline", err.Error())
+		default:
+			c.emitDevice(r, rec, "release-standby", "error", err.Error())
+			return fmt.Errorf("stopping the standby slot on %s: %w", rec.Name, err)
+		}
+		return nil
+	})
+}
+
+// parallel runs f on each device, at most max_parallel at a time, and
+// returns the first error once all have finished.
+func (c *Controller) parallel(recs []*DeviceRecord, f func(*DeviceRecord) error) error {
+	sem := make(chan struct{}, max(c.Policy.MaxParallel, 1))
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	var firstErr error
-	for _, rec := range todo {
+	for _, rec := range recs {
 		sem <- struct{}{}
 		wg.Add(1)
 		go func(rec *DeviceRecord) {
 			defer wg.Done()
 			defer func() { <-sem }()
-			c.emitDevice(r, rec, "release-standby", "intent", fmt.Sprintf("stopping the standby slot %s", r.Active))
-			err := c.Cluster.SwitchDevice(ctx, rec.DeviceRef, candidateValue(r), r.Candidate)
-			switch {
-			case err == nil:
-				c.emitDevice(r, rec, "release-standby", "ok", "")
-			case errors.Is(err, ErrDeviceOffline):
-				// It keeps both slots until it returns; both run a
-				// whole version, never half of one.
-				c.emitDevice(r, rec, "release-standby", "skipped-offline", err.Error())
-			default:
-				c.emitDevice(r, rec, "release-standby", "error", err.Error())
+			if err := f(rec); err != nil {
 				mu.Lock()
 				if firstErr == nil {
-					firstErr = fmt.Errorf("stopping the standby slot on %s: %w", rec.Name, err)
+					firstErr = err
 				}
 				mu.Unlock()
 			}
@@ -1184,32 +1194,8 @@ func (c *Controller) rollBack(ctx context.Context, r *Rollout) error {
 			todo = append(todo, rec)
 		}
 	}
-	par := c.Policy.MaxParallel
-	if par < 1 {
-		par = 1
-	}
-	sem := make(chan struct{}, par)
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	var firstErr error
-	for _, rec := range todo {
-		sem <- struct{}{}
-		wg.Add(1)
-		go func(rec *DeviceRecord) {
-			defer wg.Done()
-			defer func() { <-sem }()
-			if err := c.rollBackDevice(ctx, r, rec); err != nil {
-				mu.Lock()
-				if firstErr == nil {
-					firstErr = err
-				}
-				mu.Unlock()
-			}
-		}(rec)
-	}
-	wg.Wait()
-	if firstErr != nil {
-		return firstErr
+	if err := c.parallel(todo, func(rec *DeviceRecord) error { return c.rollBackDevice(ctx, r, rec) }); err != nil {
+		return err
 	}
 	now := c.Clock.Now()
 	if r.RollbackScope == ScopeWave && r.Stage > 0 {
