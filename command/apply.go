@@ -8,7 +8,6 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
-	"strings"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -19,6 +18,7 @@ import (
 	"github.com/fleetplan/fleetplan/checks"
 	fphcl "github.com/fleetplan/fleetplan/hcl"
 	"github.com/fleetplan/fleetplan/jobs"
+	"github.com/fleetplan/fleetplan/report"
 	"github.com/fleetplan/fleetplan/scheduler"
 	"github.com/fleetplan/fleetplan/store"
 	"github.com/urfave/cli/v2"
@@ -189,12 +189,17 @@ func runRollout(ctx context.Context, c *cli.Context, w *wiring, p *scheduler.Pol
 	if r != nil {
 		ui.Summary(r)
 	}
+	var inProgress *scheduler.InProgressError
+	var halted *scheduler.HaltError
 	switch {
 	case errors.Is(err, scheduler.ErrNothingToDo):
 		fmt.Fprintf(out, "No changes: %v\n", err)
 		return applyDone
-	case errors.Is(err, scheduler.ErrHalted):
-		fmt.Fprintf(c.App.ErrWriter, "Halted: %s\n", strings.TrimPrefix(err.Error(), scheduler.ErrHalted.Error()+": "))
+	case errors.As(err, &inProgress):
+		fmt.Fprintf(c.App.ErrWriter, "Error: %v (`fleetplan rollback %s` takes it back)\n", err, inProgress.App)
+		return applyFailed
+	case errors.As(err, &halted):
+		fmt.Fprintf(c.App.ErrWriter, "Halted: %s\n", report.HaltText(p.Name, &halted.Halt))
 		if r != nil && r.RollbackScope != "" {
 			return applyRolledBack
 		}

@@ -11,6 +11,7 @@ import (
 	bprogress "github.com/charmbracelet/bubbles/progress"
 	tea "github.com/charmbracelet/bubbletea"
 	"github.com/charmbracelet/lipgloss"
+	"github.com/fleetplan/fleetplan/report"
 	"github.com/fleetplan/fleetplan/scheduler"
 )
 
@@ -137,27 +138,9 @@ func (m *liveModel) View() string {
 	fmt.Fprintf(&b, "%s   slots %s (%s) -> %s (%s)\n\n", where, slotOrNone(r.Active), orDash(r.PreviousVersion), r.Candidate, r.Version)
 
 	for i, st := range r.Stages {
-		var total, switched, healthy, failed, offline int
-		for _, d := range r.Devices {
-			if d.Stage != i {
-				continue
-			}
-			total++
-			switch d.State {
-			case scheduler.DeviceHealthy, scheduler.DeviceCaughtUp:
-				healthy++
-				switched++
-			case scheduler.DeviceVerifying:
-				switched++
-			case scheduler.DeviceFailed, scheduler.DeviceQuarantined:
-				failed++
-				switched++
-			case scheduler.DeviceSkippedOffline:
-				offline++
-			case scheduler.DeviceRolledBack, scheduler.DeviceRollingBack:
-				switched++
-			}
-		}
+		t := r.StageTally(i)
+		total, healthy, failed, offline := t.Total, t.Healthy, t.Failed, t.Offline
+		switched := t.Total - t.Pending - t.Switching - t.Offline
 		frac := 0.0
 		if total > 0 {
 			frac = float64(healthy) / float64(total)
@@ -185,8 +168,8 @@ func (m *liveModel) View() string {
 	if r.Phase == scheduler.PhaseAwaitingApproval {
 		fmt.Fprintf(&b, "\n%s the canary passed its gate; approve it with `fleetplan approve %s`\n", styleWaiting.Render("Waiting for approval:"), r.App)
 	}
-	if r.Halted != "" {
-		fmt.Fprintf(&b, "\n%s %s\n", styleBad.Render("Halted:"), r.Halted)
+	if r.Halt != nil {
+		fmt.Fprintf(&b, "\n%s %s\n", styleBad.Render("Halted:"), report.HaltText(r.App, r.Halt))
 	}
 	if n := len(r.Decisions); n > 0 {
 		b.WriteString("\nLatest decisions:\n")
@@ -261,21 +244,8 @@ func summaryLine(r *scheduler.Rollout) string {
 		parts[0] += "/" + string(r.Step)
 	}
 	for i, st := range r.Stages {
-		var healthy, failed, offline, total int
-		for _, d := range r.Devices {
-			if d.Stage != i {
-				continue
-			}
-			total++
-			switch d.State {
-			case scheduler.DeviceHealthy, scheduler.DeviceCaughtUp:
-				healthy++
-			case scheduler.DeviceFailed, scheduler.DeviceQuarantined:
-				failed++
-			case scheduler.DeviceSkippedOffline:
-				offline++
-			}
-		}
+		t := r.StageTally(i)
+		healthy, failed, offline, total := t.Healthy, t.Failed, t.Offline, t.Total
 		parts = append(parts, fmt.Sprintf("%s %d/%d healthy %d failed %d offline", st.Name, healthy, total, failed, offline))
 	}
 	if r.Outcome != "" {

@@ -113,6 +113,15 @@ func (n *notifiers) Event(ctx context.Context, e scheduler.Event, version string
 		msg = e.Action
 	}
 	note := plugin.Notification{Kind: kind, Time: e.Time, Rollout: e.Rollout, RunID: e.RunID, Version: version, Phase: string(e.Phase), Message: msg}
+	if d := e.Decision; d != nil {
+		note.Numbers = d.Numbers
+		if a := d.Analysis; a != nil {
+			note.Analysis = &plugin.FailureAnalysis{Kind: string(a.Kind), Summary: a.String(), Classes: a.Classes, Layer: a.Layer, Examples: a.Examples}
+		}
+	}
+	if hint := eventHint(e); hint != "" {
+		note.Message += "; " + hint
+	}
 	select {
 	case n.queue <- note:
 	default:

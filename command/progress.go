@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/fleetplan/fleetplan/report"
 	"github.com/fleetplan/fleetplan/scheduler"
 )
 
@@ -39,6 +40,11 @@ func (p *progress) Event(e scheduler.Event) {
 	action := strings.TrimPrefix(e.Action, "decision:")
 	if strings.HasPrefix(e.Action, "decision:") {
 		line += " " + action + ": " + e.Detail
+		if hint := eventHint(e); hint != "" {
+			line += "; " + hint
+		}
+	} else if hint := eventHint(e); hint != "" {
+		line += " " + action + " " + e.Outcome + ": " + e.Detail + "; " + hint
 	} else {
 		line += " " + action + " " + e.Outcome
 		if e.Detail != "" {
@@ -84,4 +90,18 @@ func orDash(s string) string {
 		return "-"
 	}
 	return s
+}
+
+// eventHint words what an operator can do after an event, with the
+// commands: the controller only names the situation.
+func eventHint(e scheduler.Event) string {
+	switch {
+	case e.Action == "await-approval" && e.Outcome == "waiting":
+		return fmt.Sprintf("approve with `fleetplan approve %s`", e.Rollout)
+	case e.Decision != nil && e.Decision.Kind == scheduler.DecisionPaused:
+		return fmt.Sprintf("resume with `fleetplan resume %s`", e.Rollout)
+	case e.Decision != nil && e.Decision.Halt != nil:
+		return report.RemedyText(e.Rollout, e.Decision.Halt)
+	}
+	return ""
 }

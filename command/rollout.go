@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"sort"
-	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -143,12 +142,8 @@ func statusJSON(r *scheduler.Rollout) statusDoc {
 }
 
 func lastAnalysis(r *scheduler.Rollout) string {
-	for i := len(r.Decisions) - 1; i >= 0; i-- {
-		if d := r.Decisions[i]; d.Kind == "rollback" {
-			if i := strings.Index(d.Reason, "Failure analysis: "); i >= 0 {
-				return d.Reason[i:]
-			}
-		}
+	if a := r.LastAnalysis(); a != nil {
+		return "Failure analysis: " + a.String()
 	}
 	return ""
 }
@@ -174,12 +169,8 @@ func printStatus(w interface{ Write([]byte) (int, error) }, r *scheduler.Rollout
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "\nSTAGE\tPERCENT\tDEVICES\tHEALTHY\tFAILED\tOFFLINE\tVERDICT")
 	for i, st := range r.Stages {
-		healthy := 0
-		for _, d := range r.Devices {
-			if d.Stage == i && (d.State == scheduler.DeviceHealthy || d.State == scheduler.DeviceCaughtUp) {
-				healthy++
-			}
-		}
+		t := r.StageTally(i)
+		healthy := t.Healthy
 		verdict := st.Verdict
 		if verdict == "" {
 			verdict = "-"
@@ -190,15 +181,7 @@ func printStatus(w interface{ Write([]byte) (int, error) }, r *scheduler.Rollout
 				}
 			}
 		}
-		failed := 0
-		for _, d := range r.Devices {
-			if d.Stage == i && (d.State == scheduler.DeviceFailed || d.State == scheduler.DeviceQuarantined) {
-				failed++
-			}
-		}
-		if st.Failed > failed {
-			failed = st.Failed
-		}
+		failed := max(t.Failed, st.Failed)
 		fmt.Fprintf(tw, "%s\t%.0f%%\t%d\t%d\t%d\t%d\t%s\n", st.Name, st.Percent, st.Devices, healthy, failed, st.Offline, verdict)
 	}
 	tw.Flush()
@@ -410,7 +393,7 @@ func resumeAction(c *cli.Context) error {
 	}
 	sink, _ := w.auditTrail("", actor)
 	sink.Record(c.Context, scheduler.Event{Time: time.Now(), Rollout: app, RunID: r.ID, Phase: r.Phase, Actor: actor, Action: "resume", Outcome: "ok"})
-	if r.Halted == "" {
+	if r.Halt == nil {
 		fmt.Fprintf(c.App.Writer, "Resumed %s.\n", app)
 		return nil
 	}

@@ -95,6 +95,18 @@ type Notification struct {
 	Phase   string             `json:"phase"`
 	Message string             `json:"message"`
 	Numbers map[string]float64 `json:"numbers,omitempty"`
+	// Analysis explains a rollback after a failed gate (nil otherwise).
+	Analysis *FailureAnalysis `json:"analysis,omitempty"`
+}
+
+// FailureAnalysis is the pattern of a failed stage's failures, as data:
+// Kind is artifact, compatibility, infrastructure or inconclusive.
+type FailureAnalysis struct {
+	Kind     string   `json:"kind"`
+	Summary  string   `json:"summary"`
+	Classes  []string `json:"classes,omitempty"`
+	Layer    int      `json:"layer,omitempty"`
+	Examples []string `json:"examples,omitempty"`
 }
 
 // Notifier tells people or systems about a rollout.

@@ -15,27 +15,29 @@ import (
 
 // Report is the JSON form of a deployment report.
 type Report struct {
-	Artifact        string               `json:"artifact"`
-	Version         string               `json:"version"`
-	PreviousVersion string               `json:"previous_version,omitempty"`
-	RunID           string               `json:"run_id"`
-	Strategy        string               `json:"strategy"`
-	Outcome         string               `json:"outcome"`
-	Phase           string               `json:"phase"`
-	Start           time.Time            `json:"start"`
-	End             *time.Time           `json:"end,omitempty"`
-	DurationSeconds float64              `json:"duration_seconds"`
-	Slots           Slots                `json:"slots"`
-	FleetTotal      int                  `json:"fleet_total"`
-	Status          []StatusRow          `json:"status"`
-	Waves           []WaveRow            `json:"waves"`
-	HealthDelta     []DeltaRow           `json:"health_delta"`
-	FailureAnalysis string               `json:"failure_analysis,omitempty"`
-	Approvals       []Approval           `json:"approvals"`
-	CatchUp         []DeviceRef          `json:"catch_up"`
-	Quarantined     []DeviceRef          `json:"quarantined"`
-	Excluded        []DeviceRef          `json:"excluded"`
-	Decisions       []scheduler.Decision `json:"decisions"`
+	Artifact        string      `json:"artifact"`
+	Version         string      `json:"version"`
+	PreviousVersion string      `json:"previous_version,omitempty"`
+	RunID           string      `json:"run_id"`
+	Strategy        string      `json:"strategy"`
+	Outcome         string      `json:"outcome"`
+	Phase           string      `json:"phase"`
+	Start           time.Time   `json:"start"`
+	End             *time.Time  `json:"end,omitempty"`
+	DurationSeconds float64     `json:"duration_seconds"`
+	Slots           Slots       `json:"slots"`
+	FleetTotal      int         `json:"fleet_total"`
+	Status          []StatusRow `json:"status"`
+	Waves           []WaveRow   `json:"waves"`
+	HealthDelta     []DeltaRow  `json:"health_delta"`
+	FailureAnalysis string      `json:"failure_analysis,omitempty"`
+	// Analysis is the failure analysis as data (its kind, classes, layer).
+	Analysis    *scheduler.FailureAnalysis `json:"analysis,omitempty"`
+	Approvals   []Approval                 `json:"approvals"`
+	CatchUp     []DeviceRef                `json:"catch_up"`
+	Quarantined []DeviceRef                `json:"quarantined"`
+	Excluded    []DeviceRef                `json:"excluded"`
+	Decisions   []scheduler.Decision       `json:"decisions"`
 }
 
 // Slots names the slot colours of the run.
@@ -106,27 +108,21 @@ func Build(r *scheduler.Rollout) *Report {
 	}
 	rep.DurationSeconds = end.Sub(r.StartedAt).Seconds()
 
-	var healthy, skipped, quarantined, rolledBack, other int
-	devs := sorted(r)
+	devs := r.SortedDevices()
 	for _, d := range devs {
 		if d.Stage < 0 {
 			continue
 		}
 		switch d.State {
-		case scheduler.DeviceHealthy, scheduler.DeviceCaughtUp:
-			healthy++
 		case scheduler.DeviceSkippedOffline:
-			skipped++
 			rep.CatchUp = append(rep.CatchUp, DeviceRef{Name: d.Name, ID: d.ID, Class: d.Class, Reason: d.Reason})
 		case scheduler.DeviceQuarantined:
-			quarantined++
 			rep.Quarantined = append(rep.Quarantined, DeviceRef{Name: d.Name, ID: d.ID, Class: d.Class, Reason: d.Reason})
-		case scheduler.DeviceRolledBack:
-			rolledBack++
-		default:
-			other++
 		}
 	}
+	t := r.FleetTally()
+	healthy, skipped, quarantined, rolledBack := t.Healthy, t.Offline, t.Quarantined, t.RolledBack
+	other := t.Total - healthy - skipped - quarantined - rolledBack
 	for _, e := range r.Excluded {
 		rep.Excluded = append(rep.Excluded, DeviceRef{Name: e.Name, ID: e.ID, Class: e.Class, Reason: e.Reason})
 	}
@@ -167,12 +163,9 @@ func Build(r *scheduler.Rollout) *Report {
 		rep.Waves = append(rep.Waves, WaveRow{Wave: name, Percent: st.Percent, Devices: st.Devices, Failed: st.Failed, Offline: st.Offline, Soak: st.Soak.String(), Verdict: v})
 	}
 	rep.HealthDelta = delta(devs)
-	for i := len(r.Decisions) - 1; i >= 0; i-- {
-		d := r.Decisions[i]
-		if j := strings.Index(d.Reason, "Failure analysis: "); j >= 0 && d.Kind == "rollback" {
-			rep.FailureAnalysis = d.Reason[j+len("Failure analysis: "):]
-			break
-		}
+	if a := r.LastAnalysis(); a != nil {
+		rep.Analysis = a
+		rep.FailureAnalysis = a.String()
 	}
 	if a := r.Approval; a != nil {
 		rep.Approvals = append(rep.Approvals, Approval{Actor: a.Actor, Time: a.Time, Saw: a.Saw, Message: a.Message})

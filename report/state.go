@@ -65,24 +65,12 @@ func NewDeployState(r *scheduler.Rollout) DeployState {
 	if r.Step != "" {
 		s.FleetplanPhase += "/" + string(r.Step)
 	}
-	s.FleetTotal = len(r.Excluded)
-	for _, d := range r.Devices {
-		if d.Stage < 0 {
-			continue
-		}
-		s.FleetTotal++
-		switch d.State {
-		case scheduler.DeviceHealthy, scheduler.DeviceCaughtUp:
-			s.HealthyCount++
-			s.DeployedCount++
-		case scheduler.DeviceVerifying, scheduler.DeviceSwitching, scheduler.DeviceFailed:
-			s.DeployedCount++
-		case scheduler.DeviceQuarantined:
-			s.QuarantinedCount++
-		case scheduler.DeviceSkippedOffline:
-			s.SkippedCount++
-		}
-	}
+	t := r.FleetTally()
+	s.FleetTotal = len(r.Excluded) + t.Total
+	s.HealthyCount = t.Healthy
+	s.DeployedCount = t.Healthy + t.Verifying + t.Switching + t.FailedNow
+	s.QuarantinedCount = t.Quarantined
+	s.SkippedCount = t.Offline
 	waves := len(r.Stages) - 1
 	switch {
 	case r.Phase == scheduler.PhaseDone:
@@ -95,8 +83,8 @@ func NewDeployState(r *scheduler.Rollout) DeployState {
 	// The old slot's job is never touched during a rollout: until the run
 	// is confirmed, taking the fleet back is always possible.
 	s.RollbackAvailable = !r.Finished()
-	if r.Halted != "" {
-		s.Blockers = append(s.Blockers, r.Halted)
+	if h := r.Halt; h != nil {
+		s.Blockers = append(s.Blockers, HaltText(r.App, h))
 	}
 	if r.Paused {
 		s.Blockers = append(s.Blockers, "paused by an operator")
@@ -117,8 +105,8 @@ func nextAction(r *scheduler.Rollout) string {
 		return "none: the rollout is done"
 	case r.Outcome == scheduler.OutcomeRolledBack:
 		return "fix the release, then apply a new version"
-	case r.Halted != "":
-		return fmt.Sprintf("operator decision: `fleetplan resume %s` or `fleetplan rollback %s`", r.App, r.App)
+	case r.Halt != nil:
+		return "operator decision: " + RemedyText(r.App, r.Halt)
 	case r.Paused:
 		return fmt.Sprintf("`fleetplan resume %s`", r.App)
 	}
@@ -183,4 +171,25 @@ func orDash(s string) string {
 		return "-"
 	}
 	return s
+}
+
+// RemedyText words what an operator does about a halt, with the commands
+// (the core only names the remedy).
+func RemedyText(app string, h *scheduler.Halt) string {
+	var s string
+	switch h.Remedy {
+	case scheduler.RemedyResumeOrRollback:
+		s = fmt.Sprintf("`fleetplan resume %s` retries the stage, `fleetplan rollback %s` takes the whole fleet back", app, app)
+	default:
+		s = fmt.Sprintf("`fleetplan resume %s`", app)
+	}
+	if h.Fix != "" {
+		s = h.Fix + ", then " + s
+	}
+	return s
+}
+
+// HaltText is a halt's reason with its remedy.
+func HaltText(app string, h *scheduler.Halt) string {
+	return h.Reason + "; " + RemedyText(app, h)
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -210,8 +211,12 @@ func TestControllerWaveFailureScopes(t *testing.T) {
 				if !errors.Is(err, ErrHalted) {
 					t.Fatalf("err = %v, want ErrHalted", err)
 				}
-				if !strings.Contains(r.Halted, "fleetplan resume edgeinfer") {
-					t.Errorf("halt reason %q does not say how to go on", r.Halted)
+				var he *HaltError
+				if !errors.As(err, &he) || r.Halt == nil || r.Halt.Remedy != RemedyResumeOrRollback || he.Halt != *r.Halt {
+					t.Errorf("halt %+v (error %v) does not say how to go on (want remedy %q)", r.Halt, err, RemedyResumeOrRollback)
+				}
+				if d := r.Decisions[len(r.Decisions)-1]; d.Kind != DecisionHalted || d.Halt == nil || d.Halt.Remedy != RemedyResumeOrRollback {
+					t.Errorf("last decision %+v is not the halt with its remedy", d)
 				}
 				for _, rec := range r.Devices {
 					want := SlotGreen
@@ -402,8 +407,8 @@ func TestControllerHaltsWhenTooManyOffline(t *testing.T) {
 	h.registry.devices[0].Status = StatusOffline
 	h.registry.devices[1].Status = StatusOffline
 	r, err := h.run(context.Background())
-	if !errors.Is(err, ErrHalted) || !strings.Contains(r.Halted, "max_offline_percent") {
-		t.Fatalf("err=%v halted=%q", err, r.Halted)
+	if !errors.Is(err, ErrHalted) || r.Halt == nil || !strings.Contains(r.Halt.Reason, "max_offline_percent") || r.Halt.Remedy != RemedyResume || r.Halt.Fix == "" {
+		t.Fatalf("err=%v halt=%+v", err, r.Halt)
 	}
 	h.assertSlots(func(Device) string { return "" })
 }
@@ -602,4 +607,32 @@ func TestControllerBlueGreenRollbackStopsCandidateOnly(t *testing.T) {
 		t.Fatalf("%v %v", err, r.Outcome)
 	}
 	h.assertSlots(func(Device) string { return SlotBlue })
+}
+
+// TestEventDeliveryDoesNotHoldTheController checks that OnEvent runs on a
+// path of its own: while a (slow) OnEvent runs, the controller's operator
+// requests stay readable.
+func TestEventDeliveryDoesNotHoldTheController(t *testing.T) {
+	h := newHarness(t, 6)
+	ctl := h.controller()
+	var blocked atomic.Int32
+	ctl.OnEvent = func(e Event) {
+		done := make(chan struct{})
+		go func() {
+			ctl.controls.current()
+			close(done)
+		}()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			blocked.Add(1)
+		}
+	}
+	r, err := ctl.Run(context.Background())
+	if err != nil || r.Outcome != OutcomeSucceeded {
+		t.Fatalf("run: %v (outcome %q)", err, r.Outcome)
+	}
+	if n := blocked.Load(); n > 0 {
+		t.Fatalf("%d events held the controller's requests while they were delivered", n)
+	}
 }

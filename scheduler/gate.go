@@ -1,234 +1,76 @@
 package scheduler
 
 import (
+	"context"
 	"fmt"
-	"sort"
-	"strings"
-	"time"
 )
 
-// DefaultGate is the gate of the rollout engine: a device passes when its
-// candidate allocation runs and every one of its Consul checks passes; it
-// fails on a critical check after health.grace, on an allocation that failed
-// or restarts more than application.max_restarts times, on a version other
-// than the release's, or when it has no healthy allocation before the
-// deadline (grace + 60 s after its switch by default).
-type DefaultGate struct {
-	// Deadline overrides the time a device has to become healthy.
-	Deadline time.Duration
-}
-
-// Evaluate implements Gate.
-func (g DefaultGate) Evaluate(p *Policy, rec *DeviceRecord, h DeviceHealth, now time.Time) Verdict {
-	since := now.Sub(rec.SwitchedAt)
-	grace := p.Health.Grace
-	deadline := g.Deadline
-	if deadline <= 0 {
-		deadline = grace + 60*time.Second
+// gate evaluates the stage's thresholds and decides: pass, quarantine the
+// few devices that failed, or roll back.
+func (c *Controller) gate(ctx context.Context, r *Rollout) error {
+	st := &r.Stages[r.Stage]
+	// After the full soak a device that is not healthy fails; after a
+	// fail-fast, devices still starting stay undecided (and are rolled
+	// back with the others).
+	soakEnded := !c.Clock.Now().Before(st.SoakUntil)
+	if err := c.sample(ctx, r, soakEnded); err != nil {
+		return err
 	}
-	late := since >= deadline
-	pending := func(layer int, reason string) Verdict {
-		if late {
-			return Verdict{Status: VerdictFail, Layer: layer, Reason: fmt.Sprintf("%s after %s (deadline %s)", reason, since.Round(time.Second), deadline)}
-		}
-		return Verdict{Status: VerdictPending, Layer: layer, Reason: reason}
+	recs := r.StageDevices(r.Stage)
+	t := TallyDevices(recs)
+	attempted, failed, offline := t.Attempted, t.Failed, t.Offline
+	st.Attempted, st.Failed, st.Offline = attempted, failed, offline
+	failPct := t.FailurePercent()
+	numbers := map[string]float64{
+		"attempted": float64(attempted), "failed": float64(failed), "offline": float64(offline),
+		"failure_percent": failPct, "max_failure_percent": c.Policy.Rollback.MaxFailurePercent,
 	}
-	if !h.Online {
-		// Never a failure: offline devices are tracked separately.
-		return Verdict{Status: VerdictPending, Layer: 1, Reason: "device offline"}
+	if c.degraded != "" {
+		st.Verdict = "failed"
+		st.FinishedAt = c.Clock.Now()
+		reason := fmt.Sprintf("%s failed its gate: %s", st.Name, c.degraded)
+		c.degraded = ""
+		c.decide(r, DecisionRollback, reason, numbers)
+		return c.beginRollback(ctx, r, c.Policy.Rollback.Scope, reason)
 	}
-	a := h.Alloc
-	if a == nil {
-		return pending(3, "no allocation of the candidate placed")
+	if attempted == 0 && st.Canary {
+		st.Verdict = "inconclusive"
+		return c.halt(ctx, r, Halt{Reason: fmt.Sprintf("no canary device could be reached (%d offline)", offline), Fix: "bring devices back online", Remedy: RemedyResume})
 	}
-	if max := p.Health.Application.MaxRestarts; a.Restarts > max {
-		return Verdict{Status: VerdictFail, Layer: 3, Reason: fmt.Sprintf("crash loop: %d restarts (max_restarts %d)", a.Restarts, max)}
+	if failPct > c.Policy.Rollback.MaxFailurePercent {
+		st.Verdict = "failed"
+		st.FinishedAt = c.Clock.Now()
+		analysis := AnalyzeFailures(recs)
+		reason := fmt.Sprintf("%s failed its gate: %d of %d devices failed (%.1f%% > max_failure_percent %g). Failure analysis: %s",
+			st.Name, failed, attempted, failPct, c.Policy.Rollback.MaxFailurePercent, analysis)
+		c.record(r, Decision{Kind: DecisionRollback, Reason: reason, Numbers: numbers, Analysis: &analysis})
+		return c.beginRollback(ctx, r, c.Policy.Rollback.Scope, reason)
 	}
-	switch a.Status {
-	case "failed", "lost":
-		return Verdict{Status: VerdictFail, Layer: 3, Reason: fmt.Sprintf("allocation %s is %s (%d restarts)", short(a.ID), a.Status, a.Restarts)}
-	case "complete":
-		return Verdict{Status: VerdictFail, Layer: 3, Reason: fmt.Sprintf("allocation %s exited (complete)", short(a.ID))}
-	case "running":
-	default:
-		return pending(3, fmt.Sprintf("allocation %s is %s", short(a.ID), a.Status))
-	}
-	if p.Health.Application.ExpectVersion && h.Version != "" && h.Version != p.Release.Version {
-		return Verdict{Status: VerdictFail, Layer: 3, Reason: fmt.Sprintf("application reports version %s, expected %s", h.Version, p.Release.Version)}
-	}
-	checks := append([]CheckResult(nil), h.Checks...)
-	sort.SliceStable(checks, func(i, j int) bool { return checks[i].Layer < checks[j].Layer })
-	appChecks := 0
-	for _, ch := range checks {
-		if ch.Layer != 1 {
-			appChecks++
-		}
-		if ch.Status == "critical" && strings.TrimSpace(ch.Output) == "" {
-			// Consul registers a check as critical until its first run:
-			// no output means it has not run yet, not that it failed.
-			return pending(ch.Layer, fmt.Sprintf("check %q has not run yet", ch.Name))
-		}
-		if ch.Status == "critical" {
-			reason := fmt.Sprintf("check %q is critical", ch.Name)
-			if out := checkSummary(ch.Status, ch.Output); out != "" {
-				reason += ": " + out
-			}
-			if a.Restarts > 0 {
-				// A task that keeps exiting fails its checks too: the
-				// restarts are the cause a person looks for.
-				times := "times"
-				if a.Restarts == 1 {
-					times = "time"
-				}
-				reason += fmt.Sprintf(" (the allocation restarted %d %s, max_restarts %d)", a.Restarts, times, p.Health.Application.MaxRestarts)
-			}
-			if since < grace {
-				return Verdict{Status: VerdictPending, Layer: ch.Layer, Reason: reason + " (within grace)"}
-			}
-			return Verdict{Status: VerdictFail, Layer: ch.Layer, Reason: reason}
-		}
-	}
-	if appChecks == 0 {
-		return pending(3, "no health check registered yet")
-	}
-	for _, ch := range checks {
-		if ch.Status != "passing" && ch.Status != "warning" {
-			return pending(ch.Layer, fmt.Sprintf("check %q is %s", ch.Name, ch.Status))
-		}
-	}
-	// Measured thresholds: the error rate, and the p95 latency against the
-	// device's own pre-switch baseline.
-	if v, ok := MetricsVerdict(p, rec, h.Metrics); ok {
-		return v
-	}
-	return Verdict{Status: VerdictPass}
-}
-
-// AnalyzeFailures explains a failed stage from the pattern of its failures:
-// every device failing points at the artifact, failures concentrated in one
-// node class at a compatibility problem, scattered failures at the
-// infrastructure.
-func AnalyzeFailures(recs []*DeviceRecord) string {
-	// Only devices that reached a verdict count: after a fail-fast some are
-	// still starting.
-	var decided []*DeviceRecord
-	undecided := 0
+	// Under the threshold: devices that failed alone are rolled back
+	// individually and quarantined; the rollout goes on.
 	for _, rec := range recs {
-		if rec.State == DeviceVerifying || rec.State == DeviceSwitching {
-			undecided++
+		if rec.State != DeviceFailed {
 			continue
 		}
-		decided = append(decided, rec)
-	}
-	recs = decided
-	attempted, failed := stageCounts(recs)
-	if failed == 0 {
-		return "no device failed"
-	}
-	pending := ""
-	if undecided > 0 {
-		pending = fmt.Sprintf("; %d device(s) had no verdict yet when the rollback began", undecided)
-	}
-	byClass := map[string][2]int{} // class -> attempted, failed
-	layers := map[int]int{}
-	var reasons []string
-	for _, rec := range recs {
-		a, f := 0, 0
-		switch rec.State {
-		case DeviceVerifying, DeviceHealthy, DeviceCaughtUp:
-			a = 1
-		case DeviceFailed, DeviceQuarantined:
-			a, f = 1, 1
-		}
-		c := byClass[rec.Class]
-		c[0] += a
-		c[1] += f
-		byClass[rec.Class] = c
-		if f == 1 {
-			layers[rec.Layer]++
-			if len(reasons) < 3 {
-				reasons = append(reasons, rec.Name+": "+rec.Reason)
-			}
+		if err := c.quarantine(ctx, r, rec); err != nil {
+			return err
 		}
 	}
-	layer := ""
-	if len(layers) == 1 {
-		for l := range layers {
-			if l > 0 {
-				layer = fmt.Sprintf(" at layer %d", l)
-			}
-		}
+	st.Verdict = "passed"
+	st.FinishedAt = c.Clock.Now()
+	c.decide(r, DecisionGatePassed, fmt.Sprintf("%s passed its gate: %d of %d devices healthy, %d failed (%.1f%% <= %g), %d offline",
+		st.Name, attempted-failed, attempted, failed, failPct, c.Policy.Rollback.MaxFailurePercent, offline), numbers)
+	switch {
+	case st.Canary:
+		r.Phase = PhaseAwaitingApproval
+		r.Step = ""
+	case r.Stage+1 < len(r.Stages):
+		r.Phase = PhaseWave
+		r.Stage++
+		r.Step = StepSwitching
+	default:
+		r.Phase = PhaseConfirm
+		r.Step = ""
 	}
-	examples := ""
-	if len(reasons) > 0 {
-		examples = " (" + strings.Join(reasons, "; ") + ")"
-	}
-	if failed == attempted {
-		return fmt.Sprintf("Failure analysis: artifact issue: every device that reached a verdict failed (%d of %d)%s%s%s.", failed, attempted, layer, examples, pending)
-	}
-	if failed == 1 && attempted > 1 {
-		// One failure next to healthy devices is too little to name a
-		// pattern (the others may simply not have failed yet).
-		return fmt.Sprintf("Failure analysis: inconclusive: a single device failed%s%s, %d other(s) were healthy at that moment; too few failures to tell an artifact, compatibility or infrastructure issue%s.",
-			layer, examples, attempted-1, pending)
-	}
-	var failingClasses []string
-	for class, c := range byClass {
-		if c[1] > 0 {
-			failingClasses = append(failingClasses, class)
-		}
-	}
-	sort.Strings(failingClasses)
-	if len(failingClasses) == 1 && len(byClass) > 1 {
-		c := byClass[failingClasses[0]]
-		return fmt.Sprintf("Failure analysis: compatibility issue: failures concentrated in node class %s (%d of %d failed, other classes healthy)%s%s%s.",
-			failingClasses[0], c[1], c[0], layer, examples, pending)
-	}
-	return fmt.Sprintf("Failure analysis: infrastructure issue: %d scattered failures across classes %s%s%s%s.", failed, strings.Join(failingClasses, ", "), layer, examples, pending)
-}
-
-func short(id string) string {
-	if len(id) > 8 {
-		return id[:8]
-	}
-	return id
-}
-
-// checkSummary is what a check's output says, for a reason a person reads.
-// Consul records an HTTP check's output as
-//
-//	HTTP GET http://127.0.0.1:7474/v1/probe/functional?service=...: 503 Service Unavailable Output: <body>
-//
-// whose URL alone can fill the reason: the summary is the body's first
-// line, after the HTTP status ("503 Service Unavailable: {...}"), or without
-// it when the body starts with the check's own status (the device agent's
-// probes answer "critical: <why>", which the HTTP status only repeats).
-func checkSummary(status, output string) string {
-	const marker = " Output: "
-	i := strings.Index(output, marker)
-	if !strings.HasPrefix(output, "HTTP ") || i < 0 {
-		return firstLine(output)
-	}
-	head, body := output[:i], firstLine(output[i+len(marker):])
-	if rest, ok := strings.CutPrefix(body, status+": "); ok && status != "" {
-		return rest
-	}
-	if j := strings.LastIndex(head, ": "); j >= 0 {
-		head = head[j+2:]
-	}
-	if body == "" {
-		return head
-	}
-	return head + ": " + body
-}
-
-func firstLine(s string) string {
-	s = strings.TrimSpace(s)
-	if i := strings.IndexByte(s, '\n'); i >= 0 {
-		s = s[:i]
-	}
-	if len(s) > 200 {
-		s = s[:200] + "..."
-	}
-	return s
+	return c.save(ctx, r)
 }

@@ -109,6 +109,10 @@ type DeviceRecord struct {
 	// cleared when the device is known to be back on the active slot, so a
 	// rollback knows which offline devices it must still take back.
 	Attempted bool `json:"attempted,omitempty"`
+	// Failed is set when the device failed in this run (its verdict or its
+	// switch) and kept through its rollback or quarantine, so that counts
+	// never read a failure from the reason text.
+	Failed bool `json:"failed,omitempty"`
 	// CatchUp marks a device that was offline when its stage ran and is
 	// being switched (or rolled back) now that it is back.
 	CatchUp    bool      `json:"catch_up,omitempty"`
@@ -158,9 +162,13 @@ type Decision struct {
 	Time    time.Time          `json:"time"`
 	Phase   Phase              `json:"phase"`
 	Stage   string             `json:"stage,omitempty"`
-	Kind    string             `json:"kind"`
+	Kind    DecisionKind       `json:"kind"`
 	Reason  string             `json:"reason"`
 	Numbers map[string]float64 `json:"numbers,omitempty"`
+	// Analysis explains a rollback after a failed gate.
+	Analysis *FailureAnalysis `json:"analysis,omitempty"`
+	// Halt is set on a "halted" decision.
+	Halt *Halt `json:"halt,omitempty"`
 }
 
 // ApprovalRecord is an operator's approval of the canary.
@@ -202,11 +210,12 @@ type Rollout struct {
 	Active    string `json:"active"`
 	Candidate string `json:"candidate"`
 
-	Phase  Phase  `json:"phase"`
-	Stage  int    `json:"stage"`
-	Step   Step   `json:"step,omitempty"`
-	Paused bool   `json:"paused,omitempty"`
-	Halted string `json:"halted,omitempty"`
+	Phase  Phase `json:"phase"`
+	Stage  int   `json:"stage"`
+	Step   Step  `json:"step,omitempty"`
+	Paused bool  `json:"paused,omitempty"`
+	// Halt is set while the rollout waits for an operator.
+	Halt *Halt `json:"halt,omitempty"`
 
 	// The rollback in progress (phase ROLLING_BACK): its scope, the stage
 	// it started from, and why.

@@ -86,27 +86,3 @@ func TestCheckSummary(t *testing.T) {
 		t.Errorf("verdict %+v, want fail at layer 4 with reason %q", v, want)
 	}
 }
-
-func TestAnalyzeFailures(t *testing.T) {
-	dev := func(name, class string, st DeviceState, layer int) *DeviceRecord {
-		return &DeviceRecord{DeviceRef: DeviceRef{ID: name, Name: name, Class: class}, State: st, Layer: layer, Reason: "boom"}
-	}
-	tests := []struct {
-		name string
-		recs []*DeviceRecord
-		want string
-	}{
-		{"all fail", []*DeviceRecord{dev("j1", "jetson", DeviceFailed, 3), dev("r1", "rpi", DeviceFailed, 3)}, "artifact issue: every device that reached a verdict failed (2 of 2) at layer 3"},
-		{"one class", []*DeviceRecord{dev("j1", "jetson", DeviceFailed, 4), dev("j2", "jetson", DeviceFailed, 4), dev("r1", "rpi", DeviceHealthy, 0), dev("g1", "gateway", DeviceHealthy, 0)}, "compatibility issue: failures concentrated in node class jetson (2 of 2 failed"},
-		{"scattered", []*DeviceRecord{dev("j1", "jetson", DeviceFailed, 1), dev("j2", "jetson", DeviceHealthy, 0), dev("r1", "rpi", DeviceFailed, 2), dev("r2", "rpi", DeviceHealthy, 0)}, "infrastructure issue: 2 scattered failures across classes jetson, rpi"},
-		{"single failure", []*DeviceRecord{dev("g1", "gateway", DeviceFailed, 3), dev("j1", "jetson", DeviceHealthy, 0), dev("r1", "rpi", DeviceHealthy, 0)}, "inconclusive: a single device failed at layer 3 (g1: boom), 2 other(s) were healthy"},
-		{"none", []*DeviceRecord{dev("j1", "jetson", DeviceHealthy, 0)}, "no device failed"},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			if got := AnalyzeFailures(tt.recs); !strings.Contains(got, tt.want) {
-				t.Fatalf("got %q, want it to contain %q", got, tt.want)
-			}
-		})
-	}
-}

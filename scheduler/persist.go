@@ -1,0 +1,42 @@
+package scheduler
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// save persists the rollout, retrying transient failures for SaveRetry.
+func (c *Controller) save(ctx context.Context, r *Rollout) error {
+	r.UpdatedAt = c.Clock.Now()
+	return c.retry(ctx, "saving the state of rollout "+r.App, func() error { return c.Store.SaveRollout(ctx, r) })
+}
+
+func (c *Controller) saveDevice(ctx context.Context, r *Rollout, rec *DeviceRecord) error {
+	rec.UpdatedAt = c.Clock.Now()
+	return c.retry(ctx, fmt.Sprintf("saving the state of device %s in rollout %s", rec.Name, r.App), func() error { return c.Store.SaveDevice(ctx, r.App, rec) })
+}
+
+func (c *Controller) retry(ctx context.Context, what string, f func() error) error {
+	deadline := c.Clock.Now().Add(c.SaveRetry)
+	wait := 250 * time.Millisecond
+	for {
+		err := f()
+		if err == nil {
+			return nil
+		}
+		if errors.Is(err, ErrConflict) || ctx.Err() != nil || c.Clock.Now().After(deadline) {
+			return fmt.Errorf("%s: %w", what, err)
+		}
+		c.Logger.Named("controller").Warn("write failed; retrying", "what", what, "error", err, "wait", wait)
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%s: %w", what, ctx.Err())
+		case <-c.Clock.After(wait):
+		}
+		if wait *= 2; wait > 5*time.Second {
+			wait = 5 * time.Second
+		}
+	}
+}

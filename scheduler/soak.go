@@ -1,0 +1,217 @@
+package scheduler
+
+import (
+	"context"
+	"fmt"
+	"time"
+)
+
+// soak samples health until the soak ends or the stage crosses its failure
+// threshold (it reports whether it did).
+func (c *Controller) soak(ctx context.Context, r *Rollout) (bool, error) {
+	st := &r.Stages[r.Stage]
+	for {
+		if ctl := c.controls.current(); ctl.Rollback != nil {
+			return false, c.manualRollback(ctx, r, ctl.Rollback)
+		}
+		if err := c.catchUpSwitch(ctx, r); err != nil {
+			return false, err
+		}
+		// Every device soaks for the whole soak after its own switch: one
+		// caught up during its stage's soak extends it.
+		for _, rec := range r.StageDevices(r.Stage) {
+			if rec.State == DeviceVerifying && !rec.SwitchedAt.IsZero() {
+				if end := rec.SwitchedAt.Add(st.Soak); end.After(st.SoakUntil) {
+					st.SoakUntil = end
+				}
+			}
+		}
+		if err := c.sample(ctx, r, false); err != nil {
+			return false, err
+		}
+		if err := c.quarantineCaughtUpFailures(ctx, r); err != nil {
+			return false, err
+		}
+		if t := r.StageTally(r.Stage); t.Attempted > 0 && t.FailurePercent() > c.Policy.Rollback.MaxFailurePercent {
+			return true, nil
+		}
+		now := c.Clock.Now()
+		if !now.Before(st.SoakUntil) && !c.awaitingVerdicts(r, now) {
+			if st.Canary && c.series != nil {
+				horizon := st.Soak
+				if r.Stage+1 < len(r.Stages) {
+					horizon = r.Stages[r.Stage+1].Soak
+				}
+				ds := DetectDegradation(c.Policy, r.Devices, c.series, now, horizon)
+				if len(ds) > 0 && !st.Extended {
+					// Extend once, sampling every second, to tell a
+					// trend from noise.
+					st.Extended = true
+					st.SoakUntil = now.Add(st.Soak)
+					c.decide(r, DecisionSoakExtended, fmt.Sprintf("%s soak extended by %s: %s", st.Name, st.Soak, describeDegradations(ds)),
+						map[string]float64{"slope_per_s": ds[0].Slope, "projected": ds[0].Projected, "limit": ds[0].Limit})
+					if err := c.save(ctx, r); err != nil {
+						return false, err
+					}
+					continue
+				}
+				if len(ds) > 0 {
+					c.degraded = "gradual degradation: " + describeDegradations(ds)
+					c.decide(r, DecisionDegradation, c.degraded, map[string]float64{"slope_per_s": ds[0].Slope, "projected": ds[0].Projected, "limit": ds[0].Limit, "r2": ds[0].R2})
+					return true, nil
+				}
+			}
+			return false, nil
+		}
+		wait := c.SampleInterval
+		if st.Extended && wait > time.Second {
+			wait = time.Second
+		}
+		if left := st.SoakUntil.Sub(now); left > 0 && left < wait {
+			wait = left
+		}
+		select {
+		case <-ctx.Done():
+			return false, ctx.Err()
+		case <-c.Clock.After(wait):
+		case <-c.controls.wake():
+		}
+	}
+}
+
+// sample evaluates the gate on the stage's devices once. With final set, a
+// device that is not healthy by now fails.
+func (c *Controller) sample(ctx context.Context, r *Rollout, final bool) error {
+	var recs []*DeviceRecord
+	for _, rec := range r.SortedDevices() {
+		inStage := rec.Stage == r.Stage && (rec.State == DeviceVerifying || rec.State == DeviceHealthy)
+		catchingUp := rec.CatchUp && rec.State == DeviceVerifying
+		if inStage || catchingUp {
+			recs = append(recs, rec)
+		}
+	}
+	return c.sampleDevices(ctx, r, recs, final)
+}
+
+// sampleDevices evaluates the gate on devices once.
+func (c *Controller) sampleDevices(ctx context.Context, r *Rollout, recs []*DeviceRecord, final bool) error {
+	refs := make([]DeviceRef, 0, len(recs))
+	for _, rec := range recs {
+		refs = append(refs, rec.DeviceRef)
+	}
+	if len(refs) == 0 {
+		return nil
+	}
+	health, err := c.Health.Health(ctx, r, refs)
+	if err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		// Inconclusive: never a verdict from stale data.
+		c.Logger.Named("controller").Warn("health is inconclusive; waiting", "rollout", r.App, "error", err)
+		if final {
+			return fmt.Errorf("evaluating the gate of %s: health is inconclusive: %w", r.App, err)
+		}
+		return nil
+	}
+	now := c.Clock.Now()
+	canary := r.Stage < len(r.Stages) && r.Stages[r.Stage].Canary && r.Phase == PhaseCanary
+	for _, rec := range recs {
+		h := health[rec.ID]
+		v := c.Gate.Evaluate(c.Policy, rec, h, now)
+		if h.Metrics != nil {
+			m := *h.Metrics
+			rec.After = &m
+			if canary && v.Status != VerdictFail {
+				c.recordSample(rec.ID, now, &m)
+			}
+		}
+		changed := false
+		switch v.Status {
+		case VerdictFail:
+			rec.State = DeviceFailed
+			rec.Failed = true
+			rec.Reason = v.Reason
+			rec.Layer = v.Layer
+			changed = true
+			c.emitDevice(r, rec, "verify", "failed", fmt.Sprintf("L%d: %s", v.Layer, v.Reason))
+		case VerdictPass:
+			if rec.State == DeviceVerifying && rec.CatchUp {
+				rec.State = DeviceCaughtUp
+				rec.HealthyAt = now
+				rec.Reason = ""
+				changed = true
+				c.emitDevice(r, rec, "catch-up", "caught-up", fmt.Sprintf("healthy %s after its switch", now.Sub(rec.SwitchedAt).Round(time.Millisecond)))
+			} else if rec.State == DeviceVerifying {
+				rec.State = DeviceHealthy
+				rec.HealthyAt = now
+				rec.Reason = ""
+				changed = true
+				c.emitDevice(r, rec, "verify", "healthy", fmt.Sprintf("healthy %s after its switch", now.Sub(rec.SwitchedAt).Round(time.Millisecond)))
+			}
+		case VerdictPending:
+			if final && rec.CatchUp && rec.Stage != r.Stage && now.Before(rec.SwitchedAt.Add(c.HealthDeadline)) {
+				// Caught up late in another stage's soak: keep verifying
+				// it (the next soak, or confirm, decides).
+				break
+			}
+			if final {
+				if !h.Online {
+					rec.State = DeviceSkippedOffline
+					rec.Reason = "went offline while verifying; it will be verified (or rolled back) when it returns"
+					c.emitDevice(r, rec, "verify", "skipped-offline", rec.Reason)
+				} else {
+					rec.State = DeviceFailed
+					rec.Failed = true
+					rec.Layer = v.Layer
+					rec.Reason = "not healthy by the end of the soak: " + v.Reason
+					c.emitDevice(r, rec, "verify", "failed", rec.Reason)
+				}
+				changed = true
+			}
+		}
+		if changed {
+			rec.UpdatedAt = now
+			if err := c.saveDevice(ctx, r, rec); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// awaitingVerdicts reports whether a device of the current stage has no
+// verdict yet but is still within its health deadline: the gate waits for
+// it rather than failing a device that just switched.
+func (c *Controller) awaitingVerdicts(r *Rollout, now time.Time) bool {
+	for _, rec := range r.StageDevices(r.Stage) {
+		if rec.State == DeviceVerifying && now.Before(rec.SwitchedAt.Add(c.HealthDeadline)) {
+			return true
+		}
+	}
+	return false
+}
+
+// record keeps a canary device's metric samples for trend detection.
+func (c *Controller) recordSample(id string, at time.Time, m *Metrics) {
+	if c.series == nil {
+		c.series = map[string]*metricSeries{}
+	}
+	s := c.series[id]
+	if s == nil {
+		s = &metricSeries{}
+		c.series[id] = s
+	}
+	if m.MemoryMB > 0 {
+		s.memory = append(s.memory, Sample{At: at, Value: m.MemoryMB})
+	}
+	if m.P95LatencyMS > 0 {
+		s.latency = append(s.latency, Sample{At: at, Value: m.P95LatencyMS})
+	}
+	if finite(m.CPUPercent) && m.CPUPercent > 0 {
+		s.cpu = append(s.cpu, Sample{At: at, Value: m.CPUPercent})
+	}
+	if m.TemperatureC > 0 {
+		s.temp = append(s.temp, Sample{At: at, Value: m.TemperatureC})
+	}
+}

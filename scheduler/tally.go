@@ -1,0 +1,186 @@
+package scheduler
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+)
+
+// Tally counts devices by where they stand in a run. It is the one place
+// that decides which device states count as attempted, failed or healthy:
+// the gate, the failure analysis, the report, the state block and the live
+// view all count with it.
+//
+// The state buckets (Pending ... Offline) are exclusive and add up to Total;
+// Attempted and Failed are outcomes across them.
+type Tally struct {
+	Total       int `json:"total"`
+	Pending     int `json:"pending"`
+	Switching   int `json:"switching"`
+	Verifying   int `json:"verifying"`
+	Healthy     int `json:"healthy"` // healthy or caught-up
+	FailedNow   int `json:"failed_now"`
+	Quarantined int `json:"quarantined"`
+	RollingBack int `json:"rolling_back"`
+	RolledBack  int `json:"rolled_back"`
+	Offline     int `json:"offline"` // skipped-offline
+
+	// Attempted devices were switched to the candidate (not counting
+	// devices still pending, switching or skipped offline); Failed those of
+	// them that failed in this run (failed, quarantined, or rolled back
+	// after failing).
+	Attempted int `json:"attempted"`
+	Failed    int `json:"failed"`
+}
+
+// FailedInRun reports whether the device failed in this run, whatever
+// happened to it since (quarantine, rollback).
+func (rec *DeviceRecord) FailedInRun() bool {
+	switch rec.State {
+	case DeviceFailed, DeviceQuarantined:
+		return true
+	case DeviceRollingBack, DeviceRolledBack:
+		// Layer is set by a failing verdict (records written before the
+		// Failed flag existed carry only that).
+		return rec.Failed || rec.Layer > 0
+	}
+	return false
+}
+
+// TallyDevices counts recs.
+func TallyDevices(recs []*DeviceRecord) Tally {
+	var t Tally
+	for _, rec := range recs {
+		t.Total++
+		switch rec.State {
+		case DevicePending:
+			t.Pending++
+		case DeviceSwitching:
+			t.Switching++
+		case DeviceVerifying:
+			t.Verifying++
+			t.Attempted++
+		case DeviceHealthy, DeviceCaughtUp:
+			t.Healthy++
+			t.Attempted++
+		case DeviceFailed:
+			t.FailedNow++
+		case DeviceQuarantined:
+			t.Quarantined++
+		case DeviceRollingBack:
+			t.RollingBack++
+		case DeviceRolledBack:
+			t.RolledBack++
+		case DeviceSkippedOffline:
+			t.Offline++
+		}
+		switch {
+		case rec.FailedInRun():
+			t.Attempted++
+			t.Failed++
+		case (rec.State == DeviceRollingBack || rec.State == DeviceRolledBack) && !rec.SwitchedAt.IsZero():
+			t.Attempted++
+		}
+	}
+	return t
+}
+
+// OnCandidate is how many counted devices run (or may run) the candidate.
+func (t Tally) OnCandidate() int {
+	return t.Switching + t.Verifying + t.Healthy + t.FailedNow + t.RollingBack
+}
+
+// FailurePercent is Failed as a percentage of Attempted (0 when none was).
+func (t Tally) FailurePercent() float64 { return percent(t.Failed, t.Attempted) }
+
+// StageTally counts the devices of one stage.
+func (r *Rollout) StageTally(stage int) Tally { return TallyDevices(r.StageDevices(stage)) }
+
+// FleetTally counts every device that belongs to a stage.
+func (r *Rollout) FleetTally() Tally {
+	var recs []*DeviceRecord
+	for _, rec := range r.Devices {
+		if rec.Stage >= 0 {
+			recs = append(recs, rec)
+		}
+	}
+	return TallyDevices(recs)
+}
+
+// StageDevices returns the stage's devices sorted by name.
+func (r *Rollout) StageDevices(stage int) []*DeviceRecord {
+	var out []*DeviceRecord
+	for _, rec := range r.Devices {
+		if rec.Stage == stage {
+			out = append(out, rec)
+		}
+	}
+	sortRecords(out)
+	return out
+}
+
+// SortedDevices returns every device record sorted by name.
+func (r *Rollout) SortedDevices() []*DeviceRecord {
+	out := make([]*DeviceRecord, 0, len(r.Devices))
+	for _, rec := range r.Devices {
+		out = append(out, rec)
+	}
+	sortRecords(out)
+	return out
+}
+
+func sortRecords(recs []*DeviceRecord) {
+	sort.Slice(recs, func(i, j int) bool {
+		if recs[i].Name != recs[j].Name {
+			return recs[i].Name < recs[j].Name
+		}
+		return recs[i].ID < recs[j].ID
+	})
+}
+
+// CanarySummary describes the canary's health in one line (what an
+// approver saw).
+func CanarySummary(r *Rollout) string {
+	t := r.StageTally(0)
+	parts := []string{fmt.Sprintf("%d/%d canary devices healthy", t.Healthy, t.Total)}
+	for _, n := range []struct {
+		count int
+		state DeviceState
+	}{{t.FailedNow, DeviceFailed}, {t.Quarantined, DeviceQuarantined}, {t.Offline, DeviceSkippedOffline}} {
+		if n.count > 0 {
+			parts = append(parts, fmt.Sprintf("%d %s", n.count, n.state))
+		}
+	}
+	return strings.Join(parts, ", ")
+}
+
+func describePosition(r *Rollout) string {
+	switch r.Phase {
+	case PhaseCanary, PhaseWave:
+		if r.Stage < len(r.Stages) {
+			return fmt.Sprintf("%s (%s, %s)", r.Phase, r.Stages[r.Stage].Name, r.Step)
+		}
+	}
+	return string(r.Phase)
+}
+
+func percent(part, whole int) float64 {
+	if whole == 0 {
+		return 0
+	}
+	return float64(part) * 100 / float64(whole)
+}
+
+func slotName(s string) string {
+	if s == "" {
+		return "(none)"
+	}
+	return s
+}
+
+func versionName(v string) string {
+	if v == "" {
+		return "no version (first install removed)"
+	}
+	return v
+}

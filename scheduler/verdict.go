@@ -1,0 +1,151 @@
+package scheduler
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+)
+
+// DefaultGate is the gate of the rollout engine: a device passes when its
+// candidate allocation runs and every one of its Consul checks passes; it
+// fails on a critical check after health.grace, on an allocation that failed
+// or restarts more than application.max_restarts times, on a version other
+// than the release's, or when it has no healthy allocation before the
+// deadline (grace + 60 s after its switch by default).
+type DefaultGate struct {
+	// Deadline overrides the time a device has to become healthy.
+	Deadline time.Duration
+}
+
+// Evaluate implements Gate.
+func (g DefaultGate) Evaluate(p *Policy, rec *DeviceRecord, h DeviceHealth, now time.Time) Verdict {
+	since := now.Sub(rec.SwitchedAt)
+	grace := p.Health.Grace
+	deadline := g.Deadline
+	if deadline <= 0 {
+		deadline = grace + 60*time.Second
+	}
+	late := since >= deadline
+	pending := func(layer int, reason string) Verdict {
+		if late {
+			return Verdict{Status: VerdictFail, Layer: layer, Reason: fmt.Sprintf("%s after %s (deadline %s)", reason, since.Round(time.Second), deadline)}
+		}
+		return Verdict{Status: VerdictPending, Layer: layer, Reason: reason}
+	}
+	if !h.Online {
+		// Never a failure: offline devices are tracked separately.
+		return Verdict{Status: VerdictPending, Layer: 1, Reason: "device offline"}
+	}
+	a := h.Alloc
+	if a == nil {
+		return pending(3, "no allocation of the candidate placed")
+	}
+	if max := p.Health.Application.MaxRestarts; a.Restarts > max {
+		return Verdict{Status: VerdictFail, Layer: 3, Reason: fmt.Sprintf("crash loop: %d restarts (max_restarts %d)", a.Restarts, max)}
+	}
+	switch a.Status {
+	case "failed", "lost":
+		return Verdict{Status: VerdictFail, Layer: 3, Reason: fmt.Sprintf("allocation %s is %s (%d restarts)", short(a.ID), a.Status, a.Restarts)}
+	case "complete":
+		return Verdict{Status: VerdictFail, Layer: 3, Reason: fmt.Sprintf("allocation %s exited (complete)", short(a.ID))}
+	case "running":
+	default:
+		return pending(3, fmt.Sprintf("allocation %s is %s", short(a.ID), a.Status))
+	}
+	if p.Health.Application.ExpectVersion && h.Version != "" && h.Version != p.Release.Version {
+		return Verdict{Status: VerdictFail, Layer: 3, Reason: fmt.Sprintf("application reports version %s, expected %s", h.Version, p.Release.Version)}
+	}
+	checks := append([]CheckResult(nil), h.Checks...)
+	sort.SliceStable(checks, func(i, j int) bool { return checks[i].Layer < checks[j].Layer })
+	appChecks := 0
+	for _, ch := range checks {
+		if ch.Layer != 1 {
+			appChecks++
+		}
+		if ch.Status == "critical" && strings.TrimSpace(ch.Output) == "" {
+			// Consul registers a check as critical until its first run:
+			// no output means it has not run yet, not that it failed.
+			return pending(ch.Layer, fmt.Sprintf("check %q has not run yet", ch.Name))
+		}
+		if ch.Status == "critical" {
+			reason := fmt.Sprintf("check %q is critical", ch.Name)
+			if out := checkSummary(ch.Status, ch.Output); out != "" {
+				reason += ": " + out
+			}
+			if a.Restarts > 0 {
+				// A task that keeps exiting fails its checks too: the
+				// restarts are the cause a person looks for.
+				times := "times"
+				if a.Restarts == 1 {
+					times = "time"
+				}
+				reason += fmt.Sprintf(" (the allocation restarted %d %s, max_restarts %d)", a.Restarts, times, p.Health.Application.MaxRestarts)
+			}
+			if since < grace {
+				return Verdict{Status: VerdictPending, Layer: ch.Layer, Reason: reason + " (within grace)"}
+			}
+			return Verdict{Status: VerdictFail, Layer: ch.Layer, Reason: reason}
+		}
+	}
+	if appChecks == 0 {
+		return pending(3, "no health check registered yet")
+	}
+	for _, ch := range checks {
+		if ch.Status != "passing" && ch.Status != "warning" {
+			return pending(ch.Layer, fmt.Sprintf("check %q is %s", ch.Name, ch.Status))
+		}
+	}
+	// Measured thresholds: the error rate, and the p95 latency against the
+	// device's own pre-switch baseline.
+	if v, ok := MetricsVerdict(p, rec, h.Metrics); ok {
+		return v
+	}
+	return Verdict{Status: VerdictPass}
+}
+
+func short(id string) string {
+	if len(id) > 8 {
+		return id[:8]
+	}
+	return id
+}
+
+// checkSummary is what a check's output says, for a reason a person reads.
+// Consul records an HTTP check's output as
+//
+//	HTTP GET http://127.0.0.1:7474/v1/probe/functional?service=...: 503 Service Unavailable Output: <body>
+//
+// whose URL alone can fill the reason: the summary is the body's first
+// line, after the HTTP status ("503 Service Unavailable: {...}"), or without
+// it when the body starts with the check's own status (the device agent's
+// probes answer "critical: <why>", which the HTTP status only repeats).
+func checkSummary(status, output string) string {
+	const marker = " Output: "
+	i := strings.Index(output, marker)
+	if !strings.HasPrefix(output, "HTTP ") || i < 0 {
+		return firstLine(output)
+	}
+	head, body := output[:i], firstLine(output[i+len(marker):])
+	if rest, ok := strings.CutPrefix(body, status+": "); ok && status != "" {
+		return rest
+	}
+	if j := strings.LastIndex(head, ": "); j >= 0 {
+		head = head[j+2:]
+	}
+	if body == "" {
+		return head
+	}
+	return head + ": " + body
+}
+
+func firstLine(s string) string {
+	s = strings.TrimSpace(s)
+	if i := strings.IndexByte(s, '\n'); i >= 0 {
+		s = s[:i]
+	}
+	if len(s) > 200 {
+		s = s[:200] + "..."
+	}
+	return s
+}
