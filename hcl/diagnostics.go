@@ -1,7 +1,6 @@
 package hcl
 
 import (
-	"errors"
 	"fmt"
 	"io/fs"
 	"math"
@@ -9,7 +8,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/agext/levenshtein"
 	hcl2 "github.com/hashicorp/hcl/v2"
 )
 
@@ -371,39 +369,6 @@ func errLastWaveNot100(subject hcl2.Range, v float64, hint string) *hcl2.Diagnos
 			fmtNum(v), hint))
 }
 
-// stepSizeHint recognises waves written as step sizes: when the canary and
-// the waves add up to 100, or the waves alone do, it returns a sentence with
-// the cumulative percentages they stand for; otherwise "".
-func stepSizeHint(canary float64, waves []float64) string {
-	sum := 0.0
-	for _, w := range waves {
-		sum += w
-	}
-	var start float64
-	switch {
-	case math.Abs(canary+sum-100) < 1e-9:
-		start = canary
-	case math.Abs(sum-100) < 1e-9:
-		start = 0
-	default:
-		return ""
-	}
-	cum := make([]string, len(waves))
-	acc, prev := start, canary
-	for i, w := range waves {
-		acc += w
-		if i == len(waves)-1 {
-			acc = 100
-		}
-		if acc <= prev {
-			return ""
-		}
-		prev = acc
-		cum[i] = fmtNum(math.Round(acc*1000) / 1000)
-	}
-	return fmt.Sprintf(" These percentages add up to 100 like step sizes; as cumulative shares they are %s.", strings.Join(cum, ", "))
-}
-
 func errABLastWave100(subject hcl2.Range) *hcl2.Diagnostic {
 	return newError(subject, "A-B rollout leaves nothing to compare",
 		"With strategy = \"a-b\" the last wave is the share of the fleet that runs the new version beside the old one, for the comparison. At 100 % no device is left on the old version. Set the last wave below 100 (for example percent = 50), or use strategy = \"canary-rolling\" to move the whole fleet.")
@@ -570,113 +535,7 @@ func warnCatchUpOff(subject hcl2.Range) *hcl2.Diagnostic {
 		"With catch_up = false, devices that are offline during the rollout keep the old version when they come back, and the fleet stays split. Keep catch_up = true: returning devices then go through the same gates as the waves.")
 }
 
-// ---- helpers used by the messages ----------------------------------------
-
-// suggest returns the candidate closest to given, or "" when none is close
-// enough to be a likely typo.
-func suggest(given string, candidates []string) string {
-	g := strings.ToLower(given)
-	best, bestDist := "", math.MaxInt
-	for _, c := range candidates {
-		if d := levenshtein.Distance(g, strings.ToLower(c), nil); d < bestDist {
-			best, bestDist = c, d
-		}
-	}
-	limit := 2
-	if len(g) >= 8 {
-		limit = 3
-	}
-	if best != "" && bestDist <= limit {
-		return best
-	}
-	if len(g) >= 3 {
-		for _, c := range candidates {
-			lc := strings.ToLower(c)
-			if strings.HasPrefix(lc, g) || strings.HasPrefix(g, lc) {
-				return c
-			}
-		}
-	}
-	return ""
-}
-
-func homesText(homes []string) string {
-	parts := make([]string, len(homes))
-	for i, h := range homes {
-		if h == "" {
-			parts[i] = "the top level of the file"
-		} else {
-			parts[i] = article(h) + " " + h + " block"
-		}
-	}
-	return joinList(parts, "or")
-}
-
-func quotedList(items []string, conj string) string {
-	q := make([]string, len(items))
-	for i, s := range items {
-		q[i] = strconv.Quote(s)
-	}
-	return joinList(q, conj)
-}
-
-func joinList(items []string, conj string) string {
-	switch len(items) {
-	case 0:
-		return ""
-	case 1:
-		return items[0]
-	case 2:
-		return items[0] + " " + conj + " " + items[1]
-	}
-	return strings.Join(items[:len(items)-1], ", ") + " " + conj + " " + items[len(items)-1]
-}
-
-// shortRange names a range as "file:line".
-func shortRange(r hcl2.Range) string {
-	return fmt.Sprintf("%s:%d", r.Filename, r.Start.Line)
-}
-
-func fmtNum(v float64) string {
-	return strconv.FormatFloat(v, 'f', -1, 64)
-}
-
-func isNumber(s string) bool {
-	_, err := strconv.ParseFloat(s, 64)
-	return err == nil && s != ""
-}
-
-func suggestNextPercent(canary float64) float64 {
-	if canary < 10 {
-		return 10
-	}
-	return math.Min(100, math.Ceil(canary/10)*10+10)
-}
-
-// unwrapPathError drops the operation and path from an *fs.PathError, which
-// the messages already name.
-func unwrapPathError(err error) error {
-	var pe *fs.PathError
-	if errors.As(err, &pe) {
-		return pe.Err
-	}
-	return err
-}
-
-// article is the indefinite article for a block name.
-func article(word string) string {
-	if word != "" && strings.ContainsRune("aeiou", rune(word[0])) {
-		return "an"
-	}
-	return "a"
-}
-
-func capitalize(s string) string {
-	if s == "" {
-		return s
-	}
-	return strings.ToUpper(s[:1]) + s[1:]
-}
+// ---- examples and reasons used by the messages ---------------------------
 
 // exampleFor returns a correct line for an attribute, preferring the one
 // specific to its block.

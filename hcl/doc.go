@@ -5,8 +5,11 @@
 // Every problem is reported as an hcl.Diagnostic with the range of the
 // offending attribute or block (a missing attribute or block is reported at
 // the opening line of the block that should contain it), and decoding goes
-// on after the first problem so that one run shows them all. The diagnostic
-// constructors live in diagnostics.go, the schema in schema.go.
+// on after the first problem so that one run shows them all. The schema lives
+// in schema.go; decode.go takes block bodies apart against it and values.go
+// reads typed values at the expression; the rules of each block (ranges,
+// enums, strategies, waves, thresholds) are in rules_*.go; the diagnostic
+// constructors live in diagnostics.go.
 //
 // A policy file holds one or more rollout blocks:
 //

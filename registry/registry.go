@@ -368,7 +368,7 @@ type writeOp struct {
 // change is a heartbeat younger than the resolution keeps its stored one and
 // is not written.
 func (r *Registry) planSync(s snapshot, obs scheduler.Observed, now time.Time) syncPlan {
-	next, events := scheduler.DiffRegistry(s.devices, obs, now)
+	next, events := Diff(s.devices, obs, now)
 	p := syncPlan{next: next, events: events}
 	for k, d := range next {
 		old, known := s.devices[k]

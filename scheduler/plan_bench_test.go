@@ -5,7 +5,6 @@ import (
 	"math/rand/v2"
 	"strconv"
 	"testing"
-	"time"
 )
 
 var benchClasses = []string{"jetson", "rpi", "gateway"}
@@ -52,51 +51,4 @@ func BenchmarkPlanRollout(b *testing.B) {
 			}
 		})
 	}
-}
-
-// BenchmarkDiffRegistry is one sync scan of a 100k registry where 1% of the
-// devices went down, 0.1% changed capabilities, 0.1% lost their Consul agent
-// and 100 devices are new.
-func BenchmarkDiffRegistry(b *testing.B) {
-	const n = 100_000
-	now := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
-	current := make(map[string]Device, n)
-	obs := Observed{Nomad: make(map[string]NomadNode, n+100), Consul: make(map[string]ConsulNode, n+100)}
-	r := rand.New(rand.NewPCG(3, 3))
-	caps := Capabilities{Arch: "arm64", OS: "linux", Kernel: "5.15", MemoryMB: 8192, Accelerator: "cuda", Model: "orin-nano"}
-	meta := map[string]string{"fleet": "vision"}
-	apps := map[string]AppSlot{"edgeinfer": {Slot: "blue", Version: "1.0"}}
-	for i := range n + 100 {
-		class := benchClasses[i%len(benchClasses)]
-		name := class + "-" + strconv.Itoa(i)
-		id := fmt.Sprintf("%08x-%04x-%04x-%04x-%012x", r.Uint32(), r.Uint32()&0xffff, r.Uint32()&0xffff, r.Uint32()&0xffff, r.Uint64()&0xffffffffffff)
-		nn := NomadNode{ID: id, Name: name, Class: class, Datacenter: "dc1", Status: "ready", Eligibility: "eligible",
-			Address: "10.0.0.1", Capabilities: caps, Meta: meta, Apps: apps}
-		cn := ConsulNode{Name: name, Address: "10.0.0.1", SerfStatus: "passing"}
-		if i < n {
-			current[id] = Device{ID: id, Name: name, Class: class, Datacenter: "dc1", NomadStatus: "ready", Eligibility: "eligible",
-				ConsulStatus: "passing", Address: "10.0.0.1", Capabilities: caps, Meta: meta, Apps: apps,
-				LastHeartbeat: now.Add(-time.Minute), Status: StatusOK}
-		}
-		switch x := r.IntN(1000); {
-		case x < 10:
-			nn.Status, cn.SerfStatus = "down", "critical"
-		case x < 11:
-			nn.Capabilities.Kernel = "6.1"
-		case x < 12:
-			obs.Nomad[name] = nn
-			continue // no Consul agent
-		}
-		obs.Nomad[name] = nn
-		obs.Consul[name] = cn
-	}
-	b.Run("100k", func(b *testing.B) {
-		b.ReportAllocs()
-		for b.Loop() {
-			next, _ := DiffRegistry(current, obs, now)
-			if len(next) != n+100 {
-				b.Fatalf("next has %d devices", len(next))
-			}
-		}
-	})
 }

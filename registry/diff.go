@@ -1,4 +1,4 @@
-package scheduler
+package registry
 
 import (
 	"fmt"
@@ -6,80 +6,14 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/fleetplan/fleetplan/scheduler"
 )
 
-// Observed is one scan of the cluster: every Nomad node and every Consul
-// catalog node, each keyed by node name.
-type Observed struct {
-	Nomad  map[string]NomadNode
-	Consul map[string]ConsulNode
-}
-
-// NomadNode is what Nomad reports about one node.
-type NomadNode struct {
-	ID         string
-	Name       string
-	Class      string
-	Datacenter string
-	// Status is the Nomad node status: ready, initializing, down or
-	// disconnected.
-	Status       string
-	Eligibility  string
-	Address      string
-	Capabilities Capabilities
-	Meta         map[string]string
-	Apps         map[string]AppSlot
-	// LastHeartbeat is when the node last reported, if the source knows;
-	// zero means "now" for a node that is ready.
-	LastHeartbeat time.Time
-}
-
-// ConsulNode is what the Consul catalog reports about one node.
-type ConsulNode struct {
-	Name    string
-	Address string
-	// SerfStatus is the status of the node's serfHealth check: passing,
-	// warning or critical ("" when the node has none, treated as critical).
-	SerfStatus string
-}
-
-// RegistryEvent is one change DiffRegistry found, for the audit trail.
-type RegistryEvent struct {
-	// Device is the registry key (the Nomad node ID, or ConsulOnlyPrefix +
-	// name); Name is the node name.
-	Device string `json:"device"`
-	Name   string `json:"name"`
-	Kind   string `json:"kind"`
-	Detail string `json:"detail"`
-}
-
-// Registry event kinds.
-const (
-	EventAdded               = "added"
-	EventOffline             = "offline"
-	EventOnline              = "online"
-	EventCapabilitiesChanged = "capabilities-changed"
-	EventDiscrepancy         = "discrepancy"
-	EventDiscrepancyCleared  = "discrepancy-cleared"
-	EventRemoved             = "removed"
-)
-
-// ConsulOnlyPrefix prefixes the registry key (and Device.ID) of a device that
-// only Consul knows, which has no Nomad node ID.
-const ConsulOnlyPrefix = "consul:"
-
-// Nomad node statuses and Consul check statuses the diff reads.
-const (
-	NomadStatusReady = "ready"
-	SerfPassing      = "passing"
-	SerfWarning      = "warning"
-	SerfCritical     = "critical"
-)
-
-// DiffRegistry is the registry sync: it compares the registry (current, keyed
-// by Nomad node ID) with one scan of Nomad and Consul (obs) and returns the
-// next registry and the events that lead to it, sorted by device. It does
-// not modify current; next shares the Meta and Apps maps of current and obs.
+// Diff is the registry sync: it compares the registry (current, keyed by
+// Nomad node ID) with one scan of Nomad and Consul (obs) and returns the next
+// registry and the events that lead to it, sorted by device. It does not
+// modify current; next shares the Meta and Apps maps of current and obs.
 //
 // A device's status follows from what the two sides say:
 //
@@ -96,9 +30,9 @@ const (
 // So a discrepancy is only raised when one side does not know a node at all
 // and the side that does says it is alive; a node down on the side that knows
 // it is offline. A node only Consul knows has no node ID: it is keyed by
-// ConsulOnlyPrefix + name, stays a discrepancy as long as Consul lists it, is
-// folded into the Nomad node's entry when Nomad registers the name, and is
-// removed when Consul no longer lists it either.
+// scheduler.ConsulOnlyPrefix + name, stays a discrepancy as long as Consul
+// lists it, is folded into the Nomad node's entry when Nomad registers the
+// name, and is removed when Consul no longer lists it either.
 //
 // Rules that persist across scans:
 //   - quarantined is sticky: the status and reason stay, while the Nomad and
@@ -117,26 +51,26 @@ const (
 // offline, online (offline -> ok), discrepancy (entering one, or its reason
 // changing), discrepancy-cleared (discrepancy -> ok), capabilities-changed
 // (node class or capabilities differ), removed.
-func DiffRegistry(current map[string]Device, obs Observed, now time.Time) (map[string]Device, []RegistryEvent) {
+func Diff(current map[string]scheduler.Device, obs scheduler.Observed, now time.Time) (map[string]scheduler.Device, []scheduler.RegistryEvent) {
 	r := registryDiff{
 		current: current,
 		obs:     obs,
 		now:     now,
-		next:    make(map[string]Device, max(len(current), len(obs.Nomad))+16),
+		next:    make(map[string]scheduler.Device, max(len(current), len(obs.Nomad))+16),
 	}
 	r.scanNomad()
 	r.scanConsulOnly()
 	r.scanGone()
-	slices.SortStableFunc(r.events, func(a, b RegistryEvent) int { return strings.Compare(a.Device, b.Device) })
+	slices.SortStableFunc(r.events, func(a, b scheduler.RegistryEvent) int { return strings.Compare(a.Device, b.Device) })
 	return r.next, r.events
 }
 
 type registryDiff struct {
-	current map[string]Device
-	obs     Observed
+	current map[string]scheduler.Device
+	obs     scheduler.Observed
 	now     time.Time
-	next    map[string]Device
-	events  []RegistryEvent
+	next    map[string]scheduler.Device
+	events  []scheduler.RegistryEvent
 	// consumed holds current keys folded into another key.
 	consumed map[string]struct{}
 	// byName maps node names to current keys that are Nomad node IDs; built
@@ -160,7 +94,7 @@ func (r *registryDiff) scanNomad() {
 		if key == "" {
 			key = "nomad:" + name // Nomad always sets an ID; be safe anyway.
 		}
-		var cn *ConsulNode
+		var cn *scheduler.ConsulNode
 		if c, ok := r.obs.Consul[name]; ok {
 			cn = &c
 		}
@@ -168,17 +102,17 @@ func (r *registryDiff) scanNomad() {
 		hadNomad := known
 		// The lookup through string(buf) does not allocate; most nodes have
 		// no Consul-only entry.
-		r.buf = append(append(r.buf[:0], ConsulOnlyPrefix...), name...)
+		r.buf = append(append(r.buf[:0], scheduler.ConsulOnlyPrefix...), name...)
 		if cprev, ok := r.current[string(r.buf)]; ok {
 			ck := string(r.buf)
 			r.consume(ck)
 			if known {
-				r.event(ck, name, EventRemoved, "merged into Nomad node "+key)
+				r.event(ck, name, scheduler.EventRemoved, "merged into Nomad node "+key)
 			} else {
 				prev, known = cprev, true
 			}
 		}
-		var inherited *Device
+		var inherited *scheduler.Device
 		if !known {
 			inherited = r.replacedQuarantine(name, key)
 		}
@@ -201,7 +135,7 @@ func (r *registryDiff) scanConsulOnly() {
 			r.next[k] = r.settle(k, r.current[k], true, true, nil, &cn, nil)
 			continue
 		}
-		key := ConsulOnlyPrefix + name
+		key := scheduler.ConsulOnlyPrefix + name
 		prev, known := r.current[key]
 		r.next[key] = r.settle(key, prev, known, false, nil, &cn, nil)
 	}
@@ -213,16 +147,16 @@ func (r *registryDiff) scanGone() {
 		if r.handled(k) {
 			continue
 		}
-		if strings.HasPrefix(k, ConsulOnlyPrefix) {
-			r.event(k, d.Name, EventRemoved, "Consul no longer lists the node and Nomad does not know it")
+		if strings.HasPrefix(k, scheduler.ConsulOnlyPrefix) {
+			r.event(k, d.Name, scheduler.EventRemoved, "Consul no longer lists the node and Nomad does not know it")
 			continue
 		}
 		if nn, ok := r.obs.Nomad[d.Name]; ok && nn.ID != k {
 			detail := "node name " + d.Name + " re-registered in Nomad as node " + nn.ID
-			if d.Status == StatusQuarantined {
+			if d.Status == scheduler.StatusQuarantined {
 				detail += "; its quarantine carries over"
 			}
-			r.event(k, d.Name, EventRemoved, detail)
+			r.event(k, d.Name, scheduler.EventRemoved, detail)
 			continue
 		}
 		r.next[k] = r.settle(k, d, true, true, nil, nil, nil)
@@ -233,7 +167,7 @@ func (r *registryDiff) scanGone() {
 // events. hadNomad tells whether prev is a Nomad node's entry (for a
 // Consul-only entry there is nothing to compare capabilities with). inherit
 // is the quarantined entry a new node replaces, if any.
-func (r *registryDiff) settle(key string, prev Device, known, hadNomad bool, nn *NomadNode, cn *ConsulNode, inherit *Device) Device {
+func (r *registryDiff) settle(key string, prev scheduler.Device, known, hadNomad bool, nn *scheduler.NomadNode, cn *scheduler.ConsulNode, inherit *scheduler.Device) scheduler.Device {
 	d := prev
 	d.ID = key
 	if nn != nil {
@@ -260,7 +194,7 @@ func (r *registryDiff) settle(key string, prev Device, known, hadNomad bool, nn 
 		d.ConsulStatus = ""
 	}
 
-	nomadReady := nn != nil && nn.Status == NomadStatusReady
+	nomadReady := nn != nil && nn.Status == scheduler.NomadStatusReady
 	if nn != nil && (nomadReady || !known) {
 		d.Capabilities = nn.Capabilities
 	}
@@ -279,93 +213,93 @@ func (r *registryDiff) settle(key string, prev Device, known, hadNomad bool, nn 
 	if !known {
 		d.Status, d.Reason, d.Resolved = status, reason, false
 		if inherit != nil {
-			d.Status = StatusQuarantined
+			d.Status = scheduler.StatusQuarantined
 			d.Reason = inherit.Reason + " (carried over from node " + inherit.ID + ")"
 		}
 		detail := "class " + className(d.Class) + ", status " + string(d.Status)
 		if d.Reason != "" {
 			detail += ": " + d.Reason
 		}
-		r.event(key, d.Name, EventAdded, detail)
+		r.event(key, d.Name, scheduler.EventAdded, detail)
 		switch d.Status {
-		case StatusOffline:
-			r.event(key, d.Name, EventOffline, reason)
-		case StatusDiscrepancy:
-			r.event(key, d.Name, EventDiscrepancy, reason)
+		case scheduler.StatusOffline:
+			r.event(key, d.Name, scheduler.EventOffline, reason)
+		case scheduler.StatusDiscrepancy:
+			r.event(key, d.Name, scheduler.EventDiscrepancy, reason)
 		}
 		return d
 	}
 
 	if hadNomad && nn != nil {
 		if change := capabilityChanges(prev, d); change != "" {
-			r.event(key, d.Name, EventCapabilitiesChanged, change)
+			r.event(key, d.Name, scheduler.EventCapabilitiesChanged, change)
 		}
 	}
 
-	if prev.Status == StatusQuarantined {
+	if prev.Status == scheduler.StatusQuarantined {
 		return d // sticky: status, reason and Resolved stay
 	}
 	from := prev.Status
 	if from == "" {
-		from = StatusOK
+		from = scheduler.StatusOK
 	}
 	d.Status, d.Reason = status, reason
 	switch status {
-	case StatusOK:
+	case scheduler.StatusOK:
 		d.Resolved = false
 		switch from {
-		case StatusOffline:
-			r.event(key, d.Name, EventOnline, "Nomad node ready and Consul serfHealth "+cn.SerfStatus)
-		case StatusDiscrepancy:
-			r.event(key, d.Name, EventDiscrepancyCleared, "Nomad and Consul both list the node again")
+		case scheduler.StatusOffline:
+			r.event(key, d.Name, scheduler.EventOnline, "Nomad node ready and Consul serfHealth "+cn.SerfStatus)
+		case scheduler.StatusDiscrepancy:
+			r.event(key, d.Name, scheduler.EventDiscrepancyCleared, "Nomad and Consul both list the node again")
 		}
-	case StatusOffline:
-		if from != StatusOffline {
-			r.event(key, d.Name, EventOffline, reason)
+	case scheduler.StatusOffline:
+		if from != scheduler.StatusOffline {
+			r.event(key, d.Name, scheduler.EventOffline, reason)
 		}
-	case StatusDiscrepancy:
-		if from != StatusDiscrepancy || prev.Reason != reason {
+	case scheduler.StatusDiscrepancy:
+		if from != scheduler.StatusDiscrepancy || prev.Reason != reason {
 			detail := reason
 			if d.Resolved {
 				detail += " (resolved by an operator)"
 			}
-			r.event(key, d.Name, EventDiscrepancy, detail)
+			r.event(key, d.Name, scheduler.EventDiscrepancy, detail)
 		}
 	}
 	return d
 }
 
-// judgeDevice decides a device's status from the two sides; see DiffRegistry.
-func judgeDevice(name string, nn *NomadNode, cn *ConsulNode, nomadDevice bool) (RegistryStatus, string) {
+// judgeDevice decides a device's status from the two sides; see Diff.
+func judgeDevice(name string, nn *scheduler.NomadNode, cn *scheduler.ConsulNode, nomadDevice bool) (scheduler.RegistryStatus, string) {
 	switch {
 	case nn != nil && cn != nil:
 		var why []string
-		if nn.Status != NomadStatusReady {
+		if nn.Status != scheduler.NomadStatusReady {
 			why = append(why, "Nomad node status "+orUnknown(nn.Status))
 		}
 		if !serfAlive(cn.SerfStatus) {
 			why = append(why, "Consul serfHealth "+orUnknown(cn.SerfStatus))
 		}
 		if len(why) == 0 {
-			return StatusOK, ""
+			return scheduler.StatusOK, ""
 		}
-		return StatusOffline, strings.Join(why, "; ")
+		return scheduler.StatusOffline, strings.Join(why, "; ")
 	case nn != nil:
-		if nn.Status != NomadStatusReady {
-			return StatusOffline, "Nomad node status " + orUnknown(nn.Status) + "; Consul has no node named " + strconv.Quote(name)
+		if nn.Status != scheduler.NomadStatusReady {
+			return scheduler.StatusOffline, "Nomad node status " + orUnknown(nn.Status) + "; Consul has no node named " + strconv.Quote(name)
 		}
-		return StatusDiscrepancy, "Nomad node is ready but Consul has no node named " + strconv.Quote(name)
+		return scheduler.StatusDiscrepancy, "Nomad node is ready but Consul has no node named " + strconv.Quote(name)
 	case cn != nil:
 		if nomadDevice && !serfAlive(cn.SerfStatus) {
-			return StatusOffline, "Nomad no longer lists the node; Consul serfHealth " + orUnknown(cn.SerfStatus)
+			return scheduler.StatusOffline, "Nomad no longer lists the node; Consul serfHealth " + orUnknown(cn.SerfStatus)
 		}
-		return StatusDiscrepancy, "Consul node (serfHealth " + orUnknown(cn.SerfStatus) + ") has no Nomad node named " + strconv.Quote(name)
+		return scheduler.StatusDiscrepancy, "Consul node (serfHealth " + orUnknown(cn.SerfStatus) + ") has no Nomad node named " + strconv.Quote(name)
 	default:
-		return StatusOffline, "neither Nomad nor Consul lists the node"
+		return scheduler.StatusOffline, "neither Nomad nor Consul lists the node"
 	}
 }
 
-func serfAlive(s string) bool { return s == SerfPassing || s == SerfWarning }
+func serfAlive(s string) bool { return s == scheduler.SerfPassing || s == scheduler.SerfWarning }
 
 func orUnknown(s string) string {
 	if s == "" {
@@ -376,7 +310,7 @@ func orUnknown(s string) string {
 
 // capabilityChanges describes how the node class and capabilities of a
 // device changed, or returns "".
-func capabilityChanges(prev, next Device) string {
+func capabilityChanges(prev, next scheduler.Device) string {
 	var ch []string
 	add := func(field, a, b string) {
 		if a != b {
@@ -397,7 +331,7 @@ func capabilityChanges(prev, next Device) string {
 }
 
 func (r *registryDiff) event(key, name, kind, detail string) {
-	r.events = append(r.events, RegistryEvent{Device: key, Name: name, Kind: kind, Detail: detail})
+	r.events = append(r.events, scheduler.RegistryEvent{Device: key, Name: name, Kind: kind, Detail: detail})
 }
 
 func (r *registryDiff) consume(k string) {
@@ -420,11 +354,11 @@ func (r *registryDiff) handled(k string) bool {
 // node (key) named name replaces: a device of the same name whose node ID
 // Nomad no longer lists (its data directory was wiped and it registered
 // again). Quarantine is about the physical device, so it carries over.
-func (r *registryDiff) replacedQuarantine(name, key string) *Device {
+func (r *registryDiff) replacedQuarantine(name, key string) *scheduler.Device {
 	if r.quarantinedByName == nil {
 		r.quarantinedByName = map[string]string{}
 		for k, d := range r.current {
-			if d.Status != StatusQuarantined || strings.HasPrefix(k, ConsulOnlyPrefix) {
+			if d.Status != scheduler.StatusQuarantined || strings.HasPrefix(k, scheduler.ConsulOnlyPrefix) {
 				continue
 			}
 			if old, dup := r.quarantinedByName[d.Name]; !dup || k < old {
@@ -455,7 +389,7 @@ func (r *registryDiff) nameIndex() map[string]string {
 	}
 	r.byName = make(map[string]string, len(r.current))
 	for k, d := range r.current {
-		if strings.HasPrefix(k, ConsulOnlyPrefix) {
+		if strings.HasPrefix(k, scheduler.ConsulOnlyPrefix) {
 			continue
 		}
 		if old, dup := r.byName[d.Name]; !dup || k < old {
@@ -463,4 +397,11 @@ func (r *registryDiff) nameIndex() map[string]string {
 		}
 	}
 	return r.byName
+}
+
+func className(c string) string {
+	if c == "" {
+		return "(none)"
+	}
+	return c
 }

@@ -1,0 +1,265 @@
+package hcl
+
+import (
+	"encoding/json"
+	"errors"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	hcl2 "github.com/hashicorp/hcl/v2"
+
+	"github.com/fleetplan/fleetplan/scheduler"
+)
+
+// Defaults the scheduler package has no constant for.
+const (
+	defaultHealthPath         = "/health"
+	defaultHealthPort         = "http"
+	defaultHealthInterval     = 5 * time.Second
+	defaultHealthTimeout      = 2 * time.Second
+	defaultHeartbeatTimeout   = 30 * time.Second
+	defaultFunctionalInterval = 30 * time.Second
+)
+
+const (
+	// maxInputFileSize bounds a functional probe's input_file.
+	maxInputFileSize = 1 << 20
+	// httpJSONProbe is the built-in probe whose input must be JSON.
+	httpJSONProbe = "http-json"
+)
+
+func (d *decoder) health(b *hcl2.Block, p *scheduler.Policy) scheduler.Health {
+	c := d.content(b.Body, healthSpec)
+	h := scheduler.Health{
+		Grace:        scheduler.DefaultGrace,
+		Connectivity: scheduler.Connectivity{HeartbeatTimeout: defaultHeartbeatTimeout},
+		Range:        b.DefRange,
+	}
+	if a := c.Attributes["grace"]; a != nil {
+		if g, ok := d.duration(a); ok {
+			if g < 0 {
+				d.add(errDurationNegative(a.Expr.Range(), "grace", g))
+			} else {
+				h.Grace = g
+			}
+		}
+	}
+	blocks := blocksOf(c)
+	if cb := single(blocks, "connectivity"); cb != nil {
+		cc := d.content(cb.Body, connectivitySpec)
+		if a := cc.Attributes["heartbeat_timeout"]; a != nil {
+			h.Connectivity.HeartbeatTimeout = d.positiveDuration(a, "connectivity", defaultHeartbeatTimeout)
+		}
+	}
+	if sb := single(blocks, "system"); sb != nil {
+		h.System = d.system(sb)
+	}
+	if ab := single(blocks, "application"); ab != nil {
+		h.Application = d.application(ab, p)
+	} else {
+		d.add(errMissingBlock(b.DefRange, "health", "application"))
+	}
+	if fb := single(blocks, "functional"); fb != nil {
+		h.Functional = d.functional(fb)
+	}
+	return h
+}
+
+func (d *decoder) system(b *hcl2.Block) *scheduler.SystemHealth {
+	c := d.content(b.Body, systemSpec)
+	s := &scheduler.SystemHealth{Range: b.DefRange}
+	if a := c.Attributes["max_cpu_percent"]; a != nil {
+		s.MaxCPUPercent = d.percent(a, "system", 0, 100)
+	}
+	if a := c.Attributes["max_memory_percent"]; a != nil {
+		s.MaxMemoryPercent = d.percent(a, "system", 0, 100)
+	}
+	if a := c.Attributes["max_disk_percent"]; a != nil {
+		s.MaxDiskPercent = d.percent(a, "system", 0, 100)
+	}
+	if a := c.Attributes["max_temperature_c"]; a != nil {
+		if v, ok := d.number(a); ok {
+			switch {
+			case v < 0 || v > 150:
+				d.add(errTemperature(a.Expr.Range(), v))
+			case v > 0 && v < 40:
+				d.add(warnLowTemperature(a.Expr.Range(), v))
+				s.MaxTemperatureC = v
+			default:
+				s.MaxTemperatureC = v
+			}
+		}
+	}
+	return s
+}
+
+func (d *decoder) application(b *hcl2.Block, p *scheduler.Policy) scheduler.Application {
+	c := d.content(b.Body, applicationSpec)
+	app := scheduler.Application{
+		Port:          defaultHealthPort,
+		Path:          defaultHealthPath,
+		Interval:      defaultHealthInterval,
+		Timeout:       defaultHealthTimeout,
+		ExpectVersion: true,
+		MaxRestarts:   scheduler.DefaultMaxRestarts,
+		Range:         b.DefRange,
+	}
+	portRange := b.DefRange
+	portOK := true
+	if a := c.Attributes["port"]; a != nil {
+		portRange = a.Expr.Range()
+		if s, ok := d.str(a); ok {
+			if strings.TrimSpace(s) == "" || strings.ContainsFunc(s, isSpace) {
+				d.add(errPortLabel(a.Expr.Range(), s))
+				portOK = false
+			} else {
+				app.Port = s
+			}
+		} else {
+			portOK = false
+		}
+	}
+	if a := c.Attributes["path"]; a != nil {
+		if s, ok := d.str(a); ok {
+			if !strings.HasPrefix(s, "/") {
+				d.add(errHealthPath(a.Expr.Range(), "path", s))
+			} else {
+				app.Path = s
+			}
+		}
+	}
+	var intervalA, timeoutA *hcl2.Attribute
+	if a := c.Attributes["interval"]; a != nil {
+		intervalA = a
+		app.Interval = d.positiveDuration(a, "application", defaultHealthInterval)
+	}
+	if a := c.Attributes["timeout"]; a != nil {
+		timeoutA = a
+		app.Timeout = d.positiveDuration(a, "application", defaultHealthTimeout)
+	}
+	for _, a := range []*hcl2.Attribute{intervalA, timeoutA} {
+		v := app.Interval
+		if a == timeoutA {
+			v = app.Timeout
+		}
+		if a != nil && v > 0 && v < time.Second {
+			d.add(errCheckBelowOneSecond(a.Expr.Range(), a.Name, v))
+		}
+	}
+	if (intervalA != nil || timeoutA != nil) && app.Timeout >= app.Interval {
+		r := b.DefRange
+		if timeoutA != nil {
+			r = timeoutA.Expr.Range()
+		} else if intervalA != nil {
+			r = intervalA.Expr.Range()
+		}
+		d.add(warnTimeoutNotBelowInterval(r, app.Timeout, app.Interval))
+	}
+	if a := c.Attributes["expect_version"]; a != nil {
+		if v, ok := d.boolean(a); ok {
+			app.ExpectVersion = v
+			if !v {
+				d.add(warnExpectVersionOff(a.Expr.Range()))
+			}
+		}
+	}
+	if a := c.Attributes["max_restarts"]; a != nil {
+		if n, ok := d.integer(a); ok {
+			if n < 0 {
+				d.add(errIntRange(a.Expr.Range(), "application", "max_restarts", n, 0))
+			} else {
+				app.MaxRestarts = n
+			}
+		}
+	}
+	if portOK && d.jobPortsOK && !slices.Contains(d.jobPorts, app.Port) {
+		d.add(warnPortNotInJobspec(portRange, app.Port, filepath.Base(p.Release.Jobspec), d.jobPorts))
+	}
+	return app
+}
+
+func (d *decoder) functional(b *hcl2.Block) *scheduler.Functional {
+	c := d.content(b.Body, functionalSpec)
+	f := &scheduler.Functional{Interval: defaultFunctionalInterval, Range: b.DefRange}
+	if a := d.required(c, b, "probe"); a != nil {
+		if s, ok := d.str(a); ok {
+			if strings.TrimSpace(s) == "" {
+				d.add(errEmptyString(a.Expr.Range(), "probe"))
+			}
+			f.Probe = s
+		}
+	}
+	if a := c.Attributes["path"]; a != nil {
+		if s, ok := d.str(a); ok {
+			if !strings.HasPrefix(s, "/") {
+				d.add(errHealthPath(a.Expr.Range(), "path", s))
+			} else {
+				f.Path = s
+			}
+		}
+	}
+	inputA, fileA := c.Attributes["input"], c.Attributes["input_file"]
+	var input hcl2.Range
+	switch {
+	case inputA != nil && fileA != nil:
+		d.add(errFunctionalInputBoth(fileA.NameRange))
+	case inputA != nil:
+		input = inputA.Expr.Range()
+		if s, ok := d.str(inputA); ok {
+			f.Input = s
+		} else {
+			inputA = nil
+		}
+	case fileA != nil:
+		input = fileA.Expr.Range()
+		fileA = d.inputFile(fileA, f)
+	}
+	if (inputA != nil || fileA != nil) && f.Probe == httpJSONProbe && f.Input != "" {
+		var v any
+		if err := json.Unmarshal([]byte(f.Input), &v); err != nil {
+			d.add(errInputNotJSON(input, f.Probe, err))
+		}
+	}
+	if a := d.required(c, b, "expect"); a != nil {
+		if m, ok := d.stringMap(a); ok {
+			if len(m) == 0 {
+				d.add(errEmptyExpect(a.Expr.Range()))
+			}
+			f.Expect = m
+		}
+	}
+	if a := c.Attributes["max_latency"]; a != nil {
+		f.MaxLatency = d.positiveDuration(a, "functional", 0)
+	}
+	if a := c.Attributes["interval"]; a != nil {
+		f.Interval = d.positiveDuration(a, "functional", defaultFunctionalInterval)
+	}
+	return f
+}
+
+// inputFile reads a functional probe's input_file into f; it returns nil
+// when the file cannot be used.
+func (d *decoder) inputFile(a *hcl2.Attribute, f *scheduler.Functional) *hcl2.Attribute {
+	s, ok := d.str(a)
+	if !ok {
+		return nil
+	}
+	if strings.TrimSpace(s) == "" {
+		d.add(errEmptyString(a.Expr.Range(), "input_file"))
+		return nil
+	}
+	path := d.resolve(s)
+	data, err := readRegularFile(path, maxInputFileSize)
+	switch {
+	case errors.Is(err, errTooLarge):
+		d.add(errInputFileTooLarge(a.Expr.Range(), path))
+		return nil
+	case err != nil:
+		d.add(errInputFile(a.Expr.Range(), s, path, err))
+		return nil
+	}
+	f.Input, f.InputFile = string(data), path
+	return a
+}
