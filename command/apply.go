@@ -210,6 +210,10 @@ func runRollout(ctx context.Context, c *cli.Context, w *wiring, p *scheduler.Pol
 		}
 		fmt.Fprintf(c.App.ErrWriter, "Error: %v\n", err)
 		return applyFailed
+	case r.Outcome == scheduler.OutcomeRollbackIncomplete:
+		fmt.Fprintf(c.App.ErrWriter, "==> Rollout %s was rolled back, but not every device could be verified on the old version: %s\n", p.Name, lastReason(r))
+		fmt.Fprintf(c.App.ErrWriter, "    Check those devices, then `fleetplan catch-up %s` verifies them again.\n", p.Name)
+		return applyRolledBack
 	case r.Outcome == scheduler.OutcomeRolledBack:
 		fmt.Fprintf(out, "==> Rollout %s was rolled back: %s\n", p.Name, r.RollbackReason)
 		return applyRolledBack
@@ -286,4 +290,12 @@ func runWithLiveView(ctx context.Context, cancel context.CancelFunc, ctl *schedu
 	liveProgram.Store(nil)
 	res := <-done
 	return res.r, res.err
+}
+
+// lastReason is the reason of the run's latest decision.
+func lastReason(r *scheduler.Rollout) string {
+	if n := len(r.Decisions); n > 0 {
+		return r.Decisions[n-1].Reason
+	}
+	return ""
 }

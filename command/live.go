@@ -129,7 +129,7 @@ func (m *liveModel) View() string {
 	}
 	if r.Outcome != "" {
 		o := styleOK.Render(string(r.Outcome))
-		if r.Outcome == scheduler.OutcomeRolledBack {
+		if r.Outcome != scheduler.OutcomeSucceeded {
 			o = styleBad.Render(string(r.Outcome))
 		}
 		where += " · " + o

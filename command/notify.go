@@ -87,7 +87,8 @@ func notificationKind(e scheduler.Event) string {
 	switch {
 	case e.Action == "await-approval" && e.Outcome == "waiting":
 		return plugin.NotifyApprovalNeeded
-	case e.Action == "decision:rollback", e.Action == "decision:rolled-back", e.Action == "decision:halted":
+	case e.Action == "decision:rollback", e.Action == "decision:rolled-back", e.Action == "decision:halted",
+		e.Action == "decision:rollback-incomplete":
 		return plugin.NotifyRollback
 	case e.Action == "decision:confirmed":
 		return plugin.NotifyDone

@@ -36,6 +36,10 @@ type Report struct {
 	Approvals   []Approval                 `json:"approvals"`
 	CatchUp     []DeviceRef                `json:"catch_up"`
 	Quarantined []DeviceRef                `json:"quarantined"`
+	// Restores are the verified restore times of a rollback, per device:
+	// from the device's switch back to its old slot running and passing
+	// its checks.
+	Restores []Restore `json:"restores,omitempty"`
 	Excluded    []DeviceRef                `json:"excluded"`
 	Decisions   []scheduler.Decision       `json:"decisions"`
 }
@@ -79,6 +83,13 @@ type Approval struct {
 	Time    time.Time `json:"time"`
 	Saw     string    `json:"saw"`
 	Message string    `json:"message,omitempty"`
+}
+
+// Restore is one device's verified rollback.
+type Restore struct {
+	Device  string  `json:"device"`
+	Class   string  `json:"class"`
+	Seconds float64 `json:"seconds"`
 }
 
 // DeviceRef names a device in the report.
@@ -163,6 +174,11 @@ func Build(r *scheduler.Rollout) *Report {
 		rep.Waves = append(rep.Waves, WaveRow{Wave: name, Percent: st.Percent, Devices: st.Devices, Failed: st.Failed, Offline: st.Offline, Soak: st.Soak.String(), Verdict: v})
 	}
 	rep.HealthDelta = delta(devs)
+	for _, d := range devs {
+		if d.State == scheduler.DeviceRolledBack && !d.RestoredAt.IsZero() && !d.RollbackAt.IsZero() {
+			rep.Restores = append(rep.Restores, Restore{Device: d.Name, Class: d.Class, Seconds: d.RestoredAt.Sub(d.RollbackAt).Seconds()})
+		}
+	}
 	if a := r.LastAnalysis(); a != nil {
 		rep.Analysis = a
 		rep.FailureAnalysis = a.String()
@@ -267,6 +283,12 @@ func WriteMarkdown(w io.Writer, rep *Report) error {
 	}
 	if rep.FailureAnalysis != "" {
 		fmt.Fprintf(&b, "\n**Failure Analysis**: %s\n", rep.FailureAnalysis)
+	}
+	if len(rep.Restores) > 0 {
+		b.WriteString("\n**Rollback verification** (old slot running and passing its checks)\n\n| Device | Class | Restored after |\n|---|---|---|\n")
+		for _, rs := range rep.Restores {
+			fmt.Fprintf(&b, "| %s | %s | %.1f s |\n", rs.Device, rs.Class, rs.Seconds)
+		}
 	}
 	b.WriteString("\n**Approvals**\n\n")
 	if len(rep.Approvals) == 0 {

@@ -103,6 +103,8 @@ func nextAction(r *scheduler.Rollout) string {
 			return fmt.Sprintf("catch up %d offline device(s) when they return", n)
 		}
 		return "none: the rollout is done"
+	case r.Outcome == scheduler.OutcomeRollbackIncomplete:
+		return fmt.Sprintf("check the devices whose rollback was not verified, then `fleetplan catch-up %s` verifies them again", r.App)
 	case r.Outcome == scheduler.OutcomeRolledBack:
 		return "fix the release, then apply a new version"
 	case r.Halt != nil:

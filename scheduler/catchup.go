@@ -77,15 +77,17 @@ func (c *Controller) CatchUp(ctx context.Context, wait bool) (*Rollout, error) {
 		return r, fmt.Errorf("rollout %q is still running (%s): its controller catches devices up by itself", r.App, r.Phase)
 	}
 	c.controls.reset()
+	rolledBack := r.Outcome == OutcomeRolledBack || r.Outcome == OutcomeRollbackIncomplete
 	for {
 		var skipped []*DeviceRecord
 		for _, rec := range r.SortedDevices() {
-			if rec.State == DeviceSkippedOffline && rec.Stage >= 0 {
+			retry := rolledBack && rec.State == DeviceRollingBack
+			if (rec.State == DeviceSkippedOffline || retry) && rec.Stage >= 0 {
 				skipped = append(skipped, rec)
 			}
 		}
 		if len(skipped) == 0 {
-			return r, nil
+			return r, c.completeRollback(ctx, r)
 		}
 		refs := make([]DeviceRef, len(skipped))
 		for i, rec := range skipped {
@@ -95,23 +97,18 @@ func (c *Controller) CatchUp(ctx context.Context, wait bool) (*Rollout, error) {
 		if err != nil {
 			return r, fmt.Errorf("reading the health of skipped devices: %w", err)
 		}
-		var switched []*DeviceRecord
+		var switched, restored []*DeviceRecord
 		for _, rec := range skipped {
 			if !health[rec.ID].Online {
 				continue
 			}
-			if r.Outcome == OutcomeRolledBack {
-				if rec.Attempted {
-					if err := c.rollBackDevice(ctx, r, rec); err != nil {
-						return r, err
-					}
-				} else {
-					rec.State = DeviceRolledBack
-					rec.Reason = "back online; it never left the old slot"
-					if err := c.saveDevice(ctx, r, rec); err != nil {
-						return r, err
-					}
+			if rolledBack {
+				// Switching back is idempotent: a device that never left
+				// the old slot is verified there like the others.
+				if err := c.rollBackDevice(ctx, r, rec); err != nil {
+					return r, err
 				}
+				restored = append(restored, rec)
 				continue
 			}
 			rec.CatchUp = true
@@ -126,8 +123,11 @@ func (c *Controller) CatchUp(ctx context.Context, wait bool) (*Rollout, error) {
 		if err := c.verifyCaughtUp(ctx, r, switched); err != nil {
 			return r, err
 		}
+		if _, err := c.verifyRollback(ctx, r, restored); err != nil {
+			return r, err
+		}
 		if !wait {
-			return r, nil
+			return r, c.completeRollback(ctx, r)
 		}
 		select {
 		case <-ctx.Done():
@@ -216,4 +216,20 @@ func (c *Controller) quarantine(ctx context.Context, r *Rollout, rec *DeviceReco
 	}
 	c.emitDevice(r, rec, "quarantine", "ok", "rolled back to slot "+slotName(r.Active)+" and quarantined")
 	return c.saveDevice(ctx, r, rec)
+}
+
+// completeRollback turns a rollback-incomplete run into a rolled-back one
+// once catch-up verified every device it had left unverified.
+func (c *Controller) completeRollback(ctx context.Context, r *Rollout) error {
+	if r.Outcome != OutcomeRollbackIncomplete {
+		return nil
+	}
+	for _, rec := range r.Devices {
+		if rec.Stage >= 0 && (rec.State == DeviceRollingBack || rec.State.OnCandidate()) {
+			return nil
+		}
+	}
+	r.Outcome = OutcomeRolledBack
+	c.decide(r, DecisionRolledBack, fmt.Sprintf("catch-up verified the remaining devices: every reachable device is back on %s (slot %s)", versionName(r.PreviousVersion), slotName(r.Active)), nil)
+	return c.save(ctx, r)
 }

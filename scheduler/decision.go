@@ -18,9 +18,12 @@ const (
 	DecisionConfirmed    DecisionKind = "confirmed"
 	DecisionRollback     DecisionKind = "rollback"
 	DecisionRolledBack   DecisionKind = "rolled-back"
-	DecisionHalted       DecisionKind = "halted"
-	DecisionPaused       DecisionKind = "paused"
-	DecisionResumed      DecisionKind = "resumed"
+	// DecisionRollbackIncomplete: some devices could not be verified back
+	// on the old version.
+	DecisionRollbackIncomplete DecisionKind = "rollback-incomplete"
+	DecisionHalted             DecisionKind = "halted"
+	DecisionPaused             DecisionKind = "paused"
+	DecisionResumed            DecisionKind = "resumed"
 )
 
 // LastAnalysis returns the failure analysis of the run's latest rollback

@@ -98,10 +98,14 @@ func (f *fakeCluster) slot(id string) string {
 // fakeHealth reports health from the fake cluster's slots: a device on the
 // candidate slot is healthy unless its class (or ID) is listed as broken.
 type fakeHealth struct {
-	cluster *fakeCluster
-	mu      sync.Mutex
-	broken  map[string]string // device ID or class -> reason ("crash" = failed alloc)
-	offline map[string]bool
+	// policy is the rollout's: faults apply to its release only, unless
+	// oldBroken says the old version is broken too.
+	policy    *Policy
+	oldBroken bool
+	cluster   *fakeCluster
+	mu        sync.Mutex
+	broken    map[string]string // device ID or class -> reason ("crash" = failed alloc)
+	offline   map[string]bool
 	// metrics, when set, gives a device's candidate metrics; baseline is
 	// every device's pre-switch measurement.
 	metrics  func(id string, now, switched time.Time) *Metrics
@@ -141,6 +145,11 @@ func (h *fakeHealth) Health(ctx context.Context, r *Rollout, devs []DeviceRef) (
 		}
 		if mode == "" {
 			mode = h.broken["*"]
+		}
+		if h.policy != nil && r.Version != h.policy.Release.Version && !h.oldBroken {
+			// Faults are the release's: the old version (a rollback
+			// verification looks at it) stays healthy.
+			mode = ""
 		}
 		switch mode {
 		case "crash":
@@ -403,6 +412,7 @@ func newHarness(t *testing.T, n int) *harness {
 		clock:    newFakeClock(),
 	}
 	h.health.clock = h.clock
+	h.health.policy = h.policy
 	return h
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 )
 
@@ -34,7 +35,14 @@ func (c *Controller) beginRollback(ctx context.Context, r *Rollout, scope Rollba
 }
 
 // rollBack puts every device of the rollback's scope back on the active
-// slot. Nothing in it needs the candidate version to work.
+// slot, then verifies that the old slot runs there and passes its checks.
+// Nothing in it needs the candidate version to work.
+//
+// Invariant I2 (verified rollback): a device is rolled-back only when the
+// old slot's allocation runs on it and its checks pass, judged by the same
+// health source and deadline as a switch; a rollback that cannot be
+// verified on every device it covered ends as rollback-incomplete, naming
+// the devices, never as rolled-back.
 func (c *Controller) rollBack(ctx context.Context, r *Rollout) error {
 	var todo []*DeviceRecord
 	for _, rec := range r.SortedDevices() {
@@ -56,7 +64,22 @@ func (c *Controller) rollBack(ctx context.Context, r *Rollout) error {
 		// resumed controller finishes the rollback.
 		return err
 	}
+	unverified, err := c.verifyRollback(ctx, r, todo)
+	if err != nil {
+		return err
+	}
 	now := c.Clock.Now()
+	if len(unverified) > 0 {
+		r.Phase = PhasePrepare
+		r.Step = ""
+		r.Outcome = OutcomeRollbackIncomplete
+		r.FinishedAt = now
+		c.decide(r, DecisionRollbackIncomplete, fmt.Sprintf("%d device(s) could not be verified back on %s (slot %s): %s",
+			len(unverified), versionName(r.PreviousVersion), slotName(r.Active), describeDevices(unverified)),
+			map[string]float64{"unverified": float64(len(unverified))})
+		return c.save(ctx, r)
+	}
+	restored := restoreNumbers(todo)
 	if r.RollbackScope == ScopeWave && r.Stage > 0 {
 		r.Phase = PhaseWave
 		r.Step = StepGate
@@ -69,10 +92,12 @@ func (c *Controller) rollBack(ctx context.Context, r *Rollout) error {
 	r.Step = ""
 	r.Outcome = OutcomeRolledBack
 	r.FinishedAt = now
-	c.decide(r, DecisionRolledBack, fmt.Sprintf("every device is back on %s (slot %s)", versionName(r.PreviousVersion), slotName(r.Active)), nil)
+	c.decide(r, DecisionRolledBack, fmt.Sprintf("every device is back on %s (slot %s), verified running and passing its checks", versionName(r.PreviousVersion), slotName(r.Active)), restored)
 	return c.save(ctx, r)
 }
 
+// rollBackDevice switches one device back to the active slot; the device
+// stays rolling-back until verifyRollback sees the old slot healthy.
 func (c *Controller) rollBackDevice(ctx context.Context, r *Rollout, rec *DeviceRecord) error {
 	rec.State = DeviceRollingBack
 	if err := c.saveDevice(ctx, r, rec); err != nil {
@@ -83,9 +108,10 @@ func (c *Controller) rollBackDevice(ctx context.Context, r *Rollout, rec *Device
 	err := c.Cluster.SwitchDevice(ctx, rec.DeviceRef, candidateValue(r), r.Active)
 	switch {
 	case err == nil:
-		rec.State = DeviceRolledBack
 		rec.Attempted = false
-		c.emitDevice(r, rec, "rollback", "ok", fmt.Sprintf("back on slot %s in %s", slotName(r.Active), c.Clock.Now().Sub(start).Round(time.Millisecond)))
+		rec.RollbackAt = c.Clock.Now()
+		rec.RestoredAt = time.Time{}
+		c.emitDevice(r, rec, "rollback", "ok", fmt.Sprintf("back on slot %s in %s; verifying", slotName(r.Active), c.Clock.Now().Sub(start).Round(time.Millisecond)))
 	case errors.Is(err, ErrDeviceOffline):
 		rec.State = DeviceSkippedOffline
 		rec.Reason = "offline during the rollback; it will be rolled back when it returns"
@@ -97,4 +123,145 @@ func (c *Controller) rollBackDevice(ctx context.Context, r *Rollout, rec *Device
 		return fmt.Errorf("rolling back device %s: %w", rec.Name, err)
 	}
 	return c.saveDevice(ctx, r, rec)
+}
+
+// verifyRollback waits until every device of recs that was switched back
+// runs the old slot with its checks passing (rolled-back), went offline
+// (skipped, rolled back again when it returns), or passed its deadline
+// without that (returned as unverified).
+func (c *Controller) verifyRollback(ctx context.Context, r *Rollout, recs []*DeviceRecord) ([]*DeviceRecord, error) {
+	var unverified []*DeviceRecord
+	done := map[string]bool{}
+	for {
+		var live []*DeviceRecord
+		for _, rec := range recs {
+			if rec.State == DeviceRollingBack && !rec.RollbackAt.IsZero() && !done[rec.ID] {
+				live = append(live, rec)
+			}
+		}
+		if len(live) == 0 {
+			return unverified, nil
+		}
+		refs := make([]DeviceRef, len(live))
+		for i, rec := range live {
+			refs[i] = rec.DeviceRef
+		}
+		view, policy := restoredView(r, c.Policy)
+		health, err := c.Health.Health(ctx, view, refs)
+		now := c.Clock.Now()
+		if err != nil && ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		for _, rec := range live {
+			if err != nil {
+				// No evidence is not health: past the deadline the device
+				// is unverified, never rolled-back.
+				if !now.Before(rec.RollbackAt.Add(c.HealthDeadline)) {
+					rec.Reason = "rollback not verified: health unavailable: " + err.Error()
+					done[rec.ID] = true
+					unverified = append(unverified, rec)
+					c.emitDevice(r, rec, "rollback-verify", "unverified", rec.Reason)
+					if err := c.saveDevice(ctx, r, rec); err != nil {
+						return nil, err
+					}
+				}
+				continue
+			}
+			v := c.restoreVerdict(r, policy, rec, health[rec.ID], now)
+			switch {
+			case v.Status == VerdictPass:
+				rec.State = DeviceRolledBack
+				rec.RestoredAt = now
+				c.emitDevice(r, rec, "rollback-verify", "ok", fmt.Sprintf("%s runs on slot %s and passes its checks, %s after its rollback",
+					versionName(r.PreviousVersion), slotName(r.Active), now.Sub(rec.RollbackAt).Round(time.Millisecond)))
+			case !health[rec.ID].Online:
+				rec.State = DeviceSkippedOffline
+				rec.Reason = "went offline before its rollback could be verified; verified when it returns"
+				c.emitDevice(r, rec, "rollback-verify", "skipped-offline", rec.Reason)
+			case v.Status == VerdictFail:
+				rec.Reason = "rollback not verified: " + v.Reason
+				done[rec.ID] = true
+				unverified = append(unverified, rec)
+				c.emitDevice(r, rec, "rollback-verify", "unverified", rec.Reason)
+			default:
+				continue
+			}
+			if err := c.saveDevice(ctx, r, rec); err != nil {
+				return nil, err
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-c.Clock.After(c.SampleInterval):
+		}
+	}
+}
+
+// restoredView is the run seen from its active slot: the health source
+// and the gate then judge the old version where they judge the candidate.
+func restoredView(r *Rollout, p *Policy) (*Rollout, *Policy) {
+	view := *r
+	view.Candidate = r.Active
+	view.Version = r.PreviousVersion
+	if r.Active == "" {
+		// A first install is rolled back by removing it: the candidate's
+		// allocation must be gone.
+		view.Candidate = r.Candidate
+	}
+	pol := *p
+	pol.Release.Version = r.PreviousVersion
+	return &view, &pol
+}
+
+// restoreVerdict judges one device's rollback.
+func (c *Controller) restoreVerdict(r *Rollout, p *Policy, rec *DeviceRecord, h DeviceHealth, now time.Time) Verdict {
+	late := !now.Before(rec.RollbackAt.Add(c.HealthDeadline))
+	if r.Active == "" {
+		if h.Online && (h.Alloc == nil || h.Alloc.Status == "complete" || h.Alloc.Status == "failed" || h.Alloc.Status == "lost") {
+			return Verdict{Status: VerdictPass}
+		}
+		if late && h.Online {
+			return Verdict{Status: VerdictFail, Layer: 3, Reason: fmt.Sprintf("the removed first install still runs (allocation %s)", h.Alloc.Status)}
+		}
+		return Verdict{Status: VerdictPending}
+	}
+	probe := DeviceRecord{DeviceRef: rec.DeviceRef, SwitchedAt: rec.RollbackAt}
+	v := c.Gate.Evaluate(p, &probe, h, now)
+	if v.Status == VerdictPending && late && h.Online {
+		return Verdict{Status: VerdictFail, Layer: v.Layer, Reason: fmt.Sprintf("%s after %s (deadline %s)", v.Reason, now.Sub(rec.RollbackAt).Round(time.Second), c.HealthDeadline)}
+	}
+	return v
+}
+
+// restoreNumbers are the verified restore times of a rollback.
+func restoreNumbers(recs []*DeviceRecord) map[string]float64 {
+	var n int
+	var maxS, sum float64
+	for _, rec := range recs {
+		if rec.State != DeviceRolledBack || rec.RestoredAt.IsZero() || rec.RollbackAt.IsZero() {
+			continue
+		}
+		d := rec.RestoredAt.Sub(rec.RollbackAt).Seconds()
+		n++
+		sum += d
+		maxS = max(maxS, d)
+	}
+	if n == 0 {
+		return nil
+	}
+	return map[string]float64{"verified_devices": float64(n), "max_restore_seconds": maxS, "mean_restore_seconds": sum / float64(n)}
+}
+
+// describeDevices names devices with their reasons, at most five.
+func describeDevices(recs []*DeviceRecord) string {
+	var parts []string
+	for i, rec := range recs {
+		if i == 5 {
+			parts = append(parts, fmt.Sprintf("and %d more", len(recs)-5))
+			break
+		}
+		parts = append(parts, rec.Name+" ("+rec.Reason+")")
+	}
+	return strings.Join(parts, ", ")
 }

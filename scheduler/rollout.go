@@ -71,6 +71,10 @@ const (
 	OutcomeNone       Outcome = ""
 	OutcomeSucceeded  Outcome = "succeeded"
 	OutcomeRolledBack Outcome = "rolled-back"
+	// OutcomeRollbackIncomplete: the rollback ran but some devices could
+	// not be verified back on the old version (they are named in the
+	// decision); never reported as rolled-back.
+	OutcomeRollbackIncomplete Outcome = "rollback-incomplete"
 )
 
 // Slot colours.
@@ -118,6 +122,11 @@ type DeviceRecord struct {
 	CatchUp    bool      `json:"catch_up,omitempty"`
 	SwitchedAt time.Time `json:"switched_at,omitempty"`
 	HealthyAt  time.Time `json:"healthy_at,omitempty"`
+	// RollbackAt is when the device's rollback switched it back; RestoredAt
+	// when the old slot was verified running and passing its checks there
+	// (I2: a device is rolled-back only then).
+	RollbackAt time.Time `json:"rollback_at,omitempty"`
+	RestoredAt time.Time `json:"restored_at,omitempty"`
 	UpdatedAt  time.Time `json:"updated_at"`
 	// Baseline and After are the device agent's metrics before the switch
 	// and at the end of the soak (for the report's health delta).

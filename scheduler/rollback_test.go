@@ -1,0 +1,85 @@
+package scheduler
+
+import (
+	"context"
+	"strings"
+	"testing"
+)
+
+// TestRollbackIsVerified checks invariant I2: rolled-back devices carry the
+// time their old slot was verified healthy, and the decision the measured
+// restore times.
+func TestRollbackIsVerified(t *testing.T) {
+	h := newHarness(t, 12)
+	h.upgradeFrom("1.0.0")
+	h.health.broken["*"] = "crash"
+	r, err := h.run(context.Background())
+	if err != nil {
+		t.Fatalf("run: %v", err)
+	}
+	if r.Outcome != OutcomeRolledBack {
+		t.Fatalf("outcome %q, want rolled-back", r.Outcome)
+	}
+	for _, rec := range r.StageDevices(0) {
+		if rec.State != DeviceRolledBack || rec.RollbackAt.IsZero() || rec.RestoredAt.Before(rec.RollbackAt) {
+			t.Errorf("canary device %s: %s, rollback at %v, restored at %v; want rolled-back with a verified restore", rec.Name, rec.State, rec.RollbackAt, rec.RestoredAt)
+		}
+	}
+	d := r.Decisions[len(r.Decisions)-1]
+	if d.Kind != DecisionRolledBack || d.Numbers["verified_devices"] != float64(r.Stages[0].Devices) {
+		t.Errorf("last decision %+v, want rolled-back with every canary device verified", d)
+	}
+	if got := len(h.eventsMatching("rollback-verify", "ok")); got != r.Stages[0].Devices {
+		t.Errorf("%d verified rollback events, want %d", got, r.Stages[0].Devices)
+	}
+}
+
+// TestRollbackThatCannotBeVerified checks that a rollback whose old
+// version does not come back healthy ends as rollback-incomplete, naming
+// the devices, and that catch-up finishes it once they are healthy.
+func TestRollbackThatCannotBeVerified(t *testing.T) {
+	h := newHarness(t, 12)
+	h.upgradeFrom("1.0.0")
+	h.health.broken["*"] = "unhealthy"
+	h.health.oldBroken = true // the old version is broken on the devices too
+	r, err := h.run(context.Background())
+	if err != nil {
+		t.Fatalf("run: %v", err)
+	}
+	if r.Outcome != OutcomeRollbackIncomplete {
+		t.Fatalf("outcome %q, want rollback-incomplete", r.Outcome)
+	}
+	d := r.Decisions[len(r.Decisions)-1]
+	if d.Kind != DecisionRollbackIncomplete {
+		t.Fatalf("last decision %+v, want rollback-incomplete", d)
+	}
+	for _, rec := range r.StageDevices(0) {
+		if rec.State == DeviceRolledBack {
+			t.Errorf("device %s reported rolled-back though its old slot never passed", rec.Name)
+		}
+		if !strings.Contains(d.Reason, rec.Name) {
+			t.Errorf("decision %q does not name %s", d.Reason, rec.Name)
+		}
+	}
+	for _, e := range h.eventsMatching("decision:rolled-back", "") {
+		t.Errorf("a rolled-back decision was emitted: %+v", e)
+	}
+	// The old version recovers: catch-up verifies the devices and the run
+	// becomes rolled-back.
+	h.health.mu.Lock()
+	h.health.oldBroken = false
+	h.health.mu.Unlock()
+	r, err = h.controller().CatchUp(context.Background(), false)
+	if err != nil {
+		t.Fatalf("catch-up: %v", err)
+	}
+	if r.Outcome != OutcomeRolledBack {
+		t.Fatalf("after catch-up the outcome is %q, want rolled-back", r.Outcome)
+	}
+	for _, rec := range r.StageDevices(0) {
+		if rec.State != DeviceRolledBack || rec.RestoredAt.IsZero() {
+			t.Errorf("device %s is %s after catch-up", rec.Name, rec.State)
+		}
+	}
+	h.assertSlots(func(Device) string { return SlotBlue })
+}
