@@ -39,9 +39,9 @@ type Report struct {
 	// Restores are the verified restore times of a rollback, per device:
 	// from the device's switch back to its old slot running and passing
 	// its checks.
-	Restores []Restore `json:"restores,omitempty"`
-	Excluded    []DeviceRef                `json:"excluded"`
-	Decisions   []scheduler.Decision       `json:"decisions"`
+	Restores  []Restore            `json:"restores,omitempty"`
+	Excluded  []DeviceRef          `json:"excluded"`
+	Decisions []scheduler.Decision `json:"decisions"`
 }
 
 // Slots names the slot colours of the run.
