@@ -53,10 +53,6 @@ type Controller struct {
 	controls controlState
 	// events delivers OnEvent on its own lock, never the controller's.
 	events eventSink
-	// series are the canary's metric samples during its soak (trend
-	// detection); degraded is set when a degradation persisted.
-	series   map[string]*metricSeries
-	degraded string
 }
 
 // The controller's concerns, one file each:

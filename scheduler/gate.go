@@ -25,11 +25,10 @@ func (c *Controller) gate(ctx context.Context, r *Rollout) error {
 		"attempted": float64(attempted), "failed": float64(failed), "offline": float64(offline),
 		"failure_percent": failPct, "max_failure_percent": c.Policy.Rollback.MaxFailurePercent,
 	}
-	if c.degraded != "" {
+	if st.Degradation != "" {
 		st.Verdict = "failed"
 		st.FinishedAt = c.Clock.Now()
-		reason := fmt.Sprintf("%s failed its gate: %s", st.Name, c.degraded)
-		c.degraded = ""
+		reason := fmt.Sprintf("%s failed its gate: %s", st.Name, st.Degradation)
 		c.decide(r, DecisionRollback, reason, numbers)
 		return c.beginRollback(ctx, r, c.Policy.Rollback.Scope, reason)
 	}

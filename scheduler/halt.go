@@ -32,6 +32,7 @@ func Resume(r *Rollout) {
 		}
 		st := &r.Stages[r.Stage]
 		st.Verdict, st.StartedAt, st.SoakUntil, st.FinishedAt = "", time.Time{}, time.Time{}, time.Time{}
+		st.Extended, st.Degradation = false, ""
 		r.Step = StepSwitching
 		r.RollbackScope, r.RollbackReason = "", ""
 	}

@@ -132,6 +132,9 @@ type DeviceRecord struct {
 	// and at the end of the soak (for the report's health delta).
 	Baseline *Metrics `json:"baseline,omitempty"`
 	After    *Metrics `json:"after,omitempty"`
+	// Trend are the samples of a canary device's soak (gradual
+	// degradation is judged on them).
+	Trend *TrendSamples `json:"trend,omitempty"`
 
 	// Index is the Consul KV modify index the record was read at (CAS).
 	Index uint64 `json:"-"`
@@ -161,8 +164,12 @@ type StageRecord struct {
 	SoakUntil time.Time     `json:"soak_until,omitempty"`
 	// Extended is set when the soak was extended once because a metric
 	// trended towards its limit (gradual degradation).
-	Extended   bool      `json:"extended,omitempty"`
-	FinishedAt time.Time `json:"finished_at,omitempty"`
+	Extended bool `json:"extended,omitempty"`
+	// Degradation is the gradual-degradation verdict reached at the end
+	// of the soak; persisted with the step, so the gate of a restarted
+	// controller acts on it (I7).
+	Degradation string    `json:"degradation,omitempty"`
+	FinishedAt  time.Time `json:"finished_at,omitempty"`
 }
 
 // Decision is one decision the controller took, with its reason and the

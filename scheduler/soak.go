@@ -37,12 +37,18 @@ func (c *Controller) soak(ctx context.Context, r *Rollout) (bool, error) {
 		}
 		now := c.Clock.Now()
 		if !now.Before(st.SoakUntil) && !c.awaitingVerdicts(r, now) {
-			if st.Canary && c.series != nil {
+			if st.Canary {
 				horizon := st.Soak
 				if r.Stage+1 < len(r.Stages) {
 					horizon = r.Stages[r.Stage+1].Soak
 				}
-				ds := DetectDegradation(c.Policy, r.Devices, c.series, now, horizon)
+				ds := DetectDegradation(c.Policy, r.StageDevices(r.Stage), now, horizon)
+				if len(ds) > 0 {
+					// The evidence is persisted before it is acted on.
+					if err := c.saveTrends(ctx, r); err != nil {
+						return false, err
+					}
+				}
 				if len(ds) > 0 && !st.Extended {
 					// Extend once, sampling every second, to tell a
 					// trend from noise.
@@ -56,8 +62,8 @@ func (c *Controller) soak(ctx context.Context, r *Rollout) (bool, error) {
 					continue
 				}
 				if len(ds) > 0 {
-					c.degraded = "gradual degradation: " + describeDegradations(ds)
-					c.decide(r, DecisionDegradation, c.degraded, map[string]float64{"slope_per_s": ds[0].Slope, "projected": ds[0].Projected, "limit": ds[0].Limit, "r2": ds[0].R2})
+					st.Degradation = "gradual degradation: " + describeDegradations(ds)
+					c.decide(r, DecisionDegradation, st.Degradation, map[string]float64{"slope_per_s": ds[0].Slope, "projected": ds[0].Projected, "limit": ds[0].Limit, "r2": ds[0].R2})
 					return true, nil
 				}
 			}
@@ -123,7 +129,10 @@ func (c *Controller) sampleDevices(ctx context.Context, r *Rollout, recs []*Devi
 			m := *h.Metrics
 			rec.After = &m
 			if canary && v.Status != VerdictFail {
-				c.recordSample(rec.ID, now, &m)
+				if rec.Trend == nil {
+					rec.Trend = &TrendSamples{}
+				}
+				rec.Trend.add(now, &m)
 			}
 		}
 		changed := false
@@ -170,7 +179,13 @@ func (c *Controller) sampleDevices(ctx context.Context, r *Rollout, recs []*Devi
 				changed = true
 			}
 		}
+		if rec.Trend != nil && now.Sub(rec.Trend.SavedAt) >= trendSaveInterval {
+			changed = true
+		}
 		if changed {
+			if rec.Trend != nil {
+				rec.Trend.SavedAt = now
+			}
 			rec.UpdatedAt = now
 			if err := c.saveDevice(ctx, r, rec); err != nil {
 				return err
@@ -192,26 +207,20 @@ func (c *Controller) awaitingVerdicts(r *Rollout, now time.Time) bool {
 	return false
 }
 
-// record keeps a canary device's metric samples for trend detection.
-func (c *Controller) recordSample(id string, at time.Time, m *Metrics) {
-	if c.series == nil {
-		c.series = map[string]*metricSeries{}
+// trendSaveInterval is how often a canary device's samples are persisted
+// while it soaks (and always before a decision is taken on them).
+const trendSaveInterval = 15 * time.Second
+
+// saveTrends persists the samples of the stage's devices.
+func (c *Controller) saveTrends(ctx context.Context, r *Rollout) error {
+	for _, rec := range r.StageDevices(r.Stage) {
+		if rec.Trend == nil {
+			continue
+		}
+		rec.Trend.SavedAt = c.Clock.Now()
+		if err := c.saveDevice(ctx, r, rec); err != nil {
+			return err
+		}
 	}
-	s := c.series[id]
-	if s == nil {
-		s = &metricSeries{}
-		c.series[id] = s
-	}
-	if m.MemoryMB > 0 {
-		s.memory = append(s.memory, Sample{At: at, Value: m.MemoryMB})
-	}
-	if m.P95LatencyMS > 0 {
-		s.latency = append(s.latency, Sample{At: at, Value: m.P95LatencyMS})
-	}
-	if finite(m.CPUPercent) && m.CPUPercent > 0 {
-		s.cpu = append(s.cpu, Sample{At: at, Value: m.CPUPercent})
-	}
-	if m.TemperatureC > 0 {
-		s.temp = append(s.temp, Sample{At: at, Value: m.TemperatureC})
-	}
+	return nil
 }

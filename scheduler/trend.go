@@ -10,8 +10,8 @@ import (
 
 // Sample is one measurement of a metric at a time.
 type Sample struct {
-	At    time.Time
-	Value float64
+	At    time.Time `json:"t"`
+	Value float64   `json:"v"`
 }
 
 // Trend is a least-squares line through a metric's samples.
@@ -91,9 +91,48 @@ func (d Degradation) String() string {
 		d.Metric, d.Device, d.Slope, d.Unit, d.R2, d.Now, d.Unit, d.Projected, d.Unit, d.Horizon, d.Limit, d.Unit)
 }
 
-// metricSeries holds one device's samples during a soak.
-type metricSeries struct {
-	memory, latency, cpu, temp []Sample
+// TrendSamples are one canary device's samples during its soak. They live
+// on the device record, persisted with it (I7: a restarted controller
+// judges the same trend, not a shorter one).
+type TrendSamples struct {
+	Memory      []Sample `json:"memory,omitempty"`
+	Latency     []Sample `json:"latency,omitempty"`
+	CPU         []Sample `json:"cpu,omitempty"`
+	Temperature []Sample `json:"temperature,omitempty"`
+	// SavedAt is when the samples were last persisted.
+	SavedAt time.Time `json:"saved_at,omitempty"`
+}
+
+// maxTrendSamples bounds each metric's samples on a record (a soak of an
+// hour sampled every 2 s would otherwise make a device record hundreds of
+// KB): past it every other sample is dropped, which keeps the time span
+// and halves the density.
+const maxTrendSamples = 256
+
+func (s *TrendSamples) add(at time.Time, m *Metrics) {
+	push := func(xs []Sample, v float64) []Sample {
+		xs = append(xs, Sample{At: at, Value: v})
+		if len(xs) > maxTrendSamples {
+			thin := xs[:0]
+			for i := 0; i < len(xs); i += 2 {
+				thin = append(thin, xs[i])
+			}
+			xs = thin
+		}
+		return xs
+	}
+	if m.MemoryMB > 0 {
+		s.Memory = push(s.Memory, m.MemoryMB)
+	}
+	if m.P95LatencyMS > 0 {
+		s.Latency = push(s.Latency, m.P95LatencyMS)
+	}
+	if finite(m.CPUPercent) && m.CPUPercent > 0 {
+		s.CPU = push(s.CPU, m.CPUPercent)
+	}
+	if m.TemperatureC > 0 {
+		s.Temperature = push(s.Temperature, m.TemperatureC)
+	}
 }
 
 // trendLimits returns each metric's limit for a device, from the policy and
@@ -122,11 +161,11 @@ func trendLimits(p *Policy, base *Metrics) (mem, lat, cpu, temp float64) {
 
 // DetectDegradation fits a trend per metric and device and returns the ones
 // projected past their limit within horizon, worst first.
-func DetectDegradation(p *Policy, recs map[string]*DeviceRecord, series map[string]*metricSeries, now time.Time, horizon time.Duration) []Degradation {
+func DetectDegradation(p *Policy, recs []*DeviceRecord, now time.Time, horizon time.Duration) []Degradation {
 	var out []Degradation
-	for id, s := range series {
-		rec := recs[id]
-		if rec == nil {
+	for _, rec := range recs {
+		s := rec.Trend
+		if s == nil {
 			continue
 		}
 		mem, lat, cpu, temp := trendLimits(p, rec.Baseline)
@@ -144,10 +183,10 @@ func DetectDegradation(p *Policy, recs map[string]*DeviceRecord, series map[stri
 					Now: tr.At(now), Projected: proj, Limit: limit, Horizon: horizon})
 			}
 		}
-		check("memory", "MB", s.memory, mem)
-		check("p95 latency", "ms", s.latency, lat)
-		check("cpu", "%", s.cpu, cpu)
-		check("temperature", "°C", s.temp, temp)
+		check("memory", "MB", s.Memory, mem)
+		check("p95 latency", "ms", s.Latency, lat)
+		check("cpu", "%", s.CPU, cpu)
+		check("temperature", "°C", s.Temperature, temp)
 	}
 	sort.Slice(out, func(i, j int) bool {
 		ri, rj := out[i].Projected/out[i].Limit, out[j].Projected/out[j].Limit

@@ -1,0 +1,80 @@
+package scheduler
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+)
+
+// killingStore cancels the controller's context right after a state write
+// that kill selects: the controller dies with that state persisted.
+type killingStore struct {
+	*memStore
+	kill   func(r *Rollout) bool
+	cancel context.CancelFunc
+}
+
+func (s *killingStore) SaveRollout(ctx context.Context, r *Rollout) error {
+	err := s.memStore.SaveRollout(ctx, r)
+	if err == nil && s.kill != nil && s.kill(r) {
+		s.kill = nil
+		s.cancel()
+	}
+	return err
+}
+
+// TestDegradationVerdictSurvivesRestart checks invariant I7: a controller
+// killed after it reached the gradual-degradation verdict (or after it
+// extended the soak on the trend) is replaced by one that rolls the
+// degrading canary back, not one that passes it.
+func TestDegradationVerdictSurvivesRestart(t *testing.T) {
+	for name, kill := range map[string]func(r *Rollout) bool{
+		"after step=gate": func(r *Rollout) bool { return r.Phase == PhaseCanary && r.Step == StepGate },
+		"after the soak extension": func(r *Rollout) bool {
+			return len(r.Stages) > 0 && r.Stages[0].Extended && r.Step == StepSoaking
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			h := newHarness(t, 6)
+			h.upgradeFrom("1.0.0")
+			h.policy.Canary.Soak = 60 * time.Second
+			h.health.metrics = func(id string, now time.Time, switched time.Time) *Metrics {
+				// Memory leaks 2 MB/s from a 10 MB baseline.
+				return &Metrics{MemoryMB: 10 + 2*now.Sub(switched).Seconds(), P95LatencyMS: 5}
+			}
+			h.health.baseline = &Metrics{MemoryMB: 10, P95LatencyMS: 5}
+			ctx, cancel := context.WithCancel(context.Background())
+			ctl := h.controller()
+			ctl.Store = &killingStore{memStore: h.store, kill: kill, cancel: cancel}
+			if r, err := ctl.Run(ctx); err == nil || r.Finished() {
+				t.Fatalf("the first controller was not killed (err %v)", err)
+			}
+			// Only the persisted state is left: a new controller.
+			r, err := h.run(context.Background())
+			if err != nil {
+				t.Fatalf("restarted controller: %v", err)
+			}
+			if r.Outcome != OutcomeRolledBack || !strings.Contains(r.RollbackReason, "gradual degradation") {
+				t.Fatalf("restarted controller ended %q (%s), want a rollback for gradual degradation", r.Outcome, r.RollbackReason)
+			}
+			h.assertSlots(func(Device) string { return SlotBlue })
+		})
+	}
+}
+
+// TestTrendSamplesAreBounded checks that a long soak keeps at most
+// maxTrendSamples per metric, spanning the whole soak.
+func TestTrendSamplesAreBounded(t *testing.T) {
+	var s TrendSamples
+	start := time.Unix(0, 0)
+	for i := 0; i < 10*maxTrendSamples; i++ {
+		s.add(start.Add(time.Duration(i)*time.Second), &Metrics{MemoryMB: float64(i + 1)})
+	}
+	if n := len(s.Memory); n > maxTrendSamples || n < maxTrendSamples/2 {
+		t.Fatalf("%d samples kept, want between %d and %d", n, maxTrendSamples/2, maxTrendSamples)
+	}
+	if s.Memory[0].At != start || s.Memory[len(s.Memory)-1].At.Before(start.Add(9*time.Duration(maxTrendSamples)*time.Second)) {
+		t.Fatalf("samples span %v..%v, want the whole soak", s.Memory[0].At, s.Memory[len(s.Memory)-1].At)
+	}
+}
