@@ -223,6 +223,8 @@ func (c *Controller) start(ctx context.Context) (*Rollout, error) {
 		}
 		r.Active = active.Slot
 		r.PreviousVersion = active.Version
+		prev := *active
+		r.PreviousActive = &prev
 	}
 	r.Candidate = OtherSlot(r.Active)
 	if prev, err := c.Store.Load(ctx, c.Policy.Name); err == nil && prev != nil {

@@ -2,6 +2,7 @@ package scheduler
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -13,15 +14,72 @@ type killingStore struct {
 	*memStore
 	kill   func(r *Rollout) bool
 	cancel context.CancelFunc
+	// killOnActive kills the controller right after it recorded a new
+	// active slot; nothing it writes afterwards lands.
+	killOnActive bool
+	dead         bool
 }
 
+var errKilled = errors.New("the controller was killed")
+
 func (s *killingStore) SaveRollout(ctx context.Context, r *Rollout) error {
+	if s.dead {
+		return errKilled
+	}
 	err := s.memStore.SaveRollout(ctx, r)
 	if err == nil && s.kill != nil && s.kill(r) {
 		s.kill = nil
 		s.cancel()
 	}
 	return err
+}
+
+func (s *killingStore) SaveDevice(ctx context.Context, app string, d *DeviceRecord) error {
+	if s.dead {
+		return errKilled
+	}
+	return s.memStore.SaveDevice(ctx, app, d)
+}
+
+func (s *killingStore) SetActiveSlot(ctx context.Context, app string, a *ActiveSlot) error {
+	if s.dead {
+		return errKilled
+	}
+	err := s.memStore.SetActiveSlot(ctx, app, a)
+	if err == nil && s.killOnActive {
+		s.dead = true
+		s.cancel()
+	}
+	return err
+}
+
+// TestRollbackAfterDyingInConfirmRestoresActiveSlot: a controller killed
+// between recording the new active slot and saving DONE, then rolled back,
+// leaves the active-slot record on the old slot (defect 9: it named the
+// candidate's colour, and the next apply deployed to the whole fleet
+// ungated).
+func TestRollbackAfterDyingInConfirmRestoresActiveSlot(t *testing.T) {
+	h := newHarness(t, 6)
+	h.upgradeFrom("1.0.0")
+	ctx, cancel := context.WithCancel(context.Background())
+	ctl := h.controller()
+	ctl.Store = &killingStore{memStore: h.store, cancel: cancel, killOnActive: true}
+	if _, err := ctl.Run(ctx); err == nil {
+		t.Fatalf("the first controller was not killed (err %v)", err)
+	}
+	if a, _ := h.store.ActiveSlot(context.Background(), "edgeinfer"); a.Slot != SlotGreen {
+		t.Fatalf("precondition: the killed controller recorded %+v, want the green slot", a)
+	}
+	h.store.setControls("edgeinfer", func(c *Controls) { c.Rollback = &Request{Actor: "bob@ops"} })
+	r, err := h.run(context.Background())
+	if err != nil || r.Outcome != OutcomeRolledBack {
+		t.Fatalf("rollback: %v (outcome %q)", err, r.Outcome)
+	}
+	a, _ := h.store.ActiveSlot(context.Background(), "edgeinfer")
+	if a.Slot != SlotBlue || a.Version != "1.0.0" {
+		t.Fatalf("after the rollback the active slot is %+v, want blue with 1.0.0", a)
+	}
+	h.assertSlots(func(Device) string { return SlotBlue })
 }
 
 // TestDegradationVerdictSurvivesRestart checks invariant I7: a controller

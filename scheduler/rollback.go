@@ -68,6 +68,11 @@ func (c *Controller) rollBack(ctx context.Context, r *Rollout) error {
 	if err != nil {
 		return err
 	}
+	if r.RollbackScope != ScopeWave || r.Stage == 0 {
+		if err := c.restoreActiveSlot(ctx, r); err != nil {
+			return err
+		}
+	}
 	now := c.Clock.Now()
 	if len(unverified) > 0 {
 		r.Phase = PhasePrepare
@@ -264,4 +269,30 @@ func describeDevices(recs []*DeviceRecord) string {
 		parts = append(parts, rec.Name+" ("+rec.Reason+")")
 	}
 	return strings.Join(parts, ", ")
+}
+
+// restoreActiveSlot puts the active-slot record back when CONFIRM of this
+// run had already replaced it (a controller that died between recording
+// the new active slot and saving DONE, then rolled back): otherwise the
+// next run would take the old slot for the candidate and every device on
+// it would receive the next release ungated.
+func (c *Controller) restoreActiveSlot(ctx context.Context, r *Rollout) error {
+	cur, err := c.Store.ActiveSlot(ctx, r.App)
+	if err != nil {
+		return fmt.Errorf("reading the active slot of %s: %w", r.App, err)
+	}
+	if cur == nil || cur.RolloutID != r.ID || cur.Slot == r.Active {
+		return nil
+	}
+	back := &ActiveSlot{Slot: r.Active, Version: r.PreviousVersion, Since: c.Clock.Now()}
+	if p := r.PreviousActive; p != nil {
+		back.RolloutID, back.Since = p.RolloutID, p.Since
+	}
+	back.Index = cur.Index
+	c.emit(r, "", "restore-active-slot", "intent", fmt.Sprintf("slot %s with %s is the active slot again", slotName(r.Active), versionName(r.PreviousVersion)))
+	if err := c.Store.SetActiveSlot(ctx, r.App, back); err != nil {
+		return fmt.Errorf("restoring slot %s as the active slot of %s: %w", slotName(r.Active), r.App, err)
+	}
+	c.emit(r, "", "restore-active-slot", "ok", "")
+	return nil
 }

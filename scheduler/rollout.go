@@ -215,12 +215,15 @@ type Controls struct {
 // fleetplan/rollouts/<rollout>/state (the devices under .../devices/).
 type Rollout struct {
 	// App is the rollout label; ID identifies this run.
-	App             string   `json:"app"`
-	ID              string   `json:"id"`
-	Version         string   `json:"version"`
-	PreviousVersion string   `json:"previous_version,omitempty"`
-	Strategy        Strategy `json:"strategy"`
-	PolicyFile      string   `json:"policy_file,omitempty"`
+	App             string `json:"app"`
+	ID              string `json:"id"`
+	Version         string `json:"version"`
+	PreviousVersion string `json:"previous_version,omitempty"`
+	// PreviousActive is the active-slot record the run started from; a
+	// rollback puts it back if CONFIRM had already replaced it.
+	PreviousActive *ActiveSlot `json:"previous_active,omitempty"`
+	Strategy       Strategy    `json:"strategy"`
+	PolicyFile     string      `json:"policy_file,omitempty"`
 	// Active is the colour of the stable slot ("" on a first install);
 	// Candidate the colour that receives the new version.
 	Active    string `json:"active"`
