@@ -136,3 +136,67 @@ func TestTrendSamplesAreBounded(t *testing.T) {
 		t.Fatalf("samples span %v..%v, want the whole soak", s.Memory[0].At, s.Memory[len(s.Memory)-1].At)
 	}
 }
+
+// resumeStored clears a halt the way `fleetplan resume` does: on the
+// persisted state, under the lock, with no controller running.
+func resumeStored(t *testing.T, h *harness) {
+	t.Helper()
+	r, err := h.store.Load(context.Background(), h.policy.Name)
+	if err != nil || r == nil {
+		t.Fatalf("loading the halted run: %v", err)
+	}
+	Resume(r)
+	for _, d := range r.Devices {
+		if err := h.store.SaveDevice(context.Background(), r.App, d); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := h.store.SaveRollout(context.Background(), r); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestResumeAfterOfflineHalts checks defect 8: a rollout halted because
+// too many devices were offline, or because its canary reached no device,
+// goes on once the devices are back and an operator resumes it (before:
+// the VALIDATE halt reused PREPARE's counts and the canary halt re-halted
+// forever).
+func TestResumeAfterOfflineHalts(t *testing.T) {
+	t.Run("validate", func(t *testing.T) {
+		h := newHarness(t, 6)
+		h.policy.Offline.MaxOfflinePercent = 10
+		h.registry.devices[0].Status = StatusOffline
+		h.registry.devices[1].Status = StatusOffline
+		if _, err := h.run(context.Background()); !errors.Is(err, ErrHalted) {
+			t.Fatalf("err = %v, want a halt", err)
+		}
+		h.registry.devices[0].Status = StatusOK
+		h.registry.devices[1].Status = StatusOK
+		resumeStored(t, h)
+		r, err := h.run(context.Background())
+		if err != nil || r.Outcome != OutcomeSucceeded {
+			t.Fatalf("resumed run: %v (outcome %q)", err, r.Outcome)
+		}
+		h.assertSlots(func(Device) string { return SlotBlue })
+	})
+	t.Run("canary unreachable", func(t *testing.T) {
+		h := newHarness(t, 12)
+		plan, _ := PlanRollout(h.policy, h.registry.devices)
+		for _, d := range plan.Stages[0].Devices {
+			h.cluster.offline[d.ID] = true
+		}
+		r, err := h.run(context.Background())
+		if !errors.Is(err, ErrHalted) || r.Stages[0].Verdict != "inconclusive" {
+			t.Fatalf("err = %v (canary verdict %q), want a halt with no canary device reached", err, r.Stages[0].Verdict)
+		}
+		for _, d := range plan.Stages[0].Devices {
+			h.cluster.offline[d.ID] = false
+		}
+		resumeStored(t, h)
+		r, err = h.run(context.Background())
+		if err != nil || r.Outcome != OutcomeSucceeded {
+			t.Fatalf("resumed run: %v (outcome %q)", err, r.Outcome)
+		}
+		h.assertSlots(func(Device) string { return SlotBlue })
+	})
+}
