@@ -30,7 +30,9 @@ func (c *Controller) finishBlueGreen(ctx context.Context, r *Rollout) error {
 	}
 	return c.forEach(ctx, todo, nil, func(rec *DeviceRecord) error {
 		c.emitDevice(r, rec, "release-standby", "intent", fmt.Sprintf("stopping the standby slot %s", r.Active))
-		err := c.Cluster.SwitchDevice(ctx, rec.DeviceRef, candidateValue(r), r.Candidate)
+		err := c.clusterCall(ctx, "releasing the standby slot on "+rec.Name, func() error {
+			return c.Cluster.SwitchDevice(ctx, rec.DeviceRef, candidateValue(r), r.Candidate)
+		})
 		switch {
 		case err == nil:
 			c.emitDevice(r, rec, "release-standby", "ok", "")

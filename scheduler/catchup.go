@@ -198,7 +198,9 @@ func (c *Controller) quarantine(ctx context.Context, r *Rollout, rec *DeviceReco
 		return err
 	}
 	c.emitDevice(r, rec, "quarantine", "intent", reason)
-	if err := c.Cluster.SwitchDevice(ctx, rec.DeviceRef, candidateValue(r), r.Active); err != nil {
+	if err := c.clusterCall(ctx, "rolling back failed device "+rec.Name, func() error {
+		return c.Cluster.SwitchDevice(ctx, rec.DeviceRef, candidateValue(r), r.Active)
+	}); err != nil {
 		if errors.Is(err, ErrDeviceOffline) {
 			rec.State = DeviceSkippedOffline
 			rec.Reason = "failed (" + reason + ") and went offline before it could be rolled back; it will be rolled back when it returns"

@@ -42,6 +42,10 @@ type Controller struct {
 	// controller gives up (the devices stay consistent: the intent was
 	// written before acting).
 	SaveRetry time.Duration
+	// ControlPlaneRetry bounds how long a cluster action or health read
+	// failing for the control plane (ErrControlPlane) is retried before the
+	// rollout pauses for an operator; default 2 minutes.
+	ControlPlaneRetry time.Duration
 	// NewID names a new run; default: r<UTC timestamp>.
 	NewID func(now time.Time) string
 	// OnEvent receives every action and decision as it happens (the CLI's
@@ -112,6 +116,9 @@ func (c *Controller) defaults() {
 	}
 	if c.HealthDeadline <= 0 {
 		c.HealthDeadline = c.Policy.Health.Grace + 60*time.Second
+	}
+	if c.ControlPlaneRetry <= 0 {
+		c.ControlPlaneRetry = 2 * time.Minute
 	}
 	if c.SaveRetry <= 0 {
 		c.SaveRetry = 30 * time.Second
@@ -191,6 +198,16 @@ func (c *Controller) Run(ctx context.Context) (*Rollout, error) {
 			r.Outcome = OutcomeSucceeded
 		default:
 			err = fmt.Errorf("rollout %q is in an unknown phase %q", r.App, r.Phase)
+		}
+		var cpe *ControlPlaneError
+		if errors.As(err, &cpe) && r.Phase != PhaseRollingBack && !r.Halted() {
+			// I5: the control plane failed past its retry budget: pause
+			// with the reason, never a verdict.
+			return r, c.halt(ctx, r, Halt{
+				Reason: cpe.Error(),
+				Fix:    "check the Nomad and Consul servers (leader, reachability)",
+				Remedy: RemedyResume,
+			})
 		}
 		if err != nil {
 			return r, err

@@ -3,6 +3,7 @@ package scheduler
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"sync"
@@ -43,15 +44,18 @@ type fakeCluster struct {
 	slots    map[string]string // device ID -> slot value
 	offline  map[string]bool
 	failOnce map[string]error // device ID -> error returned by the next switch to the candidate
-	switches int
-	prepared []string
+	// controlPlane makes switches of a device fail for the control plane
+	// (a Nomad 500) that many times; -1: until it is cleared.
+	controlPlane map[string]int
+	switches     int
+	prepared     []string
 	// onSwitch is called after each successful switch (to kill a
 	// controller mid-wave in tests).
 	onSwitch func(n int)
 }
 
 func newFakeCluster() *fakeCluster {
-	return &fakeCluster{slots: map[string]string{}, offline: map[string]bool{}, failOnce: map[string]error{}}
+	return &fakeCluster{slots: map[string]string{}, offline: map[string]bool{}, failOnce: map[string]error{}, controlPlane: map[string]int{}}
 }
 
 func (f *fakeCluster) PrepareCandidate(ctx context.Context, r *Rollout) error {
@@ -69,6 +73,13 @@ func (f *fakeCluster) SwitchDevice(ctx context.Context, dev DeviceRef, from, to 
 	if f.offline[dev.ID] {
 		f.mu.Unlock()
 		return fmt.Errorf("setting slot metadata on %s: %w", dev.Name, ErrDeviceOffline)
+	}
+	if n := f.controlPlane[dev.ID]; n != 0 {
+		if n > 0 {
+			f.controlPlane[dev.ID] = n - 1
+		}
+		f.mu.Unlock()
+		return fmt.Errorf("setting slot metadata on %s: Unexpected response code: 500 (No cluster leader): %w", dev.Name, ErrControlPlane)
 	}
 	if err, ok := f.failOnce[dev.ID]; ok && to != "" && f.slots[dev.ID] == from {
 		delete(f.failOnce, dev.ID)
@@ -112,6 +123,8 @@ type fakeHealth struct {
 	baseline *Metrics
 	clock    *fakeClock
 	switched map[string]time.Time
+	// unavailable makes every health read fail (the watches are stale).
+	unavailable bool
 }
 
 func (h *fakeHealth) Baseline(ctx context.Context, r *Rollout, devs []DeviceRef) (map[string]*Metrics, error) {
@@ -129,6 +142,9 @@ func (h *fakeHealth) Baseline(ctx context.Context, r *Rollout, devs []DeviceRef)
 func (h *fakeHealth) Health(ctx context.Context, r *Rollout, devs []DeviceRef) (map[string]DeviceHealth, error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	if h.unavailable {
+		return nil, errors.New("health watch of Nomad allocations: stale for 30s: Unexpected response code: 500")
+	}
 	out := map[string]DeviceHealth{}
 	for _, d := range devs {
 		if h.offline[d.ID] {

@@ -110,7 +110,9 @@ func (c *Controller) rollBackDevice(ctx context.Context, r *Rollout, rec *Device
 	}
 	c.emitDevice(r, rec, "rollback", "intent", fmt.Sprintf("slot %s -> %s", r.Candidate, slotName(r.Active)))
 	start := c.Clock.Now()
-	err := c.Cluster.SwitchDevice(ctx, rec.DeviceRef, candidateValue(r), r.Active)
+	err := c.clusterCall(ctx, "rolling back device "+rec.Name, func() error {
+		return c.Cluster.SwitchDevice(ctx, rec.DeviceRef, candidateValue(r), r.Active)
+	})
 	switch {
 	case err == nil:
 		rec.Attempted = false

@@ -282,6 +282,13 @@ type ActiveSlot struct {
 // device. Such a device is skipped and tracked, never counted as failed.
 var ErrDeviceOffline = errors.New("device offline")
 
+// ErrControlPlane is wrapped by cluster operations that failed because
+// Nomad or Consul did not answer properly (a 5xx, a timeout, a leader
+// election, a refused connection). It says nothing about the device: the
+// controller retries the action and then pauses the rollout, and never
+// counts it as a device failure or as success (I5).
+var ErrControlPlane = errors.New("control plane unavailable")
+
 // ErrConflict is returned by a Store when a check-and-set write lost.
 var ErrConflict = errors.New("state changed underneath (check-and-set conflict)")
 

@@ -109,14 +109,25 @@ func (c *Controller) sampleDevices(ctx context.Context, r *Rollout, recs []*Devi
 		return nil
 	}
 	health, err := c.Health.Health(ctx, r, refs)
+	if err != nil && final {
+		// The gate needs evidence: wait for it (within the control-plane
+		// budget), then pause. Never a verdict from stale data.
+		err = c.clusterCall(ctx, "reading device health for the gate of "+r.App, func() error {
+			h, herr := c.Health.Health(ctx, r, refs)
+			if herr != nil {
+				return fmt.Errorf("%w: health is inconclusive: %v", ErrControlPlane, herr)
+			}
+			health = h
+			return nil
+		})
+	}
 	if err != nil {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		// Inconclusive: never a verdict from stale data.
 		c.Logger.Named("controller").Warn("health is inconclusive; waiting", "rollout", r.App, "error", err)
 		if final {
-			return fmt.Errorf("evaluating the gate of %s: health is inconclusive: %w", r.App, err)
+			return err
 		}
 		return nil
 	}

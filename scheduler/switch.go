@@ -117,8 +117,11 @@ func (c *Controller) switchDevice(ctx context.Context, r *Rollout, rec *DeviceRe
 	}
 	c.emitDevice(r, rec, "switch", "intent", fmt.Sprintf("slot %s -> %s", slotName(r.Active), r.Candidate))
 	start := c.Clock.Now()
-	err := c.Cluster.SwitchDevice(ctx, rec.DeviceRef, r.Active, candidateValue(r))
+	err := c.clusterCall(ctx, "switching device "+rec.Name, func() error {
+		return c.Cluster.SwitchDevice(ctx, rec.DeviceRef, r.Active, candidateValue(r))
+	})
 	now := c.Clock.Now()
+	var cpe *ControlPlaneError
 	switch {
 	case err == nil:
 		rec.State = DeviceVerifying
@@ -138,6 +141,22 @@ func (c *Controller) switchDevice(ctx context.Context, r *Rollout, rec *DeviceRe
 		// Interrupted: leave it in "switching"; a resumed controller
 		// re-runs the (idempotent) switch.
 		return ctx.Err()
+	case errors.As(err, &cpe):
+		// I5: not the device's fault. Put it back if the control plane
+		// lets us; otherwise it stays "switching" and the (idempotent)
+		// switch is redone when the rollout is resumed.
+		c.emitDevice(r, rec, "switch", "control-plane-error", err.Error())
+		if rerr := c.Cluster.SwitchDevice(ctx, rec.DeviceRef, candidateValue(r), r.Active); rerr == nil {
+			rec.State = DevicePending
+			rec.Attempted = false
+			rec.Reason = "not switched: " + err.Error()
+		} else {
+			rec.Reason = "switch interrupted: " + err.Error() + "; it is redone when the rollout resumes"
+		}
+		if serr := c.saveDevice(ctx, r, rec); serr != nil {
+			return serr
+		}
+		return err
 	default:
 		// Failed partway: put the device back on the old slot at once.
 		c.emitDevice(r, rec, "switch", "error", err.Error())
