@@ -82,7 +82,8 @@ func (c *Controller) CatchUp(ctx context.Context, wait bool) (*Rollout, error) {
 		var skipped []*DeviceRecord
 		for _, rec := range r.SortedDevices() {
 			retry := rolledBack && rec.State == DeviceRollingBack
-			if (rec.State == DeviceSkippedOffline || retry) && rec.Stage >= 0 {
+			standby := r.Outcome == OutcomeSucceeded && rec.StandbyHeld
+			if (rec.State == DeviceSkippedOffline || retry || standby) && rec.Stage >= 0 {
 				skipped = append(skipped, rec)
 			}
 		}
@@ -100,6 +101,12 @@ func (c *Controller) CatchUp(ctx context.Context, wait bool) (*Rollout, error) {
 		var switched, restored []*DeviceRecord
 		for _, rec := range skipped {
 			if !health[rec.ID].Online {
+				continue
+			}
+			if rec.StandbyHeld && r.Outcome == OutcomeSucceeded {
+				if err := c.releaseStandby(ctx, r, rec); err != nil {
+					return r, err
+				}
 				continue
 			}
 			if rolledBack {

@@ -116,6 +116,7 @@ func (c *Controller) rollBackDevice(ctx context.Context, r *Rollout, rec *Device
 	switch {
 	case err == nil:
 		rec.Attempted = false
+		rec.StandbyHeld = false
 		rec.RollbackAt = c.Clock.Now()
 		rec.RestoredAt = time.Time{}
 		c.emitDevice(r, rec, "rollback", "ok", fmt.Sprintf("back on slot %s in %s; verifying", slotName(r.Active), c.Clock.Now().Sub(start).Round(time.Millisecond)))

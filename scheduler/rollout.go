@@ -119,9 +119,13 @@ type DeviceRecord struct {
 	Failed bool `json:"failed,omitempty"`
 	// CatchUp marks a device that was offline when its stage ran and is
 	// being switched (or rolled back) now that it is back.
-	CatchUp    bool      `json:"catch_up,omitempty"`
-	SwitchedAt time.Time `json:"switched_at,omitempty"`
-	HealthyAt  time.Time `json:"healthy_at,omitempty"`
+	CatchUp bool `json:"catch_up,omitempty"`
+	// StandbyHeld marks a blue-green device whose old slot still runs
+	// beside the confirmed candidate because it was offline when the
+	// standby was released; catch-up releases it when it returns.
+	StandbyHeld bool      `json:"standby_held,omitempty"`
+	SwitchedAt  time.Time `json:"switched_at,omitempty"`
+	HealthyAt   time.Time `json:"healthy_at,omitempty"`
 	// RollbackAt is when the device's rollback switched it back; RestoredAt
 	// when the old slot was verified running and passing its checks there
 	// (I2: a device is rolled-back only then).

@@ -118,7 +118,7 @@ func (c *Controller) switchDevice(ctx context.Context, r *Rollout, rec *DeviceRe
 	c.emitDevice(r, rec, "switch", "intent", fmt.Sprintf("slot %s -> %s", slotName(r.Active), r.Candidate))
 	start := c.Clock.Now()
 	err := c.clusterCall(ctx, "switching device "+rec.Name, func() error {
-		return c.Cluster.SwitchDevice(ctx, rec.DeviceRef, r.Active, candidateValue(r))
+		return c.Cluster.SwitchDevice(ctx, rec.DeviceRef, r.Active, switchValue(r))
 	})
 	now := c.Clock.Now()
 	var cpe *ControlPlaneError
