@@ -243,7 +243,7 @@ var rangeWhy = map[string]string{
 	"functional.max_latency":                    "it is the longest the application may take to answer the test input.",
 	"functional.interval":                       "it is how often the test input is sent.",
 	"rollback.max_failure_percent":              "it is the share of the devices a wave attempted that may fail before fleetplan rolls back; 0 rolls back on the first failure.",
-	"rollback.max_offline_after_switch_percent": "it is the share of the devices a wave switched to the new version that may then drop offline before fleetplan rolls back; devices offline before their switch are skipped and do not count. Without it the max_failure_percent budget applies.",
+	"rollback.max_offline_after_switch_percent": "it is the share of the devices a wave switched to the new version that may then drop offline before fleetplan rolls back; devices offline before their switch are skipped and do not count. When it is absent it equals max_failure_percent.",
 	"rollback.max_p95_latency_increase_percent": "it is how much slower (in percent of the old version's p95 latency) the new version may be; 0 turns the check off.",
 	"offline.max_offline_percent":               "above this share of offline devices the rollout pauses; 0 turns the check off.",
 }
