@@ -64,7 +64,7 @@ rollout "detector" {
   # "big-bang" (everything at once) is rejected.
   strategy = "canary-rolling"
 
-  # Device switches in flight at once (optional; default 10; at least 1).
+  # Device switches in flight at once (optional; default 10; 1 to 1000).
   max_parallel = 25
 
   # The first stage of every rollout (required); nothing skips it.
@@ -146,14 +146,24 @@ rollout "detector" {
     # Layer 4: the application gives the expected output for a test input
     # (optional block).
     functional {
-      # The probe plugin (required); "http-json" POSTs the input as JSON.
+      # The probe plugin (required), one built into the device agent:
+      # "http-json" POSTs the input as JSON and checks the answer (it takes
+      # path, input or input_file, expect, max_latency); "tcp" only connects
+      # to the port; "exec" runs a check program (exit 0 passing, 1
+      # warning, else critical) and takes
+      #   command = "infer-selftest"      # required: a NAME of the allow-list
+      #                                   # in each agent's own configuration,
+      #                                   # never a program or command line
+      #   args    = ["--model", "yolo"]   # optional, given to that program
+      # An attribute the probe does not use is an error.
       probe = "http-json"
       # (optional; must start with "/")
       path = "/infer"
       # The test input (optional), inline or as input_file, a file relative
       # to this policy (not both). For http-json it must be JSON.
       input = jsonencode({ image = "cat.jpg" })
-      # Fields the answer must contain, with their values (required).
+      # Fields the answer must contain, with their values (required for
+      # http-json).
       expect = { label = "cat" }
       # Slowest acceptable answer (optional).
       max_latency = "250ms"
@@ -172,6 +182,10 @@ rollout "detector" {
     max_error_rate = 0.02
     # p95 latency increase over the old version, in percent (optional).
     max_p95_latency_increase_percent = 20
+    # Share of the devices a wave switched that may then drop offline, 0 to
+    # 100 (optional; default max_failure_percent). Devices offline before
+    # their switch are skipped and never count.
+    max_offline_after_switch_percent = 5
     # What a rollback takes back (optional): "wave" (default), the devices
     # of the failing wave, or "fleet", every device moved so far.
     scope = "wave"

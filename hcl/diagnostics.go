@@ -243,6 +243,7 @@ var rangeWhy = map[string]string{
 	"functional.max_latency":                    "it is the longest the application may take to answer the test input.",
 	"functional.interval":                       "it is how often the test input is sent.",
 	"rollback.max_failure_percent":              "it is the share of the devices a wave attempted that may fail before fleetplan rolls back; 0 rolls back on the first failure.",
+	"rollback.max_offline_after_switch_percent": "it is the share of the devices a wave switched to the new version that may then drop offline before fleetplan rolls back; devices offline before their switch are skipped and do not count. When it is absent it equals max_failure_percent.",
 	"rollback.max_p95_latency_increase_percent": "it is how much slower (in percent of the old version's p95 latency) the new version may be; 0 turns the check off.",
 	"offline.max_offline_percent":               "above this share of offline devices the rollout pauses; 0 turns the check off.",
 }
@@ -584,6 +585,9 @@ var attrExamples = map[string]string{
 	"max_failure_percent":              `max_failure_percent = 2`,
 	"max_error_rate":                   `max_error_rate = 0.02`,
 	"max_p95_latency_increase_percent": `max_p95_latency_increase_percent = 20`,
+	"max_offline_after_switch_percent": `max_offline_after_switch_percent = 5`,
+	"command":                          `command = "infer-selftest"`,
+	"args":                             `args = ["--model", "yolo"]`,
 	"scope":                            `scope = "wave"`,
 	"catch_up":                         `catch_up = true`,
 	"max_offline_percent":              `max_offline_percent = 20`,
@@ -602,4 +606,5 @@ var requiredWhy = map[string]string{
 	"rollback.max_failure_percent": "it is the share of the devices a wave attempted that may fail before fleetplan rolls back by itself.",
 	"functional.probe":             "it names the probe plugin that sends the test input.",
 	"functional.expect":            "it is what the answer to the test input must contain; without it the probe checks nothing.",
+	"functional.command":           "with probe = \"exec\" it names the check program to run, an entry of the allow-list in the device agent's own configuration (never a command line: the policy reaches the devices through Consul KV).",
 }

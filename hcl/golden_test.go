@@ -29,6 +29,7 @@ var goldenCases = []struct {
 	{"values", []string{"values.fleet.hcl"}},
 	{"big-bang", []string{"big-bang.fleet.hcl"}},
 	{"waves", []string{"waves.fleet.hcl"}},
+	{"input", []string{"input.fleet.hcl"}},
 	{"syntax", []string{"syntax.fleet.hcl"}},
 	{"duplicate", []string{"valid.fleet.hcl", "duplicate.fleet.hcl"}},
 }

@@ -10,9 +10,6 @@ import (
 	"github.com/hashicorp/hcl/v2/hclsyntax"
 )
 
-// maxJobspecSize bounds the jobspec read for the port check.
-const maxJobspecSize = 4 << 20
-
 // inspectJobspec parses the jobspec (an HCL file; JSON jobspecs are left to
 // the Nomad server) to warn early about a syntax error and to learn its
 // port labels for the health checks. It never evaluates the jobspec: the
@@ -21,7 +18,7 @@ func (d *decoder) inspectJobspec(a *hcl2.Attribute, path string) {
 	if strings.EqualFold(filepath.Ext(path), ".json") {
 		return
 	}
-	src, err := readRegularFile(path, maxJobspecSize)
+	src, err := readRegularFile(path, MaxJobspecSize)
 	if err != nil {
 		return
 	}

@@ -1,6 +1,7 @@
 package hcl
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
 	"sort"
@@ -50,8 +51,12 @@ func (p *Parser) ParseFile(path string) ([]*scheduler.Policy, hcl2.Diagnostics) 
 	if p.alreadySeen(path) {
 		return nil, nil
 	}
-	src, err := os.ReadFile(path)
-	if err != nil {
+	src, err := readPolicyFile(path)
+	var tooLarge *tooLargeError
+	switch {
+	case errors.As(err, &tooLarge):
+		return nil, hcl2.Diagnostics{errPolicyTooLarge(path, tooLarge)}
+	case err != nil:
 		return nil, hcl2.Diagnostics{errReadFile(path, err)}
 	}
 	return p.parse(path, src)

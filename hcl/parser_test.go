@@ -10,6 +10,7 @@ import (
 
 	hcl2 "github.com/hashicorp/hcl/v2"
 
+	"github.com/fleetplan/fleetplan/plugin"
 	"github.com/fleetplan/fleetplan/scheduler"
 )
 
@@ -27,7 +28,7 @@ func checkInvariants(t testing.TB, p *scheduler.Policy) {
 	if !slicesContains(scheduler.Strategies, p.Strategy) {
 		fail("strategy %q", p.Strategy)
 	}
-	if p.MaxParallel < 1 {
+	if p.MaxParallel < 1 || p.MaxParallel > maxMaxParallel {
 		fail("max_parallel %d", p.MaxParallel)
 	}
 	if p.Canary.Percent < 1 || p.Canary.Percent > 5 {
@@ -74,11 +75,19 @@ func checkInvariants(t testing.TB, p *scheduler.Policy) {
 	if p.Health.Grace < 0 || p.Health.Connectivity.HeartbeatTimeout <= 0 {
 		fail("health %+v", p.Health)
 	}
-	if f := p.Health.Functional; f != nil && (f.Probe == "" || len(f.Expect) == 0 || f.Interval <= 0) {
-		fail("functional %+v", f)
+	if f := p.Health.Functional; f != nil {
+		// A known probe, configured with what it needs and nothing it
+		// does not use.
+		http, exec := f.Probe == httpJSONProbe, f.Probe == "exec"
+		if !slicesContains(plugin.ProbeNames(), f.Probe) || f.Interval <= 0 ||
+			http != (len(f.Expect) > 0) || (!http && (f.Path != "" || f.Input != "" || f.MaxLatency != 0)) ||
+			exec != plugin.ValidExecCommandName(f.Command) || (!exec && (f.Command != "" || f.Args != nil)) {
+			fail("functional %+v", f)
+		}
 	}
 	r := p.Rollback
 	if r.MaxFailurePercent < 0 || r.MaxFailurePercent > 100 || r.MaxErrorRate < 0 || r.MaxErrorRate > 1 ||
+		r.MaxOfflineAfterSwitchPercent < 0 || r.MaxOfflineAfterSwitchPercent > 100 ||
 		(r.Scope != scheduler.ScopeWave && r.Scope != scheduler.ScopeFleet) {
 		fail("rollback %+v", r)
 	}

@@ -1,8 +1,6 @@
 package hcl
 
 import (
-	"encoding/json"
-	"errors"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -15,19 +13,11 @@ import (
 
 // Defaults the scheduler package has no constant for.
 const (
-	defaultHealthPath         = "/health"
-	defaultHealthPort         = "http"
-	defaultHealthInterval     = 5 * time.Second
-	defaultHealthTimeout      = 2 * time.Second
-	defaultHeartbeatTimeout   = 30 * time.Second
-	defaultFunctionalInterval = 30 * time.Second
-)
-
-const (
-	// maxInputFileSize bounds a functional probe's input_file.
-	maxInputFileSize = 1 << 20
-	// httpJSONProbe is the built-in probe whose input must be JSON.
-	httpJSONProbe = "http-json"
+	defaultHealthPath       = "/health"
+	defaultHealthPort       = "http"
+	defaultHealthInterval   = 5 * time.Second
+	defaultHealthTimeout    = 2 * time.Second
+	defaultHeartbeatTimeout = 30 * time.Second
 )
 
 func (d *decoder) health(b *hcl2.Block, p *scheduler.Policy) scheduler.Health {
@@ -178,88 +168,4 @@ func (d *decoder) application(b *hcl2.Block, p *scheduler.Policy) scheduler.Appl
 		d.add(warnPortNotInJobspec(portRange, app.Port, filepath.Base(p.Release.Jobspec), d.jobPorts))
 	}
 	return app
-}
-
-func (d *decoder) functional(b *hcl2.Block) *scheduler.Functional {
-	c := d.content(b.Body, functionalSpec)
-	f := &scheduler.Functional{Interval: defaultFunctionalInterval, Range: b.DefRange}
-	if a := d.required(c, b, "probe"); a != nil {
-		if s, ok := d.str(a); ok {
-			if strings.TrimSpace(s) == "" {
-				d.add(errEmptyString(a.Expr.Range(), "probe"))
-			}
-			f.Probe = s
-		}
-	}
-	if a := c.Attributes["path"]; a != nil {
-		if s, ok := d.str(a); ok {
-			if !strings.HasPrefix(s, "/") {
-				d.add(errHealthPath(a.Expr.Range(), "path", s))
-			} else {
-				f.Path = s
-			}
-		}
-	}
-	inputA, fileA := c.Attributes["input"], c.Attributes["input_file"]
-	var input hcl2.Range
-	switch {
-	case inputA != nil && fileA != nil:
-		d.add(errFunctionalInputBoth(fileA.NameRange))
-	case inputA != nil:
-		input = inputA.Expr.Range()
-		if s, ok := d.str(inputA); ok {
-			f.Input = s
-		} else {
-			inputA = nil
-		}
-	case fileA != nil:
-		input = fileA.Expr.Range()
-		fileA = d.inputFile(fileA, f)
-	}
-	if (inputA != nil || fileA != nil) && f.Probe == httpJSONProbe && f.Input != "" {
-		var v any
-		if err := json.Unmarshal([]byte(f.Input), &v); err != nil {
-			d.add(errInputNotJSON(input, f.Probe, err))
-		}
-	}
-	if a := d.required(c, b, "expect"); a != nil {
-		if m, ok := d.stringMap(a); ok {
-			if len(m) == 0 {
-				d.add(errEmptyExpect(a.Expr.Range()))
-			}
-			f.Expect = m
-		}
-	}
-	if a := c.Attributes["max_latency"]; a != nil {
-		f.MaxLatency = d.positiveDuration(a, "functional", 0)
-	}
-	if a := c.Attributes["interval"]; a != nil {
-		f.Interval = d.positiveDuration(a, "functional", defaultFunctionalInterval)
-	}
-	return f
-}
-
-// inputFile reads a functional probe's input_file into f; it returns nil
-// when the file cannot be used.
-func (d *decoder) inputFile(a *hcl2.Attribute, f *scheduler.Functional) *hcl2.Attribute {
-	s, ok := d.str(a)
-	if !ok {
-		return nil
-	}
-	if strings.TrimSpace(s) == "" {
-		d.add(errEmptyString(a.Expr.Range(), "input_file"))
-		return nil
-	}
-	path := d.resolve(s)
-	data, err := readRegularFile(path, maxInputFileSize)
-	switch {
-	case errors.Is(err, errTooLarge):
-		d.add(errInputFileTooLarge(a.Expr.Range(), path))
-		return nil
-	case err != nil:
-		d.add(errInputFile(a.Expr.Range(), s, path, err))
-		return nil
-	}
-	f.Input, f.InputFile = string(data), path
-	return a
 }

@@ -33,6 +33,8 @@ func (d *decoder) release(b *hcl2.Block) scheduler.Release {
 					d.add(errJobspecUnreadable(a.Expr.Range(), s, r.Jobspec, err))
 				case !info.Mode().IsRegular():
 					d.add(errJobspecNotFile(a.Expr.Range(), s, r.Jobspec, info))
+				case info.Size() > MaxJobspecSize:
+					d.add(errJobspecTooLarge(a.Expr.Range(), s, r.Jobspec, info.Size()))
 				default:
 					d.inspectJobspec(a, r.Jobspec)
 				}

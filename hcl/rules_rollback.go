@@ -34,6 +34,12 @@ func (d *decoder) rollback(b *hcl2.Block) scheduler.Rollback {
 	if a := c.Attributes["max_p95_latency_increase_percent"]; a != nil {
 		r.MaxP95LatencyIncreasePercent = d.percent(a, "rollback", 0, maxLatencyIncrease)
 	}
+	// Invariant I6: devices that drop offline after their switch count
+	// against their own budget, by default the failure budget.
+	r.MaxOfflineAfterSwitchPercent = r.MaxFailurePercent
+	if a := c.Attributes["max_offline_after_switch_percent"]; a != nil {
+		r.MaxOfflineAfterSwitchPercent = d.percent(a, "rollback", 0, 100)
+	}
 	if a := c.Attributes["scope"]; a != nil {
 		if s, ok := d.str(a); ok {
 			if !slices.Contains(scopes, s) {

@@ -10,6 +10,10 @@ import (
 	"github.com/fleetplan/fleetplan/scheduler"
 )
 
+// maxMaxParallel bounds max_parallel (invariant I10); errMaxParallelTooHigh
+// says why.
+const maxMaxParallel = 1000
+
 var rolloutNameRe = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$`)
 
 func strategies() []string {
@@ -56,9 +60,12 @@ func (d *decoder) rolloutSettings(c *hcl2.BodyContent, p *scheduler.Policy) {
 	if a := c.Attributes["max_parallel"]; a != nil {
 		p.MaxParallelRange = a.Expr.Range()
 		if n, ok := d.integer(a); ok {
-			if n < 1 {
+			switch {
+			case n < 1:
 				d.add(errIntRange(a.Expr.Range(), "rollout", "max_parallel", n, 1))
-			} else {
+			case n > maxMaxParallel:
+				d.add(errMaxParallelTooHigh(a.Expr.Range(), n))
+			default:
 				p.MaxParallel = n
 			}
 		}

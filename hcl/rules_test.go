@@ -137,7 +137,25 @@ const (
       max_restarts   = 3
     }
 `
+	functionalBlock = `    functional {
+      probe       = "http-json"
+      path        = "/infer"
+      input       = "{\"image\": \"cat.jpg\"}"
+      expect      = { label = "cat" }
+      max_latency = "250ms"
+      interval    = "30s"
+    }
+`
+	probeLine = `probe       = "http-json"`
 )
+
+// functional replaces the functional block with one of the given lines.
+func functional(lines ...string) []edit {
+	return []edit{{functionalBlock, "    functional {\n      " + strings.Join(lines, "\n      ") + "\n    }\n"}}
+}
+
+// manyArgs is an args list one item above maxExecArgs.
+var manyArgs = "[" + strings.TrimSuffix(strings.Repeat(`"-v", `, maxExecArgs+1), ", ") + "]"
 
 // missing removes a block and expects an error on the rollout's line.
 func missing(block, want string) []edit {
@@ -370,6 +388,51 @@ var ruleCases = []struct {
 	{"variables are not allowed", replaceLine(`version = "2.4.1"`, `version = var.version # want error "Variables not allowed"`)},
 	{"env of the wrong type", replaceLine("    env = {\n      LOG_LEVEL = \"info\"\n    }\n", "    env = [\"LOG_LEVEL=info\"] # want error \"Incorrect value type\"\n")},
 	{"syntax error", replaceLine(`max_parallel = 25`, `max_parallel = = 25 # want error "Invalid expression"`)},
+
+	// ---- probes (invariant I10) ----------------------------------------------
+	{"valid: exec probe with a command name and args", functional(`probe    = "exec"`, `command  = "infer-selftest"`, `args     = ["--model", "yolo", ""]`, `interval = "1m"`)},
+	{"valid: exec probe with a command name only", functional(`probe   = "exec"`, `command = "infer.selftest_v2"`)},
+	{"valid: tcp probe", functional(`probe    = "tcp"`, `interval = "10s"`)},
+	{"unknown probe with an underscore", replaceLine(probeLine, `probe       = "http_json" # want error "Unknown probe"`)},
+	{"unknown probe", replaceLine(probeLine, `probe       = "nonexistent" # want error "Unknown probe"`)},
+	{"unknown probe of another case", replaceLine(probeLine, `probe       = "HTTP-JSON" # want error "Unknown probe"`)},
+	{"empty probe", replaceLine(probeLine, `probe       = "" # want error "Empty probe"`)},
+	{"exec without command", []edit{
+		{functionalBlock, "    functional { # want error \"Missing required argument \\\"command\\\"\"\n      probe = \"exec\"\n    }\n"},
+	}},
+	{"exec with http-json's attributes", functional(
+		`probe       = "exec"`,
+		`command     = "infer-selftest"`,
+		`path        = "/infer" # want error "Argument \"path\" not used by the exec probe"`,
+		`input       = "{}" # want error "Argument \"input\" not used by the exec probe"`,
+		`expect      = { label = "cat" } # want error "Argument \"expect\" not used by the exec probe"`,
+		`max_latency = "250ms" # want error "Argument \"max_latency\" not used by the exec probe"`,
+	)},
+	{"exec with an input_file", functional(`probe      = "exec"`, `command    = "infer-selftest"`, `input_file = "cat.json" # want error "Argument \"input_file\" not used by the exec probe"`)},
+	{"tcp with expect", functional(`probe  = "tcp"`, `expect = { label = "cat" } # want error "Argument \"expect\" not used by the tcp probe"`)},
+	{"tcp with a command", functional(`probe   = "tcp"`, `command = "check" # want error "Argument \"command\" not used by the tcp probe"`)},
+	{"http-json with a command", replaceLine(probeLine, probeLine+"\n      command     = \"infer-selftest\" # want error \"Argument \\\"command\\\" not used by the http-json probe\"")},
+	{"http-json with args", replaceLine(probeLine, probeLine+"\n      args        = [\"-v\"] # want error \"Argument \\\"args\\\" not used by the http-json probe\"")},
+	{"exec command given as a path", functional(`probe   = "exec"`, `command = "/usr/local/bin/infer-check" # want error "Invalid command name"`)},
+	{"exec command given as a command line", functional(`probe   = "exec"`, `command = "infer-check --all" # want error "Invalid command name"`)},
+	{"exec command that climbs folders", functional(`probe   = "exec"`, `command = ".." # want error "Invalid command name"`)},
+	{"exec command too long", functional(`probe   = "exec"`, `command = "`+strings.Repeat("c", 65)+`" # want error "Invalid command name"`)},
+	{"empty exec command", functional(`probe   = "exec"`, `command = "" # want error "Invalid command name"`)},
+	{"exec args as a string", functional(`probe   = "exec"`, `command = "infer-selftest"`, `args    = "--all" # want error "Incorrect value type"`)},
+	{"exec args with a NUL character", functional(`probe   = "exec"`, `command = "infer-selftest"`, `args    = ["a\u0000b"] # want error "Invalid args"`)},
+	{"exec args too long", functional(`probe   = "exec"`, `command = "infer-selftest"`, `args    = ["`+strings.Repeat("a", maxExecArgLen+1)+`"] # want error "Invalid args"`)},
+	{"too many exec args", functional(`probe   = "exec"`, `command = "infer-selftest"`, `args    = `+manyArgs+` # want error "Too many args"`)},
+
+	// ---- bounds (invariants I6 and I10) -----------------------------------------
+	{"valid: max_parallel 1000", replaceLine(`max_parallel = 25`, `max_parallel = 1000`)},
+	{"max_parallel above 1000", replaceLine(`max_parallel = 25`, `max_parallel = 1001 # want error "Invalid max_parallel"`)},
+	{"huge max_parallel", replaceLine(`max_parallel = 25`, `max_parallel = 1e9 # want error "Invalid max_parallel"`)},
+	{"valid: max_offline_after_switch_percent", replaceLine(`max_failure_percent              = 2`, "max_failure_percent              = 2\n    max_offline_after_switch_percent = 10")},
+	{"valid: max_offline_after_switch_percent 0", replaceLine(`max_failure_percent              = 2`, "max_failure_percent              = 2\n    max_offline_after_switch_percent = 0")},
+	{"max_offline_after_switch_percent above 100", replaceLine(`max_failure_percent              = 2`, "max_failure_percent              = 2\n    max_offline_after_switch_percent = 150 # want error \"Invalid max_offline_after_switch_percent\"")},
+	{"negative max_offline_after_switch_percent", replaceLine(`max_failure_percent              = 2`, "max_failure_percent              = 2\n    max_offline_after_switch_percent = -1 # want error \"Invalid max_offline_after_switch_percent\"")},
+	{"max_offline_after_switch_percent as a string", replaceLine(`max_failure_percent              = 2`, "max_failure_percent              = 2\n    max_offline_after_switch_percent = \"5%\" # want error \"Percentage written as a string\"")},
+	{"max_offline_after_switch_percent outside the rollback block", replaceLine(`max_parallel = 25`, "max_parallel = 25\n  max_offline_after_switch_percent = 5 # want error \"Unsupported argument\"")},
 
 	// ---- every problem is reported, not only the first -------------------------
 	{"several problems at once", []edit{

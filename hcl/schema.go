@@ -38,12 +38,12 @@ var (
 	applicationSpec = &blockSpec{Type: "application",
 		Attrs: []string{"port", "path", "interval", "timeout", "expect_version", "max_restarts"}}
 	functionalSpec = &blockSpec{Type: "functional",
-		Attrs: []string{"probe", "path", "input", "input_file", "expect", "max_latency", "interval"}}
+		Attrs: []string{"probe", "path", "input", "input_file", "expect", "max_latency", "command", "args", "interval"}}
 	healthSpec = &blockSpec{Type: "health",
 		Attrs:  []string{"grace"},
 		Blocks: []*blockSpec{connectivitySpec, systemSpec, applicationSpec, functionalSpec}}
 	rollbackSpec = &blockSpec{Type: "rollback",
-		Attrs: []string{"max_failure_percent", "max_error_rate", "max_p95_latency_increase_percent", "scope"}}
+		Attrs: []string{"max_failure_percent", "max_error_rate", "max_p95_latency_increase_percent", "max_offline_after_switch_percent", "scope"}}
 	offlineSpec = &blockSpec{Type: "offline",
 		Attrs: []string{"catch_up", "max_offline_percent"}}
 	rolloutSpec = &blockSpec{Type: "rollout", Labels: []string{"application"}, Multi: true,

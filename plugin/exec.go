@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -29,6 +30,21 @@ const (
 	EnvTargetNode    = "FLEETPLAN_TARGET_NODE"
 	EnvTargetService = "FLEETPLAN_TARGET_SERVICE"
 )
+
+// MaxExecCommandNameLen bounds an exec command name (ValidExecCommandName).
+const MaxExecCommandNameLen = 64
+
+var execCommandNameRe = regexp.MustCompile(`^[a-zA-Z0-9_.-]+$`)
+
+// ValidExecCommandName says whether name can name an exec command in a
+// policy: 1 to MaxExecCommandNameLen letters, digits, ".", "_" or "-", and
+// not "." or "..". A policy never gives the program itself: the name
+// travels through Consul KV, and the device agent maps it to a program of
+// its own local allow-list; a command line taken from KV is never run.
+func ValidExecCommandName(name string) bool {
+	return len(name) <= MaxExecCommandNameLen && execCommandNameRe.MatchString(name) &&
+		name != "." && name != ".."
+}
 
 var execSchema = []Field{
 	{Name: "command", Type: FieldString, Required: true, Description: "the program to run, a path or a name on PATH; no shell"},

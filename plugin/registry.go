@@ -94,3 +94,18 @@ func infos[T Base](m map[string]func() T) []Info {
 // errNotConfigured is returned by a plugin whose required attributes were
 // never set.
 var errNotConfigured = errors.New("not configured: call SetConfig first")
+
+// ProbeNames lists the names of the built-in probes, sorted: the values a
+// policy's functional block may give as probe.
+func ProbeNames() []string { return slices.Sorted(maps.Keys(builtinProbes)) }
+
+// ProbeSchema returns the configuration schema of the built-in probe called
+// name (an *UnknownPluginError for any other name), so that the policy
+// decoder can tell which attributes apply to which probe.
+func ProbeSchema(name string) ([]Field, error) {
+	p, err := NewProbe(name)
+	if err != nil {
+		return nil, err
+	}
+	return p.ConfigSchema(), nil
+}

@@ -177,6 +177,12 @@ type Functional struct {
 	MaxLatency time.Duration
 	Interval   time.Duration
 	Range      hcl.Range
+	// Command (probe "exec" only) names an entry of the device agent's own
+	// local allow-list, which maps it to the program to run; it is a name
+	// (plugin.ValidExecCommandName), never a command line. Args are
+	// optional arguments given to it.
+	Command string
+	Args    []string
 }
 
 // Rollback holds the automatic rollback triggers.
@@ -185,6 +191,11 @@ type Rollback struct {
 	MaxFailurePercent            float64
 	MaxErrorRate                 float64
 	MaxP95LatencyIncreasePercent float64
+	// MaxOfflineAfterSwitchPercent of the devices a wave switched to the
+	// candidate that may drop offline afterwards, 0..100 (invariant I6:
+	// offline after a switch counts; offline before one is skipped). The
+	// policy decoder sets it to MaxFailurePercent when the policy does not.
+	MaxOfflineAfterSwitchPercent float64
 	Scope                        RollbackScope
 	Range                        hcl.Range
 }
