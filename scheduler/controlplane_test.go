@@ -3,6 +3,7 @@ package scheduler
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 )
@@ -86,5 +87,51 @@ func TestGateWithoutEvidencePauses(t *testing.T) {
 		if rec.FailedInRun() || rec.State == DeviceHealthy {
 			t.Errorf("device %s is %s without evidence", rec.Name, rec.State)
 		}
+	}
+}
+
+// TestOfflineAfterSwitchCounts checks invariant I6 (defect 6): a release
+// that knocks the devices it reaches off the network is rolled back, not
+// confirmed; offline before a switch stays a skip.
+func TestOfflineAfterSwitchCounts(t *testing.T) {
+	h := newHarness(t, 30)
+	h.upgradeFrom("1.0.0")
+	byName := map[string]string{}
+	for _, d := range h.registry.devices {
+		byName[d.Name] = d.ID
+	}
+	ctl := h.controller()
+	onEvent := ctl.OnEvent
+	ctl.OnEvent = func(e Event) {
+		if e.Action == "switch" && e.Outcome == "ok" {
+			// The new version takes the device off the network.
+			h.health.mu.Lock()
+			h.health.offline[byName[e.Device]] = true
+			h.health.mu.Unlock()
+		}
+		onEvent(e)
+	}
+	r, err := ctl.Run(context.Background())
+	if err != nil {
+		t.Fatalf("run: %v", err)
+	}
+	if r.Outcome == OutcomeSucceeded {
+		t.Fatal("a release that took every switched device offline was confirmed")
+	}
+	if !strings.Contains(r.RollbackReason, "max_offline_after_switch_percent") {
+		t.Errorf("rollback reason %q does not name the offline threshold", r.RollbackReason)
+	}
+	var rb *Decision
+	for i := range r.Decisions {
+		if r.Decisions[i].Kind == DecisionRollback {
+			rb = &r.Decisions[i]
+		}
+	}
+	if rb == nil || rb.Numbers["offline_after_switch"] != float64(r.Stages[0].Devices) {
+		t.Errorf("rollback decision %+v, want every one of the %d canary devices counted offline after its switch", rb, r.Stages[0].Devices)
+	}
+	// The canary never passed: no wave device was switched.
+	if n := len(h.eventsMatching("switch", "intent")); n != r.Stages[0].Devices {
+		t.Errorf("%d switches, want only the canary's %d", n, r.Stages[0].Devices)
 	}
 }

@@ -401,7 +401,7 @@ func ctrlPolicy() *Policy {
 		Canary:      Canary{Percent: 5, MinPerClass: 1, Soak: 30 * time.Second, Approval: ApprovalManual},
 		Waves:       []Wave{{Percent: 50, Soak: 20 * time.Second}, {Percent: 100, Soak: 20 * time.Second}},
 		Health:      Health{Grace: 10 * time.Second, Application: Application{Port: "http", Path: "/health", ExpectVersion: true, MaxRestarts: 2}},
-		Rollback:    Rollback{MaxFailurePercent: 10, Scope: ScopeWave},
+		Rollback:    Rollback{MaxFailurePercent: 10, MaxOfflineAfterSwitchPercent: 10, Scope: ScopeWave},
 		Offline:     Offline{CatchUp: true, MaxOfflinePercent: 50},
 	}
 }

@@ -32,6 +32,19 @@ func (c *Controller) gate(ctx context.Context, r *Rollout) error {
 		c.decide(r, DecisionRollback, reason, numbers)
 		return c.beginRollback(ctx, r, c.Policy.Rollback.Scope, reason)
 	}
+	// I6: devices that went offline after switching to the candidate
+	// count against their own threshold (a release that knocks devices
+	// off the network must not be confirmed).
+	offAfter := t.OfflineAfterSwitch
+	numbers["offline_after_switch"] = float64(offAfter)
+	if switched := attempted + offAfter; offAfter > 0 && percent(offAfter, switched) > c.Policy.Rollback.MaxOfflineAfterSwitchPercent {
+		st.Verdict = "failed"
+		st.FinishedAt = c.Clock.Now()
+		reason := fmt.Sprintf("%s failed its gate: %d of %d switched devices went offline after their switch (%.1f%% > max_offline_after_switch_percent %g)",
+			st.Name, offAfter, switched, percent(offAfter, switched), c.Policy.Rollback.MaxOfflineAfterSwitchPercent)
+		c.decide(r, DecisionRollback, reason, numbers)
+		return c.beginRollback(ctx, r, c.Policy.Rollback.Scope, reason)
+	}
 	if attempted == 0 && st.Canary {
 		st.Verdict = "inconclusive"
 		return c.halt(ctx, r, Halt{Reason: fmt.Sprintf("no canary device could be reached (%d offline)", offline), Fix: "bring devices back online", Remedy: RemedyResume})

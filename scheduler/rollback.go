@@ -97,7 +97,12 @@ func (c *Controller) rollBack(ctx context.Context, r *Rollout) error {
 	r.Step = ""
 	r.Outcome = OutcomeRolledBack
 	r.FinishedAt = now
-	c.decide(r, DecisionRolledBack, fmt.Sprintf("every device is back on %s (slot %s), verified running and passing its checks", versionName(r.PreviousVersion), slotName(r.Active)), restored)
+	reason := fmt.Sprintf("every device is back on %s (slot %s), verified running and passing its checks", versionName(r.PreviousVersion), slotName(r.Active))
+	if n := r.FleetTally().OfflineAfterSwitch; n > 0 {
+		reason = fmt.Sprintf("every reachable device is back on %s (slot %s), verified running and passing its checks; %d device(s) offline, rolled back and verified when they return (catch-up)",
+			versionName(r.PreviousVersion), slotName(r.Active), n)
+	}
+	c.decide(r, DecisionRolledBack, reason, restored)
 	return c.save(ctx, r)
 }
 

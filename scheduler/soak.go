@@ -178,7 +178,7 @@ func (c *Controller) sampleDevices(ctx context.Context, r *Rollout, recs []*Devi
 			if final {
 				if !h.Online {
 					rec.State = DeviceSkippedOffline
-					rec.Reason = "went offline while verifying; it will be verified (or rolled back) when it returns"
+					rec.Reason = "went offline after its switch; it will be verified (or rolled back) when it returns"
 					c.emitDevice(r, rec, "verify", "skipped-offline", rec.Reason)
 				} else {
 					rec.State = DeviceFailed

@@ -31,6 +31,10 @@ type Tally struct {
 	// after failing).
 	Attempted int `json:"attempted"`
 	Failed    int `json:"failed"`
+	// OfflineAfterSwitch are the offline devices that had been switched to
+	// the candidate (I6: they count against their own threshold; a device
+	// offline before its switch is only skipped).
+	OfflineAfterSwitch int `json:"offline_after_switch"`
 }
 
 // FailedInRun reports whether the device failed in this run, whatever
@@ -73,6 +77,9 @@ func TallyDevices(recs []*DeviceRecord) Tally {
 			t.RolledBack++
 		case DeviceSkippedOffline:
 			t.Offline++
+			if rec.Attempted && !rec.SwitchedAt.IsZero() {
+				t.OfflineAfterSwitch++
+			}
 		}
 		switch {
 		case rec.FailedInRun():
