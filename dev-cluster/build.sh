@@ -11,6 +11,11 @@ CACHE="${FLEETPLAN_CACHE:-$HOME/.cache/fleetplan}"
 BIN="$CACHE/bin"
 mkdir -p "$BIN" "$CACHE/src"
 
+# One build at a time per cache: a second caller waits, then finds the
+# binaries cached.
+exec 9>"$CACHE/.build.lock"
+flock 9
+
 NOMAD_VERSION=1.6.1
 NOMAD_API=v0.0.0-20230721134942-515895c7690c
 CONSUL_VERSION=1.14.8
