@@ -82,6 +82,7 @@ func (n *Nomad) PrepareCandidate(ctx context.Context, r *scheduler.Rollout) erro
 	if err != nil {
 		return err
 	}
+	fence(job, r.Fenced)
 	id := *job.ID
 	log := n.logger.With("job", id, "rollout", r.ID)
 
@@ -502,4 +503,33 @@ func shortID(id string) string {
 		return id[:8]
 	}
 	return id
+}
+
+// fence keeps the candidate job off devices whose stale slot metadata names
+// its colour but that could not be reconciled before it was registered
+// (scheduler invariant I1): one `${node.unique.id} != <id>` constraint each.
+func fence(job *api.Job, devices []scheduler.DeviceRef) {
+	for _, d := range devices {
+		job.Constraints = append(job.Constraints, &api.Constraint{LTarget: "${node.unique.id}", Operand: "!=", RTarget: d.ID})
+	}
+}
+
+// RetireCandidate stops the candidate slot job of a rolled-back run (it is
+// kept, not purged, so its history stays readable): the rejected release
+// then runs nowhere, not even on a device that returns with metadata still
+// naming it. The active slot's job is never read or written.
+func (n *Nomad) RetireCandidate(ctx context.Context, r *scheduler.Rollout) error {
+	if r.Candidate == "" || r.Candidate == r.Active {
+		return fmt.Errorf("retiring the candidate of %s: the run names no candidate slot apart from the active one", r.App)
+	}
+	id := JobID(r.App, r.Candidate)
+	_, _, err := n.nc.Jobs().Deregister(id, false, n.write(ctx))
+	switch {
+	case isNotFound(err):
+		return nil
+	case err != nil:
+		return fmt.Errorf("stopping the rejected candidate slot job %s: %w", id, err)
+	}
+	n.logger.Info("stopped the rejected candidate slot job", "job", id, "rollout", r.ID)
+	return nil
 }

@@ -49,6 +49,12 @@ type fakeCluster struct {
 	controlPlane map[string]int
 	switches     int
 	prepared     []string
+	// ungated are the devices the candidate job was placed on when it was
+	// registered (stale metadata naming its colour); fenced the devices it
+	// was kept off; retired the candidate jobs stopped after a rollback.
+	ungated []string
+	fenced  []DeviceRef
+	retired []string
 	// onSwitch is called after each successful switch (to kill a
 	// controller mid-wave in tests).
 	onSwitch func(n int)
@@ -62,6 +68,25 @@ func (f *fakeCluster) PrepareCandidate(ctx context.Context, r *Rollout) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.prepared = append(f.prepared, r.App+"-"+r.Candidate+"@"+r.Version)
+	// Nomad places the registered job at once on every node whose slot
+	// metadata names its colour, unless the job is fenced off the node.
+	fenced := map[string]bool{}
+	for _, d := range r.Fenced {
+		fenced[d.ID] = true
+	}
+	for id, v := range f.slots {
+		if SlotHolds(v, r.Candidate) && !fenced[id] {
+			f.ungated = append(f.ungated, id)
+		}
+	}
+	f.fenced = append(f.fenced, r.Fenced...)
+	return nil
+}
+
+func (f *fakeCluster) RetireCandidate(ctx context.Context, r *Rollout) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.retired = append(f.retired, r.App+"-"+r.Candidate)
 	return nil
 }
 
@@ -356,6 +381,10 @@ type fakeRegistry struct {
 	mu          sync.Mutex
 	devices     []Device
 	quarantined map[string]string
+	// cluster, when set, gives each device's slot metadata (the registry
+	// reads it from Nomad's node meta).
+	cluster *fakeCluster
+	app     string
 }
 
 func (f *fakeRegistry) Devices(ctx context.Context, p *Policy) ([]Device, error) {
@@ -366,6 +395,11 @@ func (f *fakeRegistry) Devices(ctx context.Context, p *Policy) ([]Device, error)
 	for i := range out {
 		if _, ok := f.quarantined[out[i].ID]; ok {
 			out[i].Status = StatusQuarantined
+		}
+		if f.cluster != nil {
+			if v := f.cluster.slot(out[i].ID); v != "" {
+				out[i].Apps = map[string]AppSlot{f.app: {Slot: v}}
+			}
 		}
 	}
 	return out, nil
@@ -424,7 +458,7 @@ func newHarness(t *testing.T, n int) *harness {
 		t: t, policy: ctrlPolicy(), cluster: c,
 		health:   &fakeHealth{cluster: c, broken: map[string]string{}, offline: map[string]bool{}},
 		store:    newMemStore(),
-		registry: &fakeRegistry{devices: fleet(n)},
+		registry: &fakeRegistry{devices: fleet(n), cluster: c, app: "edgeinfer"},
 		clock:    newFakeClock(),
 	}
 	h.health.clock = h.clock

@@ -2,7 +2,9 @@ package scheduler
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"strings"
 )
 
 // prepare plans the stages from the registry and registers the candidate
@@ -11,6 +13,10 @@ func (c *Controller) prepare(ctx context.Context, r *Rollout) error {
 	devices, err := c.Registry.Devices(ctx, c.Policy)
 	if err != nil {
 		return fmt.Errorf("reading the device registry for %q: %w", r.App, err)
+	}
+	devices, fenced, err := c.reconcileCandidateSlot(ctx, r, devices)
+	if err != nil {
+		return err
 	}
 	plan, err := PlanRollout(c.Policy, devices)
 	if err != nil {
@@ -56,6 +62,7 @@ func (c *Controller) prepare(ctx context.Context, r *Rollout) error {
 	for _, e := range plan.Excluded {
 		r.Excluded = append(r.Excluded, ExcludedRef{DeviceRef: DeviceRef{ID: e.ID, Name: e.Name, Class: e.Class}, Reason: e.Reason})
 	}
+	r.Excluded = append(r.Excluded, fenced...)
 	for _, w := range plan.Warnings {
 		c.emit(r, "", "plan", "warning", w)
 	}
@@ -95,4 +102,69 @@ func (c *Controller) validate(ctx context.Context, r *Rollout) error {
 	r.Step = StepSwitching
 	c.decide(r, DecisionValidated, "preconditions met; starting the canary", nil)
 	return c.save(ctx, r)
+}
+
+// reconcileCandidateSlot enforces invariant I1 (gated placement): a device
+// runs the candidate only after the controller switched it in this run.
+// Registering the candidate slot job places it at once on every node whose
+// slot metadata already names the candidate's colour (the untouched share
+// of an a-b run, quarantined or excluded devices, leftovers of an earlier
+// run), so before it is registered every such device is put back on the
+// active slot. One that cannot be reached is fenced: it leaves the plan
+// (excluded, with the reason) and the candidate job carries a constraint
+// that keeps it off that node (Rollout.Fenced), until it is reconciled.
+func (c *Controller) reconcileCandidateSlot(ctx context.Context, r *Rollout, devices []Device) ([]Device, []ExcludedRef, error) {
+	r.Fenced = r.Fenced[:0]
+	var fenced []ExcludedRef
+	keep := devices[:0:0]
+	for _, d := range devices {
+		value := d.Apps[r.App].Slot
+		if !SlotHolds(value, r.Candidate) {
+			keep = append(keep, d)
+			continue
+		}
+		ref := DeviceRef{ID: d.ID, Name: d.Name, Class: d.Class}
+		c.emit(r, d.Name, "reconcile", "intent", fmt.Sprintf("slot metadata %q names the candidate colour %s; putting the device back on slot %s before the candidate is registered", value, r.Candidate, slotName(r.Active)))
+		err := c.clusterCall(ctx, "reconciling the slot of device "+d.Name, func() error {
+			return c.Cluster.SwitchDevice(ctx, ref, value, r.Active)
+		})
+		switch {
+		case err == nil:
+			c.emit(r, d.Name, "reconcile", "ok", "back on slot "+slotName(r.Active))
+			d.Apps = copyApps(d.Apps)
+			d.Apps[r.App] = AppSlot{Slot: r.Active}
+			keep = append(keep, d)
+		case errors.Is(err, ErrDeviceOffline):
+			reason := fmt.Sprintf("offline with slot metadata %q naming the candidate colour; the candidate job is kept off it until it returns and is reconciled", value)
+			c.emit(r, d.Name, "reconcile", "fenced", reason)
+			r.Fenced = append(r.Fenced, ref)
+			fenced = append(fenced, ExcludedRef{DeviceRef: ref, Reason: reason})
+		default:
+			c.emit(r, d.Name, "reconcile", "error", err.Error())
+			return nil, nil, fmt.Errorf("reconciling device %s before registering the candidate of %s: %w", d.Name, r.App, err)
+		}
+	}
+	return keep, fenced, nil
+}
+
+// SlotHolds reports whether a slot metadata value ("blue", "green",
+// "blue,green") names the colour.
+func SlotHolds(value, colour string) bool {
+	if colour == "" {
+		return false
+	}
+	for _, v := range strings.Split(value, ",") {
+		if strings.TrimSpace(v) == colour {
+			return true
+		}
+	}
+	return false
+}
+
+func copyApps(m map[string]AppSlot) map[string]AppSlot {
+	out := make(map[string]AppSlot, len(m)+1)
+	for k, v := range m {
+		out[k] = v
+	}
+	return out
 }

@@ -93,6 +93,13 @@ func (c *Controller) rollBack(ctx context.Context, r *Rollout) error {
 			Remedy: RemedyResumeOrRollback,
 		})
 	}
+	// I1: the rejected release runs nowhere after its rollback.
+	c.emit(r, "", "retire-candidate", "intent", fmt.Sprintf("stopping the rejected slot job %s-%s", r.App, r.Candidate))
+	if err := c.clusterCall(ctx, "stopping the rejected candidate of "+r.App, func() error { return c.Cluster.RetireCandidate(ctx, r) }); err != nil {
+		c.emit(r, "", "retire-candidate", "error", err.Error())
+		return err
+	}
+	c.emit(r, "", "retire-candidate", "ok", "")
 	r.Phase = PhasePrepare
 	r.Step = ""
 	r.Outcome = OutcomeRolledBack

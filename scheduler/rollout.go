@@ -250,6 +250,10 @@ type Rollout struct {
 	Decisions []Decision      `json:"decisions"`
 	Approval  *ApprovalRecord `json:"approval,omitempty"`
 	Excluded  []ExcludedRef   `json:"excluded,omitempty"`
+	// Fenced are devices whose stale slot metadata names the candidate's
+	// colour and that could not be reconciled (offline): the candidate
+	// job is registered with a constraint that keeps it off them (I1).
+	Fenced []DeviceRef `json:"fenced,omitempty"`
 
 	Outcome    Outcome   `json:"outcome,omitempty"`
 	StartedAt  time.Time `json:"started_at"`
@@ -300,7 +304,14 @@ var ErrConflict = errors.New("state changed underneath (check-and-set conflict)"
 type Cluster interface {
 	// PrepareCandidate registers the candidate slot job for the release. It
 	// never modifies the active slot's job.
+	//
+	// The job must not be placed on the devices of r.Fenced.
 	PrepareCandidate(ctx context.Context, r *Rollout) error
+	// RetireCandidate stops the candidate slot job of a run that was
+	// rolled back, so that the rejected release runs nowhere, not even on
+	// a device that returns with its metadata still naming it. It never
+	// touches the active slot's job.
+	RetireCandidate(ctx context.Context, r *Rollout) error
 	// SwitchDevice moves one device from slot `from` to slot `to` ("" means
 	// no slot: used to install the first version and to remove it again):
 	// it sets the node's slot metadata, waits until the server sees it, and
