@@ -52,6 +52,23 @@ func (p *progress) Event(e scheduler.Event) {
 		}
 	}
 	fmt.Fprintln(p.w, line)
+	if e.Decision != nil && len(e.Decision.Checklist) > 0 {
+		writeChecklist(p.w, e.Decision.Checklist)
+	}
+}
+
+// writeChecklist prints the pre-flight checklist, one item a line.
+func writeChecklist(w io.Writer, cl scheduler.Checklist) {
+	for _, it := range cl {
+		mark := "[x]"
+		if !it.OK {
+			mark = "[ ]"
+		}
+		fmt.Fprintf(w, "    %s %s: %s\n", mark, it.Name, it.Detail)
+		if !it.OK && it.Fix != "" {
+			fmt.Fprintf(w, "        fix: %s\n", it.Fix)
+		}
+	}
 }
 
 // Summary prints a run's per-stage outcome.

@@ -46,6 +46,9 @@ type Controller struct {
 	// failing for the control plane (ErrControlPlane) is retried before the
 	// rollout pauses for an operator; default 2 minutes.
 	ControlPlaneRetry time.Duration
+	// JobspecErr is the error Nomad gave parsing the release's jobspec
+	// (the pre-flight checklist stops on it); nil when it parsed.
+	JobspecErr error
 	// NewID names a new run; default: r<UTC timestamp>.
 	NewID func(now time.Time) string
 	// OnEvent receives every action and decision as it happens (the CLI's

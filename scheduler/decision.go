@@ -8,6 +8,7 @@ type DecisionKind string
 const (
 	DecisionStart        DecisionKind = "start"
 	DecisionPlan         DecisionKind = "plan"
+	DecisionPreflight    DecisionKind = "preflight"
 	DecisionValidated    DecisionKind = "validated"
 	DecisionSoak         DecisionKind = "soak"
 	DecisionFailFast     DecisionKind = "fail-fast"

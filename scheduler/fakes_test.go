@@ -150,6 +150,26 @@ type fakeHealth struct {
 	switched map[string]time.Time
 	// unavailable makes every health read fail (the watches are stale).
 	unavailable bool
+	// noAgent: the device agent does not run on these devices (no layer 1,
+	// 2 or 4 checks); noL4 is the same for the functional check only.
+	noAgent map[string]bool
+	noL4    bool
+}
+
+// agentChecks are the device agent's checks on a device: the node's layers
+// 1 and 2 and, for a running instance, layer 4 when it is declared.
+func (h *fakeHealth) agentChecks(id string, instance bool) []CheckResult {
+	if h.noAgent[id] {
+		return nil
+	}
+	out := []CheckResult{{Name: "fleetplan L1 connectivity", Layer: 1, Status: "passing"}}
+	if h.policy != nil && h.policy.Health.System != nil {
+		out = append(out, CheckResult{Name: "fleetplan L2 system", Layer: 2, Status: "passing"})
+	}
+	if instance && !h.noL4 && h.policy != nil && h.policy.Health.Functional != nil {
+		out = append(out, CheckResult{Name: "fleetplan L4 functional", Layer: 4, Status: "passing"})
+	}
+	return out
 }
 
 func (h *fakeHealth) Baseline(ctx context.Context, r *Rollout, devs []DeviceRef) (map[string]*Metrics, error) {
@@ -177,7 +197,7 @@ func (h *fakeHealth) Health(ctx context.Context, r *Rollout, devs []DeviceRef) (
 			continue
 		}
 		if !strings.Contains(h.cluster.slot(d.ID), r.Candidate) {
-			out[d.ID] = DeviceHealth{Online: true}
+			out[d.ID] = DeviceHealth{Online: true, Checks: h.agentChecks(d.ID, false)}
 			continue
 		}
 		mode := h.broken[d.ID]
@@ -200,7 +220,7 @@ func (h *fakeHealth) Health(ctx context.Context, r *Rollout, devs []DeviceRef) (
 				Checks: []CheckResult{{Name: "fleetplan L3 application", Layer: 3, Status: "critical", Output: `HTTP GET /health: 503 Output: {"status":"unhealthy"}`}}}
 		default:
 			dh := DeviceHealth{Online: true, Version: r.Version, Alloc: &AllocHealth{ID: "alloc-" + d.ID, Status: "running"},
-				Checks: []CheckResult{{Name: "fleetplan L3 application", Layer: 3, Status: "passing"}}}
+				Checks: append([]CheckResult{{Name: "fleetplan L3 application", Layer: 3, Status: "passing"}}, h.agentChecks(d.ID, true)...)}
 			if h.metrics != nil {
 				if h.switched == nil {
 					h.switched = map[string]time.Time{}

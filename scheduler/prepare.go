@@ -66,6 +66,22 @@ func (c *Controller) prepare(ctx context.Context, r *Rollout) error {
 	for _, w := range plan.Warnings {
 		c.emit(r, "", "plan", "warning", w)
 	}
+	// I3: the pre-flight checklist, before anything is registered. Any
+	// unchecked item stops the rollout with its remedy.
+	cl := c.preflight(ctx, r, plan, nil)
+	c.record(r, Decision{Kind: DecisionPreflight, Reason: checklistSummary(cl), Checklist: cl})
+	if bad := cl.Unchecked(); len(bad) > 0 {
+		var reasons, fixes []string
+		for _, it := range bad {
+			reasons = append(reasons, it.Name+": "+it.Detail)
+			fixes = append(fixes, it.Fix)
+		}
+		return c.halt(ctx, r, Halt{
+			Reason: "pre-flight checklist: " + strings.Join(reasons, "; "),
+			Fix:    strings.Join(fixes, "; "),
+			Remedy: RemedyResume,
+		})
+	}
 	c.emit(r, "", "register-candidate", "intent", fmt.Sprintf("registering slot job %s-%s with version %s", r.App, r.Candidate, r.Version))
 	if err := c.Cluster.PrepareCandidate(ctx, r); err != nil {
 		c.emit(r, "", "register-candidate", "error", err.Error())
@@ -167,4 +183,17 @@ func copyApps(m map[string]AppSlot) map[string]AppSlot {
 		out[k] = v
 	}
 	return out
+}
+
+// checklistSummary is a checklist in one line.
+func checklistSummary(cl Checklist) string {
+	bad := cl.Unchecked()
+	if len(bad) == 0 {
+		return fmt.Sprintf("pre-flight checklist: all %d items checked", len(cl))
+	}
+	names := make([]string, len(bad))
+	for i, it := range bad {
+		names[i] = it.Name
+	}
+	return fmt.Sprintf("pre-flight checklist: %d of %d items unchecked (%s): STOP", len(bad), len(cl), strings.Join(names, ", "))
 }

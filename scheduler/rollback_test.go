@@ -41,7 +41,13 @@ func TestRollbackThatCannotBeVerified(t *testing.T) {
 	h := newHarness(t, 12)
 	h.upgradeFrom("1.0.0")
 	h.health.broken["*"] = "unhealthy"
-	h.health.oldBroken = true // the old version is broken on the devices too
+	// Once the canary switched, the old version is broken on the devices
+	// too (before, the pre-flight checklist would stop the rollout).
+	h.cluster.onSwitch = func(int) {
+		h.health.mu.Lock()
+		h.health.oldBroken = true
+		h.health.mu.Unlock()
+	}
 	r, err := h.run(context.Background())
 	if err != nil {
 		t.Fatalf("run: %v", err)
@@ -66,6 +72,9 @@ func TestRollbackThatCannotBeVerified(t *testing.T) {
 	}
 	// The old version recovers: catch-up verifies the devices and the run
 	// becomes rolled-back.
+	h.cluster.mu.Lock()
+	h.cluster.onSwitch = nil
+	h.cluster.mu.Unlock()
 	h.health.mu.Lock()
 	h.health.oldBroken = false
 	h.health.mu.Unlock()

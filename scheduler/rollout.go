@@ -189,6 +189,8 @@ type Decision struct {
 	Analysis *FailureAnalysis `json:"analysis,omitempty"`
 	// Halt is set on a "halted" decision.
 	Halt *Halt `json:"halt,omitempty"`
+	// Checklist is set on the "preflight" decision.
+	Checklist Checklist `json:"checklist,omitempty"`
 }
 
 // ApprovalRecord is an operator's approval of the canary.

@@ -91,6 +91,13 @@ func (g DefaultGate) Evaluate(p *Policy, rec *DeviceRecord, h DeviceHealth, now 
 	if appChecks == 0 {
 		return pending(3, "no health check registered yet")
 	}
+	// I3: a declared layer without evidence is never healthy; past the
+	// deadline it fails the device.
+	for _, l := range DeclaredLayers(p) {
+		if !hasLayer(checks, l) {
+			return pending(l, fmt.Sprintf("layer %d (%s) is declared but no check reports it on this device (is the fleetplan device agent running there?)", l, LayerName(l)))
+		}
+	}
 	for _, ch := range checks {
 		if ch.Status != "passing" && ch.Status != "warning" {
 			return pending(ch.Layer, fmt.Sprintf("check %q is %s", ch.Name, ch.Status))
@@ -148,4 +155,42 @@ func firstLine(s string) string {
 		s = s[:200] + "..."
 	}
 	return s
+}
+
+// DeclaredLayers are the health layers a policy declares beyond the
+// application's own check (layer 3 always has Nomad's check): 2 with a
+// system block, 4 with a functional block. The device agent reports them.
+func DeclaredLayers(p *Policy) []int {
+	var out []int
+	if p.Health.System != nil {
+		out = append(out, 2)
+	}
+	if p.Health.Functional != nil {
+		out = append(out, 4)
+	}
+	return out
+}
+
+// LayerName names a health layer.
+func LayerName(l int) string {
+	switch l {
+	case 1:
+		return "connectivity"
+	case 2:
+		return "system"
+	case 3:
+		return "application"
+	case 4:
+		return "functional"
+	}
+	return "unknown"
+}
+
+func hasLayer(checks []CheckResult, layer int) bool {
+	for _, ch := range checks {
+		if ch.Layer == layer {
+			return true
+		}
+	}
+	return false
 }

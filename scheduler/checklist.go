@@ -1,0 +1,269 @@
+package scheduler
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strings"
+)
+
+// ChecklistItem is one item of the pre-flight checklist.
+type ChecklistItem struct {
+	Name string `json:"name"`
+	// OK is set when the item is checked; an unchecked item stops the
+	// rollout before it touches a device.
+	OK     bool   `json:"ok"`
+	Detail string `json:"detail"`
+	// Fix says what makes an unchecked item pass.
+	Fix string `json:"fix,omitempty"`
+}
+
+// Checklist is the pre-flight checklist of a run (invariant I3): printed by
+// `plan` and `apply`, evaluated in PREPARE before anything is registered or
+// switched. If any item is unchecked, the rollout STOPS with the remedy.
+type Checklist []ChecklistItem
+
+// Unchecked returns the items that did not pass.
+func (cl Checklist) Unchecked() []ChecklistItem {
+	var out []ChecklistItem
+	for _, it := range cl {
+		if !it.OK {
+			out = append(out, it)
+		}
+	}
+	return out
+}
+
+// Checklist item names.
+const (
+	CheckRegistry   = "registry in sync"
+	CheckJobspec    = "jobspec parsed by Nomad"
+	CheckTriggers   = "rollback triggers defined"
+	CheckCanary     = "canary covers every device class"
+	CheckAgent      = "device agent on every target device"
+	CheckLayers     = "every declared layer reports a check"
+	CheckOldHealthy = "old slot healthy before starting"
+)
+
+// PreflightInput is what the checklist is computed from.
+type PreflightInput struct {
+	Policy *Policy
+	Plan   *Plan
+	// RegistryErr is the error of the registry sync, if any.
+	RegistryErr error
+	// JobspecErr is the error Nomad gave parsing the jobspec, if any.
+	JobspecErr error
+	// Active is the slot of the stable version ("" on a first install).
+	Active string
+	// Health is each online target device's health as seen from the
+	// active slot (node checks of the device agent, the active
+	// allocation and its checks); HealthErr when it could not be read.
+	Health    map[string]DeviceHealth
+	HealthErr error
+}
+
+// BuildChecklist evaluates the pre-flight checklist. It is pure: the
+// controller and `fleetplan plan` gather the input.
+func BuildChecklist(in PreflightInput) Checklist {
+	p := in.Policy
+	var cl Checklist
+	add := func(name string, ok bool, detail, fix string) {
+		it := ChecklistItem{Name: name, OK: ok, Detail: detail}
+		if !ok {
+			it.Fix = fix
+		}
+		cl = append(cl, it)
+	}
+
+	if in.RegistryErr != nil || in.Plan == nil {
+		add(CheckRegistry, false, fmt.Sprintf("the registry could not be synced: %v", in.RegistryErr), "check that Nomad and Consul answer, then `fleetplan registry sync`")
+	} else {
+		add(CheckRegistry, true, fmt.Sprintf("%d devices in the fleet, %d deployable, %d excluded", in.Plan.FleetTotal, in.Plan.Deployable, len(in.Plan.Excluded)), "")
+	}
+
+	if in.JobspecErr != nil {
+		add(CheckJobspec, false, in.JobspecErr.Error(), "fix the jobspec (`nomad job validate` shows the same error)")
+	} else {
+		add(CheckJobspec, true, "the Nomad server parsed "+p.Release.Jobspec, "")
+	}
+
+	triggers := []string{fmt.Sprintf("max_failure_percent %g", p.Rollback.MaxFailurePercent), fmt.Sprintf("max_offline_after_switch_percent %g", p.Rollback.MaxOfflineAfterSwitchPercent)}
+	if p.Rollback.MaxErrorRate > 0 {
+		triggers = append(triggers, fmt.Sprintf("max_error_rate %g", p.Rollback.MaxErrorRate))
+	}
+	if p.Rollback.MaxP95LatencyIncreasePercent > 0 {
+		triggers = append(triggers, fmt.Sprintf("max_p95_latency_increase_percent %g", p.Rollback.MaxP95LatencyIncreasePercent))
+	}
+	add(CheckTriggers, p.Rollback.MaxFailurePercent >= 0 && p.Rollback.MaxFailurePercent < 100, strings.Join(triggers, ", "),
+		"set rollback.max_failure_percent below 100 so a failing release is taken back")
+
+	if in.Plan != nil {
+		add(canaryCoverage(in.Plan))
+	}
+
+	if in.HealthErr != nil {
+		add(CheckAgent, false, "device health could not be read: "+in.HealthErr.Error(), "check that Consul and Nomad answer, then try again")
+		return cl
+	}
+	ids := sortedKeys(in.Health)
+	declared := DeclaredLayers(p)
+	if len(declared) > 0 {
+		var missing []string
+		for _, id := range ids {
+			if !hasLayer(in.Health[id].Checks, 2) && !hasLayer(in.Health[id].Checks, 1) {
+				missing = append(missing, deviceName(in.Plan, id))
+			}
+		}
+		add(CheckAgent, len(missing) == 0, fmt.Sprintf("layers %s need the device agent; %s", layerList(declared), countOrNames(len(ids), missing, "reachable devices run it", "without it")),
+			"install the device agent (`fleetplan agent install`) on every target device")
+	} else {
+		add(CheckAgent, true, "not needed: the policy declares no system or functional layer", "")
+	}
+
+	// Layer 2 is the device's own (the agent reports it before any
+	// instance runs); layer 4 is a check of the new instance, so it is
+	// judged at each device's gate, where a missing one fails the device.
+	var noLayer []string
+	for _, id := range ids {
+		h := in.Health[id]
+		agent := hasLayer(h.Checks, 1) || hasLayer(h.Checks, 2)
+		if agent && p.Health.System != nil && !hasLayer(h.Checks, 2) {
+			noLayer = append(noLayer, deviceName(in.Plan, id)+" (layer 2)")
+		}
+	}
+	layersDetail := countOrNames(len(ids), noLayer, "reachable devices with the agent report layer 2", "without a layer 2 check")
+	if p.Health.System == nil {
+		layersDetail = "layer 3 is Nomad's own check"
+	}
+	if p.Health.Functional != nil {
+		layersDetail += "; layer 4 is checked on every switched device at its gate (no check there fails the device)"
+	}
+	add(CheckLayers, len(noLayer) == 0, layersDetail,
+		"make the device agent report the system layer (its config is written by apply; see `fleetplan agent`), or remove the system block from the policy")
+	if in.Active == "" {
+		add(CheckOldHealthy, true, "first install: there is no old slot", "")
+		return cl
+	}
+	var unhealthy []string
+	for _, id := range ids {
+		h := in.Health[id]
+		name := deviceName(in.Plan, id)
+		switch {
+		case h.Alloc == nil || h.Alloc.Status != "running":
+			unhealthy = append(unhealthy, name+" (no running allocation of the old slot)")
+		default:
+			for _, ch := range h.Checks {
+				if ch.Status == "critical" {
+					unhealthy = append(unhealthy, fmt.Sprintf("%s (%s critical)", name, ch.Name))
+					break
+				}
+			}
+		}
+	}
+	add(CheckOldHealthy, len(unhealthy) == 0, countOrNames(len(ids), unhealthy, "reachable devices run the old slot with its checks passing", "not healthy"),
+		"fix or quarantine those devices (`fleetplan registry quarantine`) before rolling out")
+	return cl
+}
+
+func canaryCoverage(plan *Plan) (string, bool, string, string) {
+	classes := map[string]bool{}
+	for _, st := range plan.Stages {
+		for _, d := range st.Devices {
+			classes[d.Class] = true
+		}
+	}
+	covered := map[string]bool{}
+	if len(plan.Stages) > 0 {
+		for _, d := range plan.Stages[0].Devices {
+			covered[d.Class] = true
+		}
+	}
+	var missing []string
+	for cl := range classes {
+		if !covered[cl] {
+			missing = append(missing, cl)
+		}
+	}
+	sort.Strings(missing)
+	if len(classes) == 0 {
+		return CheckCanary, false, "no deployable device", "check the fleet selector and `fleetplan registry list`"
+	}
+	if len(missing) > 0 {
+		return CheckCanary, false, "no canary device of class " + strings.Join(missing, ", "), "bring a device of each class online or raise canary.min_per_class"
+	}
+	return CheckCanary, true, fmt.Sprintf("%d classes, each in the canary", len(classes)), ""
+}
+
+func sortedKeys(m map[string]DeviceHealth) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+func deviceName(plan *Plan, id string) string {
+	if plan != nil {
+		for _, st := range plan.Stages {
+			for _, d := range st.Devices {
+				if d.ID == id {
+					return d.Name
+				}
+			}
+		}
+	}
+	return id
+}
+
+func layerList(ls []int) string {
+	var parts []string
+	for _, l := range ls {
+		parts = append(parts, fmt.Sprintf("%d (%s)", l, LayerName(l)))
+	}
+	return strings.Join(parts, " and ")
+}
+
+// countOrNames says "all N <ok>" or names up to five offenders.
+func countOrNames(total int, bad []string, ok, what string) string {
+	if len(bad) == 0 {
+		return fmt.Sprintf("all %d %s", total, ok)
+	}
+	shown := bad
+	if len(shown) > 5 {
+		shown = append(append([]string{}, bad[:5]...), fmt.Sprintf("and %d more", len(bad)-5))
+	}
+	return fmt.Sprintf("%d of %d %s: %s", len(bad), total, what, strings.Join(shown, ", "))
+}
+
+// preflight gathers the checklist's evidence and evaluates it. Only online
+// planned devices are looked at (offline ones are skipped and caught up).
+func (c *Controller) preflight(ctx context.Context, r *Rollout, plan *Plan, regErr error) Checklist {
+	in := PreflightInput{Policy: c.Policy, Plan: plan, RegistryErr: regErr, JobspecErr: c.JobspecErr, Active: r.Active}
+	if plan != nil {
+		var refs []DeviceRef
+		for _, st := range plan.Stages {
+			for _, d := range st.Devices {
+				if !d.Offline {
+					refs = append(refs, DeviceRef{ID: d.ID, Name: d.Name, Class: d.Class})
+				}
+			}
+		}
+		view, _ := restoredView(r, c.Policy)
+		if r.Active == "" {
+			view = r
+		}
+		if len(refs) > 0 {
+			h, err := c.Health.Health(ctx, view, refs)
+			in.Health, in.HealthErr = h, err
+			for id, dh := range in.Health {
+				if !dh.Online {
+					delete(in.Health, id)
+				}
+			}
+		} else {
+			in.Health = map[string]DeviceHealth{}
+		}
+	}
+	return BuildChecklist(in)
+}
