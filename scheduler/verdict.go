@@ -53,7 +53,7 @@ func (g DefaultGate) Evaluate(p *Policy, rec *DeviceRecord, h DeviceHealth, now 
 	default:
 		return pending(3, fmt.Sprintf("allocation %s is %s", short(a.ID), a.Status))
 	}
-	if p.Health.Application.ExpectVersion && h.Version != "" && h.Version != p.Release.Version {
+	if p.Health.Application.ExpectVersion && h.Version != "" && !SameVersion(h.Version, p.Release.Version) {
 		return Verdict{Status: VerdictFail, Layer: 3, Reason: fmt.Sprintf("application reports version %s, expected %s", h.Version, p.Release.Version)}
 	}
 	checks := append([]CheckResult(nil), h.Checks...)
@@ -193,4 +193,23 @@ func hasLayer(checks []CheckResult, layer int) bool {
 		}
 	}
 	return false
+}
+
+// SameVersion is the version contract's comparison (I4): an application
+// may report its version with or without a leading "v" and with semver
+// build metadata ("+r2026..."), which names a build, not a version.
+// Pre-release parts ("-rc1") do count.
+func SameVersion(reported, want string) bool {
+	return normalVersion(reported) == normalVersion(want)
+}
+
+func normalVersion(v string) string {
+	v = strings.TrimSpace(v)
+	if len(v) > 1 && (v[0] == 'v' || v[0] == 'V') && v[1] >= '0' && v[1] <= '9' {
+		v = v[1:]
+	}
+	if i := strings.IndexByte(v, '+'); i >= 0 {
+		v = v[:i]
+	}
+	return v
 }

@@ -86,3 +86,24 @@ func TestCheckSummary(t *testing.T) {
 		t.Errorf("verdict %+v, want fail at layer 4 with reason %q", v, want)
 	}
 }
+
+func TestSameVersion(t *testing.T) {
+	for _, tt := range []struct {
+		reported, want string
+		same           bool
+	}{
+		{"1.0.0", "1.0.0", true},
+		{"v1.0.0", "1.0.0", true},
+		{"1.0.0+r20261201T101010", "1.0.0", true},
+		{"V2.1.0+build.7", "v2.1.0", true},
+		{" 1.0.0\n", "1.0.0", true},
+		{"1.0.0-rc1", "1.0.0", false},
+		{"1.0.1", "1.0.0", false},
+		{"version", "1.0.0", false},
+		{"v", "v", true},
+	} {
+		if got := SameVersion(tt.reported, tt.want); got != tt.same {
+			t.Errorf("SameVersion(%q, %q) = %v, want %v", tt.reported, tt.want, got, tt.same)
+		}
+	}
+}
