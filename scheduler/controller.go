@@ -46,6 +46,11 @@ type Controller struct {
 	// failing for the control plane (ErrControlPlane) is retried before the
 	// rollout pauses for an operator; default 2 minutes.
 	ControlPlaneRetry time.Duration
+	// Fence, when set, is asked before every cluster action and every
+	// state write whether this controller still holds the rollout's lock;
+	// an error stops the controller before it acts (ErrLockLost). The
+	// caller also cancels Run's context when the lock is lost.
+	Fence func() error
 	// JobspecErr is the error Nomad gave parsing the release's jobspec
 	// (the pre-flight checklist stops on it); nil when it parsed.
 	JobspecErr error

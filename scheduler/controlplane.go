@@ -31,6 +31,9 @@ func (c *Controller) clusterCall(ctx context.Context, what string, f func() erro
 	deadline := c.Clock.Now().Add(c.ControlPlaneRetry)
 	wait := 500 * time.Millisecond
 	for {
+		if err := c.fenced(what); err != nil {
+			return err
+		}
 		err := f()
 		if err == nil || !errors.Is(err, ErrControlPlane) || ctx.Err() != nil {
 			return err

@@ -22,11 +22,14 @@ func (c *Controller) retry(ctx context.Context, what string, f func() error) err
 	deadline := c.Clock.Now().Add(c.SaveRetry)
 	wait := 250 * time.Millisecond
 	for {
+		if err := c.fenced(what); err != nil {
+			return err
+		}
 		err := f()
 		if err == nil {
 			return nil
 		}
-		if errors.Is(err, ErrConflict) || ctx.Err() != nil || c.Clock.Now().After(deadline) {
+		if errors.Is(err, ErrConflict) || errors.Is(err, ErrLockLost) || ctx.Err() != nil || c.Clock.Now().After(deadline) {
 			return fmt.Errorf("%s: %w", what, err)
 		}
 		c.Logger.Named("controller").Warn("write failed; retrying", "what", what, "error", err, "wait", wait)
@@ -39,4 +42,20 @@ func (c *Controller) retry(ctx context.Context, what string, f func() error) err
 			wait = 5 * time.Second
 		}
 	}
+}
+
+// ErrLockLost is returned when the controller no longer holds its rollout's
+// lock: it stops acting at once (I8: one actor).
+var ErrLockLost = errors.New("the rollout's lock was lost")
+
+// fenced asks Fence, before an action or a write, whether this controller
+// still holds the lock.
+func (c *Controller) fenced(what string) error {
+	if c.Fence == nil {
+		return nil
+	}
+	if err := c.Fence(); err != nil {
+		return fmt.Errorf("%s: not done: %w", what, errors.Join(ErrLockLost, err))
+	}
+	return nil
 }

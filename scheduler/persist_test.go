@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -199,4 +200,46 @@ func TestResumeAfterOfflineHalts(t *testing.T) {
 		}
 		h.assertSlots(func(Device) string { return SlotBlue })
 	})
+}
+
+// TestLostLockStopsEveryAction checks the controller's half of I8: once
+// its fence says the lock is lost, it takes no further cluster action and
+// writes nothing.
+func TestLostLockStopsEveryAction(t *testing.T) {
+	h := newHarness(t, 30)
+	h.policy.MaxParallel = 1
+	var lost atomic.Bool
+	h.cluster.onSwitch = func(n int) {
+		if n == 3 {
+			lost.Store(true)
+		}
+	}
+	ctl := h.controller()
+	ctl.Fence = func() error {
+		if lost.Load() {
+			return errors.New("session 1234 invalidated")
+		}
+		return nil
+	}
+	_, err := ctl.Run(context.Background())
+	if !errors.Is(err, ErrLockLost) {
+		t.Fatalf("err = %v, want ErrLockLost", err)
+	}
+	h.cluster.mu.Lock()
+	switches := h.cluster.switches
+	h.cluster.mu.Unlock()
+	if switches != 3 {
+		t.Fatalf("%d switches, want none after the lock was lost at the third", switches)
+	}
+	h.store.mu.Lock()
+	idx := h.store.idx
+	h.store.mu.Unlock()
+	if _, err := ctl.Run(context.Background()); !errors.Is(err, ErrLockLost) {
+		t.Fatalf("a second Run without the lock: %v", err)
+	}
+	h.store.mu.Lock()
+	defer h.store.mu.Unlock()
+	if h.store.idx != idx {
+		t.Errorf("the store was written after the lock was lost")
+	}
 }

@@ -83,7 +83,7 @@ func (c *Controller) prepare(ctx context.Context, r *Rollout) error {
 		})
 	}
 	c.emit(r, "", "register-candidate", "intent", fmt.Sprintf("registering slot job %s-%s with version %s", r.App, r.Candidate, r.Version))
-	if err := c.Cluster.PrepareCandidate(ctx, r); err != nil {
+	if err := c.clusterCall(ctx, "registering the candidate of "+r.App, func() error { return c.Cluster.PrepareCandidate(ctx, r) }); err != nil {
 		c.emit(r, "", "register-candidate", "error", err.Error())
 		return fmt.Errorf("registering the candidate slot job %s-%s: %w", r.App, r.Candidate, err)
 	}

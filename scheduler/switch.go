@@ -134,7 +134,7 @@ func (c *Controller) switchDevice(ctx context.Context, r *Rollout, rec *DeviceRe
 		rec.State = DeviceSkippedOffline
 		rec.Reason = "offline: " + err.Error()
 		c.emitDevice(r, rec, "switch", "skipped-offline", err.Error())
-		if rerr := c.Cluster.SwitchDevice(ctx, rec.DeviceRef, candidateValue(r), r.Active); rerr == nil {
+		if rerr := c.restoreDevice(ctx, r, rec); rerr == nil {
 			rec.Attempted = false
 		}
 	case ctx.Err() != nil:
@@ -146,7 +146,7 @@ func (c *Controller) switchDevice(ctx context.Context, r *Rollout, rec *DeviceRe
 		// lets us; otherwise it stays "switching" and the (idempotent)
 		// switch is redone when the rollout is resumed.
 		c.emitDevice(r, rec, "switch", "control-plane-error", err.Error())
-		if rerr := c.Cluster.SwitchDevice(ctx, rec.DeviceRef, candidateValue(r), r.Active); rerr == nil {
+		if rerr := c.restoreDevice(ctx, r, rec); rerr == nil {
 			rec.State = DevicePending
 			rec.Attempted = false
 			rec.Reason = "not switched: " + err.Error()
@@ -160,7 +160,7 @@ func (c *Controller) switchDevice(ctx context.Context, r *Rollout, rec *DeviceRe
 	default:
 		// Failed partway: put the device back on the old slot at once.
 		c.emitDevice(r, rec, "switch", "error", err.Error())
-		rerr := c.Cluster.SwitchDevice(ctx, rec.DeviceRef, candidateValue(r), r.Active)
+		rerr := c.restoreDevice(ctx, r, rec)
 		rec.State = DeviceFailed
 		rec.Failed = true
 		rec.Layer = 0
@@ -174,4 +174,13 @@ func (c *Controller) switchDevice(ctx context.Context, r *Rollout, rec *DeviceRe
 		}
 	}
 	return c.saveDevice(ctx, r, rec)
+}
+
+// restoreDevice puts a device whose switch did not complete back on the
+// active slot (one attempt: the caller decides what a failure means).
+func (c *Controller) restoreDevice(ctx context.Context, r *Rollout, rec *DeviceRecord) error {
+	if err := c.fenced("restoring device " + rec.Name); err != nil {
+		return err
+	}
+	return c.Cluster.SwitchDevice(ctx, rec.DeviceRef, candidateValue(r), r.Active)
 }
