@@ -66,7 +66,9 @@ func (c *Controller) confirm(ctx context.Context, r *Rollout) error {
 		return err
 	}
 	now := c.Clock.Now()
-	c.emit(r, "", "confirm", "intent", fmt.Sprintf("slot %s becomes the active slot with version %s", r.Candidate, r.Version))
+	if err := c.intent(ctx, r, "", "confirm", fmt.Sprintf("slot %s becomes the active slot with version %s", r.Candidate, r.Version)); err != nil {
+		return err
+	}
 	next := &ActiveSlot{Slot: r.Candidate, Version: r.Version, RolloutID: r.ID, Since: now}
 	cur, err := c.Store.ActiveSlot(ctx, r.App)
 	if err != nil {

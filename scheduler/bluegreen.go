@@ -48,7 +48,9 @@ func (c *Controller) finishBlueGreen(ctx context.Context, r *Rollout) error {
 
 // releaseStandby stops the old slot beside the candidate on one device.
 func (c *Controller) releaseStandby(ctx context.Context, r *Rollout, rec *DeviceRecord) error {
-	c.emitDevice(r, rec, "release-standby", "intent", fmt.Sprintf("stopping the standby slot %s", r.Active))
+	if err := c.intent(ctx, r, rec.Name, "release-standby", fmt.Sprintf("stopping the standby slot %s", r.Active)); err != nil {
+		return err
+	}
 	err := c.clusterCall(ctx, "releasing the standby slot on "+rec.Name, func() error {
 		return c.Cluster.SwitchDevice(ctx, rec.DeviceRef, candidateValue(r), r.Candidate)
 	})

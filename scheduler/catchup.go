@@ -204,7 +204,9 @@ func (c *Controller) quarantine(ctx context.Context, r *Rollout, rec *DeviceReco
 	if err := c.saveDevice(ctx, r, rec); err != nil {
 		return err
 	}
-	c.emitDevice(r, rec, "quarantine", "intent", reason)
+	if err := c.intent(ctx, r, rec.Name, "quarantine", reason); err != nil {
+		return err
+	}
 	if err := c.clusterCall(ctx, "rolling back failed device "+rec.Name, func() error {
 		return c.Cluster.SwitchDevice(ctx, rec.DeviceRef, candidateValue(r), r.Active)
 	}); err != nil {

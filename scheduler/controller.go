@@ -59,6 +59,11 @@ type Controller struct {
 	// OnEvent receives every action and decision as it happens (the CLI's
 	// live view and the audit trail). It is called synchronously.
 	OnEvent func(Event)
+	// Audit, when set, records every event in the audit trail. Intents are
+	// recorded before their action and fail closed: an intent that cannot
+	// be recorded is retried, then the rollout pauses; the action never
+	// runs unrecorded (I9).
+	Audit func(ctx context.Context, e Event) error
 
 	// controls are the operators' requests (pause, rollback, approval),
 	// held as a value that one goroutine follows.

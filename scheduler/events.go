@@ -1,6 +1,8 @@
 package scheduler
 
 import (
+	"context"
+	"fmt"
 	"sync"
 	"time"
 )
@@ -65,9 +67,49 @@ func (c *Controller) emit(r *Rollout, device, action, outcome, detail string) {
 }
 
 func (c *Controller) emitEvent(r *Rollout, e Event) {
-	if c.OnEvent == nil {
-		return
+	c.stamp(r, &e)
+	if c.Audit != nil && e.Outcome != "intent" {
+		// Outcomes are recorded best effort (a few tries): the action is
+		// done, and its intent is already in the trail.
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		var err error
+		for try := 0; try < 3; try++ {
+			if err = c.Audit(ctx, e); err == nil {
+				break
+			}
+		}
+		cancel()
+		if err != nil {
+			c.Logger.Named("controller").Warn("could not record an outcome in the audit trail", "rollout", r.App, "action", e.Action, "device", e.Device, "error", err)
+		}
 	}
+	c.events.deliver(c.OnEvent, e)
+}
+
+// intent records an action's intent before the action (I9: a device action
+// does not run without its intent record). An intent that cannot be
+// recorded is retried like a control-plane error, then pauses the rollout.
+func (c *Controller) intent(ctx context.Context, r *Rollout, device, action, detail string) error {
+	e := Event{Device: device, Action: action, Outcome: "intent", Detail: detail}
+	c.stamp(r, &e)
+	if c.Audit != nil {
+		err := c.clusterCall(ctx, fmt.Sprintf("recording the intent %s %s in the audit trail", action, device), func() error {
+			if err := c.Audit(ctx, e); err != nil {
+				return fmt.Errorf("%w: %v", ErrControlPlane, err)
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+	}
+	c.Logger.Named("controller").Debug("intent", "rollout", r.App, "device", device, "action", action, "detail", detail)
+	c.events.deliver(c.OnEvent, e)
+	return nil
+}
+
+// stamp fills in an event's time, run and position.
+func (c *Controller) stamp(r *Rollout, e *Event) {
 	e.Time, e.Rollout, e.RunID, e.Phase, e.Actor = c.Clock.Now(), r.App, r.ID, r.Phase, c.Actor
 	if (r.Phase == PhaseCanary || r.Phase == PhaseWave || r.Phase == PhaseRollingBack) && r.Stage < len(r.Stages) {
 		e.Stage = r.Stages[r.Stage].Name
@@ -76,7 +118,6 @@ func (c *Controller) emitEvent(r *Rollout, e Event) {
 		d := *e.Decision // a copy: the run's slice may grow
 		e.Decision = &d
 	}
-	c.events.deliver(c.OnEvent, e)
 }
 
 func (c *Controller) emitDevice(r *Rollout, rec *DeviceRecord, action, outcome, detail string) {

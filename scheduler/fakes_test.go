@@ -56,8 +56,9 @@ type fakeCluster struct {
 	fenced  []DeviceRef
 	retired []string
 	// onSwitch is called after each successful switch (to kill a
-	// controller mid-wave in tests).
-	onSwitch func(n int)
+	// controller mid-wave in tests); beforeSwitch before each switch.
+	onSwitch     func(n int)
+	beforeSwitch func(id string)
 }
 
 func newFakeCluster() *fakeCluster {
@@ -93,6 +94,9 @@ func (f *fakeCluster) RetireCandidate(ctx context.Context, r *Rollout) error {
 func (f *fakeCluster) SwitchDevice(ctx context.Context, dev DeviceRef, from, to string) error {
 	if err := ctx.Err(); err != nil {
 		return err
+	}
+	if f.beforeSwitch != nil {
+		f.beforeSwitch(dev.ID)
 	}
 	f.mu.Lock()
 	if f.offline[dev.ID] {

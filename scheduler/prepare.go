@@ -82,7 +82,9 @@ func (c *Controller) prepare(ctx context.Context, r *Rollout) error {
 			Remedy: RemedyResume,
 		})
 	}
-	c.emit(r, "", "register-candidate", "intent", fmt.Sprintf("registering slot job %s-%s with version %s", r.App, r.Candidate, r.Version))
+	if err := c.intent(ctx, r, "", "register-candidate", fmt.Sprintf("registering slot job %s-%s with version %s", r.App, r.Candidate, r.Version)); err != nil {
+		return err
+	}
 	if err := c.clusterCall(ctx, "registering the candidate of "+r.App, func() error { return c.Cluster.PrepareCandidate(ctx, r) }); err != nil {
 		c.emit(r, "", "register-candidate", "error", err.Error())
 		return fmt.Errorf("registering the candidate slot job %s-%s: %w", r.App, r.Candidate, err)
@@ -140,7 +142,9 @@ func (c *Controller) reconcileCandidateSlot(ctx context.Context, r *Rollout, dev
 			continue
 		}
 		ref := DeviceRef{ID: d.ID, Name: d.Name, Class: d.Class}
-		c.emit(r, d.Name, "reconcile", "intent", fmt.Sprintf("slot metadata %q names the candidate colour %s; putting the device back on slot %s before the candidate is registered", value, r.Candidate, slotName(r.Active)))
+		if err := c.intent(ctx, r, d.Name, "reconcile", fmt.Sprintf("slot metadata %q names the candidate colour %s; putting the device back on slot %s before the candidate is registered", value, r.Candidate, slotName(r.Active))); err != nil {
+			return nil, nil, err
+		}
 		err := c.clusterCall(ctx, "reconciling the slot of device "+d.Name, func() error {
 			return c.Cluster.SwitchDevice(ctx, ref, value, r.Active)
 		})

@@ -94,7 +94,9 @@ func (c *Controller) rollBack(ctx context.Context, r *Rollout) error {
 		})
 	}
 	// I1: the rejected release runs nowhere after its rollback.
-	c.emit(r, "", "retire-candidate", "intent", fmt.Sprintf("stopping the rejected slot job %s-%s", r.App, r.Candidate))
+	if err := c.intent(ctx, r, "", "retire-candidate", fmt.Sprintf("stopping the rejected slot job %s-%s", r.App, r.Candidate)); err != nil {
+		return err
+	}
 	if err := c.clusterCall(ctx, "stopping the rejected candidate of "+r.App, func() error { return c.Cluster.RetireCandidate(ctx, r) }); err != nil {
 		c.emit(r, "", "retire-candidate", "error", err.Error())
 		return err
@@ -120,7 +122,9 @@ func (c *Controller) rollBackDevice(ctx context.Context, r *Rollout, rec *Device
 	if err := c.saveDevice(ctx, r, rec); err != nil {
 		return err
 	}
-	c.emitDevice(r, rec, "rollback", "intent", fmt.Sprintf("slot %s -> %s", r.Candidate, slotName(r.Active)))
+	if err := c.intent(ctx, r, rec.Name, "rollback", fmt.Sprintf("slot %s -> %s", r.Candidate, slotName(r.Active))); err != nil {
+		return err
+	}
 	start := c.Clock.Now()
 	err := c.clusterCall(ctx, "rolling back device "+rec.Name, func() error {
 		return c.Cluster.SwitchDevice(ctx, rec.DeviceRef, candidateValue(r), r.Active)
@@ -304,7 +308,9 @@ func (c *Controller) restoreActiveSlot(ctx context.Context, r *Rollout) error {
 		back.RolloutID, back.Since = p.RolloutID, p.Since
 	}
 	back.Index = cur.Index
-	c.emit(r, "", "restore-active-slot", "intent", fmt.Sprintf("slot %s with %s is the active slot again", slotName(r.Active), versionName(r.PreviousVersion)))
+	if err := c.intent(ctx, r, "", "restore-active-slot", fmt.Sprintf("slot %s with %s is the active slot again", slotName(r.Active), versionName(r.PreviousVersion))); err != nil {
+		return err
+	}
 	if err := c.Store.SetActiveSlot(ctx, r.App, back); err != nil {
 		return fmt.Errorf("restoring slot %s as the active slot of %s: %w", slotName(r.Active), r.App, err)
 	}

@@ -115,7 +115,9 @@ func (c *Controller) switchDevice(ctx context.Context, r *Rollout, rec *DeviceRe
 			rec.Baseline = m[rec.ID]
 		}
 	}
-	c.emitDevice(r, rec, "switch", "intent", fmt.Sprintf("slot %s -> %s", slotName(r.Active), r.Candidate))
+	if err := c.intent(ctx, r, rec.Name, "switch", fmt.Sprintf("slot %s -> %s", slotName(r.Active), r.Candidate)); err != nil {
+		return err
+	}
 	start := c.Clock.Now()
 	err := c.clusterCall(ctx, "switching device "+rec.Name, func() error {
 		return c.Cluster.SwitchDevice(ctx, rec.DeviceRef, r.Active, switchValue(r))
