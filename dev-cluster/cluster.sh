@@ -107,8 +107,16 @@ start_bg() {
 	shift 2
 	if pidfile_alive "$pidf"; then return; fi
 	# setsid: the agents outlive this script, in their own session, so a
-	# terminal's Ctrl-C does not reach them.
-	setsid "$@" >>"$logf" 2>&1 </dev/null &
+	# terminal's Ctrl-C does not reach them. They get no descriptor of ours
+	# beyond stdio: one inherited from a caller (a `flock FILE cluster.sh
+	# up` holds its lock on one) would stay open for the agents' lifetime.
+	(
+		for fd in /proc/self/fd/*; do
+			fd=${fd##*/}
+			if [[ $fd -gt 2 ]]; then eval "exec $fd>&-" 2>/dev/null || true; fi
+		done
+		exec setsid "$@" >>"$logf" 2>&1 </dev/null
+	) &
 	echo $! >"$pidf"
 }
 
