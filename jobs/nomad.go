@@ -13,6 +13,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/nomad/api"
 
+	"github.com/fleetplan/fleetplan/contract"
 	"github.com/fleetplan/fleetplan/scheduler"
 )
 
@@ -102,7 +103,7 @@ func (n *Nomad) PrepareCandidate(ctx context.Context, r *scheduler.Rollout) erro
 			return fmt.Errorf("comparing slot job %s with the registered one: %w", id, err)
 		}
 		if same {
-			log.Info("slot job already registered with this spec", "version", job.Meta[MetaVersion])
+			log.Info("slot job already registered with this spec", "version", job.Meta[contract.MetaVersion])
 			return nil
 		}
 	}
@@ -111,7 +112,7 @@ func (n *Nomad) PrepareCandidate(ctx context.Context, r *scheduler.Rollout) erro
 	if err != nil {
 		return fmt.Errorf("registering slot job %s: %w", id, err)
 	}
-	log.Info("registered slot job", "version", job.Meta[MetaVersion], "eval_id", resp.EvalID, "warnings", resp.Warnings)
+	log.Info("registered slot job", "version", job.Meta[contract.MetaVersion], "eval_id", resp.EvalID, "warnings", resp.Warnings)
 	return nil
 }
 
@@ -250,9 +251,9 @@ func (n *Nomad) node(ctx context.Context, dev scheduler.DeviceRef) (*api.Node, e
 // applySlot is step 1. The server forwards the request to the device's
 // client, so an unreachable client shows up here.
 func (n *Nomad) applySlot(ctx context.Context, dev scheduler.DeviceRef, to string) error {
-	req := &api.NodeMetaApplyRequest{NodeID: dev.ID, Meta: map[string]*string{SlotMetaKey(n.policy.Name): nil}}
+	req := &api.NodeMetaApplyRequest{NodeID: dev.ID, Meta: map[string]*string{contract.SlotMetaKey(n.policy.Name): nil}}
 	if to != "" {
-		req.Meta[SlotMetaKey(n.policy.Name)] = new(to)
+		req.Meta[contract.SlotMetaKey(n.policy.Name)] = new(to)
 	}
 	cctx, cancel := context.WithTimeout(ctx, n.CallTimeout)
 	defer cancel()
@@ -284,7 +285,7 @@ func (n *Nomad) applySlot(ctx context.Context, dev scheduler.DeviceRef, to strin
 // waitSlot is step 2: blocking queries on the node until the server reports
 // the slot value, the node goes away, or SyncTimeout passes.
 func (n *Nomad) waitSlot(ctx context.Context, dev scheduler.DeviceRef, to string) error {
-	key := SlotMetaKey(n.policy.Name)
+	key := contract.SlotMetaKey(n.policy.Name)
 	wctx, cancel := context.WithTimeout(ctx, n.SyncTimeout)
 	defer cancel()
 	var (
@@ -364,7 +365,7 @@ func (n *Nomad) waitSlot(ctx context.Context, dev scheduler.DeviceRef, to string
 func (n *Nomad) stopSlots(ctx context.Context, dev scheduler.DeviceRef, slots []string) ([]string, error) {
 	jobIDs := make([]string, len(slots))
 	for i, s := range slots {
-		jobIDs[i] = JobID(n.policy.Name, s)
+		jobIDs[i] = contract.SlotJobID(n.policy.Name, s)
 	}
 	cctx, cancel := context.WithTimeout(ctx, n.CallTimeout)
 	defer cancel()
@@ -405,7 +406,7 @@ func (n *Nomad) SlotOfNode(ctx context.Context, nodeID string) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("reading node %s: %w", shortID(nodeID), err)
 	}
-	return node.Meta[SlotMetaKey(n.policy.Name)], nil
+	return node.Meta[contract.SlotMetaKey(n.policy.Name)], nil
 }
 
 // SlotAlloc is one allocation of an application's slot jobs.
@@ -428,12 +429,12 @@ func (a SlotAlloc) Live() bool { return live(a.DesiredStatus, a.ClientStatus) }
 func (n *Nomad) Allocations(ctx context.Context, app string) ([]SlotAlloc, error) {
 	var out []SlotAlloc
 	for _, slot := range []string{scheduler.SlotBlue, scheduler.SlotGreen} {
-		stubs, _, err := n.nc.Jobs().Allocations(JobID(app, slot), true, n.query(ctx))
+		stubs, _, err := n.nc.Jobs().Allocations(contract.SlotJobID(app, slot), true, n.query(ctx))
 		if isNotFound(err) {
 			continue
 		}
 		if err != nil {
-			return nil, fmt.Errorf("listing the allocations of %s: %w", JobID(app, slot), err)
+			return nil, fmt.Errorf("listing the allocations of %s: %w", contract.SlotJobID(app, slot), err)
 		}
 		for _, a := range stubs {
 			out = append(out, SlotAlloc{
