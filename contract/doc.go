@@ -13,7 +13,9 @@
 //   - A slot job carries the job meta fleetplan_app, fleetplan_slot,
 //     fleetplan_version ("<version>+<rollout ID>") and fleetplan_rollout;
 //     its services carry the tags fleetplan-slot=<slot> and
-//     fleetplan-version=<version> and the service meta fleetplan_app.
+//     fleetplan-version=<version> and the service meta fleetplan_slot and
+//     fleetplan_version (the agent also reads a service meta fleetplan_app
+//     when a jobspec sets one).
 //   - Health checks name their layer: "fleetplan L<n> ..." is layer n, 1
 //     to 4; Consul's serfHealth is layer 1 too. The slot job's own check is
 //     "fleetplan L3 application"; the agent adds "fleetplan L1

@@ -36,14 +36,15 @@ func AppOfSlotMetaKey(key string) (app string, ok bool) {
 	return key[len(slotMetaPrefix) : len(key)-len(slotMetaSuffix)], true
 }
 
-// Job meta keys of a slot job. MetaApp is also a service meta key.
+// Job meta keys of a slot job. MetaSlot and MetaVersion are also set on
+// its services; MetaApp is read from a service's meta when present.
 const (
 	// MetaVersion holds "<version>+<rollout ID>"; the application reports
 	// the part before "+" (it reads NOMAD_META_fleetplan_version).
 	MetaVersion = "fleetplan_version"
 	MetaRollout = "fleetplan_rollout"
 	MetaSlot    = "fleetplan_slot"
-	// MetaApp names the application, in the job meta and the service meta.
+	// MetaApp names the application.
 	MetaApp = "fleetplan_app"
 )
 
