@@ -211,9 +211,9 @@ func (p *appProber) judgeHealth(ctx context.Context, url string, inst Instance, 
 	if expectVersion && inst.Version != "" {
 		if ver != inst.Version {
 			verdict = Critical
-			why = append(why, fmt.Sprintf("version %s but the instance runs release fleetplan-version=%s", orNone(ver), inst.Version))
+			why = append(why, fmt.Sprintf("version %s but the instance runs release %s", orNone(ver), contract.VersionTag(inst.Version)))
 		} else {
-			versionNote = fmt.Sprintf("version %s as released (fleetplan-version=%s)", ver, inst.Version)
+			versionNote = fmt.Sprintf("version %s as released (%s)", ver, contract.VersionTag(inst.Version))
 		}
 	}
 	summary := fmt.Sprintf("%s: %s", verdict, st)

@@ -165,7 +165,7 @@ func ApplicationNotes(in Instance, cfg *AppConfig) string {
 	}
 	ver := "the reported version is not checked"
 	if expect {
-		ver = fmt.Sprintf("a version other than fleetplan-version=%s fails", in.Version)
+		ver = fmt.Sprintf("a version other than %s fails", contract.VersionTag(in.Version))
 	}
 	return fmt.Sprintf("fleetplan device agent, layer 3: GET %s on the instance: healthy passes, degraded warns, unhealthy fails; %s. The last output line is %s{...} with error_rate, p95_latency_ms, rss_mb, requests_total, cpu_percent, memory_percent (%s).",
 		path, ver, contract.MetricsLinePrefix, source)
