@@ -19,6 +19,7 @@ import (
 
 	"github.com/fleetplan/fleetplan/agent"
 	"github.com/fleetplan/fleetplan/checks"
+	"github.com/fleetplan/fleetplan/contract"
 	"github.com/fleetplan/fleetplan/internal/testcluster"
 	"github.com/fleetplan/fleetplan/jobs"
 	"github.com/fleetplan/fleetplan/scheduler"
@@ -44,14 +45,14 @@ func TestAgentOnDevCluster(t *testing.T) {
 	defer cancel()
 	app := fmt.Sprintf("atest-%d", time.Now().UnixNano()%1_000_000)
 	prefix := "fleetplan-test/" + app + "/agent/apps"
-	agentJobID := jobs.AgentJobID + "-" + app
+	agentJobID := contract.AgentJobID + "-" + app
 	wo := func() *nomadapi.WriteOptions { return (&nomadapi.WriteOptions{}).WithContext(ctx) }
 
 	t.Cleanup(func() {
 		cctx, ccancel := context.WithTimeout(context.Background(), time.Minute)
 		defer ccancel()
 		w := (&nomadapi.WriteOptions{}).WithContext(cctx)
-		for _, id := range []string{agentJobID, jobs.JobID(app, "blue"), jobs.JobID(app, "green")} {
+		for _, id := range []string{agentJobID, contract.SlotJobID(app, "blue"), contract.SlotJobID(app, "green")} {
 			if _, _, err := c.Nomad.Jobs().Deregister(id, true, w); err != nil {
 				t.Logf("cleanup: purging %s: %v", id, err)
 			}
@@ -90,7 +91,7 @@ func TestAgentOnDevCluster(t *testing.T) {
 		t.Fatalf("registering the blue app job: %v", err)
 	}
 	waitRunning(t, c, agentJobID, devices)
-	waitRunning(t, c, jobs.JobID(app, "blue"), devices)
+	waitRunning(t, c, contract.SlotJobID(app, "blue"), devices)
 
 	start := time.Now()
 	testcluster.Eventually(t, 3*time.Minute, func() (bool, string) {
@@ -98,7 +99,7 @@ func TestAgentOnDevCluster(t *testing.T) {
 			if slot(e) != "blue" {
 				return ""
 			}
-			for _, name := range []string{agent.CheckConnectivity, agent.CheckSystem, agent.CheckApplication} {
+			for _, name := range []string{contract.CheckConnectivity, contract.CheckSystem, contract.CheckVersionMetrics} {
 				hc := cs[name]
 				if hc == nil {
 					return fmt.Sprintf("%s: no %q check yet", node, name)
@@ -110,15 +111,15 @@ func TestAgentOnDevCluster(t *testing.T) {
 					return fmt.Sprintf("%s: %q has no notes", node, name)
 				}
 			}
-			out := cs[agent.CheckApplication].Output
+			out := cs[contract.CheckVersionMetrics].Output
 			if _, v, ok := checks.ParseCheckOutput(out); !ok || v != "1.0.0" {
 				return fmt.Sprintf("%s: the watcher reads version %q from the L3 output %q", node, v, out)
 			}
-			m, ok := agent.ParseMetricsLine(out)
+			m, ok := contract.ParseMetrics(out)
 			if !ok || m.ErrorRate == nil || m.P95LatencyMS == nil || m.RSSMB == nil || m.MemoryPercent == nil {
 				return fmt.Sprintf("%s: no complete metrics line in %q", node, out)
 			}
-			if cs[agent.CheckFunctional] != nil {
+			if cs[contract.CheckFunctional] != nil {
 				return fmt.Sprintf("%s: a functional check without a functional block", node)
 			}
 			return ""
@@ -138,20 +139,20 @@ func TestAgentOnDevCluster(t *testing.T) {
 	if _, _, err := c.Nomad.Jobs().Register(appJob(app, "green", "2.0.0", map[string]string{"EDGEINFER_FAULT_WRONG_OUTPUT": "1"}), wo()); err != nil {
 		t.Fatalf("registering the green app job: %v", err)
 	}
-	waitRunning(t, c, jobs.JobID(app, "green"), devices)
+	waitRunning(t, c, contract.SlotJobID(app, "green"), devices)
 	start = time.Now()
 	testcluster.Eventually(t, 3*time.Minute, func() (bool, string) {
 		return everyDevice(t, c, app, devices, func(node string, e *consulapi.ServiceEntry, cs map[string]*consulapi.HealthCheck) string {
-			l4 := cs[agent.CheckFunctional]
+			l4 := cs[contract.CheckFunctional]
 			if l4 == nil {
-				return fmt.Sprintf("%s/%s: no %q check yet", node, slot(e), agent.CheckFunctional)
+				return fmt.Sprintf("%s/%s: no %q check yet", node, slot(e), contract.CheckFunctional)
 			}
 			switch slot(e) {
 			case "green":
 				if l4.Status != consulapi.HealthCritical || !strings.Contains(l4.Output, `label = "dog", expected "cat"`) {
 					return fmt.Sprintf("%s/green: L4 is %s: %q", node, l4.Status, l4.Output)
 				}
-				if l3 := cs[agent.CheckApplication]; l3 == nil || l3.Status != consulapi.HealthPassing || !strings.Contains(l3.Output, `"version":"2.0.0"`) {
+				if l3 := cs[contract.CheckVersionMetrics]; l3 == nil || l3.Status != consulapi.HealthPassing || !strings.Contains(l3.Output, `"version":"2.0.0"`) {
 					return fmt.Sprintf("%s/green: L3 should pass with version 2.0.0: %+v", node, l3)
 				}
 			case "blue":
@@ -203,7 +204,7 @@ func testPolicy(app string) *scheduler.Policy {
 // them (service tags, meta and the Nomad layer 3 check), without the slot
 // constraint: it runs on every device.
 func appJob(app, slot, version string, env map[string]string) *nomadapi.Job {
-	id := jobs.JobID(app, slot)
+	id := contract.SlotJobID(app, slot)
 	task := nomadapi.NewTask("app", "raw_exec")
 	task.Config = map[string]any{
 		"command": "${meta.edge.bin_dir}/edgeinfer",
@@ -218,10 +219,10 @@ func appJob(app, slot, version string, env map[string]string) *nomadapi.Job {
 		PortLabel: "http",
 		Provider:  nomadapi.ServiceProviderConsul,
 		Address:   "${NOMAD_IP_http}",
-		Tags:      []string{jobs.TagSlot + slot, jobs.TagVersion + version},
-		Meta:      map[string]string{jobs.MetaSlot: slot, jobs.MetaVersion: version},
+		Tags:      []string{contract.TagSlot + slot, contract.TagVersion + version},
+		Meta:      map[string]string{contract.MetaSlot: slot, contract.MetaVersion: version},
 		Checks: []nomadapi.ServiceCheck{{
-			Name: jobs.CheckApplication, Type: "http", Path: "/health", PortLabel: "http",
+			Name: contract.CheckApplication, Type: "http", Path: "/health", PortLabel: "http",
 			Interval: 2 * time.Second, Timeout: time.Second,
 		}},
 	}}
@@ -229,7 +230,7 @@ func appJob(app, slot, version string, env map[string]string) *nomadapi.Job {
 	g.AddTask(task)
 	job := nomadapi.NewSystemJob(id, id, "global", 50)
 	job.Datacenters = []string{"dc1"}
-	job.Meta = map[string]string{jobs.MetaApp: app, jobs.MetaSlot: slot, jobs.MetaVersion: version}
+	job.Meta = map[string]string{contract.MetaApp: app, contract.MetaSlot: slot, contract.MetaVersion: version}
 	job.AddTaskGroup(g)
 	return job
 }
@@ -324,7 +325,7 @@ func lastEvent(a *nomadapi.AllocationListStub) string {
 
 func slot(e *consulapi.ServiceEntry) string {
 	for _, tag := range e.Service.Tags {
-		if s, ok := strings.CutPrefix(tag, jobs.TagSlot); ok {
+		if s, ok := strings.CutPrefix(tag, contract.TagSlot); ok {
 			return s
 		}
 	}

@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/fleetplan/fleetplan/contract"
 	"github.com/fleetplan/fleetplan/plugin"
 )
 
@@ -27,10 +28,6 @@ const maxBody = 64 << 10
 // the metrics line still fits in what Consul keeps of a check output (4 KiB
 // by default).
 const maxHealthLine = 2048
-
-// MetricsLinePrefix starts the last line of the layer 3 agent check's
-// output (see the package documentation).
-const MetricsLinePrefix = "metrics: "
 
 // Instance is one fleetplan-managed service instance on the device: a
 // service of a slot job (tagged fleetplan-slot=<slot>) that carries the
@@ -56,55 +53,6 @@ func (i Instance) HostPort() string { return net.JoinHostPort(i.Address, strconv
 type healthDoc struct {
 	Status  *string `json:"status"`
 	Version *string `json:"version"`
-}
-
-// Metrics are the measurements in the metrics line: what the application's
-// metrics endpoint reports and what the agent measures of the device. A nil
-// field was not available.
-type Metrics struct {
-	ErrorRate     *float64 `json:"error_rate,omitempty"`
-	P95LatencyMS  *float64 `json:"p95_latency_ms,omitempty"`
-	RSSMB         *float64 `json:"rss_mb,omitempty"`
-	RequestsTotal *float64 `json:"requests_total,omitempty"`
-	CPUPercent    *float64 `json:"cpu_percent,omitempty"`
-	MemoryPercent *float64 `json:"memory_percent,omitempty"`
-}
-
-// MetricsLine is the metrics line of a layer 3 agent check output:
-// `metrics: {"error_rate":0.01,...}`. Every field is always written (null
-// when not available), in a fixed order.
-func (m Metrics) MetricsLine() string {
-	f := func(p *float64) string {
-		if p == nil || math.IsNaN(*p) || math.IsInf(*p, 0) {
-			return "null"
-		}
-		return strconv.FormatFloat(*p, 'f', -1, 64)
-	}
-	return fmt.Sprintf(`%s{"error_rate":%s,"p95_latency_ms":%s,"rss_mb":%s,"requests_total":%s,"cpu_percent":%s,"memory_percent":%s}`,
-		MetricsLinePrefix, f(m.ErrorRate), f(m.P95LatencyMS), f(m.RSSMB), f(m.RequestsTotal), f(m.CPUPercent), f(m.MemoryPercent))
-}
-
-// ParseMetricsLine finds the metrics line in a check output (as Consul
-// records it, "HTTP GET ...: 200 OK Output: ..." or the bare body) and
-// decodes it. ok is false when the output has no complete metrics line.
-func ParseMetricsLine(output string) (m Metrics, ok bool) {
-	i := strings.LastIndex(output, "\n"+MetricsLinePrefix)
-	if i < 0 {
-		if !strings.HasPrefix(output, MetricsLinePrefix) {
-			return Metrics{}, false
-		}
-		i = 0
-	} else {
-		i++
-	}
-	line := output[i+len(MetricsLinePrefix):]
-	if j := strings.IndexByte(line, '\n'); j >= 0 {
-		line = line[:j]
-	}
-	if err := json.Unmarshal([]byte(line), &m); err != nil {
-		return Metrics{}, false
-	}
-	return m, true
 }
 
 // appMetrics are the fields the agent reads from an application's metrics
@@ -176,7 +124,7 @@ func (p *appProber) ProbeApplication(ctx context.Context, in ApplicationInput, f
 	if healthLine != "" {
 		lines = append(lines, "health: "+healthLine)
 	}
-	m := Metrics{}
+	m := contract.Metrics{}
 	if in.System.CPUKnown {
 		m.CPUPercent = ptr(round1(in.System.CPUPercent))
 	}
@@ -190,12 +138,12 @@ func (p *appProber) ProbeApplication(ctx context.Context, in ApplicationInput, f
 		}
 		cancel()
 	}
-	lines = append(lines, m.MetricsLine())
+	lines = append(lines, m.Format())
 	return status, strings.Join(lines, "\n") + "\n"
 }
 
 // fillAppMetrics reads the application's metrics endpoint into m.
-func (p *appProber) fillAppMetrics(ctx context.Context, url string, m *Metrics) error {
+func (p *appProber) fillAppMetrics(ctx context.Context, url string, m *contract.Metrics) error {
 	am, err := p.fetchMetrics(ctx, url)
 	if err != nil {
 		return err
@@ -263,9 +211,9 @@ func (p *appProber) judgeHealth(ctx context.Context, url string, inst Instance, 
 	if expectVersion && inst.Version != "" {
 		if ver != inst.Version {
 			verdict = Critical
-			why = append(why, fmt.Sprintf("version %s but the instance runs release fleetplan-version=%s", orNone(ver), inst.Version))
+			why = append(why, fmt.Sprintf("version %s but the instance runs release %s", orNone(ver), contract.VersionTag(inst.Version)))
 		} else {
-			versionNote = fmt.Sprintf("version %s as released (fleetplan-version=%s)", ver, inst.Version)
+			versionNote = fmt.Sprintf("version %s as released (%s)", ver, contract.VersionTag(inst.Version))
 		}
 	}
 	summary := fmt.Sprintf("%s: %s", verdict, st)

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/fleetplan/fleetplan/checks"
+	"github.com/fleetplan/fleetplan/contract"
 	"github.com/fleetplan/fleetplan/plugin"
 )
 
@@ -102,7 +103,7 @@ func TestProbeApplication(t *testing.T) {
 				t.Errorf("first line has a brace: %q", lines[0])
 			}
 			checkContract(t, out, c.wantVersion)
-			m, ok := ParseMetricsLine(out)
+			m, ok := contract.ParseMetrics(out)
 			if !ok {
 				t.Fatalf("no metrics line:\n%s", out)
 			}
@@ -111,11 +112,11 @@ func TestProbeApplication(t *testing.T) {
 			}
 			if app.metrics != "" {
 				if m.ErrorRate == nil || *m.ErrorRate != 0.025 || *m.P95LatencyMS != 12.5 || *m.RSSMB != 9.5 || *m.RequestsTotal != 120 {
-					t.Errorf("app metrics = %s", m.MetricsLine())
+					t.Errorf("app metrics = %s", m.Format())
 				}
 			} else {
 				if m.ErrorRate != nil || m.P95LatencyMS != nil || m.RSSMB != nil {
-					t.Errorf("app metrics without a metrics endpoint = %s", m.MetricsLine())
+					t.Errorf("app metrics without a metrics endpoint = %s", m.Format())
 				}
 				if !strings.Contains(out, "\napp metrics: GET http://") || !strings.Contains(out, "/metrics: HTTP 404\n") {
 					t.Errorf("output does not say why there are no app metrics:\n%s", out)
@@ -140,12 +141,12 @@ func checkContract(t *testing.T, out, wantVersion string) {
 	}
 	lines := strings.Split(strings.TrimSuffix(out, "\n"), "\n")
 	last := lines[len(lines)-1]
-	if !strings.HasPrefix(last, MetricsLinePrefix) {
-		t.Fatalf("last line %q does not start with %q", last, MetricsLinePrefix)
+	if !strings.HasPrefix(last, contract.MetricsLinePrefix) {
+		t.Fatalf("last line %q does not start with %q", last, contract.MetricsLinePrefix)
 	}
 	// Exactly these keys, in this order.
 	keys := []string{"error_rate", "p95_latency_ms", "rss_mb", "requests_total", "cpu_percent", "memory_percent"}
-	dec := json.NewDecoder(strings.NewReader(strings.TrimPrefix(last, MetricsLinePrefix)))
+	dec := json.NewDecoder(strings.NewReader(strings.TrimPrefix(last, contract.MetricsLinePrefix)))
 	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
 		t.Fatalf("metrics line is not a JSON object: %q", last)
 	}
@@ -174,7 +175,7 @@ func TestProbeApplicationUnreachable(t *testing.T) {
 		t.Errorf("unreachable app: %s\n%s", st, out)
 	}
 	checkContract(t, out, "")
-	m, ok := ParseMetricsLine(out)
+	m, ok := contract.ParseMetrics(out)
 	if !ok || m.CPUPercent != nil || m.ErrorRate != nil {
 		t.Errorf("metrics line = %+v %v", m, ok)
 	}
@@ -195,28 +196,6 @@ func TestProbeApplicationSlow(t *testing.T) {
 	st, out := newProber().ProbeApplication(context.Background(), ApplicationInput{Instance: Instance{Address: host, Port: p}, HealthPath: "/health"}, 200*time.Millisecond)
 	if st != Critical || !strings.Contains(out, "/health gave no answer within") {
 		t.Errorf("slow app: %s\n%s", st, out)
-	}
-}
-
-func TestMetricsLine(t *testing.T) {
-	m := Metrics{ErrorRate: ptr(0.0), P95LatencyMS: ptr(1.25), CPUPercent: ptr(3.0)}
-	want := `metrics: {"error_rate":0,"p95_latency_ms":1.25,"rss_mb":null,"requests_total":null,"cpu_percent":3,"memory_percent":null}`
-	if got := m.MetricsLine(); got != want {
-		t.Errorf("MetricsLine =\n%s\nwant\n%s", got, want)
-	}
-	for _, out := range []string{
-		want,
-		"HTTP GET http://x/: 200 OK Output: passing: healthy\nhealth: {}\n" + want + "\n",
-	} {
-		got, ok := ParseMetricsLine(out)
-		if !ok || *got.P95LatencyMS != 1.25 || got.RSSMB != nil {
-			t.Errorf("ParseMetricsLine(%q) = %+v, %v", out, got, ok)
-		}
-	}
-	for _, out := range []string{"", "passing\nmetrics: {\"error_rate\":", "no metrics here"} {
-		if _, ok := ParseMetricsLine(out); ok {
-			t.Errorf("ParseMetricsLine(%q) found a metrics line", out)
-		}
 	}
 }
 

@@ -11,19 +11,11 @@ import (
 
 	consulapi "github.com/hashicorp/consul/api"
 
-	"github.com/fleetplan/fleetplan/jobs"
+	"github.com/fleetplan/fleetplan/contract"
 )
 
-// Names of the checks the agent registers. The watcher maps "fleetplan
-// L<n> ..." to layer n. The layer 3 check is not called "fleetplan L3
-// application": Nomad registers that one on the same service (jobs.Compile),
-// and one name per check keeps the Consul UI readable.
+// IDs of the checks the agent registers (their names are in contract).
 const (
-	CheckConnectivity = "fleetplan L1 connectivity"
-	CheckSystem       = "fleetplan L2 system"
-	CheckApplication  = "fleetplan L3 version and metrics"
-	CheckFunctional   = "fleetplan L4 functional"
-
 	// CheckIDPrefix starts the ID of every check the agent owns; the
 	// agent deregisters any check with this prefix it does not want.
 	CheckIDPrefix = "fleetplan-L"
@@ -50,18 +42,9 @@ func ServiceCheckID(layer int, serviceID string) string {
 	return CheckIDPrefix + strconv.Itoa(layer) + "-" + serviceID
 }
 
-// metaApp is the service meta key that names the application, when the
-// slot job puts it there (else the agent reads the job meta of the
-// allocation).
-const metaApp = jobs.MetaApp
-
-// nomadTaskServicePrefix starts the Consul service ID of a service Nomad
-// registers for an allocation: _nomad-task-<alloc ID>-<group or task>-...
-const nomadTaskServicePrefix = "_nomad-task-"
-
 // allocIDOf returns the allocation ID in a Nomad service ID, or "".
 func allocIDOf(serviceID string) string {
-	rest, ok := strings.CutPrefix(serviceID, nomadTaskServicePrefix)
+	rest, ok := strings.CutPrefix(serviceID, contract.NomadTaskServicePrefix)
 	if !ok || len(rest) < 36 {
 		return ""
 	}
@@ -80,7 +63,7 @@ func allocIDOf(serviceID string) string {
 func FindInstances(services map[string]*consulapi.AgentService, checks map[string]*consulapi.AgentCheck, appOf func(*consulapi.AgentService) string) []Instance {
 	health := map[string]bool{}
 	for _, c := range checks {
-		if c.Name == jobs.CheckApplication && c.ServiceID != "" {
+		if c.Name == contract.CheckApplication && c.ServiceID != "" {
 			health[c.ServiceID] = true
 		}
 	}
@@ -88,10 +71,10 @@ func FindInstances(services map[string]*consulapi.AgentService, checks map[strin
 	for id, s := range services {
 		slot, version := "", ""
 		for _, t := range s.Tags {
-			if v, ok := strings.CutPrefix(t, jobs.TagSlot); ok {
+			if v, ok := strings.CutPrefix(t, contract.TagSlot); ok {
 				slot = v
 			}
-			if v, ok := strings.CutPrefix(t, jobs.TagVersion); ok {
+			if v, ok := strings.CutPrefix(t, contract.TagVersion); ok {
 				version = v
 			}
 		}
@@ -140,8 +123,8 @@ func (p checkPlan) DesiredChecks(insts []Instance, configs map[string]*AppConfig
 			},
 		}
 	}
-	add(CheckIDConnectivity, CheckConnectivity, "", PathConnectivity, ConnectivityNotes(p.HeartbeatTimeout), p.Interval, p.Timeout)
-	add(CheckIDSystem, CheckSystem, "", PathSystem, SystemNotes(p.Thresholds), p.Interval, p.Timeout)
+	add(CheckIDConnectivity, contract.CheckConnectivity, "", PathConnectivity, ConnectivityNotes(p.HeartbeatTimeout), p.Interval, p.Timeout)
+	add(CheckIDSystem, contract.CheckSystem, "", PathSystem, SystemNotes(p.Thresholds), p.Interval, p.Timeout)
 	for _, in := range insts {
 		q := "?service=" + url.QueryEscape(in.ServiceID)
 		cfg := configs[in.App]
@@ -152,14 +135,14 @@ func (p checkPlan) DesiredChecks(insts []Instance, configs map[string]*AppConfig
 		if cfg != nil && cfg.Timeout > 0 {
 			fetch = cfg.Timeout.D()
 		}
-		add(ServiceCheckID(3, in.ServiceID), CheckApplication, in.ServiceID, PathApplication+q,
+		add(ServiceCheckID(3, in.ServiceID), contract.CheckVersionMetrics, in.ServiceID, PathApplication+q,
 			ApplicationNotes(in, cfg), interval, applicationCheckTimeout(fetch))
 		if cfg != nil && cfg.Functional != nil && cfg.Functional.Probe != "" {
 			fi := p.Interval
 			if cfg.Functional.Interval > 0 {
 				fi = cfg.Functional.Interval.D()
 			}
-			add(ServiceCheckID(4, in.ServiceID), CheckFunctional, in.ServiceID, PathFunctional+q,
+			add(ServiceCheckID(4, in.ServiceID), contract.CheckFunctional, in.ServiceID, PathFunctional+q,
 				FunctionalNotes(cfg.Functional), fi, probeTimeout(cfg.Functional)+time.Second)
 		}
 	}
@@ -182,10 +165,10 @@ func ApplicationNotes(in Instance, cfg *AppConfig) string {
 	}
 	ver := "the reported version is not checked"
 	if expect {
-		ver = fmt.Sprintf("a version other than fleetplan-version=%s fails", in.Version)
+		ver = fmt.Sprintf("a version other than %s fails", contract.VersionTag(in.Version))
 	}
 	return fmt.Sprintf("fleetplan device agent, layer 3: GET %s on the instance: healthy passes, degraded warns, unhealthy fails; %s. The last output line is %s{...} with error_rate, p95_latency_ms, rss_mb, requests_total, cpu_percent, memory_percent (%s).",
-		path, ver, MetricsLinePrefix, source)
+		path, ver, contract.MetricsLinePrefix, source)
 }
 
 // fingerprint identifies a registration's definition (not its status).

@@ -7,7 +7,7 @@ import (
 
 	consulapi "github.com/hashicorp/consul/api"
 
-	"github.com/fleetplan/fleetplan/jobs"
+	"github.com/fleetplan/fleetplan/contract"
 )
 
 const (
@@ -26,9 +26,9 @@ func agentState() (map[string]*consulapi.AgentService, map[string]*consulapi.Age
 		"other":           {ID: "other", Service: "other", Port: 80},
 	}
 	checks := map[string]*consulapi.AgentCheck{
-		"_nomad-check-1": {CheckID: "_nomad-check-1", Name: jobs.CheckApplication, ServiceID: svcHTTP},
+		"_nomad-check-1": {CheckID: "_nomad-check-1", Name: contract.CheckApplication, ServiceID: svcHTTP},
 		"_nomad-check-2": {CheckID: "_nomad-check-2", Name: "Nomad Client HTTP Check", ServiceID: "_nomad-client-x"},
-		"other-check":    {CheckID: "other-check", Name: jobs.CheckApplication, ServiceID: "other"},
+		"other-check":    {CheckID: "other-check", Name: contract.CheckApplication, ServiceID: "other"},
 	}
 	return services, checks
 }
@@ -132,28 +132,5 @@ func TestRelevantApps(t *testing.T) {
 	}
 	if got := relevantApps(nil, configs); len(got) != 2 || got[0] != a {
 		t.Errorf("relevant apps on an empty device = %v", got)
-	}
-}
-
-func TestNextIndexAndBackoff(t *testing.T) {
-	for _, c := range []struct {
-		prev, got uint64
-		first     bool
-		next      uint64
-		news      bool
-	}{
-		{0, 10, true, 10, true},
-		{10, 10, false, 10, false},
-		{10, 12, false, 12, true},
-		{10, 3, false, 0, true},
-	} {
-		if n, news := nextIndex(c.prev, c.got, c.first); n != c.next || news != c.news {
-			t.Errorf("nextIndex(%d, %d, %v) = %d, %v; want %d, %v", c.prev, c.got, c.first, n, news, c.next, c.news)
-		}
-	}
-	for n, want := range map[int]time.Duration{0: 0, 1: time.Second, 2: 2 * time.Second, 3: 4 * time.Second, 6: 30 * time.Second, 100: 30 * time.Second} {
-		if got := backoff(n, time.Second, 30*time.Second); got != want {
-			t.Errorf("backoff(%d) = %s, want %s", n, got, want)
-		}
 	}
 }

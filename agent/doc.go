@@ -91,7 +91,7 @@
 // errors / requests since it started), p95_latency_ms, rss_mb (the
 // application's resident memory, from rss_mb or rss_bytes), requests_total,
 // cpu_percent and memory_percent (the device's, as layer 2 measures them).
-// A value the agent could not get is null. ParseMetricsLine reads it back.
+// A value the agent could not get is null. contract.ParseMetrics reads it back.
 //
 // So the watcher has each instance's measurements with every check update,
 // without polling devices. For a before/after sample outside Consul, GET

@@ -5,16 +5,8 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-)
 
-// Check names and IDs the watcher knows.
-const (
-	// SerfHealthCheck is Consul's agent liveness check (layer 1), reported
-	// under this name.
-	SerfHealthCheck = "serfHealth"
-	// LayerCheckPrefix starts the name of every fleetplan layer check:
-	// "fleetplan L3 application".
-	LayerCheckPrefix = "fleetplan L"
+	"github.com/fleetplan/fleetplan/contract"
 )
 
 // CheckLayer maps a Consul check name to its health layer: "fleetplan L<n>
@@ -22,7 +14,7 @@ const (
 // gives a service check without a name (`service: "x" check`) is layer 3, as
 // it can only be the application's own check. Anything else is layer 0.
 func CheckLayer(name string) int {
-	if rest, ok := strings.CutPrefix(name, LayerCheckPrefix); ok && rest != "" {
+	if rest, ok := strings.CutPrefix(name, contract.LayerCheckPrefix); ok && rest != "" {
 		end := 0
 		for end < len(rest) && rest[end] >= '0' && rest[end] <= '9' {
 			end++
@@ -34,7 +26,7 @@ func CheckLayer(name string) int {
 		}
 		return 0
 	}
-	if name == SerfHealthCheck {
+	if name == contract.SerfHealthCheck {
 		return 1
 	}
 	if strings.HasPrefix(name, `service: "`) && strings.HasSuffix(name, `" check`) {

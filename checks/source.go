@@ -10,16 +10,9 @@ import (
 
 	consulapi "github.com/hashicorp/consul/api"
 	nomadapi "github.com/hashicorp/nomad/api"
-)
 
-// Job meta keys the slot jobs carry (set by jobs/).
-const (
-	MetaVersion = "fleetplan_version"
-	MetaSlot    = "fleetplan_slot"
+	"github.com/fleetplan/fleetplan/contract"
 )
-
-// SlotTag is the Consul service tag of a slot job's services.
-func SlotTag(slot string) string { return "fleetplan-slot=" + slot }
 
 // query is one blocking call's parameters.
 type query struct {
@@ -246,7 +239,7 @@ func viewOfVersions(versions []*nomadapi.Job) jobView {
 		if ver >= v.Latest {
 			v.Latest = ver
 		}
-		v.Versions[ver] = j.Meta[MetaVersion]
+		v.Versions[ver] = j.Meta[contract.MetaVersion]
 		jobName := deref(j.Name)
 		if jobName == "" {
 			jobName = deref(j.ID)

@@ -9,6 +9,8 @@ import (
 
 	consulapi "github.com/hashicorp/consul/api"
 	nomadapi "github.com/hashicorp/nomad/api"
+
+	"github.com/fleetplan/fleetplan/contract"
 )
 
 // fakeHTTP serves canned Nomad and Consul answers and counts the calls.
@@ -127,7 +129,7 @@ func TestAPISourceAllocationsAndService(t *testing.T) {
 	if err != nil || idx != 77 || len(as) != 1 || as[0].Restarts != 3 || as[0].JobVersion != 3 || as[0].CreateIndex != 70 {
 		t.Errorf("Allocations = %+v, %d, %v", as, idx, err)
 	}
-	ins, idx, err := src.Service(ctx, "app", SlotTag("blue"), query{})
+	ins, idx, err := src.Service(ctx, "app", contract.SlotTag("blue"), query{})
 	if err != nil || idx != 90 || len(ins) != 1 || ins[0].Node != "jetson-1" || len(ins[0].Checks) != 1 || ins[0].Checks[0].Name != "fleetplan L3 application" {
 		t.Errorf("Service = %+v, %d, %v", ins, idx, err)
 	}

@@ -13,6 +13,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 	nomadapi "github.com/hashicorp/nomad/api"
 
+	"github.com/fleetplan/fleetplan/contract"
 	"github.com/fleetplan/fleetplan/internal/testcluster"
 	"github.com/fleetplan/fleetplan/scheduler"
 )
@@ -27,10 +28,10 @@ const (
 // them: system job, slot and version in the job meta, tags and the layer-3
 // check on the service.
 func ctestJob(version string, env map[string]string) *nomadapi.Job {
-	id := SlotJobID(itApp, itSlot)
+	id := contract.SlotJobID(itApp, itSlot)
 	job := nomadapi.NewSystemJob(id, id, "global", 50)
 	job.Datacenters = []string{"dc1"}
-	job.Meta = map[string]string{MetaVersion: version, MetaSlot: itSlot}
+	job.Meta = map[string]string{contract.MetaVersion: version, contract.MetaSlot: itSlot}
 	app, _, _ := strings.Cut(version, "+")
 
 	tg := nomadapi.NewTaskGroup("app", 1)
@@ -42,8 +43,8 @@ func ctestJob(version string, env map[string]string) *nomadapi.Job {
 		PortLabel: "http",
 		Provider:  "consul",
 		Address:   "${NOMAD_IP_http}",
-		Tags:      []string{SlotTag(itSlot), "fleetplan-version=" + app},
-		Meta:      map[string]string{MetaSlot: itSlot, MetaVersion: version},
+		Tags:      []string{contract.SlotTag(itSlot), contract.VersionTag(app)},
+		Meta:      map[string]string{contract.MetaSlot: itSlot, contract.MetaVersion: version},
 		Checks: []nomadapi.ServiceCheck{{
 			Name:     "fleetplan L3 application",
 			Type:     "http",
@@ -83,7 +84,7 @@ func l3(h scheduler.DeviceHealth) *scheduler.CheckResult {
 
 func TestWatcherOnDevCluster(t *testing.T) {
 	c := testcluster.Require(t)
-	jobID := SlotJobID(itApp, itSlot)
+	jobID := contract.SlotJobID(itApp, itSlot)
 	purge := func() {
 		if _, _, err := c.Nomad.Jobs().Deregister(jobID, true, nil); err != nil {
 			t.Logf("purging %s: %v", jobID, err)
@@ -179,7 +180,7 @@ func TestWatcherOnDevCluster(t *testing.T) {
 		h := hs[d.ID]
 		var serf *scheduler.CheckResult
 		for i, c := range h.Checks {
-			if c.Name == SerfHealthCheck {
+			if c.Name == contract.SerfHealthCheck {
 				serf = &h.Checks[i]
 			}
 			if i > 0 && c.Layer < h.Checks[i-1].Layer {

@@ -10,6 +10,8 @@ import (
 
 	nomadapi "github.com/hashicorp/nomad/api"
 
+	"github.com/fleetplan/fleetplan/contract"
+	"github.com/fleetplan/fleetplan/internal/blocking"
 	"github.com/fleetplan/fleetplan/scheduler"
 )
 
@@ -170,7 +172,7 @@ func testConfig() Config {
 
 func startFake(t *testing.T, f *fakeSource, cfg Config) *Watcher {
 	t.Helper()
-	w := newWatcher(f, nil, realClock(), WithConfig(cfg))
+	w := newWatcher(f, nil, blocking.Clock{}, WithConfig(cfg))
 	t.Cleanup(w.Stop)
 	return w
 }
@@ -388,7 +390,7 @@ func TestHealthCallsNoSource(t *testing.T) {
 func TestHealthAfterStop(t *testing.T) {
 	f := newFakeSource()
 	fleet(f)
-	w := newWatcher(f, nil, realClock(), WithConfig(testConfig()))
+	w := newWatcher(f, nil, blocking.Clock{}, WithConfig(testConfig()))
 	health(t, w)
 	w.Stop()
 	if _, err := w.Health(context.Background(), blueRollout, devices); !errors.Is(err, ErrStopped) {
@@ -451,13 +453,13 @@ func TestViewOfVersions(t *testing.T) {
 	u := func(v uint64) *uint64 { return &v }
 	s := func(v string) *string { return &v }
 	versions := []*nomadapi.Job{
-		{ID: s("app-blue"), Name: s("app-blue"), Version: u(3), Meta: map[string]string{MetaVersion: "2.0.0+r2"},
+		{ID: s("app-blue"), Name: s("app-blue"), Version: u(3), Meta: map[string]string{contract.MetaVersion: "2.0.0+r2"},
 			TaskGroups: []*nomadapi.TaskGroup{{
 				Name:     s("app"),
 				Services: []*nomadapi.Service{{Name: "app"}, {Name: "${NOMAD_JOB_NAME}-metrics"}, {Name: "nomad-native", Provider: "nomad"}, {Name: "node-${node.unique.name}"}},
 				Tasks:    []*nomadapi.Task{{Name: "srv", Services: []*nomadapi.Service{{Name: "${TASK}-api"}, {}}}},
 			}}},
-		{ID: s("app-blue"), Name: s("app-blue"), Version: u(2), Meta: map[string]string{MetaVersion: "1.0.0+r1"},
+		{ID: s("app-blue"), Name: s("app-blue"), Version: u(2), Meta: map[string]string{contract.MetaVersion: "1.0.0+r1"},
 			TaskGroups: []*nomadapi.TaskGroup{{Name: s("app"), Services: []*nomadapi.Service{{Name: "app-old"}}}}},
 	}
 	got := viewOfVersions(versions)

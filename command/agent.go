@@ -16,6 +16,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/fleetplan/fleetplan/agent"
+	"github.com/fleetplan/fleetplan/contract"
 	"github.com/fleetplan/fleetplan/jobs"
 	"github.com/fleetplan/fleetplan/plugin"
 )
@@ -243,9 +244,9 @@ func agentUninstallAction(c *cli.Context) error {
 	}
 	ctx, cancel := context.WithTimeout(c.Context, time.Minute)
 	defer cancel()
-	if _, _, err := nc.Jobs().Deregister(jobs.AgentJobID, true, (&nomadapi.WriteOptions{}).WithContext(ctx)); err != nil {
-		return exit(ExitInternal, "purging job %s: %v", jobs.AgentJobID, err)
+	if _, _, err := nc.Jobs().Deregister(contract.AgentJobID, true, (&nomadapi.WriteOptions{}).WithContext(ctx)); err != nil {
+		return exit(ExitInternal, "purging job %s: %v", contract.AgentJobID, err)
 	}
-	fmt.Fprintf(c.App.Writer, "purged job %s; the agents deregister their checks as they stop\n", jobs.AgentJobID)
+	fmt.Fprintf(c.App.Writer, "purged job %s; the agents deregister their checks as they stop\n", contract.AgentJobID)
 	return nil
 }

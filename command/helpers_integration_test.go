@@ -19,7 +19,7 @@ import (
 	consul "github.com/hashicorp/consul/api"
 	nomad "github.com/hashicorp/nomad/api"
 
-	"github.com/fleetplan/fleetplan/agent"
+	"github.com/fleetplan/fleetplan/contract"
 	"github.com/fleetplan/fleetplan/internal/testcluster"
 )
 
@@ -146,7 +146,7 @@ func installAgent(t *testing.T, ctx context.Context, c *testcluster.Cluster) {
 			}
 			n := 0
 			for _, ch := range checks {
-				if ch.Name == agent.CheckConnectivity || ch.Name == agent.CheckSystem {
+				if ch.Name == contract.CheckConnectivity || ch.Name == contract.CheckSystem {
 					n++
 				}
 			}
@@ -220,7 +220,7 @@ func settled(c *testcluster.Cluster, app, slot, version string, in *instance) st
 	if in.allocID == "(several)" {
 		return "several running allocations in slot " + slot
 	}
-	for _, name := range []string{"fleetplan L3 application", agent.CheckApplication, agent.CheckFunctional} {
+	for _, name := range []string{contract.CheckApplication, contract.CheckVersionMetrics, contract.CheckFunctional} {
 		ch := in.checks[name]
 		if ch == nil {
 			return fmt.Sprintf("check %q not registered", name)
@@ -269,7 +269,7 @@ func waitSettled(t *testing.T, c *testcluster.Cluster, devices []string, app, sl
 		for _, d := range devices {
 			msg := settled(c, app, slot, version, ins[d])
 			if msg == "" {
-				if ch := ins[d].checks[agent.CheckApplication]; !strings.Contains(ch.Output, `"rss_mb":`) || strings.Contains(ch.Output, `"rss_mb":null`) {
+				if ch := ins[d].checks[contract.CheckVersionMetrics]; !strings.Contains(ch.Output, `"rss_mb":`) || strings.Contains(ch.Output, `"rss_mb":null`) {
 					msg = "the agent's layer 3 output has no memory measurement: " + ch.Output
 				}
 			}

@@ -9,6 +9,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/fleetplan/fleetplan/contract"
 	fphcl "github.com/fleetplan/fleetplan/hcl"
 	"github.com/fleetplan/fleetplan/jobs"
 	"github.com/fleetplan/fleetplan/scheduler"
@@ -149,7 +150,7 @@ func planOne(ctx context.Context, w *wiring, p *scheduler.Policy) (*PlanDoc, err
 		doc.InProgress = cur
 	}
 	doc.CandidateSlot = scheduler.OtherSlot(doc.ActiveSlot)
-	doc.CandidateJob = jobs.JobID(p.Name, doc.CandidateSlot)
+	doc.CandidateJob = contract.SlotJobID(p.Name, doc.CandidateSlot)
 	doc.Changes = doc.ActiveVersion != p.Release.Version
 
 	base, err := jobs.ParseJobspec(ctx, w.nomad, p.Release.Jobspec)

@@ -5,12 +5,12 @@ import (
 	"time"
 
 	"github.com/hashicorp/nomad/api"
+
+	"github.com/fleetplan/fleetplan/contract"
 )
 
 // Defaults of the device agent's system job.
 const (
-	// AgentJobID is the ID (and name) of the device agent's job.
-	AgentJobID = "fleetplan-agent"
 	// AgentPortLabel is the network port the agent's probes listen on.
 	AgentPortLabel = "probe"
 	// DefaultAgentCommand runs the fleetplan binary installed next to the
@@ -36,7 +36,7 @@ const (
 // AgentJobOptions shape the device agent's job. Zero values take the
 // defaults.
 type AgentJobOptions struct {
-	// JobID defaults to AgentJobID.
+	// JobID defaults to contract.AgentJobID.
 	JobID string
 	// Datacenters default to all ("*").
 	Datacenters []string
@@ -80,7 +80,7 @@ type AgentJobOptions struct {
 func AgentJob(opts AgentJobOptions) *api.Job {
 	id := opts.JobID
 	if id == "" {
-		id = AgentJobID
+		id = contract.AgentJobID
 	}
 	dcs := opts.Datacenters
 	if len(dcs) == 0 {
@@ -134,7 +134,7 @@ func AgentJob(opts AgentJobOptions) *api.Job {
 	job := api.NewSystemJob(id, id, "global", 50)
 	job.Datacenters = dcs
 	job.Constraints = selectorConstraints(opts.Selector)
-	job.Meta = map[string]string{"fleetplan_component": "agent"}
+	job.Meta = map[string]string{contract.MetaComponent: contract.ComponentAgent}
 	maps.Copy(job.Meta, opts.Meta)
 	job.AddTaskGroup(group)
 	return job

@@ -11,28 +11,11 @@ import (
 
 	"github.com/hashicorp/nomad/api"
 
+	"github.com/fleetplan/fleetplan/contract"
 	"github.com/fleetplan/fleetplan/scheduler"
 )
 
-// Job, service and check names fleetplan writes into the slot jobs. The
-// health watcher and the registry read them back.
 const (
-	// MetaVersion is the job (and service) meta key holding
-	// "<version>+<rollout ID>"; the application reports the part before "+"
-	// (it reads NOMAD_META_fleetplan_version).
-	MetaVersion = "fleetplan_version"
-	MetaRollout = "fleetplan_rollout"
-	MetaSlot    = "fleetplan_slot"
-	MetaApp     = "fleetplan_app"
-
-	// TagSlot and TagVersion prefix the service tags "fleetplan-slot=<slot>"
-	// and "fleetplan-version=<version>".
-	TagSlot    = "fleetplan-slot="
-	TagVersion = "fleetplan-version="
-
-	// CheckApplication is the name of the layer 3 Consul check.
-	CheckApplication = "fleetplan L3 application"
-
 	// attrNodeClass and attrDatacenter are the node attributes of the class
 	// and datacenter constraints.
 	attrNodeClass  = "${node.class}"
@@ -43,24 +26,8 @@ const (
 	minCheckDuration = time.Second
 )
 
-// JobID is the ID (and name) of an application's slot job.
-func JobID(app, slot string) string { return app + "-" + slot }
-
-// SlotMetaKey is the dynamic node metadata key naming the slot(s) a device
-// runs for an application.
-func SlotMetaKey(app string) string { return "fleetplan." + app + ".slot" }
-
-// slotConstraintTarget is the constraint attribute of SlotMetaKey.
-func slotConstraintTarget(app string) string { return "${meta." + SlotMetaKey(app) + "}" }
-
-// Version returns the job meta fleetplan_version of a release run:
-// "<version>+<rollout ID>", or the bare version without a rollout ID.
-func Version(version, rolloutID string) string {
-	if rolloutID == "" {
-		return version
-	}
-	return version + "+" + rolloutID
-}
+// slotConstraintTarget is the constraint attribute of contract.SlotMetaKey.
+func slotConstraintTarget(app string) string { return "${meta." + contract.SlotMetaKey(app) + "}" }
 
 // Compile turns the application's parsed jobspec into the system job of one
 // slot for one rollout run. It does not modify base and does no I/O, so the
@@ -103,11 +70,11 @@ func Compile(base *api.Job, p *scheduler.Policy, slot, rolloutID string) (*api.J
 	version := p.Release.Version
 	switch {
 	case version == "":
-		return nil, fmt.Errorf("compiling %s: the release has no version", JobID(p.Name, slot))
+		return nil, fmt.Errorf("compiling %s: the release has no version", contract.SlotJobID(p.Name, slot))
 	case strings.Contains(version, "+"):
-		return nil, fmt.Errorf("compiling %s: release version %q contains \"+\", which separates the version from the rollout ID in the job meta %s (and applications report only the part before it)", JobID(p.Name, slot), version, MetaVersion)
+		return nil, fmt.Errorf("compiling %s: release version %q contains \"+\", which separates the version from the rollout ID in the job meta %s (and applications report only the part before it)", contract.SlotJobID(p.Name, slot), version, contract.MetaVersion)
 	}
-	what := fmt.Sprintf("compiling %s from job %q", JobID(p.Name, slot), deref(base.ID))
+	what := fmt.Sprintf("compiling %s from job %q", contract.SlotJobID(p.Name, slot), deref(base.ID))
 	if app := p.Health.Application; app.Interval < minCheckDuration || app.Timeout < minCheckDuration {
 		return nil, fmt.Errorf("%s: the application health check's interval (%s) and timeout (%s) must be at least %s, Nomad's minimum", what, app.Interval, app.Timeout, minCheckDuration)
 	}
@@ -132,7 +99,7 @@ func Compile(base *api.Job, p *scheduler.Policy, slot, rolloutID string) (*api.J
 
 	// Identity and type. Fields the server sets are cleared so that a job
 	// read back from Nomad compiles to the same result.
-	id := JobID(p.Name, slot)
+	id := contract.SlotJobID(p.Name, slot)
 	job.ID, job.Name = new(id), new(id)
 	job.Type = new(api.JobTypeSystem)
 	job.ParentID, job.Status, job.StatusDescription = nil, nil, nil
@@ -152,10 +119,10 @@ func Compile(base *api.Job, p *scheduler.Policy, slot, rolloutID string) (*api.J
 	if job.Meta == nil {
 		job.Meta = map[string]string{}
 	}
-	job.Meta[MetaVersion] = Version(version, rolloutID)
-	job.Meta[MetaRollout] = rolloutID
-	job.Meta[MetaSlot] = slot
-	job.Meta[MetaApp] = p.Name
+	job.Meta[contract.MetaVersion] = contract.VersionMeta(version, rolloutID)
+	job.Meta[contract.MetaRollout] = rolloutID
+	job.Meta[contract.MetaSlot] = slot
+	job.Meta[contract.MetaApp] = p.Name
 
 	names := map[string]bool{}
 	for _, g := range job.TaskGroups {
@@ -246,26 +213,26 @@ func decorateServices(g *api.TaskGroup, p *scheduler.Policy, port, slot, version
 		}
 		app := p.Health.Application
 		check := api.ServiceCheck{
-			Name:      CheckApplication,
+			Name:      contract.CheckApplication,
 			Type:      "http",
 			Path:      app.Path,
 			PortLabel: port,
 			Interval:  app.Interval,
 			Timeout:   app.Timeout,
 		}
-		target.Checks = slices.DeleteFunc(target.Checks, func(c api.ServiceCheck) bool { return c.Name == CheckApplication })
+		target.Checks = slices.DeleteFunc(target.Checks, func(c api.ServiceCheck) bool { return c.Name == contract.CheckApplication })
 		target.Checks = append(target.Checks, check)
 	}
 	for _, s := range allServices(g) {
 		s.Tags = slices.DeleteFunc(s.Tags, func(t string) bool {
-			return strings.HasPrefix(t, TagSlot) || strings.HasPrefix(t, TagVersion)
+			return strings.HasPrefix(t, contract.TagSlot) || strings.HasPrefix(t, contract.TagVersion)
 		})
-		s.Tags = append(s.Tags, TagSlot+slot, TagVersion+version)
+		s.Tags = append(s.Tags, contract.SlotTag(slot), contract.VersionTag(version))
 		if s.Meta == nil {
 			s.Meta = map[string]string{}
 		}
-		s.Meta[MetaSlot] = slot
-		s.Meta[MetaVersion] = Version(version, rolloutID)
+		s.Meta[contract.MetaSlot] = slot
+		s.Meta[contract.MetaVersion] = contract.VersionMeta(version, rolloutID)
 	}
 }
 

@@ -12,6 +12,7 @@ import (
 
 	"github.com/hashicorp/nomad/api"
 
+	"github.com/fleetplan/fleetplan/contract"
 	"github.com/fleetplan/fleetplan/scheduler"
 )
 
@@ -242,7 +243,7 @@ func TestCompileContents(t *testing.T) {
 	if c := job.Constraints[0]; *c != (api.Constraint{LTarget: "${meta.fleetplan.edgeinfer.slot}", Operand: "set_contains", RTarget: "green"}) {
 		t.Errorf("slot constraint = %+v", *c)
 	}
-	if got := job.Meta[MetaVersion]; got != "2.0.0+r-9" {
+	if got := job.Meta[contract.MetaVersion]; got != "2.0.0+r-9" {
 		t.Errorf("fleetplan_version = %q", got)
 	}
 	if n := len(job.TaskGroups); n != 2 {
@@ -257,7 +258,7 @@ func TestCompileContents(t *testing.T) {
 	}
 	for _, g := range job.TaskGroups {
 		s := g.Services[0]
-		if len(s.Checks) != 1 || s.Checks[0].Name != CheckApplication || s.Checks[0].Path != "/health" || s.Checks[0].PortLabel != "http" ||
+		if len(s.Checks) != 1 || s.Checks[0].Name != contract.CheckApplication || s.Checks[0].Path != "/health" || s.Checks[0].PortLabel != "http" ||
 			s.Checks[0].Interval != 2*time.Second || s.Checks[0].Timeout != time.Second {
 			t.Errorf("group %s checks: %+v", *g.Name, s.Checks)
 		}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"slices"
 	"strings"
 	"sync"
@@ -13,6 +12,8 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/nomad/api"
 
+	"github.com/fleetplan/fleetplan/contract"
+	"github.com/fleetplan/fleetplan/internal/blocking"
 	"github.com/fleetplan/fleetplan/scheduler"
 )
 
@@ -103,7 +104,7 @@ func (n *Nomad) PrepareCandidate(ctx context.Context, r *scheduler.Rollout) erro
 			return fmt.Errorf("comparing slot job %s with the registered one: %w", id, err)
 		}
 		if same {
-			log.Info("slot job already registered with this spec", "version", job.Meta[MetaVersion])
+			log.Info("slot job already registered with this spec", "version", job.Meta[contract.MetaVersion])
 			return nil
 		}
 	}
@@ -112,7 +113,7 @@ func (n *Nomad) PrepareCandidate(ctx context.Context, r *scheduler.Rollout) erro
 	if err != nil {
 		return fmt.Errorf("registering slot job %s: %w", id, err)
 	}
-	log.Info("registered slot job", "version", job.Meta[MetaVersion], "eval_id", resp.EvalID, "warnings", resp.Warnings)
+	log.Info("registered slot job", "version", job.Meta[contract.MetaVersion], "eval_id", resp.EvalID, "warnings", resp.Warnings)
 	return nil
 }
 
@@ -130,9 +131,9 @@ func (n *Nomad) sameSpec(ctx context.Context, job, existing *api.Job) (bool, err
 	return plan.Diff != nil && plan.Diff.Type == "None", nil
 }
 
-// SwitchDevice moves one device from slot `from` to slot `to` (the four
-// steps of DESIGN.md). A slot value is "", "blue", "green", or the two
-// colours for a blue-green hot standby ("blue,green"):
+// SwitchDevice moves one device from slot `from` to slot `to` in four
+// steps. A slot value is "", "blue", "green", or the two colours for a
+// blue-green hot standby ("blue,green"):
 //
 //  1. set the node's dynamic metadata fleetplan.<app>.slot to `to` (remove
 //     it when `to` is "");
@@ -251,9 +252,9 @@ func (n *Nomad) node(ctx context.Context, dev scheduler.DeviceRef) (*api.Node, e
 // applySlot is step 1. The server forwards the request to the device's
 // client, so an unreachable client shows up here.
 func (n *Nomad) applySlot(ctx context.Context, dev scheduler.DeviceRef, to string) error {
-	req := &api.NodeMetaApplyRequest{NodeID: dev.ID, Meta: map[string]*string{SlotMetaKey(n.policy.Name): nil}}
+	req := &api.NodeMetaApplyRequest{NodeID: dev.ID, Meta: map[string]*string{contract.SlotMetaKey(n.policy.Name): nil}}
 	if to != "" {
-		req.Meta[SlotMetaKey(n.policy.Name)] = new(to)
+		req.Meta[contract.SlotMetaKey(n.policy.Name)] = new(to)
 	}
 	cctx, cancel := context.WithTimeout(ctx, n.CallTimeout)
 	defer cancel()
@@ -282,26 +283,40 @@ func (n *Nomad) applySlot(ctx context.Context, dev scheduler.DeviceRef, to strin
 	return err
 }
 
+// slotSyncTiming paces step 2's blocking queries on the node. The node
+// index moves with every node of the fleet, so a jittered minimum interval
+// keeps the calls few; failed calls back off from 250 ms to 5 s.
+var slotSyncTiming = blocking.Timing{
+	MinInterval: 75 * time.Millisecond,
+	BackoffBase: 250 * time.Millisecond,
+	BackoffMax:  5 * time.Second,
+	WaitTime:    10 * time.Second,
+}
+
 // waitSlot is step 2: blocking queries on the node until the server reports
 // the slot value, the node goes away, or SyncTimeout passes.
 func (n *Nomad) waitSlot(ctx context.Context, dev scheduler.DeviceRef, to string) error {
-	key := SlotMetaKey(n.policy.Name)
+	key := contract.SlotMetaKey(n.policy.Name)
 	wctx, cancel := context.WithTimeout(ctx, n.SyncTimeout)
 	defer cancel()
 	var (
-		index    uint64
-		failures int
-		lastErr  error
-		seen     = "(not read)"
+		lastErr error
+		seen    = "(not read)"
 	)
-	for {
-		q := &api.QueryOptions{WaitIndex: index, WaitTime: 10 * time.Second}
-		node, meta, err := n.nc.Nodes().Info(dev.ID, q.WithContext(wctx))
-		if err == nil {
-			failures = 0
+	loop := blocking.New(blocking.Config{Name: "node slot metadata", Timing: slotSyncTiming, Logger: n.logger.With("device", dev.Name, "node_id", dev.ID)},
+		func(ctx context.Context, waitIndex uint64) (*api.Node, uint64, error) {
+			q := &api.QueryOptions{WaitIndex: waitIndex, WaitTime: slotSyncTiming.WaitTime}
+			node, meta, err := n.nc.Nodes().Info(dev.ID, q.WithContext(ctx))
+			if err != nil {
+				lastErr = err
+				return nil, 0, err
+			}
+			return node, meta.LastIndex, nil
+		},
+		func(node *api.Node) error {
 			value, ok := node.Meta[key]
 			if ok && value == to || !ok && to == "" {
-				return nil
+				return blocking.ErrStop
 			}
 			seen = "no value"
 			if ok {
@@ -310,33 +325,11 @@ func (n *Nomad) waitSlot(ctx context.Context, dev scheduler.DeviceRef, to string
 			if nodeUnreachable(node.Status) {
 				return fmt.Errorf("node is %s: %w", node.Status, scheduler.ErrDeviceOffline)
 			}
-			// Reset when the index goes backwards (a server restored from
-			// a snapshot); otherwise wait for it to move.
-			if meta.LastIndex < index {
-				index = 0
-			} else {
-				index = meta.LastIndex
-			}
-		} else {
-			lastErr = err
-			failures++
-		}
-		if wctx.Err() != nil {
-			break
-		}
-		// A jittered minimum interval between calls (the index moves with
-		// every node of the fleet), growing with consecutive failures.
-		wait := 50*time.Millisecond + rand.N(50*time.Millisecond)
-		if failures > 0 {
-			wait = min(250*time.Millisecond<<min(failures-1, 5), 5*time.Second)
-		}
-		select {
-		case <-wctx.Done():
-		case <-time.After(wait):
-		}
-		if wctx.Err() != nil {
-			break
-		}
+			return nil
+		})
+	if err := loop.Run(wctx); err == nil || wctx.Err() == nil {
+		// Reported, or the node is gone.
+		return err
 	}
 	if ctx.Err() != nil {
 		return ctx.Err()
@@ -365,7 +358,7 @@ func (n *Nomad) waitSlot(ctx context.Context, dev scheduler.DeviceRef, to string
 func (n *Nomad) stopSlots(ctx context.Context, dev scheduler.DeviceRef, slots []string) ([]string, error) {
 	jobIDs := make([]string, len(slots))
 	for i, s := range slots {
-		jobIDs[i] = JobID(n.policy.Name, s)
+		jobIDs[i] = contract.SlotJobID(n.policy.Name, s)
 	}
 	cctx, cancel := context.WithTimeout(ctx, n.CallTimeout)
 	defer cancel()
@@ -406,7 +399,7 @@ func (n *Nomad) SlotOfNode(ctx context.Context, nodeID string) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("reading node %s: %w", shortID(nodeID), err)
 	}
-	return node.Meta[SlotMetaKey(n.policy.Name)], nil
+	return node.Meta[contract.SlotMetaKey(n.policy.Name)], nil
 }
 
 // SlotAlloc is one allocation of an application's slot jobs.
@@ -429,12 +422,12 @@ func (a SlotAlloc) Live() bool { return live(a.DesiredStatus, a.ClientStatus) }
 func (n *Nomad) Allocations(ctx context.Context, app string) ([]SlotAlloc, error) {
 	var out []SlotAlloc
 	for _, slot := range []string{scheduler.SlotBlue, scheduler.SlotGreen} {
-		stubs, _, err := n.nc.Jobs().Allocations(JobID(app, slot), true, n.query(ctx))
+		stubs, _, err := n.nc.Jobs().Allocations(contract.SlotJobID(app, slot), true, n.query(ctx))
 		if isNotFound(err) {
 			continue
 		}
 		if err != nil {
-			return nil, fmt.Errorf("listing the allocations of %s: %w", JobID(app, slot), err)
+			return nil, fmt.Errorf("listing the allocations of %s: %w", contract.SlotJobID(app, slot), err)
 		}
 		for _, a := range stubs {
 			out = append(out, SlotAlloc{

@@ -17,6 +17,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/nomad/api"
 
+	"github.com/fleetplan/fleetplan/contract"
 	"github.com/fleetplan/fleetplan/internal/testcluster"
 	"github.com/fleetplan/fleetplan/scheduler"
 )
@@ -73,8 +74,8 @@ func (r *rig) cleanup() {
 	defer cancel()
 	wo := (&api.WriteOptions{}).WithContext(ctx)
 	for _, slot := range []string{"blue", "green"} {
-		if _, _, err := r.c.Nomad.Jobs().Deregister(JobID(r.app, slot), true, wo); err != nil && !isNotFound(err) {
-			r.t.Logf("cleanup: purging %s: %v", JobID(r.app, slot), err)
+		if _, _, err := r.c.Nomad.Jobs().Deregister(contract.SlotJobID(r.app, slot), true, wo); err != nil && !isNotFound(err) {
+			r.t.Logf("cleanup: purging %s: %v", contract.SlotJobID(r.app, slot), err)
 		}
 	}
 	nodes, _, err := r.c.Nomad.Nodes().List((&api.QueryOptions{}).WithContext(ctx))
@@ -93,12 +94,12 @@ func (r *rig) cleanup() {
 			r.t.Logf("cleanup: reading the metadata of %s: %v", n.Name, err)
 			continue
 		}
-		if _, set := meta.Meta[SlotMetaKey(r.app)]; !set {
+		if _, set := meta.Meta[contract.SlotMetaKey(r.app)]; !set {
 			continue
 		}
-		req := &api.NodeMetaApplyRequest{NodeID: n.ID, Meta: map[string]*string{SlotMetaKey(r.app): nil}}
+		req := &api.NodeMetaApplyRequest{NodeID: n.ID, Meta: map[string]*string{contract.SlotMetaKey(r.app): nil}}
 		if _, err := r.c.Nomad.Nodes().Meta().Apply(req, (&api.QueryOptions{}).WithContext(ctx)); err != nil {
-			r.t.Logf("cleanup: removing %s from %s: %v", SlotMetaKey(r.app), n.Name, err)
+			r.t.Logf("cleanup: removing %s from %s: %v", contract.SlotMetaKey(r.app), n.Name, err)
 		}
 	}
 }
@@ -170,7 +171,7 @@ func (r *rig) allocOn(n *Nomad, node, slot string) SlotAlloc {
 
 func (r *rig) jobModifyIndex(slot string) uint64 {
 	r.t.Helper()
-	job, _, err := r.c.Nomad.Jobs().Info(JobID(r.app, slot), (&api.QueryOptions{}).WithContext(r.ctx))
+	job, _, err := r.c.Nomad.Jobs().Info(contract.SlotJobID(r.app, slot), (&api.QueryOptions{}).WithContext(r.ctx))
 	if err != nil {
 		r.t.Fatal(err)
 	}
@@ -235,7 +236,7 @@ func (r *rig) timedSwitch(n *Nomad, dev scheduler.DeviceRef, from, to string) sw
 func (r *rig) checkPassing(node, slot string) {
 	r.t.Helper()
 	testcluster.Eventually(r.t, 30*time.Second, func() (bool, string) {
-		entries, _, err := r.c.Consul.Health().Service(r.app, TagSlot+slot, false, nil)
+		entries, _, err := r.c.Consul.Health().Service(r.app, contract.TagSlot+slot, false, nil)
 		if err != nil {
 			return false, err.Error()
 		}
@@ -244,12 +245,12 @@ func (r *rig) checkPassing(node, slot string) {
 				continue
 			}
 			for _, ch := range e.Checks {
-				if ch.Name == CheckApplication {
-					return ch.Status == "passing", fmt.Sprintf("%s on %s: %s (%s)", CheckApplication, node, ch.Status, ch.Output)
+				if ch.Name == contract.CheckApplication {
+					return ch.Status == "passing", fmt.Sprintf("%s on %s: %s (%s)", contract.CheckApplication, node, ch.Status, ch.Output)
 				}
 			}
 		}
-		return false, fmt.Sprintf("no %s service tagged %s%s on %s", r.app, TagSlot, slot, node)
+		return false, fmt.Sprintf("no %s service tagged %s%s on %s", r.app, contract.TagSlot, slot, node)
 	})
 }
 
@@ -370,7 +371,7 @@ func TestSwitchIdempotent(t *testing.T) {
 
 	// A crash after the metadata was applied (step 1 done, steps 2–3 not):
 	// the switch run again finishes the job.
-	req := &api.NodeMetaApplyRequest{NodeID: dev.ID, Meta: map[string]*string{SlotMetaKey(r.app): nil}}
+	req := &api.NodeMetaApplyRequest{NodeID: dev.ID, Meta: map[string]*string{contract.SlotMetaKey(r.app): nil}}
 	if _, err := r.c.Nomad.Nodes().Meta().Apply(req, nil); err != nil {
 		t.Fatal(err)
 	}
@@ -425,8 +426,8 @@ func TestSwitchOfflineDevice(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if v, ok := meta.Meta[SlotMetaKey(r.app)]; ok {
-		t.Fatalf("%s's client has %s = %q", dev.Name, SlotMetaKey(r.app), v)
+	if v, ok := meta.Meta[contract.SlotMetaKey(r.app)]; ok {
+		t.Fatalf("%s's client has %s = %q", dev.Name, contract.SlotMetaKey(r.app), v)
 	}
 	if live := r.live(n); len(live) != 0 {
 		t.Fatalf("allocations placed: %s", placement(live))

@@ -16,6 +16,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/nomad/api"
 
+	"github.com/fleetplan/fleetplan/contract"
 	"github.com/fleetplan/fleetplan/scheduler"
 )
 
@@ -129,7 +130,7 @@ func TestSwitchStopsOnlyTheOldSlot(t *testing.T) {
 	if err := n.SwitchDevice(context.Background(), fakeDev, "blue", "green"); err != nil {
 		t.Fatal(err)
 	}
-	if got := f.meta[SlotMetaKey("edgeinfer")]; got != "green" {
+	if got := f.meta[contract.SlotMetaKey("edgeinfer")]; got != "green" {
 		t.Errorf("slot meta = %q", got)
 	}
 	if want := []string{"blue-run", "blue-pend"}; !slices.Equal(f.stopped, want) {
@@ -145,7 +146,7 @@ func TestSwitchStopsOnlyTheOldSlot(t *testing.T) {
 	if err := n.SwitchDevice(context.Background(), fakeDev, "blue,green", ""); err != nil {
 		t.Fatal(err)
 	}
-	if _, ok := f.meta[SlotMetaKey("edgeinfer")]; ok {
+	if _, ok := f.meta[contract.SlotMetaKey("edgeinfer")]; ok {
 		t.Error("slot meta not removed")
 	}
 	if want := []string{"blue-run", "blue-pend", "green-run"}; !slices.Equal(f.stopped, want) {

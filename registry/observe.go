@@ -6,26 +6,24 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
-	"strings"
 	"sync"
 
 	consulapi "github.com/hashicorp/consul/api"
 	nomadapi "github.com/hashicorp/nomad/api"
 
+	"github.com/fleetplan/fleetplan/contract"
 	"github.com/fleetplan/fleetplan/scheduler"
 )
 
 // Node attributes and metadata the capabilities come from.
 const (
-	attrArch      = "cpu.arch"
-	attrOS        = "os.name"
-	attrKernel    = "kernel.version"
-	attrMemBytes  = "memory.totalbytes"
-	metaModel     = "hw.model"
-	metaAccel     = "hw.accelerator"
-	metaMemMB     = "hw.mem_mb"
-	appMetaPrefix = "fleetplan."
-	appMetaSuffix = ".slot"
+	attrArch     = "cpu.arch"
+	attrOS       = "os.name"
+	attrKernel   = "kernel.version"
+	attrMemBytes = "memory.totalbytes"
+	metaModel    = "hw.model"
+	metaAccel    = "hw.accelerator"
+	metaMemMB    = "hw.mem_mb"
 )
 
 // Consul member statuses (serf.MemberStatus).
@@ -202,11 +200,8 @@ func capabilities(attrs, meta map[string]string) scheduler.Capabilities {
 func appSlots(meta map[string]string) map[string]scheduler.AppSlot {
 	var apps map[string]scheduler.AppSlot
 	for k, v := range meta {
-		if !strings.HasPrefix(k, appMetaPrefix) || !strings.HasSuffix(k, appMetaSuffix) || v == "" {
-			continue
-		}
-		app := k[len(appMetaPrefix) : len(k)-len(appMetaSuffix)]
-		if app == "" {
+		app, ok := contract.AppOfSlotMetaKey(k)
+		if !ok || v == "" {
 			continue
 		}
 		if apps == nil {
@@ -315,5 +310,5 @@ func (r *Registry) observeConsul(ctx context.Context) (map[string]scheduler.Cons
 
 // serfQuery selects every node's serfHealth check in one query.
 func (r *Registry) serfQuery() *consulapi.QueryOptions {
-	return &consulapi.QueryOptions{Filter: `CheckID == "serfHealth"`}
+	return &consulapi.QueryOptions{Filter: `CheckID == "` + contract.SerfHealthCheck + `"`}
 }

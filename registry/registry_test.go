@@ -288,21 +288,3 @@ func TestFollow(t *testing.T) {
 		t.Errorf("%d changes, want %d", changes, wantChanges)
 	}
 }
-
-func TestBackoff(t *testing.T) {
-	base, limit := 100*time.Millisecond, time.Second
-	prev := time.Duration(0)
-	for n := 1; n <= 8; n++ {
-		d := backoff(n, base, limit)
-		if d > limit {
-			t.Errorf("backoff(%d) = %s over the cap", n, d)
-		}
-		if n <= 3 && d < prev {
-			t.Errorf("backoff(%d) = %s shrank from %s", n, d, prev)
-		}
-		prev = d
-	}
-	if d := backoff(20, base, limit); d != limit {
-		t.Errorf("backoff(20) = %s, want the cap", d)
-	}
-}

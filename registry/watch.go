@@ -3,13 +3,14 @@ package registry
 import (
 	"context"
 	"hash/fnv"
-	"math/rand/v2"
 	"slices"
 	"strconv"
 	"time"
 
 	consulapi "github.com/hashicorp/consul/api"
 	nomadapi "github.com/hashicorp/nomad/api"
+
+	"github.com/fleetplan/fleetplan/internal/blocking"
 )
 
 // blockingWait is how long one blocking query waits for a change.
@@ -50,6 +51,7 @@ func (r *Registry) Watch(ctx context.Context) error {
 
 	resync := time.NewTicker(r.resync)
 	defer resync.Stop()
+	timing, clk := r.timing(), blocking.Clock{}
 	var last time.Time
 	failures := 0
 	for {
@@ -59,8 +61,8 @@ func (r *Registry) Watch(ctx context.Context) error {
 		case <-trigger:
 		case <-resync.C:
 		}
-		if wait := jitter(r.minInterval) - time.Since(last); wait > 0 {
-			if sleep(ctx, wait) != nil {
+		if wait := timing.Pause(clk, last); wait > 0 {
+			if blocking.Sleep(ctx, wait) != nil {
 				return ctx.Err()
 			}
 		}
@@ -81,9 +83,9 @@ func (r *Registry) Watch(ctx context.Context) error {
 				break
 			}
 			failures++
-			wait := backoff(failures, r.minInterval, r.maxBackoff)
+			wait := timing.RetryIn(clk, failures)
 			r.logger.Warn("registry sync failed", "error", err, "failures", failures, "retry_in", wait.Round(time.Millisecond))
-			if sleep(ctx, wait) != nil {
+			if blocking.Sleep(ctx, wait) != nil {
 				return ctx.Err()
 			}
 		}
@@ -139,73 +141,40 @@ func fingerprint(parts []string) uint64 {
 	return h.Sum64()
 }
 
-// follow runs a blocking query in a loop and calls changed whenever its
-// index moves and the fingerprint of the response changed (and after a
-// reset).
+// timing paces the followers and the sync loop: MinInterval between calls,
+// and a backoff from MinInterval up to MaxBackoff while they fail.
+func (r *Registry) timing() blocking.Timing {
+	return blocking.Timing{MinInterval: r.minInterval, BackoffBase: r.minInterval, BackoffMax: r.maxBackoff, WaitTime: blockingWait}
+}
+
+// indexAnswer is what a follower learns from one response: the
+// fingerprint, and whether the index went backwards.
+type indexAnswer struct {
+	fingerprint uint64
+	reset       bool
+}
+
+// follow runs a blocking query with blocking.Loop and calls changed
+// whenever its index moves and the fingerprint of the response changed, and
+// after a reset.
 func (r *Registry) follow(ctx context.Context, name string, query indexQuery, changed func()) {
-	log := r.logger.With("source", name)
-	var index, last uint64
-	failures := 0
-	for {
-		got, fp, err := query(ctx, index)
-		if ctx.Err() != nil {
-			return
-		}
-		if err != nil {
-			failures++
-			wait := backoff(failures, r.minInterval, r.maxBackoff)
-			log.Warn("blocking query failed", "error", err, "failures", failures, "retry_in", wait.Round(time.Millisecond))
-			if sleep(ctx, wait) != nil {
-				return
-			}
-			continue
-		}
-		failures = 0
-		switch {
-		case got < index:
-			log.Debug("index went backwards; starting over", "from", index, "to", got)
-			index, last = 0, 0
-			changed()
-		case got == index:
-			// Timed out without a change.
-		default:
-			index = got
-			if fp != last || fp == 0 {
-				last = fp
+	var last uint64
+	l := blocking.New(blocking.Config{Name: name, Timing: r.timing(), Logger: r.logger.With("source", name)},
+		func(ctx context.Context, waitIndex uint64) (indexAnswer, uint64, error) {
+			index, fp, err := query(ctx, waitIndex)
+			return indexAnswer{fingerprint: fp, reset: err == nil && index < waitIndex}, index, err
+		},
+		func(a indexAnswer) error {
+			switch {
+			case a.reset:
+				// Start over: the next answer counts as a change too.
+				last = 0
+				changed()
+			case a.fingerprint != last || a.fingerprint == 0:
+				last = a.fingerprint
 				changed()
 			}
-		}
-		if sleep(ctx, jitter(r.minInterval)) != nil {
-			return
-		}
-	}
-}
-
-// jitter returns d plus up to 25 % more.
-func jitter(d time.Duration) time.Duration {
-	if d <= 0 {
-		return 0
-	}
-	return d + rand.N(d/4+1)
-}
-
-// backoff grows base exponentially with consecutive failures, capped at
-// limit, with jitter.
-func backoff(failures int, base, limit time.Duration) time.Duration {
-	d := base
-	for i := 1; i < failures && d < limit; i++ {
-		d *= 2
-	}
-	return min(jitter(d), limit)
-}
-
-func sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
+			return nil
+		})
+	_ = l.Run(ctx)
 }

@@ -88,12 +88,3 @@ func TestCheckName(t *testing.T) {
 		t.Error(err)
 	}
 }
-
-func TestBackoff(t *testing.T) {
-	want := []time.Duration{100, 200, 400, 800, 1000, 1000}
-	for i, w := range want {
-		if got := backoff(i+1, 100, 1000); got != w {
-			t.Errorf("backoff(%d) = %d, want %d", i+1, got, w)
-		}
-	}
-}

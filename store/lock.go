@@ -10,6 +10,8 @@ import (
 
 	"github.com/hashicorp/consul/api"
 	"github.com/hashicorp/go-hclog"
+
+	"github.com/fleetplan/fleetplan/internal/blocking"
 )
 
 // LockHeldError is returned by Lock when another controller holds the lock
@@ -138,7 +140,7 @@ func (c *Consul) lock(ctx context.Context, app, holder string, wait bool) (<-cha
 				k.release()
 				return nil, nil, fmt.Errorf("could not acquire the free lock %s for %s", key, time.Since(freeSince).Round(time.Second))
 			}
-			if err := sleepCtx(ctx, c.lockDelay/2+50*time.Millisecond); err != nil {
+			if err := blocking.Sleep(ctx, c.lockDelay/2+50*time.Millisecond); err != nil {
 				k.release()
 				if held != nil {
 					return nil, nil, fmt.Errorf("%w: %w", err, held)
@@ -223,7 +225,7 @@ func (k *lockKeeper) renew(ctx context.Context) {
 	wait := ttl / 2
 	lastOK := time.Now()
 	for {
-		if err := sleepCtx(ctx, wait); err != nil {
+		if err := blocking.Sleep(ctx, wait); err != nil {
 			return
 		}
 		entry, _, err := k.c.client.Session().Renew(k.sid, (&api.WriteOptions{}).WithContext(ctx))
@@ -250,56 +252,35 @@ func (k *lockKeeper) renew(ctx context.Context) {
 	}
 }
 
+// lockWatchTiming paces the lock key's watch: no minimum interval (the key
+// changes rarely, and a change may be the loss), a backoff from 250 ms to
+// 5 s while Consul fails.
+var lockWatchTiming = blocking.Timing{
+	BackoffBase: 250 * time.Millisecond,
+	BackoffMax:  5 * time.Second,
+	WaitTime:    5 * time.Minute,
+}
+
 // watch follows the lock key with blocking queries and reports the loss
 // when the key no longer belongs to the session.
 func (k *lockKeeper) watch(ctx context.Context) {
-	var index uint64
-	failures := 0
-	for {
-		pair, meta, err := k.c.kv.Get(k.key, (&api.QueryOptions{WaitIndex: index, WaitTime: 5 * time.Minute}).WithContext(ctx))
-		if ctx.Err() != nil {
-			return
-		}
-		if err != nil {
-			failures++
-			k.log.Debug("watching the lock key", "error", err)
-			if sleepCtx(ctx, backoff(failures, 250*time.Millisecond, 5*time.Second)) != nil {
-				return
+	l := blocking.New(blocking.Config{Name: "lock key", Timing: lockWatchTiming, Logger: k.log},
+		func(ctx context.Context, waitIndex uint64) (*api.KVPair, uint64, error) {
+			q := &api.QueryOptions{WaitIndex: waitIndex, WaitTime: lockWatchTiming.WaitTime}
+			pair, meta, err := k.c.kv.Get(k.key, q.WithContext(ctx))
+			if err != nil {
+				return nil, 0, fmt.Errorf("watching the lock key %s: %w", k.key, err)
 			}
-			continue
-		}
-		failures = 0
-		if pair == nil || pair.Session != k.sid {
-			k.markLost("the lock key no longer belongs to this session")
-			return
-		}
-		if meta.LastIndex < index {
-			index = 0
-		} else {
-			index = meta.LastIndex
-		}
-	}
-}
-
-// sleepCtx waits d or until ctx ends.
-func sleepCtx(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
-}
-
-// backoff is base*2^(n-1), capped.
-func backoff(n int, base, limit time.Duration) time.Duration {
-	d := base
-	for i := 1; i < n && d < limit; i++ {
-		d *= 2
-	}
-	return min(d, limit)
+			return pair, meta.LastIndex, nil
+		},
+		func(pair *api.KVPair) error {
+			if pair == nil || pair.Session != k.sid {
+				k.markLost("the lock key no longer belongs to this session")
+				return blocking.ErrStop
+			}
+			return nil
+		})
+	_ = l.Run(ctx)
 }
 
 // IsLockHeld reports whether err says that another controller holds a lock,

@@ -1,4 +1,4 @@
-package checks
+package blocking
 
 import (
 	"context"
@@ -29,37 +29,11 @@ func TestNextIndex(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			next, pub := nextIndex(tt.prev, tt.got, tt.first)
+			next, pub := NextIndex(tt.prev, tt.got, tt.first)
 			if next != tt.next || pub != tt.wantPublish {
-				t.Errorf("nextIndex(%d, %d, %v) = %d, %v; want %d, %v", tt.prev, tt.got, tt.first, next, pub, tt.next, tt.wantPublish)
+				t.Errorf("NextIndex(%d, %d, %v) = %d, %v; want %d, %v", tt.prev, tt.got, tt.first, next, pub, tt.next, tt.wantPublish)
 			}
 		})
-	}
-}
-
-func TestBackoff(t *testing.T) {
-	base, max := 250*time.Millisecond, 5*time.Second
-	tests := []struct {
-		n    int
-		want time.Duration
-	}{
-		{0, 0},
-		{1, 250 * time.Millisecond},
-		{2, 500 * time.Millisecond},
-		{3, time.Second},
-		{4, 2 * time.Second},
-		{5, 4 * time.Second},
-		{6, 5 * time.Second},
-		{7, 5 * time.Second},
-		{1000, 5 * time.Second},
-	}
-	for _, tt := range tests {
-		if got := backoff(tt.n, base, max); got != tt.want {
-			t.Errorf("backoff(%d) = %s, want %s", tt.n, got, tt.want)
-		}
-	}
-	if got := backoff(1, 10*time.Second, 5*time.Second); got != 5*time.Second {
-		t.Errorf("a base above the cap gives %s, want the cap", got)
 	}
 }
 
@@ -73,10 +47,10 @@ type fakeClock struct {
 
 func newFakeClock() *fakeClock { return &fakeClock{t: time.Unix(1_700_000_000, 0)} }
 
-func (c *fakeClock) clock() clock {
-	return clock{
-		now: func() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t },
-		sleep: func(ctx context.Context, d time.Duration) error {
+func (c *fakeClock) clock() Clock {
+	return Clock{
+		NowFunc: func() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t },
+		SleepFunc: func(ctx context.Context, d time.Duration) error {
 			if err := ctx.Err(); err != nil {
 				return err
 			}
@@ -86,7 +60,7 @@ func (c *fakeClock) clock() clock {
 			c.t = c.t.Add(d)
 			return nil
 		},
-		jitter: func(n time.Duration) time.Duration {
+		JitterFunc: func(n time.Duration) time.Duration {
 			if c.jit > n {
 				return n
 			}
@@ -109,7 +83,7 @@ type loopRun struct {
 	waitIndexes []uint64 // what each call asked for
 	published   []int    // the step numbers published
 	sleeps      []time.Duration
-	states      []loopState // the loop's state after each step
+	states      []State // the loop's state after each step
 }
 
 // runScript drives a loop through the steps and stops it at the call after
@@ -121,11 +95,11 @@ func runScript(t *testing.T, timing Timing, jitter time.Duration, steps []step) 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	var run loopRun
-	var l *loop[int]
+	var l *Loop[int]
 	n := 0
 	fetch := func(ctx context.Context, idx uint64) (int, uint64, error) {
 		if n > 0 {
-			run.states = append(run.states, l.state())
+			run.states = append(run.states, l.State())
 		}
 		if n == len(steps) {
 			cancel()
@@ -137,18 +111,19 @@ func runScript(t *testing.T, timing Timing, jitter time.Duration, steps []step) 
 		clk.advance(s.took)
 		return n - 1, s.index, s.err
 	}
-	l = newLoop("test", timing, clk.clock(), hclog.NewNullLogger(), fetch, func(i int) {
+	l = New(Config{Name: "test", Timing: timing, Clock: clk.clock(), Logger: hclog.NewNullLogger()}, fetch, func(i int) error {
 		run.published = append(run.published, i)
+		return nil
 	})
 	done := make(chan struct{})
-	go func() { l.run(ctx); close(done) }()
+	go func() { _ = l.Run(ctx); close(done) }()
 	select {
 	case <-done:
 	case <-time.After(5 * time.Second):
 		t.Fatal("loop did not stop")
 	}
 	run.sleeps = clk.sleeps
-	if got := l.fetchCount(); got != uint64(len(steps)+1) {
+	if got := l.Fetches(); got != uint64(len(steps)+1) {
 		t.Errorf("fetchCount = %d, want %d", got, len(steps)+1)
 	}
 	return run
@@ -249,21 +224,21 @@ func TestLoopFailingState(t *testing.T) {
 	if len(run.states) != 4 {
 		t.Fatalf("states: %d", len(run.states))
 	}
-	if !run.states[0].failingSince.IsZero() {
+	if !run.states[0].FailingSince.IsZero() {
 		t.Errorf("after a success the loop is failing")
 	}
 	s1, s2 := run.states[1], run.states[2]
-	if s1.failingSince.IsZero() || !errors.Is(s1.lastErr, boom) {
+	if s1.FailingSince.IsZero() || !errors.Is(s1.LastErr, boom) {
 		t.Errorf("after an error: %+v", s1)
 	}
-	if !s2.failingSince.Equal(s1.failingSince) {
-		t.Errorf("failingSince moved on the second failure: %s -> %s", s1.failingSince, s2.failingSince)
+	if !s2.FailingSince.Equal(s1.FailingSince) {
+		t.Errorf("failingSince moved on the second failure: %s -> %s", s1.FailingSince, s2.FailingSince)
 	}
-	if s := run.states[3]; !s.failingSince.IsZero() || s.lastErr != nil {
+	if s := run.states[3]; !s.FailingSince.IsZero() || s.LastErr != nil {
 		t.Errorf("success did not clear the failure: %+v", s)
 	}
 	select {
-	case <-run.states[0].ready:
+	case <-run.states[0].Ready:
 	default:
 		t.Error("not ready after the first response")
 	}
@@ -274,7 +249,7 @@ func TestLoopNotReadyUntilFirstSuccess(t *testing.T) {
 	run := runScript(t, timing, 0, []step{{err: errors.New("down")}, {err: errors.New("down")}})
 	for i, s := range run.states {
 		select {
-		case <-s.ready:
+		case <-s.Ready:
 			t.Errorf("ready after step %d, which failed", i)
 		default:
 		}
@@ -288,17 +263,17 @@ func TestLoopStopsOnCancelDuringWait(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	timing := Timing{MinInterval: time.Hour, BackoffBase: time.Hour, BackoffMax: time.Hour}
 	calls := 0
-	l := newLoop("test", timing, realClock(), hclog.NewNullLogger(),
+	l := New(Config{Name: "test", Timing: timing},
 		func(ctx context.Context, idx uint64) (int, uint64, error) {
 			calls++
 			if calls == 1 {
 				return 0, 1, nil // then the loop waits an hour before the next call
 			}
 			return 0, 0, errors.New("down")
-		}, func(int) {})
+		}, func(int) error { return nil })
 	done := make(chan struct{})
-	go func() { l.run(ctx); close(done) }()
-	<-l.ready
+	go func() { _ = l.Run(ctx); close(done) }()
+	<-l.Ready()
 	cancel()
 	select {
 	case <-done:
@@ -307,5 +282,51 @@ func TestLoopStopsOnCancelDuringWait(t *testing.T) {
 	}
 	if calls != 1 {
 		t.Errorf("calls = %d", calls)
+	}
+}
+
+func TestLoopStopsWhenPublishSaysSo(t *testing.T) {
+	boom := errors.New("device offline")
+	for _, tt := range []struct {
+		name  string
+		ret   error
+		want  error
+		calls int
+	}{
+		{"ErrStop ends without an error", ErrStop, nil, 2},
+		{"another error is returned", boom, boom, 2},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			calls := 0
+			l := New(Config{Timing: Timing{}},
+				func(ctx context.Context, idx uint64) (int, uint64, error) {
+					calls++
+					return calls, uint64(calls), nil
+				},
+				func(n int) error {
+					if n == 2 {
+						return tt.ret
+					}
+					return nil
+				})
+			if err := l.Run(context.Background()); !errors.Is(err, tt.want) || (tt.want == nil && err != nil) {
+				t.Fatalf("Run = %v, want %v", err, tt.want)
+			}
+			if calls != tt.calls {
+				t.Errorf("calls = %d, want %d", calls, tt.calls)
+			}
+		})
+	}
+}
+
+func TestLoopReturnsContextError(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	l := New(Config{Timing: Timing{BackoffBase: time.Hour, BackoffMax: time.Hour}},
+		func(ctx context.Context, idx uint64) (int, uint64, error) {
+			cancel()
+			return 0, 0, errors.New("down")
+		}, func(int) error { return nil })
+	if err := l.Run(ctx); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Run = %v", err)
 	}
 }

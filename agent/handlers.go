@@ -1,0 +1,210 @@
+package agent
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"maps"
+	"net/http"
+	"slices"
+	"time"
+
+	"github.com/fleetplan/fleetplan/contract"
+)
+
+// Handler serves the probe endpoints.
+func (a *Agent) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET "+PathConnectivity, a.handleConnectivity)
+	mux.HandleFunc("GET "+PathSystem, a.handleSystem)
+	mux.HandleFunc("GET "+PathApplication, a.handleApplication)
+	mux.HandleFunc("GET "+PathFunctional, a.handleFunctional)
+	mux.HandleFunc("GET "+PathMetrics, a.handleMetrics)
+	mux.HandleFunc("GET "+PathStatus, a.handleStatus)
+	mux.HandleFunc("GET "+PathHealth, func(w http.ResponseWriter, _ *http.Request) {
+		writeText(w, http.StatusOK, "ok\n")
+	})
+	return mux
+}
+
+// probeCtx bounds a probe a little under the Consul check's timeout, so
+// that the probe's own words, not Consul's timeout, reach the output.
+func (a *Agent) probeCtx(r *http.Request, timeout time.Duration) (context.Context, context.CancelFunc) {
+	d := timeout - timeout/5
+	if d < 500*time.Millisecond {
+		d = 500 * time.Millisecond
+	}
+	return context.WithTimeout(r.Context(), d)
+}
+
+// waitReady holds a probe until the first reconciliation.
+func (a *Agent) waitReady(w http.ResponseWriter, r *http.Request) bool {
+	select {
+	case <-a.ready:
+		return true
+	case <-r.Context().Done():
+		return false
+	case <-time.After(a.cfg.CheckTimeout):
+		writeText(w, http.StatusServiceUnavailable, "critical: the fleetplan agent is starting and has not read its device's services yet\n")
+		return false
+	}
+}
+
+func (a *Agent) snapshot() (map[string]*AppConfig, map[string]Instance) {
+	a.mu.RLock()
+	defer a.mu.RUnlock()
+	return a.configs, a.instances
+}
+
+func (a *Agent) handleConnectivity(w http.ResponseWriter, r *http.Request) {
+	configs, insts := a.snapshot()
+	hb := StrictestHeartbeatTimeout(relevantApps(slices.Collect(maps.Values(insts)), configs))
+	ctx, cancel := a.probeCtx(r, a.cfg.CheckTimeout)
+	defer cancel()
+	st := readNomadClient(ctx, a.nomad, a.now)
+	status, out := ConnectivityVerdict(st, a.cfg.NomadAddr, hb)
+	writeText(w, HTTPStatus(status), out)
+}
+
+func (a *Agent) handleSystem(w http.ResponseWriter, _ *http.Request) {
+	configs, insts := a.snapshot()
+	t := strictestThresholds(relevantApps(slices.Collect(maps.Values(insts)), configs), a.cfg.Defaults)
+	status, out := SystemVerdict(a.sys.Sample(), t)
+	writeText(w, HTTPStatus(status), out)
+}
+
+// instanceFor finds the instance of a probe request, or answers 503.
+func (a *Agent) instanceFor(w http.ResponseWriter, r *http.Request) (Instance, *AppConfig, bool) {
+	if !a.waitReady(w, r) {
+		return Instance{}, nil, false
+	}
+	id := r.URL.Query().Get("service")
+	configs, insts := a.snapshot()
+	in, ok := insts[id]
+	if !ok {
+		writeText(w, http.StatusServiceUnavailable, oneLine(fmt.Sprintf("critical: no fleetplan-managed service instance %q on node %s (the agent removes this check)", id, a.nodeName()))+"\n")
+		return Instance{}, nil, false
+	}
+	return in, configs[in.App], true
+}
+
+func (a *Agent) handleApplication(w http.ResponseWriter, r *http.Request) {
+	in, cfg, ok := a.instanceFor(w, r)
+	if !ok {
+		return
+	}
+	input := ApplicationInput{Instance: in, HealthPath: DefaultHealthPath, MetricsPath: DefaultMetricsPath, ExpectVersion: true}
+	fetch := DefaultFetchTimeout
+	if cfg != nil {
+		input.HealthPath, input.ExpectVersion = cfg.HealthPath, cfg.ExpectVersion
+		if cfg.Timeout > 0 {
+			fetch = cfg.Timeout.D()
+		}
+	}
+	input.System = a.sys.Sample()
+	ctx, cancel := a.probeCtx(r, applicationCheckTimeout(fetch))
+	defer cancel()
+	status, out := a.app.ProbeApplication(ctx, input, fetch)
+	writeText(w, HTTPStatus(status), out)
+}
+
+func (a *Agent) handleFunctional(w http.ResponseWriter, r *http.Request) {
+	in, cfg, ok := a.instanceFor(w, r)
+	if !ok {
+		return
+	}
+	if cfg == nil || cfg.Functional == nil || cfg.Functional.Probe == "" {
+		writeText(w, http.StatusServiceUnavailable, fmt.Sprintf("critical: application %s has no functional block (the agent removes this check)\n", in.App))
+		return
+	}
+	ctx, cancel := a.probeCtx(r, probeTimeout(cfg.Functional)+time.Second)
+	defer cancel()
+	status, out := a.fn.ProbeFunctional(ctx, in, a.nodeName(), cfg.Functional)
+	writeText(w, HTTPStatus(status), out)
+}
+
+// MetricsReport is what /v1/metrics answers: the device, and the instance
+// when ?service= names one.
+type MetricsReport struct {
+	Node          string    `json:"node"`
+	Time          time.Time `json:"time"`
+	CPUPercent    *float64  `json:"cpu_percent"`
+	MemoryPercent *float64  `json:"memory_percent"`
+	DiskPercent   *float64  `json:"disk_percent"`
+	TemperatureC  *float64  `json:"temperature_c"`
+	Service       string    `json:"service,omitempty"`
+	App           string    `json:"app,omitempty"`
+	Version       string    `json:"version,omitempty"`
+	// Instance holds the metrics line's fields of the instance.
+	Instance *contract.Metrics `json:"instance,omitempty"`
+	Error    string            `json:"error,omitempty"`
+}
+
+func (a *Agent) handleMetrics(w http.ResponseWriter, r *http.Request) {
+	s := a.sys.Sample()
+	rep := MetricsReport{Node: a.nodeName(), Time: s.Time.UTC()}
+	if s.CPUKnown {
+		rep.CPUPercent = ptr(round1(s.CPUPercent))
+	}
+	if s.MemTotalKB > 0 {
+		rep.MemoryPercent = ptr(round1(s.MemoryPercent))
+	}
+	if !hasError(s.Errors, "disk:") {
+		rep.DiskPercent = ptr(round1(s.DiskPercent))
+	}
+	if s.TempKnown {
+		rep.TemperatureC = ptr(round1(s.TemperatureC))
+	}
+	if id := r.URL.Query().Get("service"); id != "" {
+		_, insts := a.snapshot()
+		in, ok := insts[id]
+		if !ok {
+			rep.Error = fmt.Sprintf("no fleetplan-managed service instance %q on this device", id)
+		} else {
+			rep.Service, rep.App, rep.Version = in.ServiceID, in.App, in.Version
+			ctx, cancel := context.WithTimeout(r.Context(), DefaultFetchTimeout)
+			defer cancel()
+			m := contract.Metrics{CPUPercent: rep.CPUPercent, MemoryPercent: rep.MemoryPercent}
+			if err := a.app.fillAppMetrics(ctx, "http://"+in.HostPort()+DefaultMetricsPath, &m); err != nil {
+				rep.Error = err.Error()
+			}
+			rep.Instance = &m
+		}
+	}
+	writeJSONBody(w, http.StatusOK, rep)
+}
+
+// Status is what /v1/status answers.
+type Status struct {
+	Node      string                `json:"node"`
+	Advertise string                `json:"advertise"`
+	Instances []Instance            `json:"instances"`
+	Apps      map[string]*AppConfig `json:"apps"`
+}
+
+func (a *Agent) handleStatus(w http.ResponseWriter, _ *http.Request) {
+	configs, insts := a.snapshot()
+	a.mu.RLock()
+	st := Status{Node: a.node, Advertise: a.base, Apps: configs}
+	a.mu.RUnlock()
+	for _, id := range slices.Sorted(maps.Keys(insts)) {
+		st.Instances = append(st.Instances, insts[id])
+	}
+	writeJSONBody(w, http.StatusOK, st)
+}
+
+func writeText(w http.ResponseWriter, code int, body string) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(code)
+	_, _ = io.WriteString(w, body)
+}
+
+func writeJSONBody(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v)
+}

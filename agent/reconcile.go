@@ -1,0 +1,224 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+	"time"
+
+	consulapi "github.com/hashicorp/consul/api"
+	nomadapi "github.com/hashicorp/nomad/api"
+
+	"github.com/fleetplan/fleetplan/contract"
+	"github.com/fleetplan/fleetplan/internal/blocking"
+)
+
+// reconcileLoop reconciles on every poke and resync, backing off after
+// failures.
+func (a *Agent) reconcileLoop(ctx context.Context) {
+	select {
+	case <-a.kvReady:
+	case <-time.After(kvWait):
+		a.log.Warn("no application configs from Consul KV yet; registering checks with defaults", "prefix", a.cfg.KVPrefix)
+	case <-ctx.Done():
+		return
+	}
+	resync := time.NewTicker(a.cfg.Resync)
+	defer resync.Stop()
+	retry := time.NewTimer(0) // the first reconciliation
+	defer retry.Stop()
+	failures := 0
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-a.trigger:
+		case <-resync.C:
+		case <-retry.C:
+		}
+		if err := a.reconcile(ctx); err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			failures++
+			d := blocking.Backoff(failures, a.cfg.Timing.BackoffBase, a.cfg.Timing.BackoffMax)
+			a.log.Warn("reconciling checks failed", "error", err, "failures", failures, "retry_in", d)
+			retry.Reset(d)
+			continue
+		}
+		if failures > 0 {
+			a.log.Info("reconciling checks recovered", "failures", failures)
+			failures = 0
+		}
+	}
+}
+
+// reconcile makes the Consul agent's fleetplan-L* checks match the node
+// and the fleetplan-managed instances on it.
+func (a *Agent) reconcile(ctx context.Context) error {
+	q := (&consulapi.QueryOptions{}).WithContext(ctx)
+	services, err := a.consul.Agent().ServicesWithFilterOpts("", q)
+	if err != nil {
+		return fmt.Errorf("listing the local Consul agent's services: %w", err)
+	}
+	checks, err := a.consul.Agent().ChecksWithFilterOpts("", q)
+	if err != nil {
+		return fmt.Errorf("listing the local Consul agent's checks: %w", err)
+	}
+	all := FindInstances(services, checks, func(s *consulapi.AgentService) string { return a.appOf(ctx, s) })
+	insts := slices.DeleteFunc(slices.Clone(all), func(in Instance) bool { return !a.inScope(in.App) })
+	// With -app, the checks of other applications' instances are not this
+	// agent's to remove.
+	foreign := map[string]bool{}
+	for _, in := range all {
+		if !a.inScope(in.App) {
+			foreign[in.ServiceID] = true
+		}
+	}
+
+	a.mu.Lock()
+	configs := a.configs
+	a.instances = map[string]Instance{}
+	for _, in := range insts {
+		a.instances[in.ServiceID] = in
+	}
+	base := a.base
+	a.mu.Unlock()
+	a.fn.forget(func(id string) bool { _, ok := services[id]; return ok })
+
+	relevant := relevantApps(insts, configs)
+	plan := checkPlan{
+		Base:             base,
+		Interval:         a.cfg.CheckInterval,
+		Timeout:          a.cfg.CheckTimeout,
+		Thresholds:       strictestThresholds(relevant, a.cfg.Defaults),
+		HeartbeatTimeout: StrictestHeartbeatTimeout(relevant),
+	}
+	want := plan.DesiredChecks(insts, configs)
+
+	var errs []error
+	for _, id := range slices.Sorted(maps.Keys(want)) {
+		reg := want[id]
+		fp := fingerprint(reg)
+		cur, exists := checks[id]
+		if exists && a.registered[id] == fp {
+			continue
+		}
+		if exists {
+			// Keep the current state across a definition change.
+			reg.Status = cur.Status
+		}
+		if err := a.consul.Agent().CheckRegisterOpts(reg, q); err != nil {
+			errs = append(errs, fmt.Errorf("registering check %s: %w", id, err))
+			continue
+		}
+		a.registered[id] = fp
+		a.log.Info("registered check", "check", reg.Name, "id", id, "service", reg.ServiceID, "url", reg.HTTP)
+	}
+	for id, c := range checks {
+		if !strings.HasPrefix(id, CheckIDPrefix) || want[id] != nil || foreign[c.ServiceID] {
+			continue
+		}
+		if err := a.consul.Agent().CheckDeregisterOpts(id, q); err != nil {
+			errs = append(errs, fmt.Errorf("deregistering check %s: %w", id, err))
+			continue
+		}
+		delete(a.registered, id)
+		a.log.Info("deregistered check", "check", c.Name, "id", id, "service", c.ServiceID)
+	}
+	for id := range a.registered {
+		if want[id] == nil {
+			delete(a.registered, id)
+		}
+	}
+	if len(errs) > 0 {
+		return errors.Join(errs...)
+	}
+	a.readyOnce.Do(func() { close(a.ready) })
+	return nil
+}
+
+// inScope reports whether the agent registers checks for the application's
+// instances (Config.Apps).
+func (a *Agent) inScope(app string) bool {
+	return len(a.cfg.Apps) == 0 || slices.Contains(a.cfg.Apps, app)
+}
+
+// relevantApps are the configs of the applications with an instance on the
+// device, or every config when none has one (a device before its first
+// install is judged by the fleet's policies).
+func relevantApps(insts []Instance, configs map[string]*AppConfig) []*AppConfig {
+	var out []*AppConfig
+	seen := map[string]bool{}
+	for _, in := range insts {
+		if c := configs[in.App]; c != nil && !seen[in.App] {
+			seen[in.App] = true
+			out = append(out, c)
+		}
+	}
+	if len(out) == 0 {
+		return sortedApps(configs)
+	}
+	return out
+}
+
+// appOf names the application of an instance: the service meta
+// fleetplan_app, else the job meta fleetplan_app of the allocation that
+// registered it (asked once per allocation), else the service name.
+func (a *Agent) appOf(ctx context.Context, s *consulapi.AgentService) string {
+	if app := s.Meta[contract.MetaApp]; app != "" {
+		return app
+	}
+	alloc := allocIDOf(s.ID)
+	if alloc == "" {
+		return s.Service
+	}
+	if app, ok := a.appCache[alloc]; ok {
+		return app
+	}
+	al, _, err := a.nomad.Allocations().Info(alloc, (&nomadapi.QueryOptions{AllowStale: true}).WithContext(ctx))
+	if err != nil {
+		a.log.Warn("cannot read the allocation of a service; using the service name as the application", "service", s.ID, "error", err)
+		return s.Service
+	}
+	app := s.Service
+	if al.Job != nil && al.Job.Meta[contract.MetaApp] != "" {
+		app = al.Job.Meta[contract.MetaApp]
+	}
+	a.appCache[alloc] = app
+	if len(a.appCache) > 256 {
+		clear(a.appCache)
+		a.appCache[alloc] = app
+	}
+	return app
+}
+
+// deregisterAll removes every check the agent owns from the Consul agent.
+func (a *Agent) deregisterAll() {
+	ctx, cancel := context.WithTimeout(context.Background(), stopTimeout)
+	defer cancel()
+	q := (&consulapi.QueryOptions{}).WithContext(ctx)
+	checks, err := a.consul.Agent().ChecksWithFilterOpts("", q)
+	ids := slices.Collect(maps.Keys(a.registered))
+	if err != nil {
+		a.log.Warn("cannot list the checks at stop; deregistering the ones this agent registered", "error", err)
+	} else if len(a.cfg.Apps) == 0 {
+		// Also the checks of an earlier run of this agent.
+		for id := range checks {
+			if strings.HasPrefix(id, CheckIDPrefix) && !slices.Contains(ids, id) {
+				ids = append(ids, id)
+			}
+		}
+	}
+	for _, id := range ids {
+		if err := a.consul.Agent().CheckDeregisterOpts(id, q); err != nil {
+			a.log.Warn("deregistering check at stop", "id", id, "error", err)
+			continue
+		}
+		a.log.Debug("deregistered check at stop", "id", id)
+	}
+	clear(a.registered)
+}

@@ -1,0 +1,158 @@
+package checks
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"time"
+
+	"github.com/fleetplan/fleetplan/contract"
+	"github.com/fleetplan/fleetplan/scheduler"
+)
+
+// Health reports the candidate slot's health on each device, keyed by
+// device ID. It waits (bounded by ctx) for the first response of every
+// watch involved, so that a cold cache never reads as "no allocation", and
+// returns an error matching ErrStale while one of them has been failing for
+// longer than StaleAfter.
+func (w *Watcher) Health(ctx context.Context, r *scheduler.Rollout, devices []scheduler.DeviceRef) (map[string]scheduler.DeviceHealth, error) {
+	if r == nil || r.App == "" || r.Candidate == "" {
+		return nil, errors.New("health: the rollout names no application or candidate slot")
+	}
+	jobID := contract.SlotJobID(r.App, r.Candidate)
+	w.mu.Lock()
+	if w.stopped {
+		w.mu.Unlock()
+		return nil, ErrStopped
+	}
+	w.startGlobalLocked()
+	jw := w.watchJobLocked(jobID, r.Candidate)
+	w.mu.Unlock()
+
+	if err := w.await(ctx, jw); err != nil {
+		return nil, err
+	}
+
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	out := make(map[string]scheduler.DeviceHealth, len(devices))
+	for _, d := range devices {
+		key := d.ID
+		if key == "" {
+			key = d.Name
+		}
+		out[key] = w.deviceHealthLocked(jw, d)
+	}
+	return out, nil
+}
+
+// awaitPoll is how often await re-reads the loops' states while waiting.
+const awaitPoll = 100 * time.Millisecond
+
+// await waits until every watch the job depends on has answered once and
+// the job's versions cover its allocations.
+func (w *Watcher) await(ctx context.Context, jw *jobWatch) error {
+	var behindSince time.Time
+	for {
+		wait, err := w.pending(jw, &behindSince)
+		if err != nil {
+			return err
+		}
+		if wait == nil {
+			return nil
+		}
+		t := time.NewTimer(awaitPoll)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return fmt.Errorf("health of %s: waiting for the first answer of the watches: %w", jw.id, ctx.Err())
+		case <-w.ctx.Done():
+			t.Stop()
+			return ErrStopped
+		case <-wait:
+		case <-t.C:
+		}
+		t.Stop()
+	}
+}
+
+// pending returns a channel to wait on when a watch has not answered yet
+// (nil when all did), or the stale error.
+func (w *Watcher) pending(jw *jobWatch, behindSince *time.Time) (<-chan struct{}, error) {
+	w.mu.Lock()
+	loops := append(append([]watch{}, w.global...), jw.loops...)
+	names := make([]string, 0, len(jw.services))
+	for n := range jw.services {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		loops = append(loops, jw.services[n])
+	}
+	behind := false
+	if jw.view.Found {
+		for _, as := range jw.allocs {
+			for _, a := range as {
+				if a.JobVersion > jw.view.Latest {
+					behind = true
+				}
+			}
+		}
+	}
+	w.mu.Unlock()
+
+	now := w.clk.Now()
+	var wait <-chan struct{}
+	for _, l := range loops {
+		st := l.State()
+		if !st.FailingSince.IsZero() && now.Sub(st.FailingSince) >= w.cfg.StaleAfter {
+			return nil, &StaleError{Watch: st.Name, Since: st.FailingSince, Err: st.LastErr}
+		}
+		select {
+		case <-st.Ready:
+		default:
+			if wait == nil {
+				wait = st.Ready
+			}
+		}
+	}
+	if wait != nil {
+		return wait, nil
+	}
+	if behind {
+		// The allocations name a job version the job watch has not seen
+		// yet: it is about to answer.
+		if behindSince.IsZero() {
+			*behindSince = now
+		} else if now.Sub(*behindSince) >= w.cfg.StaleAfter {
+			return nil, &StaleError{Watch: "nomad-job " + jw.id, Since: *behindSince,
+				Err: errors.New("allocations run a job version the job watch has not seen")}
+		}
+		never := make(chan struct{})
+		return never, nil
+	}
+	return nil, nil
+}
+
+// Baseline reports the active slot's measurements on each device (the
+// pre-switch baseline), from the same caches: it implements
+// scheduler.BaselineSource.
+func (w *Watcher) Baseline(ctx context.Context, r *scheduler.Rollout, devices []scheduler.DeviceRef) (map[string]*scheduler.Metrics, error) {
+	if r == nil || r.Active == "" {
+		return map[string]*scheduler.Metrics{}, nil
+	}
+	active := *r
+	active.Candidate = r.Active
+	hs, err := w.Health(ctx, &active, devices)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]*scheduler.Metrics, len(hs))
+	for id, h := range hs {
+		if h.Metrics != nil {
+			out[id] = h.Metrics
+		}
+	}
+	return out, nil
+}
