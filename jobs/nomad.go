@@ -515,7 +515,7 @@ func (n *Nomad) RetireCandidate(ctx context.Context, r *scheduler.Rollout) error
 	if r.Candidate == "" || r.Candidate == r.Active {
 		return fmt.Errorf("retiring the candidate of %s: the run names no candidate slot apart from the active one", r.App)
 	}
-	id := JobID(r.App, r.Candidate)
+	id := contract.SlotJobID(r.App, r.Candidate)
 	_, _, err := n.nc.Jobs().Deregister(id, false, n.write(ctx))
 	switch {
 	case isNotFound(err):

@@ -129,8 +129,8 @@ type DeviceRecord struct {
 	// RollbackAt is when the device's rollback switched it back; RestoredAt
 	// when the old slot was verified running and passing its checks there
 	// (I2: a device is rolled-back only then).
-	RollbackAt time.Time `json:"rollback_at,omitempty"`
-	RestoredAt time.Time `json:"restored_at,omitempty"`
+	RollbackAt time.Time `json:"rollback_at,omitzero"`
+	RestoredAt time.Time `json:"restored_at,omitzero"`
 	UpdatedAt  time.Time `json:"updated_at"`
 	// Baseline and After are the device agent's metrics before the switch
 	// and at the end of the soak (for the report's health delta).
