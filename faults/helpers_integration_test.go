@@ -180,7 +180,7 @@ func writePolicy(t *testing.T, dir string, s policySpec) string {
     grace = "3s"
     application {
       path           = "/health"
-      interval       = "1s"
+      interval       = "2s"
       timeout        = "1s"
       expect_version = true
       max_restarts   = 1

@@ -330,11 +330,15 @@ func (s *suite) approver(ctx context.Context, tr *trial) (stop func()) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
+		approved := ""
 		for actx.Err() == nil {
 			st, _ := readState(actx, s.c.Consul, app)
-			if st != nil && st.ID != tr.prevRun && st.Phase == "AWAITING_APPROVAL" && st.Approval == nil && !tr.holdApproval.Load() {
+			if st != nil && st.ID != tr.prevRun && st.ID != approved && st.Phase == "AWAITING_APPROVAL" && st.Approval == nil && !tr.holdApproval.Load() {
 				res := fleetplan(actx, nil, "approve", "-m", "fault trial", "-actor", "faults-operator", app)
-				tr.logf("approve exited %d %s", res.code, lastLines(res.stderr, 1))
+				tr.logf("approve exited %d %s", res.code, lastLines(res.stdout+res.stderr, 1))
+				if res.code == 0 {
+					approved = st.ID
+				}
 			}
 			sleep(actx, 500*time.Millisecond)
 		}
