@@ -10,6 +10,10 @@
 #   status             print the cluster's state (exit 1 when it is not running)
 #   device-down NAME   stop a device's Nomad client and Consul agent
 #   device-up NAME     start them again with the same identity
+#   device-freeze NAME freeze a device's Nomad client and Consul agent (SIGSTOP)
+#   device-thaw NAME   resume them (SIGCONT)
+#   server-restart nomad|consul
+#                      restart a server with the same data dir (state kept)
 #   devices            list device names, one per line
 #   env                print the environment variables that reach the cluster
 #
@@ -415,6 +419,50 @@ cmd_device_up() {
 	log "$name is up ($(node_status "$name"))"
 }
 
+# signal_device NAME SIGNAL: signals a device's Nomad client and Consul
+# agent (not its tasks).
+signal_device() {
+	local name=$1 sig=$2 f
+	device_index "$name" >/dev/null
+	for f in "$STATE/$name/nomad.pid" "$STATE/$name/consul.pid"; do
+		[[ -f "$f" ]] || die "$name is not running ($f missing)"
+		kill "-$sig" "$(cat "$f")" 2>/dev/null || die "$name: cannot send SIG$sig to $(cat "$f")"
+	done
+}
+
+cmd_device_freeze() {
+	local name=${1:?device name}
+	# Like a hung device or a partition: the agents stop answering and
+	# heartbeating, the tasks keep running.
+	signal_device "$name" STOP
+	log "$name is frozen (thaw it with: $0 device-thaw $name)"
+}
+
+cmd_device_thaw() {
+	local name=${1:?device name}
+	signal_device "$name" CONT
+	log "$name is thawed"
+}
+
+cmd_server_restart() {
+	local which=${1:?nomad or consul}
+	case "$which" in
+	consul)
+		stop_pidfile "$STATE/server/consul.pid" INT
+		start_bg "$STATE/server/consul.pid" "$STATE/server/consul.log" "$CONSUL" agent -config-file "$STATE/server/consul.hcl"
+		wait_for "the Consul server's leader" 60 sh -c "python3 -c 'import urllib.request,sys; sys.exit(0 if b\":8300\" in urllib.request.urlopen(\"http://$CONSUL_HTTP_ADDR/v1/status/leader\", timeout=2).read() else 1)'"
+		wait_for "every Consul member to be alive" 60 all_alive
+		;;
+	nomad)
+		stop_pidfile "$STATE/server/nomad.pid" INT
+		start_bg "$STATE/server/nomad.pid" "$STATE/server/nomad.log" "$NOMAD" agent -config "$STATE/server/nomad.hcl"
+		wait_for "the Nomad server's leader" 60 sh -c "python3 -c 'import urllib.request,sys; sys.exit(0 if b\":4647\" in urllib.request.urlopen(\"$NOMAD_ADDR/v1/status/leader\", timeout=2).read() else 1)'"
+		;;
+	*) die "server-restart takes nomad or consul, got $which" ;;
+	esac
+	log "the $which server restarted (same data dir)"
+}
+
 cmd_env() {
 	echo "export NOMAD_ADDR=$NOMAD_ADDR"
 	echo "export CONSUL_HTTP_ADDR=$CONSUL_HTTP_ADDR"
@@ -427,7 +475,10 @@ down) cmd_down ;;
 status) cmd_status ;;
 device-down) shift; cmd_device_down "$@" ;;
 device-up) shift; cmd_device_up "$@" ;;
+device-freeze) shift; cmd_device_freeze "$@" ;;
+device-thaw) shift; cmd_device_thaw "$@" ;;
+server-restart) shift; cmd_server_restart "$@" ;;
 devices) devices ;;
 env) cmd_env ;;
-*) sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+*) sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
 esac

@@ -137,3 +137,44 @@ func Eventually(t testing.TB, timeout time.Duration, cond func() (bool, string))
 		}
 	}
 }
+
+// DeviceFreeze freezes a device's Nomad client and Consul agent (SIGSTOP):
+// they stop answering and heartbeating while its tasks keep running. The
+// device is thawed when the test ends (if the test did not do it itself).
+func (c *Cluster) DeviceFreeze(t testing.TB, name string) {
+	t.Helper()
+	c.run(t, "device-freeze", name)
+	t.Cleanup(func() { c.ensureThawed(name) })
+}
+
+// DeviceThaw resumes a frozen device's agents (SIGCONT).
+func (c *Cluster) DeviceThaw(t testing.TB, name string) {
+	t.Helper()
+	c.run(t, "device-thaw", name)
+}
+
+// ensureThawed sends SIGCONT again; harmless on a running device.
+func (c *Cluster) ensureThawed(name string) {
+	_ = exec.Command(filepath.Join(c.Root, "dev-cluster", "cluster.sh"), "device-thaw", name).Run()
+}
+
+// EnsureUp starts a device that is not ready in Nomad (a test's cleanup
+// after a power-off that may or may not have been undone).
+func (c *Cluster) EnsureUp(t testing.TB, name string) {
+	t.Helper()
+	c.ensureUp(t, name)
+}
+
+// ServerRestart restarts the Nomad or Consul server ("nomad", "consul")
+// with the same data dir, so the cluster's state survives, and waits for
+// its leader.
+func (c *Cluster) ServerRestart(t testing.TB, which string) {
+	t.Helper()
+	c.run(t, "server-restart", which)
+}
+
+// Script runs dev-cluster/cluster.sh with args and returns its combined
+// output; for callers that cannot fail the test where they run (goroutines).
+func (c *Cluster) Script(args ...string) ([]byte, error) {
+	return exec.Command(filepath.Join(c.Root, "dev-cluster", "cluster.sh"), args...).CombinedOutput()
+}
