@@ -17,7 +17,7 @@ import (
 
 	nomad "github.com/hashicorp/nomad/api"
 
-	"github.com/fleetplan/fleetplan/agent"
+	"github.com/fleetplan/fleetplan/contract"
 	"github.com/fleetplan/fleetplan/internal/testcluster"
 )
 
@@ -238,7 +238,7 @@ func installAgent(t *testing.T, ctx context.Context, c *testcluster.Cluster) {
 			}
 			n := 0
 			for _, ch := range checks {
-				if ch.Name == agent.CheckConnectivity || ch.Name == agent.CheckSystem {
+				if ch.Name == contract.CheckConnectivity || ch.Name == contract.CheckSystem {
 					n++
 				}
 			}
