@@ -8,7 +8,6 @@ import (
 	"strings"
 	"time"
 
-
 	"github.com/fleetplan/fleetplan/store"
 )
 
