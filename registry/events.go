@@ -24,7 +24,7 @@ func (r *Registry) appendEvents(ctx context.Context, events []Event, now time.Ti
 
 // Events returns up to limit of the most recent events, oldest first, that
 // match (all when match is nil). It reads the newest log keys backwards, in
-// transactions of up to 64 reads, and stops after maxScan keys.
+// transactions of up to 16 reads, and stops after maxScan keys.
 func (r *Registry) Events(ctx context.Context, limit int, match func(Event) bool) ([]Event, error) {
 	const maxScan = 256
 	var out []Event // newest first
