@@ -1,6 +1,9 @@
-// Package store persists rollouts in Consul KV.
-//
-// Every key it uses is named by Layout (layout.go).
+// Package store owns fleetplan's Consul KV: the rollouts and their
+// archives, the operators' requests, the controller lock, the active slots,
+// the device registry and its event log, the agents' health configuration,
+// and the chunked logs (Appender) the audit trail is kept in. Every key is
+// named by Layout (layout.go); other packages reach KV only through the
+// store.
 //
 // Every write is a check-and-set on the Index the value was read at (0: the
 // key must not exist) and a lost one returns an error wrapping
