@@ -120,7 +120,7 @@ func (c *Consul) History(ctx context.Context, app string) ([]*scheduler.Rollout,
 	for _, k := range keys {
 		ops = append(ops, &api.TxnOp{KV: &api.KVTxnOp{Verb: api.KVGetOrEmpty, Key: k}})
 	}
-	res, err := runTxns(ctx, c.client, ops)
+	res, _, err := runTxns(ctx, c.client, ops)
 	if err != nil {
 		return nil, err
 	}

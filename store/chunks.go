@@ -97,7 +97,7 @@ func (a *Appender) WriteNew(ctx context.Context, recs []json.RawMessage, key fun
 	for i, c := range chunks {
 		ops = append(ops, &api.TxnOp{KV: &api.KVTxnOp{Verb: api.KVCAS, Key: key(i), Value: c, Index: 0}})
 	}
-	_, err = runTxns(ctx, a.client, ops)
+	_, _, err = runTxns(ctx, a.client, ops)
 	return err
 }
 
@@ -139,13 +139,18 @@ func (a *Appender) Append(ctx context.Context, folder string, recs ...json.RawMe
 			delete(a.tails, folder)
 			return fmt.Errorf("appending to %s: %w", folder, err)
 		}
-		a.tails[folder] = next
+		if next == nil {
+			delete(a.tails, folder)
+		} else {
+			a.tails[folder] = next
+		}
 		return nil
 	}
 	return fmt.Errorf("appending to %s: too many concurrent writers", folder)
 }
 
-// appendTo writes the records after tail and returns the new last chunk.
+// appendTo writes the records after tail and returns the new last chunk
+// (nil when Consul did not report its index).
 func (a *Appender) appendTo(ctx context.Context, folder string, tail *tailChunk, recs []json.RawMessage) (*tailChunk, error) {
 	p := packer{limits: a.limits}
 	p.resume(tail.value, tail.n)
@@ -169,15 +174,16 @@ func (a *Appender) appendTo(ctx context.Context, folder string, tail *tailChunk,
 		}
 		ops = append(ops, &api.TxnOp{KV: &api.KVTxnOp{Verb: api.KVCAS, Key: AuditChunk(folder, seq+i), Value: c, Index: idx}})
 	}
-	res, err := runTxns(ctx, a.client, ops)
+	res, _, err := runTxns(ctx, a.client, ops)
 	if err != nil {
 		return nil, err
 	}
 	last := len(chunks) - 1
 	next := &tailChunk{seq: seq + last, value: chunks[last], n: counts[last]}
-	if r := res[len(res)-1]; r.KV != nil {
-		next.index = r.KV.ModifyIndex
+	if len(res) != len(ops) || res[last].KV == nil {
+		return nil, nil // written; the next append reads the tail again
 	}
+	next.index = res[last].KV.ModifyIndex
 	return next, nil
 }
 
@@ -282,9 +288,10 @@ func ReadChunks[T any](ctx context.Context, client *api.Client, folder string) (
 
 // runTxns runs operations in as few transactions as MaxTxnOps and
 // MaxTxnBytes allow, in order. It returns the results of the operations
-// that committed: on an error, those of the transactions before the one
-// that failed.
-func runTxns(ctx context.Context, client *api.Client, ops api.TxnOps) (api.TxnResults, error) {
+// that committed (delete operations have none) and how many operations
+// committed: on an error, those of the transactions before the one that
+// failed.
+func runTxns(ctx context.Context, client *api.Client, ops api.TxnOps) (api.TxnResults, int, error) {
 	var out api.TxnResults
 	start, size := 0, 0
 	for i, op := range ops {
@@ -295,7 +302,7 @@ func runTxns(ctx context.Context, client *api.Client, ops api.TxnOps) (api.TxnRe
 		if i > start && (i-start == MaxTxnOps || size+n > MaxTxnBytes) {
 			res, err := runTxn(ctx, client, ops[start:i])
 			if err != nil {
-				return out, err
+				return out, start, err
 			}
 			out = append(out, res...)
 			start, size = i, 0
@@ -305,9 +312,9 @@ func runTxns(ctx context.Context, client *api.Client, ops api.TxnOps) (api.TxnRe
 	if start < len(ops) {
 		res, err := runTxn(ctx, client, ops[start:])
 		if err != nil {
-			return out, err
+			return out, start, err
 		}
 		out = append(out, res...)
 	}
-	return out, nil
+	return out, len(ops), nil
 }

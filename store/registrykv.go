@@ -59,11 +59,11 @@ func (c *Consul) WriteRegistry(ctx context.Context, writes []RegistryWrite) (int
 		}
 		ops = append(ops, &api.TxnOp{KV: kv})
 	}
-	res, err := runTxns(ctx, c.client, ops)
+	_, n, err := runTxns(ctx, c.client, ops)
 	if err != nil {
-		return len(res), fmt.Errorf("writing the registry: %w", err)
+		return n, fmt.Errorf("writing the registry: %w", err)
 	}
-	return len(res), nil
+	return n, nil
 }
 
 // eventSeq keeps the event chunk keys of one process distinct within a
@@ -102,7 +102,7 @@ func (c *Consul) pruneRegistryEvents(ctx context.Context, keep int) error {
 	for _, k := range old {
 		ops = append(ops, &api.TxnOp{KV: &api.KVTxnOp{Verb: api.KVDelete, Key: k}})
 	}
-	if _, err := runTxns(ctx, c.client, ops); err != nil {
+	if _, _, err := runTxns(ctx, c.client, ops); err != nil {
 		return fmt.Errorf("pruning the registry events: %w", err)
 	}
 	return nil
