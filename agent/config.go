@@ -14,11 +14,12 @@ import (
 	consulapi "github.com/hashicorp/consul/api"
 
 	"github.com/fleetplan/fleetplan/scheduler"
+	"github.com/fleetplan/fleetplan/store"
 )
 
 // DefaultKVPrefix is the Consul KV folder holding one AppConfig per
 // application, at <prefix>/<app>.
-const DefaultKVPrefix = "fleetplan/agent/apps"
+const DefaultKVPrefix = store.DefaultAgentConfigPrefix
 
 // Defaults of the layer 2 thresholds, used for every threshold no
 // application on the device sets.
@@ -152,7 +153,7 @@ func NewAppConfig(p *scheduler.Policy) (*AppConfig, error) {
 
 // AppConfigKey is the KV key of an application's config under prefix.
 func AppConfigKey(prefix, app string) string {
-	return strings.TrimSuffix(prefix, "/") + "/" + app
+	return store.AgentConfigKey(prefix, app)
 }
 
 // WriteAppConfig writes the agent's part of the policy to Consul KV at

@@ -18,6 +18,7 @@ import (
 	"github.com/fleetplan/fleetplan/agent"
 	"github.com/fleetplan/fleetplan/contract"
 	"github.com/fleetplan/fleetplan/jobs"
+	"github.com/fleetplan/fleetplan/operator"
 	"github.com/fleetplan/fleetplan/plugin"
 )
 
@@ -218,7 +219,7 @@ func agentInstallAction(c *cli.Context) error {
 	if c.Bool("print") {
 		return printJSON(c, job)
 	}
-	nc, err := nomadClient()
+	nc, err := operator.NomadClient()
 	if err != nil {
 		return exit(ExitInternal, "%v", err)
 	}
@@ -238,7 +239,7 @@ func agentInstallAction(c *cli.Context) error {
 }
 
 func agentUninstallAction(c *cli.Context) error {
-	nc, err := nomadClient()
+	nc, err := operator.NomadClient()
 	if err != nil {
 		return exit(ExitInternal, "%v", err)
 	}

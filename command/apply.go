@@ -14,22 +14,12 @@ import (
 
 	tea "github.com/charmbracelet/bubbletea"
 
-	"github.com/fleetplan/fleetplan/agent"
-	"github.com/fleetplan/fleetplan/checks"
 	fphcl "github.com/fleetplan/fleetplan/hcl"
-	"github.com/fleetplan/fleetplan/jobs"
+	"github.com/fleetplan/fleetplan/operator"
 	"github.com/fleetplan/fleetplan/report"
 	"github.com/fleetplan/fleetplan/scheduler"
 	"github.com/fleetplan/fleetplan/store"
 	"github.com/urfave/cli/v2"
-)
-
-// Exit codes of apply.
-const (
-	applyDone       = 0
-	applyRolledBack = 1
-	applyUsage      = 2
-	applyFailed     = 3
 )
 
 func init() {
@@ -60,12 +50,12 @@ validation errors, 3 other failures (with the reason).`,
 
 func applyAction(c *cli.Context) error {
 	if c.NArg() != 1 {
-		return exit(applyUsage, "apply takes exactly one policy FILE (see `fleetplan apply -h`)")
+		return usageError(c, 1, "policy FILE")
 	}
 	policies, files, diags := fphcl.ParseFilesWithSources(c.Args().First())
 	if diags.HasErrors() {
 		_ = fphcl.WriteDiagnostics(c.App.ErrWriter, files, diags, false)
-		return exit(applyUsage, "the policy is not valid; nothing was changed (check it with `fleetplan validate %s`)", c.Args().First())
+		return exit(ExitUsage, "the policy is not valid; nothing was changed (check it with `fleetplan validate %s`)", c.Args().First())
 	} else if len(diags) > 0 {
 		_ = fphcl.WriteDiagnostics(c.App.ErrWriter, files, diags, false)
 	}
@@ -81,25 +71,25 @@ func applyAction(c *cli.Context) error {
 	if actor == "" {
 		actor = store.DefaultActor()
 	}
-	w, err := connect(log)
+	op, err := operator.Connect(log)
 	if err != nil {
-		return exit(applyFailed, "%v", err)
+		return exit(ExitInternal, "%v", err)
 	}
-	audit, err := w.auditTrail(c.String("audit-file"), actor)
+	audit, err := op.AuditSink(c.String("audit-file"), actor)
 	if err != nil {
-		return exit(applyFailed, "%v", err)
+		return exit(ExitInternal, "%v", err)
 	}
 	defer audit.Close()
-	audit.Record(ctx, auditRecord("", "", "apply", "started", fmt.Sprintf("policy %s", c.Args().First()), actor))
+	audit.Record(ctx, operator.Note("", "", "apply", "started", fmt.Sprintf("policy %s", c.Args().First()), actor))
 	notify, err := newNotifiers(ctx, c.StringSlice("notify"), log)
 	if err != nil {
-		return exit(applyUsage, "%v", err)
+		return exit(ExitUsage, "%v", err)
 	}
 	defer notify.Close()
 
-	code := applyDone
+	code := ExitOK
 	for _, p := range policies {
-		res := runRollout(ctx, c, w, p, actor, ui, audit, notify)
+		res := runRollout(ctx, c, op, p, actor, ui, audit, notify)
 		if res > code {
 			code = res
 		}
@@ -109,26 +99,26 @@ func applyAction(c *cli.Context) error {
 	}
 	if ctx.Err() != nil {
 		fmt.Fprintln(c.App.ErrWriter, "Interrupted: the rollout state is saved in Consul; run `fleetplan apply` again to resume, or `fleetplan rollback ROLLOUT`.")
-		return cli.Exit("", applyFailed)
+		return cli.Exit("", ExitInternal)
 	}
-	if code != applyDone {
+	if code != ExitOK {
 		return cli.Exit("", code)
 	}
 	return nil
 }
 
 // runRollout runs one rollout of the policy and returns apply's exit code.
-func runRollout(ctx context.Context, c *cli.Context, w *wiring, p *scheduler.Policy, actor string, ui *progress, audit *auditSink, notify *notifiers) int {
-	log := w.log.Named("apply").With("rollout", p.Name)
+func runRollout(ctx context.Context, c *cli.Context, op *operator.Operator, p *scheduler.Policy, actor string, ui *progress, audit *operator.AuditSink, notify *notifiers) int {
+	log := op.Log.Named("apply").With("rollout", p.Name)
 	out := c.App.Writer
 	if abs, err := filepath.Abs(p.File); err == nil {
 		p.File = abs
 	}
 
-	lost, release, err := w.lock(ctx, p.Name, c.Bool("wait"))
+	lost, release, err := op.Lock(ctx, p.Name, c.Bool("wait"))
 	if err != nil {
 		fmt.Fprintf(c.App.ErrWriter, "Error: %v\n", err)
-		return applyFailed
+		return ExitInternal
 	}
 	defer release()
 	ctx, cancel := context.WithCancel(ctx)
@@ -142,35 +132,24 @@ func runRollout(ctx context.Context, c *cli.Context, w *wiring, p *scheduler.Pol
 		}
 	}()
 
-	// The device agents read the release's health configuration (thresholds,
-	// functional probe) from Consul KV.
-	if err := agent.WriteAppConfig(ctx, w.consul.KV(), "", p); err != nil {
-		fmt.Fprintf(c.App.ErrWriter, "Error: writing the health configuration of %s for the device agents: %v\n", p.Name, err)
-		return applyFailed
-	}
-	base, err := jobs.ParseJobspec(ctx, w.nomad, p.Release.Jobspec)
+	base, err := op.PrepareRelease(ctx, p)
 	if err != nil {
 		fmt.Fprintf(c.App.ErrWriter, "Error: %v\n", err)
-		return applyFailed
+		return ExitInternal
 	}
-	cluster := jobs.NewNomad(w.nomad, p, base, w.log)
-	watcher := checks.NewWatcher(w.nomad, w.consul, w.log)
-	defer watcher.Stop()
-	reg := w.registry()
-
-	ctl := &scheduler.Controller{
+	ctl, stop := op.Controller(operator.Run{
 		Policy:         p,
-		Cluster:        cluster,
-		Health:         watcher,
-		Gate:           w.gate(),
-		Store:          w.store,
-		Registry:       reg,
-		Logger:         w.log,
+		Base:           base,
+		WatchHealth:    true,
 		Actor:          actor,
 		AutoApprove:    c.Bool("auto-approve"),
 		SampleInterval: c.Duration("sample-interval"),
+		Audit:          audit,
+		Lost:           lost,
+		PublishHealthConfig: func(ctx context.Context) error {
+			return op.PublishHealthConfig(ctx, p)
+		},
 		OnEvent: func(e scheduler.Event) {
-			audit.Record(ctx, e)
 			notify.Event(ctx, e, p.Release.Version)
 			if live := liveProgram.Load(); live != nil {
 				live.Send(eventMsg(e))
@@ -178,11 +157,12 @@ func runRollout(ctx context.Context, c *cli.Context, w *wiring, p *scheduler.Pol
 				ui.Event(e)
 			}
 		},
-	}
+	})
+	defer stop()
 	fmt.Fprintf(out, "==> Rollout %s: release %s (policy %s)\n", p.Name, p.Release.Version, p.File)
 	var r *scheduler.Rollout
 	if isTerminal(out) {
-		r, err = runWithLiveView(ctx, cancel, ctl, w, p.Name)
+		r, err = runWithLiveView(ctx, cancel, ctl, op, p.Name)
 	} else {
 		r, err = ctl.Run(ctx)
 	}
@@ -194,32 +174,32 @@ func runRollout(ctx context.Context, c *cli.Context, w *wiring, p *scheduler.Pol
 	switch {
 	case errors.Is(err, scheduler.ErrNothingToDo):
 		fmt.Fprintf(out, "No changes: %v\n", err)
-		return applyDone
+		return ExitOK
 	case errors.As(err, &inProgress):
 		fmt.Fprintf(c.App.ErrWriter, "Error: %v (`fleetplan rollback %s` takes it back)\n", err, inProgress.App)
-		return applyFailed
+		return ExitInternal
 	case errors.As(err, &halted):
 		fmt.Fprintf(c.App.ErrWriter, "Halted: %s\n", report.HaltText(p.Name, &halted.Halt))
 		if r != nil && r.RollbackScope != "" {
-			return applyRolledBack
+			return ExitRolledBack
 		}
-		return applyFailed
+		return ExitInternal
 	case err != nil:
 		if ctx.Err() != nil {
-			return applyFailed
+			return ExitInternal
 		}
 		fmt.Fprintf(c.App.ErrWriter, "Error: %v\n", err)
-		return applyFailed
+		return ExitInternal
 	case r.Outcome == scheduler.OutcomeRollbackIncomplete:
 		fmt.Fprintf(c.App.ErrWriter, "==> Rollout %s was rolled back, but not every device could be verified on the old version: %s\n", p.Name, lastReason(r))
 		fmt.Fprintf(c.App.ErrWriter, "    Check those devices, then `fleetplan catch-up %s` verifies them again.\n", p.Name)
-		return applyRolledBack
+		return ExitRolledBack
 	case r.Outcome == scheduler.OutcomeRolledBack:
 		fmt.Fprintf(out, "==> Rollout %s was rolled back: %s\n", p.Name, r.RollbackReason)
-		return applyRolledBack
+		return ExitRolledBack
 	default:
 		fmt.Fprintf(out, "==> Rollout %s is done: %s %s runs in slot %s\n", p.Name, p.Name, r.Version, r.Candidate)
-		return applyDone
+		return ExitOK
 	}
 }
 
@@ -228,13 +208,13 @@ func runRollout(ctx context.Context, c *cli.Context, w *wiring, p *scheduler.Pol
 func detach(c *cli.Context) error {
 	self, err := os.Executable()
 	if err != nil {
-		return exit(applyFailed, "finding the fleetplan executable: %v", err)
+		return exit(ExitInternal, "finding the fleetplan executable: %v", err)
 	}
 	file, _ := filepath.Abs(c.Args().First())
 	logPath := filepath.Join(os.TempDir(), fmt.Sprintf("fleetplan-apply-%d.log", time.Now().UnixNano()))
 	logFile, err := os.Create(logPath)
 	if err != nil {
-		return exit(applyFailed, "creating the log file: %v", err)
+		return exit(ExitInternal, "creating the log file: %v", err)
 	}
 	defer logFile.Close()
 	args := []string{"apply"}
@@ -259,7 +239,7 @@ func detach(c *cli.Context) error {
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	if err := cmd.Start(); err != nil {
-		return exit(applyFailed, "starting the controller: %v", err)
+		return exit(ExitInternal, "starting the controller: %v", err)
 	}
 	fmt.Fprintf(c.App.Writer, "Controller started in the background (pid %d, log %s).\nFollow it with `fleetplan status -watch ROLLOUT`.\n", cmd.Process.Pid, logPath)
 	return nil
@@ -271,9 +251,8 @@ var liveProgram atomic.Pointer[tea.Program]
 
 // runWithLiveView runs the controller while the live view shows it; leaving
 // the view (q) stops the controller, whose state stays in Consul.
-func runWithLiveView(ctx context.Context, cancel context.CancelFunc, ctl *scheduler.Controller, w *wiring, app string) (*scheduler.Rollout, error) {
-	load := func(ctx context.Context) (*scheduler.Rollout, error) { return w.store.Load(ctx, app) }
-	m := newLiveModel(ctx, load, cancel)
+func runWithLiveView(ctx context.Context, cancel context.CancelFunc, ctl *scheduler.Controller, op *operator.Operator, app string) (*scheduler.Rollout, error) {
+	m := newLiveModel(ctx, op.Loader(app), cancel)
 	prog := tea.NewProgram(m)
 	liveProgram.Store(prog)
 	type result struct {

@@ -7,9 +7,8 @@ import (
 	"os/signal"
 	"syscall"
 
-	"github.com/fleetplan/fleetplan/checks"
 	fphcl "github.com/fleetplan/fleetplan/hcl"
-	"github.com/fleetplan/fleetplan/jobs"
+	"github.com/fleetplan/fleetplan/operator"
 	"github.com/fleetplan/fleetplan/scheduler"
 	"github.com/fleetplan/fleetplan/store"
 	"github.com/urfave/cli/v2"
@@ -35,19 +34,16 @@ is handled.`,
 }
 
 func catchUpAction(c *cli.Context) error {
-	app, err := oneRollout(c, "catch-up")
+	b, app, err := rolloutCommand(c)
 	if err != nil {
 		return err
 	}
 	ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	w, err := connect(logger(c))
+	op := b.op
+	r, err := op.LoadRun(ctx, app)
 	if err != nil {
-		return exit(ExitInternal, "%v", err)
-	}
-	r, err := loadRun(ctx, w, app)
-	if err != nil {
-		return err
+		return operatorError(err)
 	}
 	file := c.String("policy")
 	if file == "" {
@@ -71,21 +67,22 @@ func catchUpAction(c *cli.Context) error {
 	if p.Release.Version != r.Version {
 		return exit(ExitUsage, "the policy %s is for version %s but the last run of %q rolled out %s", file, p.Release.Version, app, r.Version)
 	}
-	_, release, err := w.lock(ctx, app, false)
+	lost, release, err := op.Lock(ctx, app, false)
 	if err != nil {
 		return exit(ExitInternal, "%v", err)
 	}
 	defer release()
+	ctx, cancel := operator.WhileHeld(ctx, lost)
+	defer cancel()
 	actor := store.DefaultActor()
-	sink, _ := w.auditTrail("", actor)
-	ui := newProgress(c.App.Writer)
-	watcher := checks.NewWatcher(w.nomad, w.consul, w.log)
-	defer watcher.Stop()
-	ctl := &scheduler.Controller{
-		Policy: p, Cluster: jobs.NewNomad(w.nomad, p, nil, w.log), Health: watcher, Gate: w.gate(), Store: w.store,
-		Registry: w.registry(), Logger: w.log, Actor: actor,
-		OnEvent: func(e scheduler.Event) { sink.Record(ctx, e); ui.Event(e) },
+	sink, err := op.AuditSink("", actor)
+	if err != nil {
+		return exit(ExitInternal, "%v", err)
 	}
+	ui := newProgress(c.App.Writer)
+	ctl, stopWatch := op.Controller(operator.Run{Policy: p, WatchHealth: true, Actor: actor, Audit: sink, Lost: lost,
+		OnEvent: func(e scheduler.Event) { ui.Event(e) }})
+	defer stopWatch()
 	res, err := ctl.CatchUp(ctx, c.Bool("wait"))
 	if err != nil && !errors.Is(err, ctx.Err()) {
 		return exit(ExitInternal, "catching up %s: %v", app, err)

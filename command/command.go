@@ -10,13 +10,6 @@ import (
 	"github.com/urfave/cli/v2"
 )
 
-// Exit codes shared by the commands.
-const (
-	ExitOK       = 0
-	ExitUsage    = 2
-	ExitInternal = 3
-)
-
 // Version is set at build time with -ldflags "-X .../command.Version=...".
 var Version = "0.1.0-dev"
 
@@ -39,9 +32,16 @@ func App() *cli.App {
 			&cli.BoolFlag{Name: "log-json", EnvVars: []string{"FLEETPLAN_LOG_JSON"}, Usage: "write logs as JSON"},
 		},
 		Commands: commands,
+		// Without arguments: the help; an unknown command is a usage error.
+		Action: usageAction,
 		ExitErrHandler: func(*cli.Context, error) {
 			// Exit codes are handled by Run.
 		},
+	}
+	for _, c := range commands {
+		if len(c.Subcommands) > 0 && c.Action == nil {
+			c.Action = usageAction
+		}
 	}
 	return app
 }
@@ -71,9 +71,4 @@ func logger(c *cli.Context) hclog.Logger {
 		JSONFormat: c.Bool("log-json"),
 		Output:     os.Stderr,
 	})
-}
-
-// exit wraps an error with an exit code; a nil error stays nil.
-func exit(code int, format string, args ...any) error {
-	return cli.Exit(fmt.Sprintf(format, args...), code)
 }

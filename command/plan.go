@@ -12,16 +12,10 @@ import (
 	"github.com/fleetplan/fleetplan/contract"
 	fphcl "github.com/fleetplan/fleetplan/hcl"
 	"github.com/fleetplan/fleetplan/jobs"
+	"github.com/fleetplan/fleetplan/operator"
 	"github.com/fleetplan/fleetplan/scheduler"
 	nomadapi "github.com/hashicorp/nomad/api"
 	"github.com/urfave/cli/v2"
-)
-
-// Exit codes of plan, like `nomad job plan`.
-const (
-	planNoChanges = 0
-	planChanges   = 1
-	planError     = 255
 )
 
 func init() {
@@ -74,25 +68,25 @@ type PlanDoc struct {
 
 func planAction(c *cli.Context) error {
 	if c.NArg() != 1 {
-		return exit(planError, "plan takes exactly one policy FILE (see `fleetplan plan -h`)")
+		return exit(ExitPlanError, "plan takes exactly one policy FILE (see `fleetplan plan -h`)")
 	}
 	policies, files, diags := fphcl.ParseFilesWithSources(c.Args().First())
 	if len(diags) > 0 {
 		_ = fphcl.WriteDiagnostics(c.App.ErrWriter, files, diags, false)
 	}
 	if diags.HasErrors() {
-		return exit(planError, "the policy is not valid (check it with `fleetplan validate %s`)", c.Args().First())
+		return exit(ExitPlanError, "the policy is not valid (check it with `fleetplan validate %s`)", c.Args().First())
 	}
-	w, err := connect(logger(c))
+	op, err := operator.Connect(logger(c))
 	if err != nil {
-		return exit(planError, "%v", err)
+		return exit(ExitPlanError, "%v", err)
 	}
 	var docs []*PlanDoc
 	changes := false
 	for _, p := range policies {
-		doc, err := planOne(c.Context, w, p)
+		doc, err := planOne(c.Context, op, p)
 		if err != nil {
-			return exit(planError, "planning %s: %v", p.Name, err)
+			return exit(ExitPlanError, "planning %s: %v", p.Name, err)
 		}
 		changes = changes || doc.Changes
 		docs = append(docs, doc)
@@ -107,13 +101,13 @@ func planAction(c *cli.Context) error {
 		}
 	}
 	if changes {
-		return cli.Exit("", planChanges)
+		return cli.Exit("", ExitChanges)
 	}
 	return nil
 }
 
-func planOne(ctx context.Context, w *wiring, p *scheduler.Policy) (*PlanDoc, error) {
-	reg := w.registry()
+func planOne(ctx context.Context, op *operator.Operator, p *scheduler.Policy) (*PlanDoc, error) {
+	reg := op.Registry()
 	devices, err := reg.Devices(ctx, p)
 	if err != nil {
 		return nil, fmt.Errorf("reading the registry: %w", err)
@@ -139,21 +133,21 @@ func planOne(ctx context.Context, w *wiring, p *scheduler.Policy) (*PlanDoc, err
 	for _, names := range doc.Registry {
 		sort.Strings(names)
 	}
-	active, err := w.store.ActiveSlot(ctx, p.Name)
+	active, err := op.Store.ActiveSlot(ctx, p.Name)
 	if err != nil {
 		return nil, fmt.Errorf("reading the active slot: %w", err)
 	}
 	if active != nil {
 		doc.ActiveSlot, doc.ActiveVersion = active.Slot, active.Version
 	}
-	if cur, err := w.store.LoadState(ctx, p.Name); err == nil && cur != nil && !cur.Finished() {
+	if cur, err := op.Store.LoadState(ctx, p.Name); err == nil && cur != nil && !cur.Finished() {
 		doc.InProgress = cur
 	}
 	doc.CandidateSlot = scheduler.OtherSlot(doc.ActiveSlot)
 	doc.CandidateJob = contract.SlotJobID(p.Name, doc.CandidateSlot)
 	doc.Changes = doc.ActiveVersion != p.Release.Version
 
-	base, err := jobs.ParseJobspec(ctx, w.nomad, p.Release.Jobspec)
+	base, err := jobs.ParseJobspec(ctx, op.Nomad, p.Release.Jobspec)
 	if err != nil {
 		return nil, err
 	}
@@ -161,7 +155,7 @@ func planOne(ctx context.Context, w *wiring, p *scheduler.Policy) (*PlanDoc, err
 	if err != nil {
 		return nil, fmt.Errorf("compiling the candidate slot job: %w", err)
 	}
-	resp, _, err := w.nomad.Jobs().PlanOpts(job, &nomadapi.PlanOptions{Diff: true}, (&nomadapi.WriteOptions{}).WithContext(ctx))
+	resp, _, err := op.Nomad.Jobs().PlanOpts(job, &nomadapi.PlanOptions{Diff: true}, (&nomadapi.WriteOptions{}).WithContext(ctx))
 	if err != nil {
 		return nil, fmt.Errorf("asking Nomad to plan %s: %w", doc.CandidateJob, err)
 	}

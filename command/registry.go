@@ -14,9 +14,9 @@ import (
 	"text/tabwriter"
 	"time"
 
-	nomadapi "github.com/hashicorp/nomad/api"
 	"github.com/urfave/cli/v2"
 
+	"github.com/fleetplan/fleetplan/operator"
 	"github.com/fleetplan/fleetplan/registry"
 	"github.com/fleetplan/fleetplan/scheduler"
 	"github.com/fleetplan/fleetplan/store"
@@ -112,20 +112,7 @@ resolved). list, show and sync sync it first (unless -stale).`,
 // openRegistry connects to the cluster. With offline, Nomad is not
 // contacted (the stored registry only needs Consul).
 func openRegistry(c *cli.Context, offline bool) (*registry.Registry, error) {
-	cc, err := consulClient()
-	if err != nil {
-		return nil, err
-	}
-	var n *nomadapi.Client
-	if offline {
-		n, _, err = nomadClientNoCheck()
-	} else {
-		n, err = nomadClient()
-	}
-	if err != nil {
-		return nil, err
-	}
-	return registry.New(n, cc, registry.Options{Prefix: c.String("kv-prefix"), Logger: logger(c), Actor: regActor(c)}), nil
+	return operator.OpenRegistry(registry.Options{Prefix: c.String("kv-prefix"), Logger: logger(c), Actor: regActor(c)}, offline)
 }
 
 func regActor(c *cli.Context) string {
@@ -135,59 +122,13 @@ func regActor(c *cli.Context) string {
 	return store.DefaultActor()
 }
 
-// regArgs returns the positional arguments, accepting flags after them too
-// (`registry quarantine DEVICE -reason R`), which urfave/cli v2 does not.
-func regArgs(c *cli.Context) ([]string, error) {
-	var pos []string
-	args := c.Args().Slice()
-	for i := 0; i < len(args); i++ {
-		a := args[i]
-		if a == "--" {
-			pos = append(pos, args[i+1:]...)
-			break
-		}
-		if len(a) < 2 || a[0] != '-' {
-			pos = append(pos, a)
-			continue
-		}
-		name, value, hasValue := strings.Cut(strings.TrimLeft(a, "-"), "=")
-		var flag cli.Flag
-		for _, f := range c.Command.Flags {
-			if slices.Contains(f.Names(), name) {
-				flag = f
-			}
-		}
-		if flag == nil {
-			return nil, fmt.Errorf("flag provided but not defined: -%s", name)
-		}
-		if _, isBool := flag.(*cli.BoolFlag); isBool && !hasValue {
-			value = "true"
-		} else if !hasValue {
-			if i+1 >= len(args) {
-				return nil, fmt.Errorf("flag needs an argument: -%s", name)
-			}
-			i++
-			value = args[i]
-		}
-		// Set the flag under its primary name: urfave/cli keeps a separate
-		// value per alias.
-		if err := c.Set(flag.Names()[0], value); err != nil {
-			return nil, fmt.Errorf("invalid value %q for flag -%s: %w", value, name, err)
-		}
-	}
-	return pos, nil
-}
-
 // oneDevice returns the DEVICE argument.
 func oneDevice(c *cli.Context) (string, error) {
-	args, err := regArgs(c)
+	b, err := initCommand(c, withExactArgs(1, "device (node name or ID)"))
 	if err != nil {
-		return "", exit(ExitUsage, "registry %s: %v", c.Command.Name, err)
+		return "", err
 	}
-	if len(args) != 1 {
-		return "", exit(ExitUsage, "registry %s: give one device (node name or ID)\nUsage: fleetplan registry %s %s", c.Command.Name, c.Command.Name, c.Command.ArgsUsage)
-	}
-	return args[0], nil
+	return b.args[0], nil
 }
 
 // regFail maps an error of a registry operation to an exit status.
@@ -201,12 +142,8 @@ func regFail(c *cli.Context, err error) error {
 var registryStatuses = []scheduler.RegistryStatus{scheduler.StatusOK, scheduler.StatusOffline, scheduler.StatusQuarantined, scheduler.StatusDiscrepancy}
 
 func registryList(c *cli.Context) error {
-	args, err := regArgs(c)
-	if err != nil || len(args) > 0 {
-		if err == nil {
-			err = fmt.Errorf("unexpected argument %q", args[0])
-		}
-		return exit(ExitUsage, "registry list: %v\nUsage: fleetplan registry list [-json] [-class C] [-status S] [-stale]", err)
+	if _, err := initCommand(c, withNoArgs()); err != nil {
+		return err
 	}
 	want := map[scheduler.RegistryStatus]bool{}
 	if s := c.String("status"); s != "" {
@@ -473,8 +410,8 @@ func fmtAgo(d time.Duration) string {
 }
 
 func registrySync(c *cli.Context) error {
-	if args, err := regArgs(c); err != nil || len(args) > 0 {
-		return exit(ExitUsage, "registry sync takes no arguments\nUsage: fleetplan registry sync [-json]")
+	if _, err := initCommand(c, withNoArgs()); err != nil {
+		return err
 	}
 	reg, err := openRegistry(c, false)
 	if err != nil {
@@ -585,21 +522,13 @@ func registryRelease(c *cli.Context) error {
 }
 
 func registryWatch(c *cli.Context) error {
-	if args, err := regArgs(c); err != nil || len(args) > 0 {
-		return exit(ExitUsage, "registry watch takes no arguments\nUsage: fleetplan registry watch")
-	}
-	cc, err := consulClient()
-	if err != nil {
-		return exit(ExitInternal, "registry watch: %v", err)
-	}
-	nc, err := nomadClient()
-	if err != nil {
-		return exit(ExitInternal, "registry watch: %v", err)
+	if _, err := initCommand(c, withNoArgs()); err != nil {
+		return err
 	}
 	ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	w := c.App.Writer
-	reg := registry.New(nc, cc, registry.Options{
+	reg, err := operator.OpenRegistry(registry.Options{
 		Prefix: c.String("kv-prefix"),
 		Logger: logger(c),
 		OnSync: func(events []registry.Event, err error) {
@@ -611,7 +540,10 @@ func registryWatch(c *cli.Context) error {
 				fmt.Fprintf(w, "%s  %-12s %-20s %s\n", e.Time.Local().Format("15:04:05"), e.Name, e.Kind, e.Detail)
 			}
 		},
-	})
+	}, false)
+	if err != nil {
+		return exit(ExitInternal, "registry watch: %v", err)
+	}
 	fmt.Fprintln(c.App.ErrWriter, "Watching Nomad nodes and Consul serfHealth; Ctrl-C to stop.")
 	if err := reg.Watch(ctx); err != nil && ctx.Err() == nil {
 		return exit(ExitInternal, "registry watch: %v", err)

@@ -74,7 +74,7 @@ func TestFlagsAfterArgumentsWithAliases(t *testing.T) {
 		Name:  "approve",
 		Flags: []cli.Flag{&cli.StringFlag{Name: "message", Aliases: []string{"m"}}},
 		Action: func(c *cli.Context) error {
-			args, err := regArgs(c)
+			args, err := positional(c)
 			if err != nil {
 				return err
 			}

@@ -36,25 +36,21 @@ func init() {
 }
 
 func reportAction(c *cli.Context) error {
-	app, err := oneRollout(c, "report")
+	b, err := initCommand(c, withExactArgs(1, "ROLLOUT name"))
 	if err != nil {
 		return err
 	}
-	format := c.String("format")
+	app, format := b.args[0], c.String("format")
 	if format != "markdown" && format != "json" {
 		return exit(ExitUsage, "unknown -format %q: use markdown or json", format)
 	}
-	w, err := connect(logger(c))
-	if err != nil {
-		return exit(ExitInternal, "%v", err)
+	if err := b.connect(); err != nil {
+		return err
 	}
 	if c.Bool("runs") {
-		runs, err := w.store.History(c.Context, app)
+		runs, err := b.op.Runs(c.Context, app)
 		if err != nil {
-			return exit(ExitInternal, "reading the history of %q: %v", app, err)
-		}
-		if cur, err := w.store.LoadState(c.Context, app); err == nil && cur != nil {
-			runs = append(runs, cur)
+			return exit(ExitInternal, "%v", err)
 		}
 		for _, r := range runs {
 			fmt.Fprintf(c.App.Writer, "%s\t%s\t%s\t%s\n", r.ID, r.Version, orDash(string(r.Outcome)), r.StartedAt.Format(time.RFC3339))
@@ -63,14 +59,12 @@ func reportAction(c *cli.Context) error {
 	}
 	var r *scheduler.Rollout
 	if id := c.String("run"); id != "" {
-		cur, err := w.store.Load(c.Context, app)
-		if err == nil && cur != nil && cur.ID == id {
-			r = cur
-		} else if r, err = w.store.LoadRun(c.Context, app, id); err != nil {
-			return exit(1, "no run %q of rollout %q: %v (list them with `fleetplan report -runs %s`)", id, app, err, app)
-		}
-	} else if r, err = loadRun(c.Context, w, app); err != nil {
-		return err
+		r, err = b.op.LoadRunByID(c.Context, app, id)
+	} else {
+		r, err = b.op.LoadRun(c.Context, app)
+	}
+	if err != nil {
+		return operatorError(err)
 	}
 	rep := report.Build(r)
 	if format == "json" {
@@ -90,11 +84,11 @@ func auditAction(c *cli.Context) error {
 			return exit(ExitUsage, "-since %q is neither an RFC 3339 time (2026-11-26T19:00:00Z) nor a duration (2h)", s)
 		}
 	}
-	w, err := connect(logger(c))
+	b, err := initCommand(c, withNoArgs(), withConnect())
 	if err != nil {
-		return exit(ExitInternal, "%v", err)
+		return err
 	}
-	recs, err := audit.New(w.consul, "").List(c.Context, q)
+	recs, err := b.op.AuditRecords(c.Context, q)
 	if err != nil {
 		return exit(ExitInternal, "%v", err)
 	}

@@ -1,14 +1,13 @@
 package command
 
 import (
-	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"sort"
 	"text/tabwriter"
 	"time"
 
+	"github.com/fleetplan/fleetplan/operator"
 	"github.com/fleetplan/fleetplan/report"
 	"github.com/fleetplan/fleetplan/scheduler"
 	"github.com/fleetplan/fleetplan/store"
@@ -68,17 +67,14 @@ func init() {
 	})
 }
 
-// oneRollout returns the ROLLOUT argument; flags may also follow it
-// (`fleetplan approve detector -m "looks good"`).
-func oneRollout(c *cli.Context, verb string) (string, error) {
-	args, err := regArgs(c)
+// rolloutCommand starts a command on one ROLLOUT (flags may follow it:
+// `fleetplan approve detector -m "looks good"`), connected to the cluster.
+func rolloutCommand(c *cli.Context) (*base, string, error) {
+	b, err := initCommand(c, withExactArgs(1, "ROLLOUT name"), withConnect())
 	if err != nil {
-		return "", exit(ExitUsage, "%s: %v", verb, err)
+		return nil, "", err
 	}
-	if len(args) != 1 {
-		return "", exit(ExitUsage, "%s takes exactly one ROLLOUT name (see `fleetplan %s -h`)", verb, verb)
-	}
-	return args[0], nil
+	return b, b.args[0], nil
 }
 
 func actorOf(c *cli.Context) string {
@@ -88,37 +84,21 @@ func actorOf(c *cli.Context) string {
 	return store.DefaultActor()
 }
 
-func loadRun(ctx context.Context, w *wiring, app string) (*scheduler.Rollout, error) {
-	r, err := w.store.Load(ctx, app)
-	if err != nil {
-		return nil, exit(ExitInternal, "reading rollout %q: %v", app, err)
-	}
-	if r == nil {
-		return nil, exit(1, "no rollout named %q (list them with `fleetplan status`)", app)
-	}
-	return r, nil
-}
-
 func statusAction(c *cli.Context) error {
-	w, err := connect(logger(c))
-	if err != nil {
-		return exit(ExitInternal, "%v", err)
-	}
-	ctx := c.Context
-	args, err := regArgs(c)
-	if err != nil {
-		return exit(ExitUsage, "status: %v", err)
-	}
-	if len(args) == 0 {
-		return listRollouts(c, w)
-	}
-	app := args[0]
-	if c.Bool("watch") {
-		return watchStatus(c, w, app)
-	}
-	r, err := loadRun(ctx, w, app)
+	b, err := initCommand(c, withConnect())
 	if err != nil {
 		return err
+	}
+	if len(b.args) == 0 {
+		return listRollouts(c, b.op)
+	}
+	app := b.args[0]
+	if c.Bool("watch") {
+		return watchStatus(c, b.op, app)
+	}
+	r, err := b.op.LoadRun(c.Context, app)
+	if err != nil {
+		return operatorError(err)
 	}
 	if c.Bool("json") {
 		return printJSON(c, statusJSON(r))
@@ -219,20 +199,10 @@ func slotOrNone(s string) string {
 	return s
 }
 
-func listRollouts(c *cli.Context, w *wiring) error {
-	apps, err := rolloutNames(c.Context, w)
+func listRollouts(c *cli.Context, op *operator.Operator) error {
+	runs, err := op.Rollouts(c.Context)
 	if err != nil {
-		return exit(ExitInternal, "listing rollouts: %v", err)
-	}
-	var runs []*scheduler.Rollout
-	for _, app := range apps {
-		r, err := w.store.LoadState(c.Context, app)
-		if err != nil {
-			return exit(ExitInternal, "reading rollout %q: %v", app, err)
-		}
-		if r != nil {
-			runs = append(runs, r)
-		}
+		return exit(ExitInternal, "%v", err)
 	}
 	if c.Bool("json") {
 		return printJSON(c, runs)
@@ -256,88 +226,38 @@ func printJSON(c *cli.Context, v any) error {
 }
 
 func approveAction(c *cli.Context) error {
-	app, err := oneRollout(c, "approve")
+	b, app, err := rolloutCommand(c)
 	if err != nil {
 		return err
 	}
-	w, err := connect(logger(c))
+	rec, err := b.op.Approve(c.Context, app, actorOf(c), c.String("message"))
 	if err != nil {
-		return exit(ExitInternal, "%v", err)
+		return operatorError(err)
 	}
-	r, err := loadRun(c.Context, w, app)
-	if err != nil {
-		return err
-	}
-	if r.Finished() {
-		return exit(1, "rollout %q is finished (%s); there is nothing to approve", app, r.Outcome)
-	}
-	if r.Phase != scheduler.PhaseAwaitingApproval {
-		return exit(1, "rollout %q is in %s, not waiting for approval; an approval is only taken once the canary passed its gate (see `fleetplan status %s`)", app, describe(r), app)
-	}
-	rec := &scheduler.ApprovalRecord{Actor: actorOf(c), Time: time.Now(), Message: c.String("message"), Saw: scheduler.CanarySummary(r)}
-	if err := w.store.Approve(c.Context, app, rec); err != nil {
-		return exit(ExitInternal, "recording the approval of %q: %v", app, err)
-	}
-	sink, _ := w.auditTrail("", rec.Actor)
-	sink.Record(c.Context, scheduler.Event{Time: rec.Time, Rollout: app, RunID: r.ID, Phase: r.Phase, Actor: rec.Actor, Action: "approve", Outcome: "ok", Detail: rec.Saw + " " + rec.Message})
 	fmt.Fprintf(c.App.Writer, "Approved rollout %s (%s) as %s. The controller starts the waves.\n", app, rec.Saw, rec.Actor)
 	return nil
 }
 
-func describe(r *scheduler.Rollout) string {
-	if r.Step != "" {
-		return fmt.Sprintf("%s/%s", r.Phase, r.Step)
-	}
-	return string(r.Phase)
-}
-
 func rollbackAction(c *cli.Context) error {
-	app, err := oneRollout(c, "rollback")
+	b, app, err := rolloutCommand(c)
 	if err != nil {
 		return err
 	}
-	w, err := connect(logger(c))
+	actor := actorOf(c)
+	r, lease, err := b.op.Rollback(c.Context, app, actor, c.String("reason"))
 	if err != nil {
-		return exit(ExitInternal, "%v", err)
+		return operatorError(err)
 	}
-	r, err := loadRun(c.Context, w, app)
-	if err != nil {
-		return err
-	}
-	if r.Finished() {
-		return exit(1, "rollout %q is finished (%s); to go back to an earlier version, apply that version's policy", app, r.Outcome)
-	}
-	req := &scheduler.Request{Actor: actorOf(c), Time: time.Now(), Reason: c.String("reason")}
-	if err := w.store.RequestRollback(c.Context, app, req); err != nil {
-		return exit(ExitInternal, "requesting the rollback of %q: %v", app, err)
-	}
-	sink, _ := w.auditTrail("", req.Actor)
-	sink.Record(c.Context, scheduler.Event{Time: req.Time, Rollout: app, RunID: r.ID, Phase: r.Phase, Actor: req.Actor, Action: "rollback-request", Outcome: "ok", Detail: req.Reason})
-	// If no controller runs the rollout, run the rollback here.
-	_, release, lerr := w.lock(c.Context, app, false)
-	if lerr != nil {
+	if lease == nil {
 		fmt.Fprintf(c.App.Writer, "Rollback requested; the running controller takes the fleet back (follow it with `fleetplan status -watch %s`).\n", app)
 		return nil
 	}
-	defer release()
+	defer lease.Release()
 	fmt.Fprintf(c.App.Writer, "No controller is running %s: rolling back here.\n", app)
-	return runRecovery(c, w, r, req.Actor)
-}
-
-// runRecovery runs a controller on a rollout without its policy file: enough
-// to carry out a rollback, which needs nothing but the slots.
-func runRecovery(c *cli.Context, w *wiring, r *scheduler.Rollout, actor string) error {
-	p := &scheduler.Policy{Name: r.App, MaxParallel: scheduler.DefaultMaxParallel, Release: scheduler.Release{Version: r.Version}, Strategy: r.Strategy}
-	cluster := newRecoveryCluster(w, p)
 	ui := newProgress(c.App.Writer)
-	sink, _ := w.auditTrail("", actor)
-	ctl := &scheduler.Controller{
-		Policy: p, Cluster: cluster, Health: nil, Store: w.store, Registry: w.registry(), Logger: w.log, Actor: actor,
-		OnEvent: func(e scheduler.Event) { sink.Record(c.Context, e); ui.Event(e) },
-	}
-	res, err := ctl.Run(c.Context)
-	if err != nil && !errors.Is(err, scheduler.ErrHalted) {
-		return exit(ExitInternal, "rolling back %s: %v", r.App, err)
+	res, err := b.op.Recover(c.Context, r, lease, actor, ui.Event)
+	if err != nil {
+		return exit(ExitInternal, "%v", err)
 	}
 	if res != nil {
 		ui.Summary(res)
@@ -346,75 +266,30 @@ func runRecovery(c *cli.Context, w *wiring, r *scheduler.Rollout, actor string) 
 }
 
 func pauseAction(c *cli.Context) error {
-	app, err := oneRollout(c, "pause")
+	b, app, err := rolloutCommand(c)
 	if err != nil {
 		return err
 	}
-	w, err := connect(logger(c))
-	if err != nil {
-		return exit(ExitInternal, "%v", err)
+	if err := b.op.Pause(c.Context, app, actorOf(c), c.String("reason")); err != nil {
+		return operatorError(err)
 	}
-	r, err := loadRun(c.Context, w, app)
-	if err != nil {
-		return err
-	}
-	if r.Finished() {
-		return exit(1, "rollout %q is finished (%s); there is nothing to pause", app, r.Outcome)
-	}
-	req := &scheduler.Request{Actor: actorOf(c), Time: time.Now(), Reason: c.String("reason")}
-	if err := w.store.RequestPause(c.Context, app, req); err != nil {
-		return exit(ExitInternal, "pausing %q: %v", app, err)
-	}
-	sink, _ := w.auditTrail("", req.Actor)
-	sink.Record(c.Context, scheduler.Event{Time: req.Time, Rollout: app, RunID: r.ID, Phase: r.Phase, Actor: req.Actor, Action: "pause", Outcome: "ok", Detail: req.Reason})
 	fmt.Fprintf(c.App.Writer, "Paused %s: no new device switch or stage starts until `fleetplan resume %s`. Health gates and automatic rollback stay active.\n", app, app)
 	return nil
 }
 
 func resumeAction(c *cli.Context) error {
-	app, err := oneRollout(c, "resume")
+	b, app, err := rolloutCommand(c)
 	if err != nil {
 		return err
 	}
-	w, err := connect(logger(c))
+	r, cleared, err := b.op.Resume(c.Context, app, actorOf(c))
 	if err != nil {
-		return exit(ExitInternal, "%v", err)
+		return operatorError(err)
 	}
-	r, err := loadRun(c.Context, w, app)
-	if err != nil {
-		return err
-	}
-	if r.Finished() {
-		return exit(1, "rollout %q is finished (%s); there is nothing to resume", app, r.Outcome)
-	}
-	actor := actorOf(c)
-	if err := w.store.RequestResume(c.Context, app); err != nil {
-		return exit(ExitInternal, "resuming %q: %v", app, err)
-	}
-	sink, _ := w.auditTrail("", actor)
-	sink.Record(c.Context, scheduler.Event{Time: time.Now(), Rollout: app, RunID: r.ID, Phase: r.Phase, Actor: actor, Action: "resume", Outcome: "ok"})
-	if r.Halt == nil {
+	if !cleared {
 		fmt.Fprintf(c.App.Writer, "Resumed %s.\n", app)
 		return nil
 	}
-	// A halted rollout has no controller: clear the halt under the lock.
-	_, release, err := w.lock(c.Context, app, false)
-	if err != nil {
-		return exit(ExitInternal, "%v", err)
-	}
-	defer release()
-	if r, err = loadRun(c.Context, w, app); err != nil {
-		return err
-	}
-	scheduler.Resume(r)
-	for _, d := range r.Devices {
-		if err := w.store.SaveDevice(c.Context, app, d); err != nil {
-			return exit(ExitInternal, "saving device %s: %v", d.Name, err)
-		}
-	}
-	if err := w.store.SaveRollout(c.Context, r); err != nil {
-		return exit(ExitInternal, "saving rollout %s: %v", app, err)
-	}
-	fmt.Fprintf(c.App.Writer, "Cleared the halt of %s; run `fleetplan apply %s` to go on from %s.\n", app, orDash(r.PolicyFile), describe(r))
+	fmt.Fprintf(c.App.Writer, "Cleared the halt of %s; run `fleetplan apply %s` to go on from %s.\n", app, orDash(r.PolicyFile), operator.Describe(r))
 	return nil
 }

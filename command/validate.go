@@ -14,13 +14,6 @@ import (
 	"github.com/fleetplan/fleetplan/scheduler"
 )
 
-// Exit codes of validate and fmt besides ExitOK and ExitUsage.
-const (
-	// ExitInvalid: a policy has errors (validate), or a file is not
-	// canonically formatted or does not parse (fmt).
-	ExitInvalid = 1
-)
-
 func init() {
 	register(&cli.Command{
 		Name:      "validate",

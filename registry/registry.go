@@ -2,13 +2,9 @@
 // Nomad and Consul see it, persisted in Consul KV so that every fleetplan
 // process and the operator share one picture.
 //
-// Layout (the prefix is "fleetplan/" unless Options.Prefix says otherwise):
-//
-//	fleetplan/registry/<node-id>                 JSON scheduler.Device, one key per device
-//	fleetplan/registry/consul:<name>             a device only Consul knows
-//	fleetplan/registry-events/<unix-nanos>-<NNNN> JSON array of Event: the events of one
-//	                                             sync (or operator action), oldest keys
-//	                                             pruned beyond Options.MaxEventChunks
+// Its keys (store.Layout: <prefix>registry/<node-id>, one per device, and
+// the event log <prefix>registry-events/) are read and written through the
+// store; the event log keeps at most Options.MaxEventChunks chunks.
 //
 // A sync observes the cluster (Observe), loads the registry (one List),
 // computes the next registry with scheduler.DiffRegistry and writes the
@@ -88,9 +84,7 @@ type Registry struct {
 	nomad  *nomadapi.Client
 	consul *consulapi.Client
 	store  *store.Consul
-	kv     *consulapi.KV
 
-	prefix        string
 	logger        hclog.Logger
 	now           func() time.Time
 	actor         string
@@ -108,8 +102,6 @@ type Registry struct {
 	cacheMu       sync.Mutex
 	details       map[string]nodeDetail // Nomad node ID -> details
 	detailFetches atomic.Int64          // node detail reads, for tests
-
-	eventSeq atomic.Uint32
 }
 
 var _ scheduler.Registry = (*Registry)(nil)
@@ -119,8 +111,6 @@ func New(n *nomadapi.Client, c *consulapi.Client, o Options) *Registry {
 	r := &Registry{
 		nomad:         n,
 		consul:        c,
-		kv:            c.KV(),
-		prefix:        o.Prefix,
 		logger:        o.Logger,
 		now:           o.Now,
 		actor:         o.Actor,
@@ -132,12 +122,6 @@ func New(n *nomadapi.Client, c *consulapi.Client, o Options) *Registry {
 		maxBackoff:    o.MaxBackoff,
 		onSync:        o.OnSync,
 		details:       map[string]nodeDetail{},
-	}
-	if r.prefix == "" {
-		r.prefix = store.DefaultPrefix
-	}
-	if !strings.HasSuffix(r.prefix, "/") {
-		r.prefix += "/"
 	}
 	if r.logger == nil {
 		r.logger = hclog.NewNullLogger()
@@ -167,12 +151,12 @@ func New(n *nomadapi.Client, c *consulapi.Client, o Options) *Registry {
 	if r.maxBackoff == 0 {
 		r.maxBackoff = time.Minute
 	}
-	r.store = store.New(c, store.Options{Prefix: r.prefix, Logger: o.Logger, Now: r.now})
+	r.store = store.New(c, store.Options{Prefix: o.Prefix, Logger: o.Logger, Now: r.now})
 	return r
 }
 
-func (r *Registry) devicesPrefix() string { return r.prefix + "registry/" }
-func (r *Registry) eventsPrefix() string  { return r.prefix + "registry-events/" }
+// devicesPrefix is the KV folder of the registry entries.
+func (r *Registry) devicesPrefix() string { return r.store.Layout().Registry() }
 
 // snapshot is the registry as read from KV.
 type snapshot struct {
@@ -182,12 +166,11 @@ type snapshot struct {
 
 // load reads the whole registry in one request.
 func (r *Registry) load(ctx context.Context) (snapshot, error) {
-	prefix := r.devicesPrefix()
-	pairs, _, err := r.kv.List(prefix, (&consulapi.QueryOptions{}).WithContext(ctx))
+	pairs, err := r.store.RegistryEntries(ctx)
 	if err != nil {
-		return snapshot{}, fmt.Errorf("reading the registry (%s) from Consul: %w", prefix, err)
+		return snapshot{}, err
 	}
-	return decodeSnapshot(prefix, pairs)
+	return decodeSnapshot(r.devicesPrefix(), pairs)
 }
 
 // loadForSync is load with the entries decoded by the previous sync reused
@@ -196,12 +179,11 @@ func (r *Registry) load(ctx context.Context) (snapshot, error) {
 // fleet. The snapshot shares its Meta and Apps maps with the cache, so it is
 // only for Sync, which does not modify them.
 func (r *Registry) loadForSync(ctx context.Context) (snapshot, error) {
-	prefix := r.devicesPrefix()
-	pairs, _, err := r.kv.List(prefix, (&consulapi.QueryOptions{}).WithContext(ctx))
+	pairs, err := r.store.RegistryEntries(ctx)
 	if err != nil {
-		return snapshot{}, fmt.Errorf("reading the registry (%s) from Consul: %w", prefix, err)
+		return snapshot{}, err
 	}
-	s, err := decodeSnapshotCached(prefix, pairs, r.decoded)
+	s, err := decodeSnapshotCached(r.devicesPrefix(), pairs, r.decoded)
 	if err != nil {
 		return snapshot{}, err
 	}
@@ -272,9 +254,9 @@ func (r *Registry) find(ctx context.Context, nameOrID string) (*scheduler.Device
 	}
 	// A full key costs one read.
 	if !strings.Contains(nameOrID, "/") {
-		pair, _, err := r.kv.Get(r.devicesPrefix()+nameOrID, (&consulapi.QueryOptions{}).WithContext(ctx))
+		pair, err := r.store.RegistryEntry(ctx, nameOrID)
 		if err != nil {
-			return nil, 0, fmt.Errorf("reading the registry from Consul: %w", err)
+			return nil, 0, err
 		}
 		if pair != nil {
 			var d scheduler.Device
@@ -354,14 +336,8 @@ func (r *Registry) Sync(ctx context.Context) ([]Event, error) {
 // writes that take KV there and the events, by registry key.
 type syncPlan struct {
 	next   map[string]scheduler.Device
-	ops    []writeOp
+	ops    []store.RegistryWrite
 	events []scheduler.RegistryEvent
-}
-
-type writeOp struct {
-	key   string // registry key (device ID)
-	value []byte // nil: delete
-	index uint64
 }
 
 // planSync diffs the registry with an observation. A device whose only
@@ -385,14 +361,14 @@ func (r *Registry) planSync(s snapshot, obs scheduler.Observed, now time.Time) s
 		if err != nil {
 			continue // a Device always encodes
 		}
-		p.ops = append(p.ops, writeOp{key: k, value: data, index: s.index[k]})
+		p.ops = append(p.ops, store.RegistryWrite{ID: k, Value: data, Index: s.index[k]})
 	}
 	for k := range s.devices {
 		if _, ok := next[k]; !ok {
-			p.ops = append(p.ops, writeOp{key: k, index: s.index[k]})
+			p.ops = append(p.ops, store.RegistryWrite{ID: k, Index: s.index[k]})
 		}
 	}
-	slices.SortFunc(p.ops, func(a, b writeOp) int { return strings.Compare(a.key, b.key) })
+	slices.SortFunc(p.ops, func(a, b store.RegistryWrite) int { return strings.Compare(a.ID, b.ID) })
 	return p
 }
 
@@ -401,8 +377,8 @@ func (r *Registry) planSync(s snapshot, obs scheduler.Observed, now time.Time) s
 func (p syncPlan) eventsFor(committed map[string]bool, now time.Time) []Event {
 	pending := make(map[string]bool, len(p.ops))
 	for _, op := range p.ops {
-		if !committed[op.key] {
-			pending[op.key] = true
+		if !committed[op.ID] {
+			pending[op.ID] = true
 		}
 	}
 	var out []Event
@@ -417,47 +393,16 @@ func (p syncPlan) eventsFor(committed map[string]bool, now time.Time) []Event {
 	return out
 }
 
-// write applies the writes in transactions of up to store.MaxTxnOps
-// operations and returns the keys whose writes committed. A lost
-// check-and-set stops it with an error wrapping scheduler.ErrConflict.
-func (r *Registry) write(ctx context.Context, ops []writeOp) (map[string]bool, error) {
-	committed := make(map[string]bool, len(ops))
-	var batch consulapi.TxnOps
-	var keys []string
-	size := 0
-	flush := func() error {
-		if len(batch) == 0 {
-			return nil
-		}
-		if _, err := store.Txn(ctx, r.consul, batch); err != nil {
-			return fmt.Errorf("writing the registry: %w", err)
-		}
-		for _, k := range keys {
-			committed[k] = true
-		}
-		batch, keys, size = nil, nil, 0
-		return nil
+// write applies the writes through the store and returns the keys whose
+// writes committed. A lost check-and-set stops it with an error wrapping
+// scheduler.ErrConflict.
+func (r *Registry) write(ctx context.Context, ops []store.RegistryWrite) (map[string]bool, error) {
+	n, err := r.store.WriteRegistry(ctx, ops)
+	committed := make(map[string]bool, n)
+	for _, op := range ops[:n] {
+		committed[op.ID] = true
 	}
-	for _, op := range ops {
-		if len(op.value) > store.MaxValueBytes {
-			return committed, fmt.Errorf("registry entry %s is %d bytes, over the %d bytes a Consul value can hold", op.key, len(op.value), store.MaxValueBytes)
-		}
-		if len(batch) == store.MaxTxnOps || (len(batch) > 0 && size+len(op.value) > store.MaxTxnBytes) {
-			if err := flush(); err != nil {
-				return committed, err
-			}
-		}
-		kv := &consulapi.KVTxnOp{Key: r.devicesPrefix() + op.key, Index: op.index}
-		if op.value == nil {
-			kv.Verb = consulapi.KVDeleteCAS
-		} else {
-			kv.Verb, kv.Value = consulapi.KVCAS, op.value
-		}
-		batch = append(batch, &consulapi.TxnOp{KV: kv})
-		keys = append(keys, op.key)
-		size += len(op.value)
-	}
-	return committed, flush()
+	return committed, err
 }
 
 // equalDevice compares two registry entries field by field (a test checks
@@ -487,7 +432,7 @@ func (r *Registry) update(ctx context.Context, nameOrID string, change func(d *s
 		if err != nil {
 			return nil, err
 		}
-		_, err = store.Txn(ctx, r.consul, consulapi.TxnOps{{KV: &consulapi.KVTxnOp{Verb: consulapi.KVCAS, Key: r.devicesPrefix() + d.ID, Value: data, Index: index}}})
+		_, err = r.store.WriteRegistry(ctx, []store.RegistryWrite{{ID: d.ID, Value: data, Index: index}})
 		if errors.Is(err, scheduler.ErrConflict) && attempt < 3 {
 			continue
 		}

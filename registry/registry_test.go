@@ -14,6 +14,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/fleetplan/fleetplan/scheduler"
+	"github.com/fleetplan/fleetplan/store"
 )
 
 var testNow = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
@@ -101,11 +102,11 @@ func TestPlanSync(t *testing.T) {
 	})
 	t.Run("an old heartbeat is refreshed", func(t *testing.T) {
 		p := r.planSync(snapshotOf(stale), observe(stale), testNow)
-		if len(p.ops) != 1 || p.ops[0].index != 100 {
+		if len(p.ops) != 1 || p.ops[0].Index != 100 {
 			t.Fatalf("ops %+v", p.ops)
 		}
 		var d scheduler.Device
-		if err := json.Unmarshal(p.ops[0].value, &d); err != nil || !d.LastHeartbeat.Equal(testNow) {
+		if err := json.Unmarshal(p.ops[0].Value, &d); err != nil || !d.LastHeartbeat.Equal(testNow) {
 			t.Fatalf("written %+v %v", d, err)
 		}
 	})
@@ -118,10 +119,10 @@ func TestPlanSync(t *testing.T) {
 		got := map[string]string{}
 		for _, op := range p.ops {
 			kind := "write"
-			if op.value == nil {
+			if op.Value == nil {
 				kind = "delete"
 			}
-			got[op.key] = fmt.Sprintf("%s@%d", kind, op.index)
+			got[op.ID] = fmt.Sprintf("%s@%d", kind, op.Index)
 		}
 		want := map[string]string{b.ID: "write@101", fresh.ID: "write@0", gone.ID: "delete@102"}
 		if !reflect.DeepEqual(got, want) {
@@ -193,13 +194,17 @@ func TestPackEvents(t *testing.T) {
 	for i := 0; i < 3000; i++ {
 		evs = append(evs, Event{Time: testNow, Actor: ActorSync, RegistryEvent: scheduler.RegistryEvent{Device: fmt.Sprint(i), Kind: "added", Detail: strings.Repeat("d", 200)}})
 	}
-	chunks, err := packEvents(evs)
+	recs, err := store.Encode(evs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	chunks, err := store.Pack(recs, store.EventChunks)
 	if err != nil {
 		t.Fatal(err)
 	}
 	n := 0
 	for _, c := range chunks {
-		if len(c) > eventChunkBytes {
+		if len(c) > store.EventChunkBytes {
 			t.Errorf("chunk of %d bytes", len(c))
 		}
 		var got []Event

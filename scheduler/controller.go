@@ -51,6 +51,11 @@ type Controller struct {
 	// an error stops the controller before it acts (ErrLockLost). The
 	// caller also cancels Run's context when the lock is lost.
 	Fence func() error
+	// BeforeCandidate, when set, runs in PREPARE once the pre-flight
+	// checklist passed and before the candidate slot job is registered
+	// (the release's health configuration is published for the device
+	// agents then, not before the run's checks passed).
+	BeforeCandidate func(ctx context.Context, r *Rollout) error
 	// JobspecErr is the error Nomad gave parsing the release's jobspec
 	// (the pre-flight checklist stops on it); nil when it parsed.
 	JobspecErr error

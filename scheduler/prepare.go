@@ -82,6 +82,11 @@ func (c *Controller) prepare(ctx context.Context, r *Rollout) error {
 			Remedy: RemedyResume,
 		})
 	}
+	if c.BeforeCandidate != nil {
+		if err := c.clusterCall(ctx, "preparing the release of "+r.App, func() error { return c.BeforeCandidate(ctx, r) }); err != nil {
+			return err
+		}
+	}
 	if err := c.intent(ctx, r, "", "register-candidate", fmt.Sprintf("registering slot job %s-%s with version %s", r.App, r.Candidate, r.Version)); err != nil {
 		return err
 	}

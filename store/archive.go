@@ -1,7 +1,6 @@
 package store
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -11,15 +10,6 @@ import (
 	"github.com/hashicorp/consul/api"
 
 	"github.com/fleetplan/fleetplan/scheduler"
-)
-
-// Archive chunking: device records of a finished run are kept as JSON arrays
-// of at most ArchiveChunkDevices records and ArchiveChunkBytes bytes each, so
-// that 100 000 devices take a few hundred keys rather than 100 000, and each
-// stays well under Consul's value limit.
-const (
-	ArchiveChunkDevices = 500
-	ArchiveChunkBytes   = 256 << 10
 )
 
 // Archive moves a finished run to .../history/<id>/: it writes the device
@@ -42,13 +32,13 @@ func (c *Consul) Archive(ctx context.Context, r *scheduler.Rollout) error {
 			return err
 		}
 	}
-	base := c.historyPrefix(r.App) + r.ID + "/"
-	done, _, err := c.kv.Get(base+"state", c.query(ctx))
+	stateKey := c.layout.RunState(r.App, r.ID)
+	done, _, err := c.kv.Get(stateKey, c.query(ctx))
 	if err != nil {
-		return fmt.Errorf("reading %s from Consul: %w", base+"state", err)
+		return fmt.Errorf("reading %s from Consul: %w", stateKey, err)
 	}
 	if done == nil {
-		if err := c.writeArchive(ctx, base, r, devs); err != nil {
+		if err := c.writeArchive(ctx, r, devs); err != nil {
 			return fmt.Errorf("archiving run %s of %s: %w", r.ID, r.App, err)
 		}
 	}
@@ -63,57 +53,37 @@ func (c *Consul) Archive(ctx context.Context, r *scheduler.Rollout) error {
 	return nil
 }
 
-func (c *Consul) writeArchive(ctx context.Context, base string, r *scheduler.Rollout, devs map[string]*scheduler.DeviceRecord) error {
+func (c *Consul) writeArchive(ctx context.Context, r *scheduler.Rollout, devs map[string]*scheduler.DeviceRecord) error {
 	// Leftovers of an interrupted attempt.
+	base := c.layout.Run(r.App, r.ID)
 	if _, err := c.kv.DeleteTree(base, (&api.WriteOptions{}).WithContext(ctx)); err != nil {
 		return fmt.Errorf("clearing %s: %w", base, err)
 	}
-	chunks, err := packChunks(devs)
+	recs, err := archiveRecords(devs)
 	if err != nil {
 		return err
 	}
-	var ops api.TxnOps
-	size := 0
-	flush := func() error {
-		if len(ops) == 0 {
-			return nil
-		}
-		_, err := c.txn(ctx, ops)
-		ops, size = nil, 0
-		return err
-	}
-	for i, chunk := range chunks {
-		if len(ops) == MaxTxnOps || (len(ops) > 0 && size+len(chunk) > MaxTxnBytes) {
-			if err := flush(); err != nil {
-				return err
-			}
-		}
-		key := fmt.Sprintf("%sdevices/%06d", base, i)
-		ops = append(ops, &api.TxnOp{KV: &api.KVTxnOp{Verb: api.KVCAS, Key: key, Value: chunk, Index: 0}})
-		size += len(chunk)
-	}
-	if err := flush(); err != nil {
+	err = NewAppender(c.client, ArchiveChunks).WriteNew(ctx, recs, func(i int) string { return c.layout.RunDeviceChunk(r.App, r.ID, i) })
+	if err != nil {
 		return err
 	}
 	state, err := json.Marshal(r)
 	if err != nil {
 		return fmt.Errorf("encoding rollout %s: %w", r.App, err)
 	}
-	_, err = c.cas(ctx, base+"state", state, 0)
+	_, err = c.cas(ctx, c.layout.RunState(r.App, r.ID), state, 0)
 	return err
 }
 
-// packChunks encodes device records, sorted by ID, into JSON arrays of at
-// most ArchiveChunkDevices records and ArchiveChunkBytes bytes.
-func packChunks(devs map[string]*scheduler.DeviceRecord) ([][]byte, error) {
+// archiveRecords encodes device records, sorted by ID, for the archive's
+// chunks (ArchiveChunks).
+func archiveRecords(devs map[string]*scheduler.DeviceRecord) ([]json.RawMessage, error) {
 	ids := make([]string, 0, len(devs))
 	for id := range devs {
 		ids = append(ids, id)
 	}
 	slices.Sort(ids)
-	var chunks [][]byte
-	var buf bytes.Buffer
-	n := 0
+	out := make([]json.RawMessage, 0, len(ids))
 	for _, id := range ids {
 		rec, err := json.Marshal(devs[id])
 		if err != nil {
@@ -122,25 +92,9 @@ func packChunks(devs map[string]*scheduler.DeviceRecord) ([][]byte, error) {
 		if len(rec)+2 > MaxValueBytes {
 			return nil, fmt.Errorf("device record %s is %d bytes, over the %d bytes a Consul value can hold", id, len(rec), MaxValueBytes)
 		}
-		if n > 0 && (n == ArchiveChunkDevices || buf.Len()+len(rec)+2 > ArchiveChunkBytes) {
-			buf.WriteByte(']')
-			chunks = append(chunks, bytes.Clone(buf.Bytes()))
-			buf.Reset()
-			n = 0
-		}
-		if n == 0 {
-			buf.WriteByte('[')
-		} else {
-			buf.WriteByte(',')
-		}
-		buf.Write(rec)
-		n++
+		out = append(out, rec)
 	}
-	if n > 0 {
-		buf.WriteByte(']')
-		chunks = append(chunks, bytes.Clone(buf.Bytes()))
-	}
-	return chunks, nil
+	return out, nil
 }
 
 // History returns the archived runs of a rollout, newest first, without
@@ -162,27 +116,24 @@ func (c *Consul) History(ctx context.Context, app string) ([]*scheduler.Rollout,
 			keys = append(keys, d+"state")
 		}
 	}
+	ops := make(api.TxnOps, 0, len(keys))
+	for _, k := range keys {
+		ops = append(ops, &api.TxnOp{KV: &api.KVTxnOp{Verb: api.KVGetOrEmpty, Key: k}})
+	}
+	res, _, err := runTxns(ctx, c.client, ops)
+	if err != nil {
+		return nil, err
+	}
 	var out []*scheduler.Rollout
-	for start := 0; start < len(keys); start += MaxTxnOps {
-		batch := keys[start:min(start+MaxTxnOps, len(keys))]
-		ops := make(api.TxnOps, 0, len(batch))
-		for _, k := range batch {
-			ops = append(ops, &api.TxnOp{KV: &api.KVTxnOp{Verb: api.KVGetOrEmpty, Key: k}})
+	for _, rr := range res {
+		if rr.KV == nil || len(rr.KV.Value) == 0 {
+			continue // an archive being written
 		}
-		res, err := c.txn(ctx, ops)
-		if err != nil {
-			return nil, err
+		r := new(scheduler.Rollout)
+		if err := json.Unmarshal(rr.KV.Value, r); err != nil {
+			return nil, fmt.Errorf("decoding %s: %w", rr.KV.Key, err)
 		}
-		for _, rr := range res {
-			if rr.KV == nil || len(rr.KV.Value) == 0 {
-				continue // an archive being written
-			}
-			r := new(scheduler.Rollout)
-			if err := json.Unmarshal(rr.KV.Value, r); err != nil {
-				return nil, fmt.Errorf("decoding %s: %w", rr.KV.Key, err)
-			}
-			out = append(out, r)
-		}
+		out = append(out, r)
 	}
 	slices.SortStableFunc(out, func(a, b *scheduler.Rollout) int {
 		if c := b.StartedAt.Compare(a.StartedAt); c != 0 {
@@ -203,10 +154,10 @@ func (c *Consul) LoadRun(ctx context.Context, app, id string) (*scheduler.Rollou
 	if err := checkName("run ID", id); err != nil {
 		return nil, err
 	}
-	base := c.historyPrefix(app) + id + "/"
-	pair, _, err := c.kv.Get(base+"state", c.query(ctx))
+	stateKey := c.layout.RunState(app, id)
+	pair, _, err := c.kv.Get(stateKey, c.query(ctx))
 	if err != nil {
-		return nil, fmt.Errorf("reading %s from Consul: %w", base+"state", err)
+		return nil, fmt.Errorf("reading %s from Consul: %w", stateKey, err)
 	}
 	if pair == nil {
 		cur, err := c.Load(ctx, app)
@@ -222,19 +173,13 @@ func (c *Consul) LoadRun(ctx context.Context, app, id string) (*scheduler.Rollou
 	if err := json.Unmarshal(pair.Value, r); err != nil {
 		return nil, fmt.Errorf("decoding %s: %w", pair.Key, err)
 	}
-	pairs, _, err := c.kv.List(base+"devices/", c.query(ctx))
+	recs, err := ReadChunks[*scheduler.DeviceRecord](ctx, c.client, c.layout.RunDevices(app, id))
 	if err != nil {
-		return nil, fmt.Errorf("listing %sdevices/ in Consul: %w", base, err)
+		return nil, err
 	}
-	r.Devices = make(map[string]*scheduler.DeviceRecord)
-	for _, p := range pairs {
-		var recs []*scheduler.DeviceRecord
-		if err := json.Unmarshal(p.Value, &recs); err != nil {
-			return nil, fmt.Errorf("decoding %s: %w", p.Key, err)
-		}
-		for _, d := range recs {
-			r.Devices[d.ID] = d
-		}
+	r.Devices = make(map[string]*scheduler.DeviceRecord, len(recs))
+	for _, d := range recs {
+		r.Devices[d.ID] = d
 	}
 	return r, nil
 }

@@ -10,6 +10,15 @@ import (
 	"github.com/fleetplan/fleetplan/scheduler"
 )
 
+// packChunks packs device records the way Archive writes them.
+func packChunks(devs map[string]*scheduler.DeviceRecord) ([][]byte, error) {
+	recs, err := archiveRecords(devs)
+	if err != nil {
+		return nil, err
+	}
+	return Pack(recs, ArchiveChunks)
+}
+
 func TestPackChunks(t *testing.T) {
 	mk := func(n, reasonLen int) map[string]*scheduler.DeviceRecord {
 		m := map[string]*scheduler.DeviceRecord{}

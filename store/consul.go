@@ -1,18 +1,9 @@
-// Package store persists rollouts in Consul KV.
-//
-// Layout (the prefix is "fleetplan/" unless Options.Prefix says otherwise):
-//
-//	fleetplan/rollouts/<app>/state                       JSON scheduler.Rollout (the current run)
-//	fleetplan/rollouts/<app>/devices/<device-id>         JSON scheduler.DeviceRecord, one key per device
-//	fleetplan/rollouts/<app>/control/approval            JSON scheduler.ApprovalRecord  (written by operators)
-//	fleetplan/rollouts/<app>/control/pause               JSON scheduler.Request         (written by operators)
-//	fleetplan/rollouts/<app>/control/rollback            JSON scheduler.Request         (written by operators)
-//	fleetplan/rollouts/<app>/lock                        the controller lock (JSON {holder, since, session})
-//	fleetplan/rollouts/<app>/history/<run-id>/state      JSON scheduler.Rollout of a finished run
-//	fleetplan/rollouts/<app>/history/<run-id>/devices/<NNNNNN>
-//	                                                     JSON array of scheduler.DeviceRecord, at most
-//	                                                     ArchiveChunkDevices records and ArchiveChunkBytes each
-//	fleetplan/apps/<app>                                 JSON scheduler.ActiveSlot
+// Package store owns fleetplan's Consul KV: the rollouts and their
+// archives, the operators' requests, the controller lock, the active slots,
+// the device registry and its event log, the agents' health configuration,
+// and the chunked logs (Appender) the audit trail is kept in. Every key is
+// named by Layout (layout.go); other packages reach KV only through the
+// store.
 //
 // Every write is a check-and-set on the Index the value was read at (0: the
 // key must not exist) and a lost one returns an error wrapping
@@ -86,7 +77,7 @@ type Options struct {
 type Consul struct {
 	client    *api.Client
 	kv        *api.KV
-	prefix    string
+	layout    Layout
 	logger    hclog.Logger
 	ttl       time.Duration
 	lockDelay time.Duration
@@ -100,17 +91,11 @@ func New(client *api.Client, o Options) *Consul {
 	c := &Consul{
 		client:    client,
 		kv:        client.KV(),
-		prefix:    o.Prefix,
+		layout:    NewLayout(o.Prefix),
 		logger:    o.Logger,
 		ttl:       o.SessionTTL,
 		lockDelay: o.LockDelay,
 		now:       o.Now,
-	}
-	if c.prefix == "" {
-		c.prefix = DefaultPrefix
-	}
-	if !strings.HasSuffix(c.prefix, "/") {
-		c.prefix += "/"
 	}
 	if c.logger == nil {
 		c.logger = hclog.NewNullLogger()
@@ -129,18 +114,23 @@ func New(client *api.Client, o Options) *Consul {
 }
 
 // Prefix returns the KV root the store works under.
-func (c *Consul) Prefix() string { return c.prefix }
+func (c *Consul) Prefix() string { return c.layout.Root() }
 
-// Key names.
+// Layout returns the KV layout the store works with.
+func (c *Consul) Layout() Layout { return c.layout }
 
-func (c *Consul) rolloutPrefix(app string) string { return c.prefix + "rollouts/" + app + "/" }
-func (c *Consul) stateKey(app string) string      { return c.rolloutPrefix(app) + "state" }
-func (c *Consul) devicesPrefix(app string) string { return c.rolloutPrefix(app) + "devices/" }
-func (c *Consul) controlPrefix(app string) string { return c.rolloutPrefix(app) + "control/" }
-func (c *Consul) lockKey(app string) string       { return c.rolloutPrefix(app) + "lock" }
-func (c *Consul) historyPrefix(app string) string { return c.rolloutPrefix(app) + "history/" }
-func (c *Consul) appsPrefix() string              { return c.prefix + "apps/" }
-func (c *Consul) appKey(app string) string        { return c.appsPrefix() + app }
+// Client returns the Consul client the store works with.
+func (c *Consul) Client() *api.Client { return c.client }
+
+// Key names (see Layout).
+
+func (c *Consul) stateKey(app string) string      { return c.layout.State(app) }
+func (c *Consul) devicesPrefix(app string) string { return c.layout.Devices(app) }
+func (c *Consul) controlPrefix(app string) string { return c.layout.Controls(app) }
+func (c *Consul) lockKey(app string) string       { return c.layout.Lock(app) }
+func (c *Consul) historyPrefix(app string) string { return c.layout.History(app) }
+func (c *Consul) appsPrefix() string              { return c.layout.Apps() }
+func (c *Consul) appKey(app string) string        { return c.layout.App(app) }
 
 // Control key names, under .../control/.
 const (

@@ -4,6 +4,7 @@ package store
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -170,7 +171,7 @@ func TestIntegrationLoadManyDevicesAndArchive(t *testing.T) {
 	if cur, err := s.Load(ctx, "many"); err != nil || cur != nil {
 		t.Fatalf("after Archive, Load = %v, %v; want nil", cur, err)
 	}
-	keys, _, err := cc.KV().Keys(s.historyPrefix("many")+"run-1/devices/", "", nil)
+	keys, _, err := cc.KV().Keys(s.Layout().RunDevices("many", "run-1"), "", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -426,4 +427,55 @@ func TestIntegrationLockTakenOverAfterHolderDies(t *testing.T) {
 	}
 	defer release()
 	t.Logf("took over %s after the holder stopped renewing (TTL 10s)", time.Since(start).Round(100*time.Millisecond))
+}
+
+// Two appenders writing to one folder lose no record, keep every chunk
+// within its limit, and write chunks that are plain JSON arrays at
+// zero-padded sequence numbers (the audit trail's format).
+func TestIntegrationAppenderConcurrentTail(t *testing.T) {
+	s, cc := newTestStore(t)
+	ctx := context.Background()
+	folder := s.Layout().AuditTrail("app")
+	limits := ChunkLimits{MaxRecords: 7, MaxBytes: 1 << 10}
+	// A chunk written by json.Marshal before the appender existed.
+	old, _ := json.Marshal([]map[string]int{{"w": 9, "i": 0}})
+	if _, err := cc.KV().Put(&api.KVPair{Key: AuditChunk(folder, 0), Value: old}, nil); err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	for w := 0; w < 2; w++ {
+		a := NewAppender(cc, limits)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < 30; i++ {
+				rec, _ := json.Marshal(map[string]int{"w": w, "i": i})
+				if err := a.Append(ctx, folder, rec); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	recs, err := ReadChunks[map[string]int](ctx, cc, folder)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(recs) != 61 {
+		t.Fatalf("%d records, want 61", len(recs))
+	}
+	pairs, _, err := cc.KV().List(folder, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, p := range pairs {
+		var chunk []json.RawMessage
+		if err := json.Unmarshal(p.Value, &chunk); err != nil || len(chunk) > limits.MaxRecords || len(p.Value) > limits.MaxBytes {
+			t.Errorf("chunk %s: %d records, %d bytes, %v", p.Key, len(chunk), len(p.Value), err)
+		}
+		if p.Key != AuditChunk(folder, i) {
+			t.Errorf("chunk %d is named %s", i, p.Key)
+		}
+	}
 }

@@ -1,4 +1,10 @@
-package command
+// Package operator is the layer between fleetplan's commands and the
+// engine: it builds the Nomad and Consul clients from the standard
+// environment, assembles the rollout controller, carries out the operators'
+// requests (approve, pause, resume, rollback) with their audit records, and
+// loads rollout state for display. The commands keep the flags and the
+// rendering.
+package operator
 
 import (
 	"context"
@@ -13,13 +19,13 @@ import (
 // reachTimeout bounds the check that a cluster answers.
 const reachTimeout = 10 * time.Second
 
-// nomadClient builds a Nomad client from the standard environment
+// NomadClient builds a Nomad client from the standard environment
 // (NOMAD_ADDR, NOMAD_TOKEN, NOMAD_REGION, NOMAD_NAMESPACE, NOMAD_CACERT,
 // NOMAD_CAPATH, NOMAD_CLIENT_CERT, NOMAD_CLIENT_KEY, NOMAD_TLS_SERVER_NAME,
 // NOMAD_SKIP_VERIFY) and checks that Nomad answers and has a leader, so that
 // an unreachable cluster is reported once, with its address.
-func nomadClient() (*nomadapi.Client, error) {
-	c, addr, err := nomadClientNoCheck()
+func NomadClient() (*nomadapi.Client, error) {
+	c, addr, err := NomadClientNoCheck()
 	if err != nil {
 		return nil, err
 	}
@@ -35,8 +41,8 @@ func nomadClient() (*nomadapi.Client, error) {
 	return c, nil
 }
 
-// nomadClientNoCheck builds the Nomad client without contacting Nomad.
-func nomadClientNoCheck() (*nomadapi.Client, string, error) {
+// NomadClientNoCheck builds the Nomad client without contacting Nomad.
+func NomadClientNoCheck() (*nomadapi.Client, string, error) {
 	cfg := nomadapi.DefaultConfig()
 	c, err := nomadapi.NewClient(cfg)
 	if err != nil {
@@ -45,12 +51,12 @@ func nomadClientNoCheck() (*nomadapi.Client, string, error) {
 	return c, cfg.Address, nil
 }
 
-// consulClient builds a Consul client from the standard environment
+// ConsulClient builds a Consul client from the standard environment
 // (CONSUL_HTTP_ADDR, CONSUL_HTTP_TOKEN, CONSUL_HTTP_TOKEN_FILE,
 // CONSUL_HTTP_SSL, CONSUL_CACERT, CONSUL_CAPATH, CONSUL_CLIENT_CERT,
 // CONSUL_CLIENT_KEY, CONSUL_TLS_SERVER_NAME, CONSUL_HTTP_SSL_VERIFY, ...) and
 // checks that Consul answers and has a leader.
-func consulClient() (*consulapi.Client, error) {
+func ConsulClient() (*consulapi.Client, error) {
 	cfg := consulapi.DefaultConfig()
 	addr := consulAddress(cfg)
 	c, err := consulapi.NewClient(cfg)

@@ -1,0 +1,320 @@
+package store
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+
+	"github.com/hashicorp/consul/api"
+
+	"github.com/fleetplan/fleetplan/scheduler"
+)
+
+// Chunked logs. The audit trail, the registry event log and the device
+// records of archived runs are kept as chunks: KV values that are JSON arrays
+// of records, each bounded in records and bytes, so that a long log or a
+// large fleet takes a few keys rather than one per record and no value comes
+// near Consul's limit. Chunks are written with check-and-set, so concurrent
+// writers never lose a record.
+
+// ChunkLimits bound one chunk. A record larger than MaxBytes gets a chunk of
+// its own; one larger than MaxValueBytes cannot be written.
+type ChunkLimits struct {
+	MaxRecords int // 0: no limit
+	MaxBytes   int
+}
+
+// Chunk limits of the logs fleetplan keeps.
+var (
+	// ArchiveChunks: device records of an archived run.
+	ArchiveChunks = ChunkLimits{MaxRecords: ArchiveChunkDevices, MaxBytes: ArchiveChunkBytes}
+	// AuditChunks: audit records (a record is ~300 bytes).
+	AuditChunks = ChunkLimits{MaxRecords: AuditChunkRecords, MaxBytes: MaxValueBytes}
+	// EventChunks: registry events of one sync.
+	EventChunks = ChunkLimits{MaxBytes: EventChunkBytes}
+)
+
+// Chunk sizes.
+const (
+	ArchiveChunkDevices = 500
+	ArchiveChunkBytes   = 256 << 10
+	AuditChunkRecords   = 500
+	EventChunkBytes     = 256 << 10
+)
+
+// Appender writes chunked logs: new chunks at keys the caller names
+// (WriteNew), or records added at the end of a folder of numbered chunks
+// (Append), whose last chunk it caches so that an append costs one
+// transaction. It is safe for concurrent use.
+type Appender struct {
+	client *api.Client
+	limits ChunkLimits
+
+	mu    sync.Mutex
+	tails map[string]*tailChunk // folder -> its last chunk as last written
+}
+
+type tailChunk struct {
+	seq   int
+	index uint64
+	value []byte // the JSON array as stored
+	n     int    // records in it
+}
+
+// NewAppender returns an appender of chunks within limits.
+func NewAppender(client *api.Client, limits ChunkLimits) *Appender {
+	return &Appender{client: client, limits: limits, tails: map[string]*tailChunk{}}
+}
+
+// Encode encodes records, one JSON value each, for WriteNew and Append.
+func Encode[T any](recs []T) ([]json.RawMessage, error) {
+	out := make([]json.RawMessage, 0, len(recs))
+	for i, r := range recs {
+		b, err := json.Marshal(r)
+		if err != nil {
+			return nil, fmt.Errorf("encoding record %d: %w", i, err)
+		}
+		out = append(out, b)
+	}
+	return out, nil
+}
+
+// WriteNew packs records into chunks and creates them (check-and-set 0) at
+// key(0), key(1), ..., in as few transactions as MaxTxnOps and MaxTxnBytes
+// allow.
+func (a *Appender) WriteNew(ctx context.Context, recs []json.RawMessage, key func(i int) string) error {
+	chunks, err := Pack(recs, a.limits)
+	if err != nil {
+		return err
+	}
+	ops := make(api.TxnOps, 0, len(chunks))
+	for i, c := range chunks {
+		ops = append(ops, &api.TxnOp{KV: &api.KVTxnOp{Verb: api.KVCAS, Key: key(i), Value: c, Index: 0}})
+	}
+	_, _, err = runTxns(ctx, a.client, ops)
+	return err
+}
+
+// Pack packs records into chunks within limits, in order.
+func Pack(recs []json.RawMessage, limits ChunkLimits) ([][]byte, error) {
+	p := packer{limits: limits}
+	for _, r := range recs {
+		if err := p.add(r); err != nil {
+			return nil, err
+		}
+	}
+	return p.done(), nil
+}
+
+// Append adds records at the end of a folder of chunks named <folder><seq>
+// (AuditChunk): to its last chunk while that has room, then to new ones.
+// A write lost to another writer is retried on a fresh read of the folder.
+func (a *Appender) Append(ctx context.Context, folder string, recs ...json.RawMessage) error {
+	if len(recs) == 0 {
+		return nil
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for attempt := 0; attempt < 20; attempt++ {
+		tail := a.tails[folder]
+		if tail == nil {
+			var err error
+			if tail, err = a.loadTail(ctx, folder); err != nil {
+				return err
+			}
+		}
+		next, err := a.appendTo(ctx, folder, tail, recs)
+		if errors.Is(err, scheduler.ErrConflict) {
+			// Another writer appended: read the tail again.
+			delete(a.tails, folder)
+			continue
+		}
+		if err != nil {
+			delete(a.tails, folder)
+			return fmt.Errorf("appending to %s: %w", folder, err)
+		}
+		if next == nil {
+			delete(a.tails, folder)
+		} else {
+			a.tails[folder] = next
+		}
+		return nil
+	}
+	return fmt.Errorf("appending to %s: too many concurrent writers", folder)
+}
+
+// appendTo writes the records after tail and returns the new last chunk
+// (nil when Consul did not report its index).
+func (a *Appender) appendTo(ctx context.Context, folder string, tail *tailChunk, recs []json.RawMessage) (*tailChunk, error) {
+	p := packer{limits: a.limits}
+	p.resume(tail.value, tail.n)
+	for _, r := range recs {
+		if err := p.add(r); err != nil {
+			return nil, err
+		}
+	}
+	chunks, counts := p.done(), p.counts
+	seq, index := tail.seq, tail.index
+	if len(chunks) > 1 && bytes.Equal(chunks[0], tail.value) {
+		// The last chunk was full: leave it as it is.
+		chunks, counts = chunks[1:], counts[1:]
+		seq, index = seq+1, 0
+	}
+	ops := make(api.TxnOps, 0, len(chunks))
+	for i, c := range chunks {
+		idx := uint64(0)
+		if i == 0 {
+			idx = index
+		}
+		ops = append(ops, &api.TxnOp{KV: &api.KVTxnOp{Verb: api.KVCAS, Key: AuditChunk(folder, seq+i), Value: c, Index: idx}})
+	}
+	res, _, err := runTxns(ctx, a.client, ops)
+	if err != nil {
+		return nil, err
+	}
+	last := len(chunks) - 1
+	next := &tailChunk{seq: seq + last, value: chunks[last], n: counts[last]}
+	if len(res) != len(ops) || res[last].KV == nil {
+		return nil, nil // written; the next append reads the tail again
+	}
+	next.index = res[last].KV.ModifyIndex
+	return next, nil
+}
+
+// loadTail reads the last chunk of a folder.
+func (a *Appender) loadTail(ctx context.Context, folder string) (*tailChunk, error) {
+	q := (&api.QueryOptions{}).WithContext(ctx)
+	keys, _, err := a.client.KV().Keys(folder, "", q)
+	if err != nil {
+		return nil, fmt.Errorf("listing %s in Consul: %w", folder, err)
+	}
+	if len(keys) == 0 {
+		return &tailChunk{}, nil
+	}
+	slices.Sort(keys)
+	last := keys[len(keys)-1]
+	seq, err := strconv.Atoi(strings.TrimPrefix(last, folder))
+	if err != nil {
+		return nil, fmt.Errorf("chunk %s is not named by a sequence number", last)
+	}
+	pair, _, err := a.client.KV().Get(last, q)
+	if err != nil {
+		return nil, fmt.Errorf("reading %s from Consul: %w", last, err)
+	}
+	t := &tailChunk{seq: seq}
+	if pair != nil {
+		var recs []json.RawMessage
+		if err := json.Unmarshal(pair.Value, &recs); err != nil {
+			return nil, fmt.Errorf("chunk %s is corrupt: %w", last, err)
+		}
+		t.index, t.value, t.n = pair.ModifyIndex, pair.Value, len(recs)
+	}
+	return t, nil
+}
+
+// packer builds chunks: JSON arrays of records within limits.
+type packer struct {
+	limits ChunkLimits
+	chunks [][]byte
+	counts []int
+	buf    bytes.Buffer
+	n      int
+}
+
+// resume continues a stored chunk of n records.
+func (p *packer) resume(value []byte, n int) {
+	if n == 0 {
+		return
+	}
+	p.buf.Write(bytes.TrimSuffix(bytes.TrimSpace(value), []byte("]")))
+	p.n = n
+}
+
+func (p *packer) add(rec json.RawMessage) error {
+	if len(rec)+2 > MaxValueBytes {
+		return fmt.Errorf("a record of %d bytes is over the %d bytes a Consul value can hold", len(rec), MaxValueBytes)
+	}
+	if p.n > 0 && ((p.limits.MaxRecords > 0 && p.n >= p.limits.MaxRecords) || p.buf.Len()+len(rec)+2 > p.limits.MaxBytes) {
+		p.close()
+	}
+	if p.n == 0 {
+		p.buf.WriteByte('[')
+	} else {
+		p.buf.WriteByte(',')
+	}
+	p.buf.Write(rec)
+	p.n++
+	return nil
+}
+
+func (p *packer) close() {
+	p.buf.WriteByte(']')
+	p.chunks = append(p.chunks, bytes.Clone(p.buf.Bytes()))
+	p.counts = append(p.counts, p.n)
+	p.buf.Reset()
+	p.n = 0
+}
+
+func (p *packer) done() [][]byte {
+	if p.n > 0 {
+		p.close()
+	}
+	return p.chunks
+}
+
+// ReadChunks decodes the chunks under folder (one List), in key order, as
+// arrays of T.
+func ReadChunks[T any](ctx context.Context, client *api.Client, folder string) ([]T, error) {
+	pairs, _, err := client.KV().List(folder, (&api.QueryOptions{}).WithContext(ctx))
+	if err != nil {
+		return nil, fmt.Errorf("listing %s in Consul: %w", folder, err)
+	}
+	var out []T
+	for _, p := range pairs {
+		var recs []T
+		if err := json.Unmarshal(p.Value, &recs); err != nil {
+			return nil, fmt.Errorf("chunk %s is corrupt: %w", p.Key, err)
+		}
+		out = append(out, recs...)
+	}
+	return out, nil
+}
+
+// runTxns runs operations in as few transactions as MaxTxnOps and
+// MaxTxnBytes allow, in order. It returns the results of the operations
+// that committed (delete operations have none) and how many operations
+// committed: on an error, those of the transactions before the one that
+// failed.
+func runTxns(ctx context.Context, client *api.Client, ops api.TxnOps) (api.TxnResults, int, error) {
+	var out api.TxnResults
+	start, size := 0, 0
+	for i, op := range ops {
+		n := 0
+		if op.KV != nil {
+			n = len(op.KV.Value)
+		}
+		if i > start && (i-start == MaxTxnOps || size+n > MaxTxnBytes) {
+			res, err := runTxn(ctx, client, ops[start:i])
+			if err != nil {
+				return out, start, err
+			}
+			out = append(out, res...)
+			start, size = i, 0
+		}
+		size += n
+	}
+	if start < len(ops) {
+		res, err := runTxn(ctx, client, ops[start:])
+		if err != nil {
+			return out, start, err
+		}
+		out = append(out, res...)
+	}
+	return out, len(ops), nil
+}
