@@ -9,6 +9,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/fleetplan/fleetplan/checks"
 	"github.com/fleetplan/fleetplan/contract"
 	fphcl "github.com/fleetplan/fleetplan/hcl"
 	"github.com/fleetplan/fleetplan/jobs"
@@ -64,6 +65,9 @@ type PlanDoc struct {
 	JobDiff        *nomadapi.JobDiff   `json:"job_diff,omitempty"`
 	InProgress     *scheduler.Rollout  `json:"in_progress,omitempty"`
 	Registry       map[string][]string `json:"registry_status"`
+	// Checklist is the pre-flight checklist the rollout would be stopped
+	// by (every item must be checked).
+	Checklist scheduler.Checklist `json:"checklist"`
 }
 
 func planAction(c *cli.Context) error {
@@ -151,6 +155,11 @@ func planOne(ctx context.Context, op *operator.Operator, p *scheduler.Policy) (*
 	if err != nil {
 		return nil, err
 	}
+	watcher := checks.NewWatcher(op.Nomad, op.Consul, op.Log)
+	hctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	doc.Checklist = scheduler.GatherChecklist(hctx, watcher, p, plan, nil, nil, doc.ActiveSlot, doc.ActiveVersion)
+	cancel()
+	watcher.Stop()
 	job, err := jobs.Compile(base, p, doc.CandidateSlot, "plan")
 	if err != nil {
 		return nil, fmt.Errorf("compiling the candidate slot job: %w", err)
@@ -191,6 +200,14 @@ func writePlan(out io.Writer, d *PlanDoc) {
 	}
 	fmt.Fprintf(out, ": %s\n\n", strings.Join(parts, ", "))
 
+	if len(d.Checklist) > 0 {
+		fmt.Fprintln(out, "Pre-flight checklist:")
+		writeChecklist(out, d.Checklist)
+		if bad := d.Checklist.Unchecked(); len(bad) > 0 {
+			fmt.Fprintf(out, "STOP: %d item(s) unchecked; apply would halt before touching a device.\n", len(bad))
+		}
+		fmt.Fprintln(out)
+	}
 	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
 	header := "STAGE\tCUMULATIVE\tNEW DEVICES"
 	for _, c := range classes {

@@ -2,6 +2,7 @@ package scheduler
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sort"
 	"strings"
@@ -236,33 +237,45 @@ func countOrNames(total int, bad []string, ok, what string) string {
 	return fmt.Sprintf("%d of %d %s: %s", len(bad), total, what, strings.Join(shown, ", "))
 }
 
-// preflight gathers the checklist's evidence and evaluates it. Only online
-// planned devices are looked at (offline ones are skipped and caught up).
+// preflight gathers the checklist's evidence and evaluates it.
 func (c *Controller) preflight(ctx context.Context, r *Rollout, plan *Plan, regErr error) Checklist {
-	in := PreflightInput{Policy: c.Policy, Plan: plan, RegistryErr: regErr, JobspecErr: c.JobspecErr, Active: r.Active}
-	if plan != nil {
-		var refs []DeviceRef
-		for _, st := range plan.Stages {
-			for _, d := range st.Devices {
-				if !d.Offline {
-					refs = append(refs, DeviceRef{ID: d.ID, Name: d.Name, Class: d.Class})
-				}
+	return GatherChecklist(ctx, c.Health, c.Policy, plan, regErr, c.JobspecErr, r.Active, r.PreviousVersion)
+}
+
+// GatherChecklist reads the checklist's evidence from the health source
+// (each online planned device seen from the active slot: the device
+// agent's node checks, the old allocation and its checks) and evaluates
+// it. Offline devices are not looked at (they are skipped and caught up).
+func GatherChecklist(ctx context.Context, hs HealthSource, p *Policy, plan *Plan, regErr, jobspecErr error, active, activeVersion string) Checklist {
+	in := PreflightInput{Policy: p, Plan: plan, RegistryErr: regErr, JobspecErr: jobspecErr, Active: active, Health: map[string]DeviceHealth{}}
+	if plan == nil || hs == nil {
+		if hs == nil {
+			in.HealthErr = errors.New("no health source")
+		}
+		return BuildChecklist(in)
+	}
+	var refs []DeviceRef
+	for _, st := range plan.Stages {
+		for _, d := range st.Devices {
+			if !d.Offline {
+				refs = append(refs, DeviceRef{ID: d.ID, Name: d.Name, Class: d.Class})
 			}
 		}
-		view, _ := restoredView(r, c.Policy)
-		if r.Active == "" {
-			view = r
-		}
-		if len(refs) > 0 {
-			h, err := c.Health.Health(ctx, view, refs)
-			in.Health, in.HealthErr = h, err
-			for id, dh := range in.Health {
-				if !dh.Online {
-					delete(in.Health, id)
-				}
+	}
+	// Seen from the active slot; on a first install from the candidate's
+	// (only the device agent's node checks are there yet).
+	view := &Rollout{App: p.Name, Active: active, Candidate: active, Version: activeVersion}
+	if active == "" {
+		view.Candidate = OtherSlot(active)
+		view.Version = p.Release.Version
+	}
+	if len(refs) > 0 {
+		h, err := hs.Health(ctx, view, refs)
+		in.HealthErr = err
+		for id, dh := range h {
+			if dh.Online {
+				in.Health[id] = dh
 			}
-		} else {
-			in.Health = map[string]DeviceHealth{}
 		}
 	}
 	return BuildChecklist(in)
