@@ -79,21 +79,26 @@ type Controller struct {
 
 // The controller's concerns, one file each:
 //
-//	controller.go  the type, Run (the state machine loop) and start
-//	prepare.go     PREPARE and VALIDATE
-//	switch.go      a stage's switching step and one device's switch
-//	soak.go        soaking: health sampling and trend detection
-//	gate.go        the stage gate: pass, quarantine the few, or roll back
-//	approval.go    the canary approval and CONFIRM
-//	bluegreen.go   the hot standby of blue-green rollouts
-//	rollback.go    rolling back (manual or triggered)
-//	halt.go        halting for an operator, and resuming
-//	catchup.go     catching up returning devices, and quarantine
-//	controls.go    the operators' requests (pause, rollback, approval)
-//	pool.go        the one bounded worker pool for device actions
-//	persist.go     writing state with retries
-//	events.go      decisions and events
-//	tally.go       counting devices by state
+//	controller.go    the type, Run (the state machine loop) and start
+//	prepare.go       PREPARE (plan, reconcile stale slots, checklist, register) and VALIDATE
+//	checklist.go     the pre-flight checklist
+//	switch.go        a stage's switching step and one device's switch
+//	soak.go          soaking: health sampling and trend detection
+//	gate.go          the stage gate: pass, quarantine the few, or roll back
+//	verdict.go       one device's verdict from its health (DefaultGate)
+//	analysis.go      the failure analysis of a failed stage
+//	approval.go      the canary approval and CONFIRM
+//	bluegreen.go     the hot standby of blue-green rollouts
+//	rollback.go      rolling back, verified, and restoring the active slot
+//	halt.go          halting for an operator, and resuming
+//	catchup.go       catching up returning devices, and quarantine
+//	controls.go      the operators' requests (pause, rollback, approval)
+//	controlplane.go  retrying control-plane errors, then pausing
+//	pool.go          the one bounded worker pool for device actions
+//	persist.go       writing state with retries; the lock fence
+//	events.go        decisions, intents and events
+//	decision.go      decision kinds, halts and remedies
+//	tally.go         counting devices by state
 
 // ErrHalted is returned by Run when the rollout stopped and needs an
 // operator (for example a wave was rolled back with scope "wave").
