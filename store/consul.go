@@ -19,6 +19,7 @@ import (
 	"os"
 	"os/user"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/hashicorp/consul/api"
@@ -82,6 +83,10 @@ type Consul struct {
 	ttl       time.Duration
 	lockDelay time.Duration
 	now       func() time.Time
+	// sessions holds the lock session of each rollout this process holds
+	// (app -> session ID): the rollout's state writes check it in the same
+	// transaction, so a controller that lost its lock writes nothing.
+	sessions sync.Map
 }
 
 var _ scheduler.Store = (*Consul)(nil)
@@ -218,7 +223,7 @@ func (c *Consul) SaveRollout(ctx context.Context, r *scheduler.Rollout) error {
 	if err != nil {
 		return fmt.Errorf("encoding rollout %s: %w", r.App, err)
 	}
-	idx, err := c.cas(ctx, c.stateKey(r.App), data, r.Index)
+	idx, err := c.casBound(ctx, r.App, c.stateKey(r.App), data, r.Index)
 	if err != nil {
 		return err
 	}
@@ -239,7 +244,7 @@ func (c *Consul) SaveDevice(ctx context.Context, app string, d *scheduler.Device
 	if err != nil {
 		return fmt.Errorf("encoding device %s: %w", d.ID, err)
 	}
-	idx, err := c.cas(ctx, c.devicesPrefix(app)+d.ID, data, d.Index)
+	idx, err := c.casBound(ctx, app, c.devicesPrefix(app)+d.ID, data, d.Index)
 	if err != nil {
 		return err
 	}
@@ -302,7 +307,7 @@ func (c *Consul) SetActiveSlot(ctx context.Context, app string, s *scheduler.Act
 	if err != nil {
 		return fmt.Errorf("encoding active slot of %s: %w", app, err)
 	}
-	idx, err := c.cas(ctx, c.appKey(app), data, s.Index)
+	idx, err := c.casBound(ctx, app, c.appKey(app), data, s.Index)
 	if err != nil {
 		return err
 	}
@@ -362,6 +367,9 @@ func txnFailure(ctx context.Context, client *api.Client, ops api.TxnOps, errs ap
 	for _, e := range errs {
 		if e.OpIndex >= 0 && e.OpIndex < len(ops) && ops[e.OpIndex].KV != nil {
 			op := ops[e.OpIndex].KV
+			if op.Verb == api.KVCheckSession {
+				return fmt.Errorf("%w: session %s no longer holds %s (%s)", scheduler.ErrLockLost, op.Session, op.Key, e.What)
+			}
 			if conflict := casLost(ctx, client, op); conflict != nil {
 				return conflict
 			}
@@ -425,4 +433,33 @@ func DefaultActor() string {
 // DefaultHolder names this process as a lock holder: user@host pid N.
 func DefaultHolder() string {
 	return fmt.Sprintf("%s pid %d", DefaultActor(), os.Getpid())
+}
+
+// casBound is cas bound to the rollout's lock: when this process holds the
+// lock of app, the write and a check that the lock key is still held by
+// its session go in one transaction, so a controller that lost its lock
+// (its session expired while it was paused, say) writes nothing; the error
+// wraps scheduler.ErrLockLost.
+func (c *Consul) casBound(ctx context.Context, app, key string, value []byte, index uint64) (uint64, error) {
+	v, ok := c.sessions.Load(app)
+	if !ok {
+		return c.cas(ctx, key, value, index)
+	}
+	if len(value) > MaxValueBytes {
+		return 0, fmt.Errorf("value of %s is %d bytes, over the %d bytes a Consul KV value can safely hold", key, len(value), MaxValueBytes)
+	}
+	ops := api.TxnOps{
+		{KV: &api.KVTxnOp{Verb: api.KVCheckSession, Key: c.lockKey(app), Session: v.(string)}},
+		{KV: &api.KVTxnOp{Verb: api.KVCAS, Key: key, Value: value, Index: index}},
+	}
+	res, err := c.txn(ctx, ops)
+	if err != nil {
+		return 0, err
+	}
+	for i := len(res) - 1; i >= 0; i-- {
+		if res[i].KV != nil && res[i].KV.Key == key {
+			return res[i].KV.ModifyIndex, nil
+		}
+	}
+	return 0, fmt.Errorf("writing %s: Consul returned no result", key)
 }

@@ -479,3 +479,43 @@ func TestIntegrationAppenderConcurrentTail(t *testing.T) {
 		}
 	}
 }
+
+// TestIntegrationWritesBoundToLockSession checks I8's store half: while a
+// process holds a rollout's lock its state writes check the lock session
+// in the same transaction, so once the session is gone (a controller
+// paused past its TTL) not one write lands.
+func TestIntegrationWritesBoundToLockSession(t *testing.T) {
+	s, cc := newTestStore(t)
+	ctx := context.Background()
+	_, release, err := s.Lock(ctx, "app", "paused-controller")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer release()
+	r := testRun("app")
+	if err := s.SaveRollout(ctx, r); err != nil {
+		t.Fatalf("write while holding the lock: %v", err)
+	}
+	_, _, err = New(cc, Options{Prefix: s.Prefix()}).Lock(ctx, "app", "other")
+	held, ok := IsLockHeld(err)
+	if !ok {
+		t.Fatalf("second Lock: %v", err)
+	}
+	if _, err := cc.Session().Destroy(held.Session, nil); err != nil {
+		t.Fatal(err)
+	}
+	before := r.Index
+	r.Phase = scheduler.PhaseWave
+	err = s.SaveRollout(ctx, r)
+	if !errors.Is(err, scheduler.ErrLockLost) {
+		t.Fatalf("write after the session was destroyed: %v, want ErrLockLost", err)
+	}
+	got, err := s.LoadState(ctx, "app")
+	if err != nil || got.Phase != scheduler.PhaseCanary || got.Index != before {
+		t.Fatalf("the state changed after the lock was lost: %+v (%v)", got, err)
+	}
+	dev := &scheduler.DeviceRecord{DeviceRef: scheduler.DeviceRef{ID: "n1", Name: "n1"}, State: scheduler.DeviceSwitching}
+	if err := s.SaveDevice(ctx, "app", dev); !errors.Is(err, scheduler.ErrLockLost) {
+		t.Fatalf("device write after the lock was lost: %v, want ErrLockLost", err)
+	}
+}

@@ -92,7 +92,7 @@ func (c *Consul) lock(ctx context.Context, app, holder string, wait bool) (<-cha
 	// The keeper renews the session from now on (LockWait may wait long)
 	// and, once the lock is held, watches the key.
 	kctx, cancel := context.WithCancel(context.Background())
-	k := &lockKeeper{c: c, key: key, sid: sid, cancel: cancel, lost: make(chan struct{}), log: log.With("session", sid)}
+	k := &lockKeeper{c: c, app: app, key: key, sid: sid, cancel: cancel, lost: make(chan struct{}), log: log.With("session", sid)}
 	go k.renew(kctx)
 
 	value, _ := json.Marshal(lockValue{Holder: holder, Since: c.now().UTC(), Session: sid})
@@ -109,6 +109,9 @@ func (c *Consul) lock(ctx context.Context, app, holder string, wait bool) (<-cha
 		}
 		if ok {
 			log.Debug("lock acquired", "holder", holder)
+			// From now on this process's writes of the rollout's state
+			// are bound to the session (I8).
+			c.sessions.Store(app, sid)
 			go k.watch(kctx)
 			return k.lost, k.release, nil
 		}
@@ -183,6 +186,7 @@ func (c *Consul) tryAcquire(ctx context.Context, key, sid string, value []byte) 
 // lockKeeper keeps a lock's session alive and reports its loss.
 type lockKeeper struct {
 	c        *Consul
+	app      string
 	key, sid string
 	cancel   context.CancelFunc
 	lost     chan struct{}
@@ -192,6 +196,8 @@ type lockKeeper struct {
 }
 
 func (k *lockKeeper) markLost(why string) {
+	// The store stays bound to the lost session until release: every
+	// write of the rollout's state fails from now on.
 	k.lostOnce.Do(func() {
 		k.log.Warn("lock lost", "reason", why)
 		close(k.lost)
@@ -202,6 +208,7 @@ func (k *lockKeeper) markLost(why string) {
 // idempotent and never blocks for more than a few seconds.
 func (k *lockKeeper) release() {
 	k.relOnce.Do(func() {
+		k.c.sessions.CompareAndDelete(k.app, k.sid)
 		k.cancel()
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
