@@ -12,6 +12,7 @@ package audit
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"sort"
@@ -20,6 +21,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/consul/api"
+	"github.com/hashicorp/go-hclog"
 
 	"github.com/fleetplan/fleetplan/store"
 )
@@ -50,6 +52,16 @@ type Trail struct {
 
 	mu   sync.Mutex
 	file *os.File
+	// Logger receives warnings (a corrupt chunk skipped); default: hclog's.
+	Logger hclog.Logger
+}
+
+func (t *Trail) warn(msg string, args ...any) {
+	l := t.Logger
+	if l == nil {
+		l = hclog.Default()
+	}
+	l.Named("audit").Warn(msg, args...)
 }
 
 // New returns a trail under prefix (default "fleetplan/audit/",
@@ -131,7 +143,12 @@ func (t *Trail) List(ctx context.Context, q Query) ([]Record, error) {
 		prefix += key(q.Rollout) + "/"
 	}
 	recs, err := store.ReadChunks[Record](ctx, t.client, prefix)
-	if err != nil {
+	var corrupt *store.CorruptChunksError
+	switch {
+	case errors.As(err, &corrupt):
+		// A corrupt chunk is skipped with a warning, never fatal (I9).
+		t.warn("skipping corrupt audit chunks", "chunks", corrupt.Keys)
+	case err != nil:
 		return nil, fmt.Errorf("reading the audit trail: %w", err)
 	}
 	var out []Record

@@ -211,11 +211,24 @@ func (a *Appender) loadTail(ctx context.Context, folder string) (*tailChunk, err
 	if pair != nil {
 		var recs []json.RawMessage
 		if err := json.Unmarshal(pair.Value, &recs); err != nil {
-			return nil, fmt.Errorf("chunk %s is corrupt: %w", last, err)
+			// A corrupt tail is left as it is (readers skip it with a
+			// warning) and appends go on in a new chunk after it: one bad
+			// chunk must not stop every later record (I9).
+			return &tailChunk{seq: seq + 1}, nil
 		}
 		t.index, t.value, t.n = pair.ModifyIndex, pair.Value, len(recs)
 	}
 	return t, nil
+}
+
+// CorruptChunksError is returned with the records ReadChunks could read
+// when some chunks could not be decoded; they were skipped.
+type CorruptChunksError struct {
+	Keys []string
+}
+
+func (e *CorruptChunksError) Error() string {
+	return fmt.Sprintf("%d chunk(s) could not be decoded and were skipped: %s", len(e.Keys), strings.Join(e.Keys, ", "))
 }
 
 // packer builds chunks: JSON arrays of records within limits.
@@ -269,19 +282,25 @@ func (p *packer) done() [][]byte {
 }
 
 // ReadChunks decodes the chunks under folder (one List), in key order, as
-// arrays of T.
+// arrays of T. Chunks that cannot be decoded are skipped: the records of
+// the others are returned with a *CorruptChunksError naming them.
 func ReadChunks[T any](ctx context.Context, client *api.Client, folder string) ([]T, error) {
 	pairs, _, err := client.KV().List(folder, (&api.QueryOptions{}).WithContext(ctx))
 	if err != nil {
 		return nil, fmt.Errorf("listing %s in Consul: %w", folder, err)
 	}
 	var out []T
+	var corrupt []string
 	for _, p := range pairs {
 		var recs []T
 		if err := json.Unmarshal(p.Value, &recs); err != nil {
-			return nil, fmt.Errorf("chunk %s is corrupt: %w", p.Key, err)
+			corrupt = append(corrupt, p.Key)
+			continue
 		}
 		out = append(out, recs...)
+	}
+	if len(corrupt) > 0 {
+		return out, &CorruptChunksError{Keys: corrupt}
 	}
 	return out, nil
 }

@@ -519,3 +519,33 @@ func TestIntegrationWritesBoundToLockSession(t *testing.T) {
 		t.Fatalf("device write after the lock was lost: %v, want ErrLockLost", err)
 	}
 }
+
+// TestIntegrationCorruptChunkSkipped checks I9: a corrupt chunk does not
+// stop later appends (they go on in a new chunk) and readers skip it,
+// naming it, with every other record.
+func TestIntegrationCorruptChunkSkipped(t *testing.T) {
+	s, cc := newTestStore(t)
+	ctx := context.Background()
+	folder := s.Layout().AuditTrail("app")
+	a := NewAppender(cc, ChunkLimits{MaxRecords: 5, MaxBytes: 1 << 10})
+	first, _ := json.Marshal(map[string]int{"i": 1})
+	if err := a.Append(ctx, folder, first); err != nil {
+		t.Fatal(err)
+	}
+	// A torn write: the next chunk holds garbage.
+	if _, err := cc.KV().Put(&api.KVPair{Key: AuditChunk(folder, 1), Value: []byte(`[{"i": 2}, {"i"`)}, nil); err != nil {
+		t.Fatal(err)
+	}
+	later, _ := json.Marshal(map[string]int{"i": 3})
+	if err := a.Append(ctx, folder, later); err != nil {
+		t.Fatalf("append after a corrupt chunk: %v", err)
+	}
+	recs, err := ReadChunks[map[string]int](ctx, cc, folder)
+	var corrupt *CorruptChunksError
+	if !errors.As(err, &corrupt) || len(corrupt.Keys) != 1 || corrupt.Keys[0] != AuditChunk(folder, 1) {
+		t.Fatalf("read: %v, want the corrupt chunk named", err)
+	}
+	if len(recs) != 2 || recs[0]["i"] != 1 || recs[1]["i"] != 3 {
+		t.Fatalf("records %v, want the two good ones", recs)
+	}
+}
