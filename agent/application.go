@@ -16,6 +16,7 @@ import (
 
 	"github.com/fleetplan/fleetplan/contract"
 	"github.com/fleetplan/fleetplan/plugin"
+	"github.com/fleetplan/fleetplan/scheduler"
 )
 
 // DefaultMetricsPath is where the agent reads an application's metrics.
@@ -209,7 +210,8 @@ func (p *appProber) judgeHealth(ctx context.Context, url string, inst Instance, 
 	}
 	versionNote := fmt.Sprintf("version %s", orNone(ver))
 	if expectVersion && inst.Version != "" {
-		if ver != inst.Version {
+		// I4: "v2.0.0" and "2.0.0+build.5" report release 2.0.0.
+		if !scheduler.SameVersion(ver, inst.Version) {
 			verdict = Critical
 			why = append(why, fmt.Sprintf("version %s but the instance runs release %s", orNone(ver), contract.VersionTag(inst.Version)))
 		} else {
