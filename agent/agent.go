@@ -67,6 +67,10 @@ type Config struct {
 	// Apps limits the per-instance checks to these applications (empty:
 	// every fleetplan-managed application).
 	Apps []string
+	// Token is what a caller of the endpoints other than /v1/health must
+	// present (TokenHeader "Bearer <token>"); "" makes a new random one at
+	// New. The agent gives it to Consul in its check definitions.
+	Token string
 	// NewProbe makes functional probe plugins (plugin.NewProbe).
 	NewProbe ProbeFactory
 	Logger   hclog.Logger
@@ -164,13 +168,20 @@ func New(cfg Config, consul *consulapi.Client, nomad *nomadapi.Client) (*Agent, 
 		return nil, errors.New("the agent needs an address to listen on")
 	}
 	cfg.defaults()
+	if cfg.Token == "" {
+		t, err := newToken()
+		if err != nil {
+			return nil, err
+		}
+		cfg.Token = t
+	}
 	a := &Agent{
 		cfg:        cfg,
 		consul:     consul,
 		nomad:      nomad,
 		log:        cfg.Logger.Named("agent"),
 		now:        time.Now,
-		app:        &appProber{client: &http.Client{Transport: &http.Transport{Proxy: nil, DisableKeepAlives: true}}, now: time.Now},
+		app:        &appProber{client: &http.Client{Transport: &http.Transport{Proxy: nil, DisableKeepAlives: true}, CheckRedirect: noRedirects}, now: time.Now},
 		fn:         newFunctionalProbes(cfg.NewProbe),
 		trigger:    make(chan struct{}, 1),
 		ready:      make(chan struct{}),

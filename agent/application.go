@@ -115,10 +115,16 @@ type ApplicationInput struct {
 // Each of the two requests may take up to fetch.
 func (p *appProber) ProbeApplication(ctx context.Context, in ApplicationInput, fetch time.Duration) (plugin.Status, string) {
 	inst := in.Instance
-	healthURL := "http://" + inst.HostPort() + in.HealthPath
-	hctx, cancel := context.WithTimeout(ctx, fetch)
-	status, summary, healthLine := p.judgeHealth(hctx, healthURL, inst, in.ExpectVersion)
-	cancel()
+	var status plugin.Status
+	var summary, healthLine string
+	if err := ValidProbePath(in.HealthPath); err != nil {
+		// I11: a path from Consul KV never leads the agent to another host.
+		status, summary = Critical, oneLine(fmt.Sprintf("critical: the policy's health path is refused: %v; the agent fetches only paths on the instance (%s)", err, inst.HostPort()))
+	} else {
+		hctx, cancel := context.WithTimeout(ctx, fetch)
+		status, summary, healthLine = p.judgeHealth(hctx, instanceURL(inst, in.HealthPath), inst, in.ExpectVersion)
+		cancel()
+	}
 
 	var lines []string
 	lines = append(lines, summary)
@@ -134,7 +140,7 @@ func (p *appProber) ProbeApplication(ctx context.Context, in ApplicationInput, f
 	}
 	if in.MetricsPath != "" {
 		mctx, cancel := context.WithTimeout(ctx, fetch)
-		if err := p.fillAppMetrics(mctx, "http://"+inst.HostPort()+in.MetricsPath, &m); err != nil {
+		if err := p.fillAppMetrics(mctx, instanceURL(inst, in.MetricsPath), &m); err != nil {
 			lines = append(lines, "app metrics: "+oneLine(err.Error()))
 		}
 		cancel()

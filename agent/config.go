@@ -137,6 +137,15 @@ func NewAppConfig(p *scheduler.Policy) (*AppConfig, error) {
 			MaxTemperatureC:  s.MaxTemperatureC,
 		}
 	}
+	// I11: the agents take these paths from KV; refuse what they would.
+	if err := ValidProbePath(c.HealthPath); err != nil {
+		return nil, fmt.Errorf("agent app config of %s: health path: %w", p.Name, err)
+	}
+	if f := h.Functional; f != nil && f.Path != "" {
+		if err := ValidProbePath(f.Path); err != nil {
+			return nil, fmt.Errorf("agent app config of %s: functional path: %w", p.Name, err)
+		}
+	}
 	if f := h.Functional; f != nil {
 		c.Functional = &FunctionalConfig{
 			Probe:      f.Probe,

@@ -124,6 +124,12 @@ func (fp *functionalProbes) forget(keep func(serviceID string) bool) {
 // instance. The output's first line is the verdict and the probe's own
 // words (the field that was wrong, the latency against max_latency).
 func (fp *functionalProbes) ProbeFunctional(ctx context.Context, inst Instance, node string, f *FunctionalConfig) (plugin.Status, string) {
+	if f.Path != "" {
+		if err := ValidProbePath(f.Path); err != nil {
+			// I11: a path from Consul KV never leads a probe to another host.
+			return Critical, oneLine(fmt.Sprintf("critical: the functional probe %q is refused: %v; probes run only against the instance (%s)", f.Probe, err, inst.HostPort())) + "\n"
+		}
+	}
 	p, err := fp.get(ctx, inst.ServiceID, f)
 	if err != nil {
 		return Critical, oneLine(fmt.Sprintf("critical: the functional probe %q cannot run: %v", f.Probe, err)) + "\n"

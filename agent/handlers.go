@@ -13,7 +13,8 @@ import (
 	"github.com/fleetplan/fleetplan/contract"
 )
 
-// Handler serves the probe endpoints.
+// Handler serves the probe endpoints: /v1/health to anyone, the others
+// only to callers with the agent's token (requireToken, invariant I11).
 func (a *Agent) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET "+PathConnectivity, a.handleConnectivity)
@@ -25,7 +26,7 @@ func (a *Agent) Handler() http.Handler {
 	mux.HandleFunc("GET "+PathHealth, func(w http.ResponseWriter, _ *http.Request) {
 		writeText(w, http.StatusOK, "ok\n")
 	})
-	return mux
+	return requireToken(a.cfg.Token, mux, PathHealth)
 }
 
 // probeCtx bounds a probe a little under the Consul check's timeout, so
@@ -166,7 +167,7 @@ func (a *Agent) handleMetrics(w http.ResponseWriter, r *http.Request) {
 			ctx, cancel := context.WithTimeout(r.Context(), DefaultFetchTimeout)
 			defer cancel()
 			m := contract.Metrics{CPUPercent: rep.CPUPercent, MemoryPercent: rep.MemoryPercent}
-			if err := a.app.fillAppMetrics(ctx, "http://"+in.HostPort()+DefaultMetricsPath, &m); err != nil {
+			if err := a.app.fillAppMetrics(ctx, instanceURL(in, DefaultMetricsPath), &m); err != nil {
 				rep.Error = err.Error()
 			}
 			rep.Instance = &m
