@@ -24,7 +24,7 @@ type countingProbe struct{ runs *atomic.Int32 }
 func (p countingProbe) PluginInfo() plugin.Info {
 	return plugin.Info{Name: "count", Type: plugin.TypeProbe}
 }
-func (p countingProbe) ConfigSchema() []plugin.Field                        { return nil }
+func (p countingProbe) ConfigSchema() []plugin.Field                       { return nil }
 func (p countingProbe) SetConfig(context.Context, map[string]string) error { return nil }
 func (p countingProbe) Probe(context.Context, plugin.Target) (plugin.Result, error) {
 	p.runs.Add(1)
