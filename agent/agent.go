@@ -71,6 +71,9 @@ type Config struct {
 	// present (TokenHeader "Bearer <token>"); "" makes a new random one at
 	// New. The agent gives it to Consul in its check definitions.
 	Token string
+	// ExecAllow maps the exec probe's command names to this device's
+	// programs (-exec-allow); a name not in it is never run.
+	ExecAllow ExecAllowList
 	// NewProbe makes functional probe plugins (plugin.NewProbe).
 	NewProbe ProbeFactory
 	Logger   hclog.Logger
@@ -191,6 +194,7 @@ func New(cfg Config, consul *consulapi.Client, nomad *nomadapi.Client) (*Agent, 
 		registered: map[string]string{},
 		appCache:   map[string]string{},
 	}
+	a.fn.allow = cfg.ExecAllow
 	a.sys = newSystemSampler(cfg.ProcRoot, cfg.SysRoot, cfg.DiskPath, cfg.CPUWindow, a.now)
 	return a, nil
 }

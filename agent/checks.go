@@ -105,6 +105,8 @@ type checkPlan struct {
 	Timeout          time.Duration
 	Thresholds       Thresholds
 	HeartbeatTimeout time.Duration
+	// ExecAllow gives the timeouts of exec probes.
+	ExecAllow ExecAllowList
 }
 
 // DesiredChecks are the check registrations for the node and its
@@ -146,7 +148,7 @@ func (p checkPlan) DesiredChecks(insts []Instance, configs map[string]*AppConfig
 				fi = cfg.Functional.Interval.D()
 			}
 			add(ServiceCheckID(4, in.ServiceID), contract.CheckFunctional, in.ServiceID, PathFunctional+q,
-				FunctionalNotes(cfg.Functional), fi, probeTimeout(cfg.Functional)+time.Second)
+				FunctionalNotes(cfg.Functional), fi, p.ExecAllow.checkTimeout(cfg.Functional))
 		}
 	}
 	return out

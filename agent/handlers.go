@@ -119,7 +119,9 @@ func (a *Agent) handleFunctional(w http.ResponseWriter, r *http.Request) {
 		writeText(w, http.StatusServiceUnavailable, fmt.Sprintf("critical: application %s has no functional block (the agent removes this check)\n", in.App))
 		return
 	}
-	ctx, cancel := a.probeCtx(r, probeTimeout(cfg.Functional)+time.Second)
+	// Within the Consul check's timeout (probe time + 1 s), past the
+	// probe's own limit, so that the probe's words reach the output.
+	ctx, cancel := context.WithTimeout(r.Context(), a.fn.allow.checkTimeout(cfg.Functional)-250*time.Millisecond)
 	defer cancel()
 	status, out := a.fn.ProbeFunctional(ctx, in, a.nodeName(), cfg.Functional)
 	writeText(w, HTTPStatus(status), out)

@@ -93,6 +93,7 @@ func (a *Agent) reconcile(ctx context.Context) error {
 	plan := checkPlan{
 		Base:             base,
 		Token:            a.cfg.Token,
+		ExecAllow:        a.cfg.ExecAllow,
 		Interval:         a.cfg.CheckInterval,
 		Timeout:          a.cfg.CheckTimeout,
 		Thresholds:       strictestThresholds(relevant, a.cfg.Defaults),
