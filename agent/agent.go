@@ -67,6 +67,13 @@ type Config struct {
 	// Apps limits the per-instance checks to these applications (empty:
 	// every fleetplan-managed application).
 	Apps []string
+	// Token is what a caller of the endpoints other than /v1/health must
+	// present (TokenHeader "Bearer <token>"); "" makes a new random one at
+	// New. The agent gives it to Consul in its check definitions.
+	Token string
+	// ExecAllow maps the exec probe's command names to this device's
+	// programs (-exec-allow); a name not in it is never run.
+	ExecAllow ExecAllowList
 	// NewProbe makes functional probe plugins (plugin.NewProbe).
 	NewProbe ProbeFactory
 	Logger   hclog.Logger
@@ -164,13 +171,20 @@ func New(cfg Config, consul *consulapi.Client, nomad *nomadapi.Client) (*Agent, 
 		return nil, errors.New("the agent needs an address to listen on")
 	}
 	cfg.defaults()
+	if cfg.Token == "" {
+		t, err := newToken()
+		if err != nil {
+			return nil, err
+		}
+		cfg.Token = t
+	}
 	a := &Agent{
 		cfg:        cfg,
 		consul:     consul,
 		nomad:      nomad,
 		log:        cfg.Logger.Named("agent"),
 		now:        time.Now,
-		app:        &appProber{client: &http.Client{Transport: &http.Transport{Proxy: nil, DisableKeepAlives: true}}, now: time.Now},
+		app:        &appProber{client: &http.Client{Transport: &http.Transport{Proxy: nil, DisableKeepAlives: true}, CheckRedirect: noRedirects}, now: time.Now},
 		fn:         newFunctionalProbes(cfg.NewProbe),
 		trigger:    make(chan struct{}, 1),
 		ready:      make(chan struct{}),
@@ -180,6 +194,7 @@ func New(cfg Config, consul *consulapi.Client, nomad *nomadapi.Client) (*Agent, 
 		registered: map[string]string{},
 		appCache:   map[string]string{},
 	}
+	a.fn.allow = cfg.ExecAllow
 	a.sys = newSystemSampler(cfg.ProcRoot, cfg.SysRoot, cfg.DiskPath, cfg.CPUWindow, a.now)
 	return a, nil
 }

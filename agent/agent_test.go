@@ -28,7 +28,7 @@ func testAgent(t *testing.T, defaults Thresholds) *Agent {
 	a, err := New(Config{
 		Addr: "127.0.0.1:0", NomadAddr: "http://127.0.0.1:1", CheckTimeout: 200 * time.Millisecond,
 		ProcRoot: filepath.Join("testdata", "proc"), SysRoot: filepath.Join("testdata", "sys"), DiskPath: t.TempDir(),
-		Defaults: defaults,
+		Defaults: defaults, Token: testToken,
 	}, cc, nc)
 	if err != nil {
 		t.Fatal(err)
@@ -36,10 +36,23 @@ func testAgent(t *testing.T, defaults Thresholds) *Agent {
 	return a
 }
 
+// testToken is testAgent's token.
+const testToken = "0123456789abcdef"
+
+// get calls the handler as the agent's Consul checks do, with the token.
 func get(t *testing.T, h http.Handler, path string) (int, string) {
 	t.Helper()
+	return getWith(t, h, path, "Bearer "+testToken)
+}
+
+func getWith(t *testing.T, h http.Handler, path, auth string) (int, string) {
+	t.Helper()
 	rec := httptest.NewRecorder()
-	h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, path, nil))
+	req := httptest.NewRequest(http.MethodGet, path, nil)
+	if auth != "" {
+		req.Header.Set(TokenHeader, auth)
+	}
+	h.ServeHTTP(rec, req)
 	body, _ := io.ReadAll(rec.Body)
 	return rec.Code, string(body)
 }

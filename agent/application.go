@@ -16,6 +16,7 @@ import (
 
 	"github.com/fleetplan/fleetplan/contract"
 	"github.com/fleetplan/fleetplan/plugin"
+	"github.com/fleetplan/fleetplan/scheduler"
 )
 
 // DefaultMetricsPath is where the agent reads an application's metrics.
@@ -114,10 +115,16 @@ type ApplicationInput struct {
 // Each of the two requests may take up to fetch.
 func (p *appProber) ProbeApplication(ctx context.Context, in ApplicationInput, fetch time.Duration) (plugin.Status, string) {
 	inst := in.Instance
-	healthURL := "http://" + inst.HostPort() + in.HealthPath
-	hctx, cancel := context.WithTimeout(ctx, fetch)
-	status, summary, healthLine := p.judgeHealth(hctx, healthURL, inst, in.ExpectVersion)
-	cancel()
+	var status plugin.Status
+	var summary, healthLine string
+	if err := ValidProbePath(in.HealthPath); err != nil {
+		// I11: a path from Consul KV never leads the agent to another host.
+		status, summary = Critical, oneLine(fmt.Sprintf("critical: the policy's health path is refused: %v; the agent fetches only paths on the instance (%s)", err, inst.HostPort()))
+	} else {
+		hctx, cancel := context.WithTimeout(ctx, fetch)
+		status, summary, healthLine = p.judgeHealth(hctx, instanceURL(inst, in.HealthPath), inst, in.ExpectVersion)
+		cancel()
+	}
 
 	var lines []string
 	lines = append(lines, summary)
@@ -133,7 +140,7 @@ func (p *appProber) ProbeApplication(ctx context.Context, in ApplicationInput, f
 	}
 	if in.MetricsPath != "" {
 		mctx, cancel := context.WithTimeout(ctx, fetch)
-		if err := p.fillAppMetrics(mctx, "http://"+inst.HostPort()+in.MetricsPath, &m); err != nil {
+		if err := p.fillAppMetrics(mctx, instanceURL(inst, in.MetricsPath), &m); err != nil {
 			lines = append(lines, "app metrics: "+oneLine(err.Error()))
 		}
 		cancel()
@@ -209,7 +216,8 @@ func (p *appProber) judgeHealth(ctx context.Context, url string, inst Instance, 
 	}
 	versionNote := fmt.Sprintf("version %s", orNone(ver))
 	if expectVersion && inst.Version != "" {
-		if ver != inst.Version {
+		// I4: "v2.0.0" and "2.0.0+build.5" report release 2.0.0.
+		if !scheduler.SameVersion(ver, inst.Version) {
 			verdict = Critical
 			why = append(why, fmt.Sprintf("version %s but the instance runs release %s", orNone(ver), contract.VersionTag(inst.Version)))
 		} else {

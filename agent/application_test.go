@@ -75,6 +75,14 @@ func TestProbeApplication(t *testing.T) {
 			"critical: the application reports unhealthy", "1.0.0"},
 		{"wrong version", fakeApp{200, health("healthy", "9.9.9"), edgeinferMetrics}, true, Critical,
 			"critical: version 9.9.9 but the instance runs release fleetplan-version=1.0.0", "9.9.9"},
+		// I4: the application reports NOMAD_META_fleetplan_version
+		// verbatim, or with a leading v or build metadata.
+		{"version with build metadata", fakeApp{200, health("healthy", "1.0.0+r-20260101-1"), edgeinferMetrics}, true, Passing,
+			"passing: healthy; version 1.0.0+r-20260101-1 as released (fleetplan-version=1.0.0)", "1.0.0+r-20260101-1"},
+		{"version with a leading v", fakeApp{200, health("healthy", "v1.0.0"), edgeinferMetrics}, true, Passing,
+			"passing: healthy; version v1.0.0 as released", "v1.0.0"},
+		{"pre-release is another version", fakeApp{200, health("healthy", "1.0.0-rc1"), edgeinferMetrics}, true, Critical,
+			"critical: version 1.0.0-rc1 but the instance runs release fleetplan-version=1.0.0", "1.0.0-rc1"},
 		{"wrong version not checked", fakeApp{200, health("healthy", "9.9.9"), edgeinferMetrics}, false, Passing,
 			"passing: healthy; version 9.9.9; GET", "9.9.9"},
 		{"healthy but 500", fakeApp{500, health("healthy", "1.0.0"), ""}, true, Critical,

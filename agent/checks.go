@@ -98,11 +98,15 @@ func FindInstances(services map[string]*consulapi.AgentService, checks map[strin
 // checkPlan is what the agent wants registered on its Consul agent.
 type checkPlan struct {
 	// Base is the URL Consul calls the agent at: http://host:port.
-	Base             string
+	Base string
+	// Token is the agent's token, sent by Consul with every check call.
+	Token            string
 	Interval         time.Duration
 	Timeout          time.Duration
 	Thresholds       Thresholds
 	HeartbeatTimeout time.Duration
+	// ExecAllow gives the timeouts of exec probes.
+	ExecAllow ExecAllowList
 }
 
 // DesiredChecks are the check registrations for the node and its
@@ -117,6 +121,7 @@ func (p checkPlan) DesiredChecks(insts []Instance, configs map[string]*AppConfig
 			Notes:     notes,
 			AgentServiceCheck: consulapi.AgentServiceCheck{
 				HTTP:     p.Base + path,
+				Header:   tokenHeaders(p.Token),
 				Method:   "GET",
 				Interval: interval.String(),
 				Timeout:  timeout.String(),
@@ -143,7 +148,7 @@ func (p checkPlan) DesiredChecks(insts []Instance, configs map[string]*AppConfig
 				fi = cfg.Functional.Interval.D()
 			}
 			add(ServiceCheckID(4, in.ServiceID), contract.CheckFunctional, in.ServiceID, PathFunctional+q,
-				FunctionalNotes(cfg.Functional), fi, probeTimeout(cfg.Functional)+time.Second)
+				FunctionalNotes(cfg.Functional), fi, p.ExecAllow.checkTimeout(cfg.Functional))
 		}
 	}
 	return out

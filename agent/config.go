@@ -13,6 +13,7 @@ import (
 
 	consulapi "github.com/hashicorp/consul/api"
 
+	"github.com/fleetplan/fleetplan/plugin"
 	"github.com/fleetplan/fleetplan/scheduler"
 	"github.com/fleetplan/fleetplan/store"
 )
@@ -78,6 +79,10 @@ type FunctionalConfig struct {
 	Expect     map[string]string `json:"expect,omitempty"`
 	MaxLatency Duration          `json:"max_latency,omitempty"`
 	Interval   Duration          `json:"interval,omitempty"`
+	// Command (probe "exec") names an entry of each agent's own
+	// allow-list, never a program; Args are given to that program.
+	Command string   `json:"command,omitempty"`
+	Args    []string `json:"args,omitempty"`
 }
 
 // Duration is a time.Duration written in JSON as Go duration text ("5s");
@@ -138,6 +143,18 @@ func NewAppConfig(p *scheduler.Policy) (*AppConfig, error) {
 			MaxTemperatureC:  s.MaxTemperatureC,
 		}
 	}
+	// I11: the agents take these paths from KV; refuse what they would.
+	if err := ValidProbePath(c.HealthPath); err != nil {
+		return nil, fmt.Errorf("agent app config of %s: health path: %w", p.Name, err)
+	}
+	if f := h.Functional; f != nil && f.Command != "" && !plugin.ValidExecCommandName(f.Command) {
+		return nil, fmt.Errorf("agent app config of %s: exec command %q is not a name of an agent allow-list (1 to %d letters, digits, \".\", \"_\" or \"-\")", p.Name, f.Command, plugin.MaxExecCommandNameLen)
+	}
+	if f := h.Functional; f != nil && f.Path != "" {
+		if err := ValidProbePath(f.Path); err != nil {
+			return nil, fmt.Errorf("agent app config of %s: functional path: %w", p.Name, err)
+		}
+	}
 	if f := h.Functional; f != nil {
 		c.Functional = &FunctionalConfig{
 			Probe:      f.Probe,
@@ -146,6 +163,8 @@ func NewAppConfig(p *scheduler.Policy) (*AppConfig, error) {
 			Expect:     maps.Clone(f.Expect),
 			MaxLatency: Duration(f.MaxLatency),
 			Interval:   Duration(f.Interval),
+			Command:    f.Command,
+			Args:       slices.Clone(f.Args),
 		}
 	}
 	return c, nil

@@ -3,6 +3,7 @@ package agent
 import (
 	"encoding/json"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 
@@ -84,5 +85,20 @@ func TestDecodeAppConfigs(t *testing.T) {
 	}
 	if k := AppConfigKey("fleetplan/agent/apps/", "edgeinfer"); k != "fleetplan/agent/apps/edgeinfer" {
 		t.Errorf("AppConfigKey = %q", k)
+	}
+}
+
+// TestAppConfigRefusesHostPaths (I11): a path that could lead an agent to
+// another host never reaches Consul KV.
+func TestAppConfigRefusesHostPaths(t *testing.T) {
+	p := testPolicy()
+	p.Health.Application.Path = "@169.254.169.254/latest/meta-data"
+	if _, err := NewAppConfig(p); err == nil || !strings.Contains(err.Error(), "health path") {
+		t.Errorf("health path %q: %v", p.Health.Application.Path, err)
+	}
+	p = testPolicy()
+	p.Health.Functional.Path = "//169.254.169.254/infer"
+	if _, err := NewAppConfig(p); err == nil || !strings.Contains(err.Error(), "functional path") {
+		t.Errorf("functional path %q: %v", p.Health.Functional.Path, err)
 	}
 }

@@ -62,7 +62,7 @@
 // device).
 //
 // Layer 4: the functional block's probe plugin (plugin.NewProbe, e.g.
-// http-json) against the instance; the output is the verdict followed by
+// http-json; exec only through the allow-list below) against the instance; the output is the verdict followed by
 // the probe's own output (which names a wrong field and the latency
 // against max_latency).
 //
@@ -120,4 +120,24 @@
 //
 // Other endpoints: /v1/status (node, instances, configs, JSON), /v1/health
 // (the agent itself).
+//
+// # Access (invariant I11)
+//
+// Every endpoint but /v1/health answers 401 unless the request carries
+// "Authorization: Bearer <token>", the token the agent makes at start (32
+// random bytes, hex) and puts in the Header of every check it registers,
+// so only its own Consul checks (and whoever may read those check
+// definitions in Consul) can call it; nobody else makes it run a probe.
+// Paths from KV (health_path, a probe's path) must be plain absolute paths
+// (ValidProbePath); URLs are built from the instance's own address and
+// port, and redirects are not followed.
+//
+// # The exec probe (invariant I10)
+//
+// A functional block with probe "exec" names a command (a name, never a
+// program) and args. The agent maps the name to a program of its own
+// allow-list, -exec-allow NAME=/path[,timeout] (repeatable, timeout 10 s
+// by default; the check's Consul timeout is that plus a second); a name
+// not in it is a critical check "command NAME is not in this agent's
+// allow-list (set -exec-allow NAME=/path; ...)", and nothing runs.
 package agent

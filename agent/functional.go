@@ -17,6 +17,10 @@ import (
 // minProbeTimeout is the least time a functional probe is given.
 const minProbeTimeout = 2 * time.Second
 
+// execProbeMargin is the time an exec probe is given past its program's
+// timeout, to kill it and report that.
+const execProbeMargin = 500 * time.Millisecond
+
 // ProbeFactory makes a probe plugin by name (plugin.NewProbe).
 type ProbeFactory func(name string) (plugin.Probe, error)
 
@@ -68,6 +72,8 @@ func pluginConfig(p plugin.Probe, f *FunctionalConfig) (map[string]string, error
 // again when the application's functional block changes.
 type functionalProbes struct {
 	factory ProbeFactory
+	// allow maps exec command names to this agent's programs.
+	allow ExecAllowList
 
 	mu     sync.Mutex
 	probes map[string]cachedProbe // by service ID
@@ -94,13 +100,22 @@ func (fp *functionalProbes) get(ctx context.Context, serviceID string, f *Functi
 	if fp.factory == nil {
 		return nil, errors.New("this agent has no probe plugins")
 	}
+	var cfg map[string]string
+	var err error
+	if f.Probe == execProbeName {
+		// Never a program from KV: the name maps to the local allow-list.
+		if cfg, err = fp.allow.execPluginConfig(f); err != nil {
+			return nil, err
+		}
+	}
 	p, err := fp.factory(f.Probe)
 	if err != nil {
 		return nil, err
 	}
-	cfg, err := pluginConfig(p, f)
-	if err != nil {
-		return nil, err
+	if cfg == nil {
+		if cfg, err = pluginConfig(p, f); err != nil {
+			return nil, err
+		}
 	}
 	if err := p.SetConfig(ctx, cfg); err != nil {
 		return nil, fmt.Errorf("configuring probe %s: %w", f.Probe, err)
@@ -124,12 +139,23 @@ func (fp *functionalProbes) forget(keep func(serviceID string) bool) {
 // instance. The output's first line is the verdict and the probe's own
 // words (the field that was wrong, the latency against max_latency).
 func (fp *functionalProbes) ProbeFunctional(ctx context.Context, inst Instance, node string, f *FunctionalConfig) (plugin.Status, string) {
+	if f.Path != "" {
+		if err := ValidProbePath(f.Path); err != nil {
+			// I11: a path from Consul KV never leads a probe to another host.
+			return Critical, oneLine(fmt.Sprintf("critical: the functional probe %q is refused: %v; probes run only against the instance (%s)", f.Probe, err, inst.HostPort())) + "\n"
+		}
+	}
 	p, err := fp.get(ctx, inst.ServiceID, f)
 	if err != nil {
 		return Critical, oneLine(fmt.Sprintf("critical: the functional probe %q cannot run: %v", f.Probe, err)) + "\n"
 	}
-	timeout := probeTimeout(f)
-	pctx, cancel := context.WithTimeout(ctx, timeout)
+	timeout := fp.allow.timeout(f)
+	limit := timeout
+	if f.Probe == execProbeName {
+		// The program's own timeout, which kills it, comes first.
+		limit += execProbeMargin
+	}
+	pctx, cancel := context.WithTimeout(ctx, limit)
 	defer cancel()
 	res, err := p.Probe(pctx, plugin.Target{Address: inst.HostPort(), Node: node, Service: inst.Service})
 	if err != nil {
@@ -152,6 +178,12 @@ func (fp *functionalProbes) ProbeFunctional(ctx context.Context, inst Instance, 
 func FunctionalNotes(f *FunctionalConfig) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "fleetplan device agent, layer 4: probe %s", f.Probe)
+	if f.Command != "" {
+		fmt.Fprintf(&b, " running command %s of the agent's allow-list", f.Command)
+		if len(f.Args) > 0 {
+			fmt.Fprintf(&b, " with args %q", f.Args)
+		}
+	}
 	if f.Path != "" {
 		fmt.Fprintf(&b, " on %s", f.Path)
 	}

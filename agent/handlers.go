@@ -13,7 +13,8 @@ import (
 	"github.com/fleetplan/fleetplan/contract"
 )
 
-// Handler serves the probe endpoints.
+// Handler serves the probe endpoints: /v1/health to anyone, the others
+// only to callers with the agent's token (requireToken, invariant I11).
 func (a *Agent) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET "+PathConnectivity, a.handleConnectivity)
@@ -25,7 +26,7 @@ func (a *Agent) Handler() http.Handler {
 	mux.HandleFunc("GET "+PathHealth, func(w http.ResponseWriter, _ *http.Request) {
 		writeText(w, http.StatusOK, "ok\n")
 	})
-	return mux
+	return requireToken(a.cfg.Token, mux, PathHealth)
 }
 
 // probeCtx bounds a probe a little under the Consul check's timeout, so
@@ -118,7 +119,9 @@ func (a *Agent) handleFunctional(w http.ResponseWriter, r *http.Request) {
 		writeText(w, http.StatusServiceUnavailable, fmt.Sprintf("critical: application %s has no functional block (the agent removes this check)\n", in.App))
 		return
 	}
-	ctx, cancel := a.probeCtx(r, probeTimeout(cfg.Functional)+time.Second)
+	// Within the Consul check's timeout (probe time + 1 s), past the
+	// probe's own limit, so that the probe's words reach the output.
+	ctx, cancel := context.WithTimeout(r.Context(), a.fn.allow.checkTimeout(cfg.Functional)-250*time.Millisecond)
 	defer cancel()
 	status, out := a.fn.ProbeFunctional(ctx, in, a.nodeName(), cfg.Functional)
 	writeText(w, HTTPStatus(status), out)
@@ -166,7 +169,7 @@ func (a *Agent) handleMetrics(w http.ResponseWriter, r *http.Request) {
 			ctx, cancel := context.WithTimeout(r.Context(), DefaultFetchTimeout)
 			defer cancel()
 			m := contract.Metrics{CPUPercent: rep.CPUPercent, MemoryPercent: rep.MemoryPercent}
-			if err := a.app.fillAppMetrics(ctx, "http://"+in.HostPort()+DefaultMetricsPath, &m); err != nil {
+			if err := a.app.fillAppMetrics(ctx, instanceURL(in, DefaultMetricsPath), &m); err != nil {
 				rep.Error = err.Error()
 			}
 			rep.Instance = &m

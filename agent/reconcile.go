@@ -92,6 +92,8 @@ func (a *Agent) reconcile(ctx context.Context) error {
 	relevant := relevantApps(insts, configs)
 	plan := checkPlan{
 		Base:             base,
+		Token:            a.cfg.Token,
+		ExecAllow:        a.cfg.ExecAllow,
 		Interval:         a.cfg.CheckInterval,
 		Timeout:          a.cfg.CheckTimeout,
 		Thresholds:       strictestThresholds(relevant, a.cfg.Defaults),

@@ -99,8 +99,12 @@ func (e *StaleError) Error() string {
 	return fmt.Sprintf("%v: watch %s failing since %s: %v", ErrStale, e.Watch, e.Since.Format(time.RFC3339), e.Err)
 }
 
-func (e *StaleError) Is(target error) bool { return target == ErrStale }
-func (e *StaleError) Unwrap() error        { return e.Err }
+// Is matches ErrStale and scheduler.ErrControlPlane: stale data comes from
+// Nomad or Consul not answering, never from a device (invariant I5).
+func (e *StaleError) Is(target error) bool {
+	return target == ErrStale || target == scheduler.ErrControlPlane
+}
+func (e *StaleError) Unwrap() error { return e.Err }
 
 // Watcher follows, with blocking queries, the Nomad nodes, the Consul node
 // checks, and for every slot job it was asked about: the job's versions,

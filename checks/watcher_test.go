@@ -335,6 +335,10 @@ func TestHealthStale(t *testing.T) {
 	if !errors.Is(err, ErrStale) || !errors.As(err, &se) || se.Watch != "consul-node-checks" {
 		t.Fatalf("err = %v", err)
 	}
+	// I5: stale data is the control plane's, never a device's.
+	if !errors.Is(err, scheduler.ErrControlPlane) {
+		t.Fatalf("err = %v does not match scheduler.ErrControlPlane", err)
+	}
 
 	// Back: answers again.
 	f.update(func() { delete(f.fail, "checks") })

@@ -53,6 +53,7 @@ Nomad settings (tokens, TLS) come from the standard environment variables.`,
 			&cli.StringFlag{Name: "disk-path", Value: "/", Usage: "file system whose usage layer 2 measures"},
 			&cli.StringFlag{Name: "default-system", EnvVars: []string{"FLEETPLAN_AGENT_DEFAULT_SYSTEM"}, Usage: `layer 2 limits where no policy sets one, e.g. "cpu=95,temperature=80" or "cpu=off" (default cpu=90,memory=90,disk=95,temperature=85)`},
 			&cli.StringSliceFlag{Name: "app", Usage: "register per-instance checks only for this application (repeatable; default: every fleetplan-managed one)"},
+			&cli.GenericFlag{Name: "exec-allow", Value: &repeatedFlag{}, Usage: `allow the exec probe's command NAME to run /path/to/program (repeatable), "NAME=/path[,timeout]", timeout default 10s; a policy names only NAME, a program from Consul KV never runs`},
 		},
 		Action: agentAction,
 		Subcommands: []*cli.Command{
@@ -73,6 +74,7 @@ the client advertises.`,
 					&cli.StringFlag{Name: "kv-prefix", Usage: "Consul KV folder of the application configs (default: the agent's)"},
 					&cli.StringFlag{Name: "default-system", Usage: `the agents' layer 2 limits where no policy sets one, e.g. "cpu=off" on a shared dev host`},
 					&cli.StringSliceFlag{Name: "app", Usage: "the agents register per-instance checks only for this application (repeatable)"},
+					&cli.GenericFlag{Name: "exec-allow", Value: &repeatedFlag{}, Usage: `the agents' exec probe allow-list, "NAME=/path[,timeout]" (repeatable; the path may use Nomad interpolation such as ${meta.edge.bin_dir})`},
 					&cli.BoolFlag{Name: "print", Usage: "print the job as JSON instead of registering it"},
 				},
 				Action: agentInstallAction,
@@ -87,6 +89,7 @@ the client advertises.`,
 }
 
 func agentAction(c *cli.Context) error {
+	execAllow := repeated(c, "exec-allow")
 	if c.NArg() > 0 {
 		return exit(ExitUsage, "unknown agent subcommand %q (see `fleetplan agent -h`)", c.Args().First())
 	}
@@ -122,6 +125,10 @@ func agentAction(c *cli.Context) error {
 	if err != nil {
 		return exit(ExitUsage, "-default-system: %v", err)
 	}
+	allow, err := agent.ParseExecAllow(execAllow, true)
+	if err != nil {
+		return exit(ExitUsage, "-exec-allow: %v", err)
+	}
 	a, err := agent.New(agent.Config{
 		Addr:          c.String("addr"),
 		AdvertiseAddr: c.String("advertise"),
@@ -132,6 +139,7 @@ func agentAction(c *cli.Context) error {
 		DiskPath:      c.String("disk-path"),
 		Defaults:      defaults,
 		Apps:          c.StringSlice("app"),
+		ExecAllow:     allow,
 		NewProbe:      plugin.NewProbe,
 		Logger:        log,
 	}, cc, nc)
@@ -197,6 +205,7 @@ func consulAddrOf(cfg map[string]any) string {
 }
 
 func agentInstallAction(c *cli.Context) error {
+	execAllow := repeated(c, "exec-allow")
 	var extra []string
 	if v := c.String("default-system"); v != "" {
 		if _, err := agent.ParseThresholds(v); err != nil {
@@ -206,6 +215,12 @@ func agentInstallAction(c *cli.Context) error {
 	}
 	for _, app := range c.StringSlice("app") {
 		extra = append(extra, "-app", app)
+	}
+	if _, err := agent.ParseExecAllow(execAllow, false); err != nil {
+		return exit(ExitUsage, "-exec-allow: %v", err)
+	}
+	for _, e := range execAllow {
+		extra = append(extra, "-exec-allow", e)
 	}
 	job := jobs.AgentJob(jobs.AgentJobOptions{
 		ExtraArgs:   extra,
@@ -250,4 +265,34 @@ func agentUninstallAction(c *cli.Context) error {
 	}
 	fmt.Fprintf(c.App.Writer, "purged job %s; the agents deregister their checks as they stop\n", contract.AgentJobID)
 	return nil
+}
+
+// repeatedFlag is a repeatable string flag whose values are kept whole
+// (a StringSliceFlag splits them at commas, and an -exec-allow entry has
+// one before its timeout).
+type repeatedFlag struct{ values []string }
+
+func (f *repeatedFlag) Set(v string) error {
+	f.values = append(f.values, v)
+	return nil
+}
+
+func (f *repeatedFlag) String() string {
+	if f == nil {
+		return ""
+	}
+	return strings.Join(f.values, " ")
+}
+
+// repeated returns the values of a repeatedFlag and empties it: the
+// commands are built once per process (register), so the flag's value is
+// shared by every run of the App; each action takes its values first.
+func repeated(c *cli.Context, name string) []string {
+	f, ok := c.Generic(name).(*repeatedFlag)
+	if !ok || f == nil {
+		return nil
+	}
+	out := f.values
+	f.values = nil
+	return out
 }

@@ -1,6 +1,9 @@
 package command
 
-import "testing"
+import (
+	"strings"
+	"testing"
+)
 
 func TestConsulAddrOf(t *testing.T) {
 	for name, c := range map[string]struct {
@@ -15,5 +18,35 @@ func TestConsulAddrOf(t *testing.T) {
 		if got := consulAddrOf(c.cfg); got != c.want {
 			t.Errorf("%s: consulAddrOf = %q, want %q", name, got, c.want)
 		}
+	}
+}
+
+// TestAgentInstallExecAllow: `agent install -exec-allow` passes the
+// allow-list entries to every agent's arguments, and refuses a bad one.
+func TestAgentInstallExecAllow(t *testing.T) {
+	out, errOut, code := runCLI(t, "", "agent", "install", "-print",
+		"-exec-allow", "infer-selftest=${meta.edge.bin_dir}/selftest,30s", "-exec-allow", "disk=/usr/bin/diskcheck")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	for _, want := range []string{`"-exec-allow",`, `"infer-selftest=${meta.edge.bin_dir}/selftest,30s"`, `"disk=/usr/bin/diskcheck"`} {
+		if !strings.Contains(out, want) {
+			t.Errorf("job args lack %s:\n%s", want, out)
+		}
+	}
+	if _, errOut, code := runCLI(t, "", "agent", "install", "-print", "-exec-allow", "/bin/sh"); code != ExitUsage || !strings.Contains(errOut, "-exec-allow") {
+		t.Errorf("bad entry: exit %d, %s", code, errOut)
+	}
+}
+
+// TestAgentInstallExecAllowNotShared: the entries of one run do not leak
+// into the next run of the App in the same process.
+func TestAgentInstallExecAllowNotShared(t *testing.T) {
+	if _, errOut, code := runCLI(t, "", "agent", "install", "-print", "-exec-allow", "a=/bin/a"); code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	out, errOut, code := runCLI(t, "", "agent", "install", "-print")
+	if code != 0 || strings.Contains(out, "-exec-allow") {
+		t.Errorf("exit %d %s; second run's job args carry the first run's -exec-allow:\n%s", code, errOut, out)
 	}
 }

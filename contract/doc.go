@@ -11,11 +11,14 @@
 //     fleetplan.<app>.slot (SlotMetaKey) names it: "blue", "green" or
 //     "blue,green".
 //   - A slot job carries the job meta fleetplan_app, fleetplan_slot,
-//     fleetplan_version ("<version>+<rollout ID>") and fleetplan_rollout;
+//     fleetplan_version (exactly the release's version) and
+//     fleetplan_rollout (the run ID);
 //     its services carry the tags fleetplan-slot=<slot> and
-//     fleetplan-version=<version> and the service meta fleetplan_slot and
-//     fleetplan_version (the agent also reads a service meta fleetplan_app
-//     when a jobspec sets one).
+//     fleetplan-version=<version> and the service meta fleetplan_slot,
+//     fleetplan_version and fleetplan_rollout (the agent also reads a
+//     service meta fleetplan_app when a jobspec sets one). A reported
+//     version is compared with scheduler.SameVersion (a leading "v" and
+//     semver build metadata do not count).
 //   - Health checks name their layer: "fleetplan L<n> ..." is layer n, 1
 //     to 4; Consul's serfHealth is layer 1 too. The slot job's own check is
 //     "fleetplan L3 application"; the agent adds "fleetplan L1

@@ -36,12 +36,16 @@ func AppOfSlotMetaKey(key string) (app string, ok bool) {
 	return key[len(slotMetaPrefix) : len(key)-len(slotMetaSuffix)], true
 }
 
-// Job meta keys of a slot job. MetaSlot and MetaVersion are also set on
-// its services; MetaApp is read from a service's meta when present.
+// Job meta keys of a slot job. MetaSlot, MetaVersion and MetaRollout are
+// also set on its services; MetaApp is read from a service's meta when
+// present.
 const (
-	// MetaVersion holds "<version>+<rollout ID>"; the application reports
-	// the part before "+" (it reads NOMAD_META_fleetplan_version).
+	// MetaVersion holds exactly the policy's release version (invariant
+	// I4): an application may report NOMAD_META_fleetplan_version verbatim
+	// as its version. Versions are compared with scheduler.SameVersion,
+	// which ignores a leading "v" and semver build metadata.
 	MetaVersion = "fleetplan_version"
+	// MetaRollout holds the ID of the rollout run that registered the job.
 	MetaRollout = "fleetplan_rollout"
 	MetaSlot    = "fleetplan_slot"
 	// MetaApp names the application.
@@ -85,12 +89,3 @@ const (
 	CheckVersionMetrics = "fleetplan L3 version and metrics"
 	CheckFunctional     = "fleetplan L4 functional"
 )
-
-// VersionMeta is the value of MetaVersion for a release run:
-// "<version>+<rollout ID>", or the bare version without a rollout ID.
-func VersionMeta(version, rolloutID string) string {
-	if rolloutID == "" {
-		return version
-	}
-	return version + "+" + rolloutID
-}

@@ -155,9 +155,14 @@ rollout "detector" {
       #                                   # in each agent's own configuration,
       #                                   # never a program or command line
       #   args    = ["--model", "yolo"]   # optional, given to that program
+      # The agents get their allow-list locally, e.g.
+      #   fleetplan agent install -exec-allow 'infer-selftest=${meta.edge.bin_dir}/selftest,30s'
+      # (timeout 10s by default); a name no agent allows is a critical
+      # check on that device, and nothing runs.
       # An attribute the probe does not use is an error.
       probe = "http-json"
-      # (optional; must start with "/")
+      # (optional; a plain path on the instance: starts with "/", no host,
+      # "//", "@" or "\")
       path = "/infer"
       # The test input (optional), inline or as input_file, a file relative
       # to this policy (not both). For http-json it must be JSON.

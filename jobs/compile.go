@@ -47,10 +47,13 @@ func slotConstraintTarget(app string) string { return "${meta." + contract.SlotM
 //     that class and with the variant's env on top, while the original group
 //     is constrained away from the variant classes: every device gets
 //     exactly one allocation of each group;
-//   - carries job meta fleetplan_version (<version>+<rollout ID>),
-//     fleetplan_rollout, fleetplan_slot and fleetplan_app;
+//   - carries job meta fleetplan_version (exactly the policy's version,
+//     invariant I4: an application may report NOMAD_META_fleetplan_version
+//     verbatim), fleetplan_rollout (the run ID), fleetplan_slot and
+//     fleetplan_app;
 //   - tags every service with fleetplan-slot=<slot> and
-//     fleetplan-version=<version> (meta fleetplan_slot, fleetplan_version), and
+//     fleetplan-version=<version> (meta fleetplan_slot, fleetplan_version,
+//     fleetplan_rollout), and
 //     puts the layer 3 Consul HTTP check on the service of the health port in
 //     every group that declares that port, adding a service named after the
 //     application when the group has none.
@@ -72,7 +75,7 @@ func Compile(base *api.Job, p *scheduler.Policy, slot, rolloutID string) (*api.J
 	case version == "":
 		return nil, fmt.Errorf("compiling %s: the release has no version", contract.SlotJobID(p.Name, slot))
 	case strings.Contains(version, "+"):
-		return nil, fmt.Errorf("compiling %s: release version %q contains \"+\", which separates the version from the rollout ID in the job meta %s (and applications report only the part before it)", contract.SlotJobID(p.Name, slot), version, contract.MetaVersion)
+		return nil, fmt.Errorf("compiling %s: release version %q contains \"+\": semver build metadata, which the version contract ignores when it compares a reported version with the release's (scheduler.SameVersion), so releases that differ only there could not be told apart; give the release a version without it", contract.SlotJobID(p.Name, slot), version)
 	}
 	what := fmt.Sprintf("compiling %s from job %q", contract.SlotJobID(p.Name, slot), deref(base.ID))
 	if app := p.Health.Application; app.Interval < minCheckDuration || app.Timeout < minCheckDuration {
@@ -119,7 +122,8 @@ func Compile(base *api.Job, p *scheduler.Policy, slot, rolloutID string) (*api.J
 	if job.Meta == nil {
 		job.Meta = map[string]string{}
 	}
-	job.Meta[contract.MetaVersion] = contract.VersionMeta(version, rolloutID)
+	// I4: the version is the policy's, exactly; the run has its own key.
+	job.Meta[contract.MetaVersion] = version
 	job.Meta[contract.MetaRollout] = rolloutID
 	job.Meta[contract.MetaSlot] = slot
 	job.Meta[contract.MetaApp] = p.Name
@@ -232,7 +236,10 @@ func decorateServices(g *api.TaskGroup, p *scheduler.Policy, port, slot, version
 			s.Meta = map[string]string{}
 		}
 		s.Meta[contract.MetaSlot] = slot
-		s.Meta[contract.MetaVersion] = contract.VersionMeta(version, rolloutID)
+		s.Meta[contract.MetaVersion] = version
+		if rolloutID != "" {
+			s.Meta[contract.MetaRollout] = rolloutID
+		}
 	}
 }
 

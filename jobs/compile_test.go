@@ -243,8 +243,19 @@ func TestCompileContents(t *testing.T) {
 	if c := job.Constraints[0]; *c != (api.Constraint{LTarget: "${meta.fleetplan.edgeinfer.slot}", Operand: "set_contains", RTarget: "green"}) {
 		t.Errorf("slot constraint = %+v", *c)
 	}
-	if got := job.Meta[contract.MetaVersion]; got != "2.0.0+r-9" {
-		t.Errorf("fleetplan_version = %q", got)
+	// I4: the version exactly as released, the run in its own key.
+	if got := job.Meta[contract.MetaVersion]; got != "2.0.0" {
+		t.Errorf("fleetplan_version = %q, want exactly the policy's version", got)
+	}
+	if got := job.Meta[contract.MetaRollout]; got != "r-9" {
+		t.Errorf("fleetplan_rollout = %q", got)
+	}
+	for _, g := range job.TaskGroups {
+		for _, s := range g.Services {
+			if s.Meta[contract.MetaVersion] != "2.0.0" || s.Meta[contract.MetaRollout] != "r-9" {
+				t.Errorf("service %s meta = %v", s.Name, s.Meta)
+			}
+		}
 	}
 	if n := len(job.TaskGroups); n != 2 {
 		t.Fatalf("%d groups, want the group and its jetson variant", n)

@@ -1,10 +1,17 @@
 package jobs
 
 import (
+	"context"
 	"errors"
+	"fmt"
+	"io"
+	"net"
 	"net/http"
+	"syscall"
 
 	"github.com/hashicorp/nomad/api"
+
+	"github.com/fleetplan/fleetplan/scheduler"
 )
 
 // responseError returns the Nomad API's error response in err, if any. The
@@ -44,4 +51,38 @@ func isNotFound(err error) bool {
 // Node statuses in which a device's client cannot be reached.
 func nodeUnreachable(status string) bool {
 	return status == api.NodeStatusDown || status == api.NodeStatusDisconnected
+}
+
+// isControlPlaneError reports whether err says nothing about a device: the
+// Nomad server answered 5xx or 429 (a leader election, a server
+// overloaded), or did not answer at all (a timeout, a refused or reset
+// connection, a connection closed mid-answer). Invariant I5: such errors
+// are retried and then pause the rollout, never fail a device. The caller
+// has already mapped what does say something about the device (404 "No
+// path to node" on client endpoints, a node that is down) to
+// scheduler.ErrDeviceOffline; this looks at types and status codes only.
+func isControlPlaneError(err error) bool {
+	if err == nil || errors.Is(err, scheduler.ErrDeviceOffline) {
+		return false
+	}
+	if code, ok := statusCode(err); ok {
+		return code >= http.StatusInternalServerError || code == http.StatusTooManyRequests
+	}
+	var ne net.Error // *url.Error, *net.OpError, timeouts
+	if errors.As(err, &ne) {
+		return true
+	}
+	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
+		errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ECONNRESET) ||
+		errors.Is(err, context.DeadlineExceeded)
+}
+
+// controlPlane wraps err with scheduler.ErrControlPlane when it is a
+// control-plane error (isControlPlaneError) and ctx, the caller's own
+// context, is still live: a cancelled caller gets its error unchanged.
+func controlPlane(ctx context.Context, err error) error {
+	if err == nil || ctx.Err() != nil || errors.Is(err, scheduler.ErrControlPlane) || !isControlPlaneError(err) {
+		return err
+	}
+	return fmt.Errorf("%w: %w", scheduler.ErrControlPlane, err)
 }

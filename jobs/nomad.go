@@ -92,7 +92,7 @@ func (n *Nomad) PrepareCandidate(ctx context.Context, r *scheduler.Rollout) erro
 	case isNotFound(err):
 		existing = nil
 	case err != nil:
-		return fmt.Errorf("reading slot job %s: %w", id, err)
+		return fmt.Errorf("reading slot job %s: %w", id, controlPlane(ctx, err))
 	}
 	var index uint64
 	if existing != nil {
@@ -101,7 +101,7 @@ func (n *Nomad) PrepareCandidate(ctx context.Context, r *scheduler.Rollout) erro
 		}
 		same, err := n.sameSpec(ctx, job, existing)
 		if err != nil {
-			return fmt.Errorf("comparing slot job %s with the registered one: %w", id, err)
+			return fmt.Errorf("comparing slot job %s with the registered one: %w", id, controlPlane(ctx, err))
 		}
 		if same {
 			log.Info("slot job already registered with this spec", "version", job.Meta[contract.MetaVersion])
@@ -111,7 +111,7 @@ func (n *Nomad) PrepareCandidate(ctx context.Context, r *scheduler.Rollout) erro
 	// EnforceIndex: fail rather than overwrite a change made since we read.
 	resp, _, err := n.nc.Jobs().RegisterOpts(job, &api.RegisterOptions{EnforceIndex: true, ModifyIndex: index}, n.write(ctx))
 	if err != nil {
-		return fmt.Errorf("registering slot job %s: %w", id, err)
+		return fmt.Errorf("registering slot job %s: %w", id, controlPlane(ctx, err))
 	}
 	log.Info("registered slot job", "version", job.Meta[contract.MetaVersion], "eval_id", resp.EvalID, "warnings", resp.Warnings)
 	return nil
@@ -145,7 +145,12 @@ func (n *Nomad) sameSpec(ctx context.Context, job, existing *api.Job) (bool, err
 //
 // Every step is idempotent: a switch interrupted at any point is finished by
 // calling it again. A device whose client cannot be reached gives an error
-// wrapping scheduler.ErrDeviceOffline; errors name the device and the step.
+// wrapping scheduler.ErrDeviceOffline; a Nomad server that answers 5xx or
+// 429 or does not answer (timeouts, refused or reset connections) gives one
+// wrapping scheduler.ErrControlPlane (invariant I5: retried, then the
+// rollout pauses; never a device failure). What remains is the device's:
+// the server answered, and its node never showed the metadata its client
+// accepted within SyncTimeout. Errors name the device and the step.
 func (n *Nomad) SwitchDevice(ctx context.Context, dev scheduler.DeviceRef, from, to string) error {
 	if dev.ID == "" {
 		return fmt.Errorf("switching %s: the device has no Nomad node ID", deviceName(dev))
@@ -163,6 +168,8 @@ func (n *Nomad) SwitchDevice(ctx context.Context, dev scheduler.DeviceRef, from,
 	start := time.Now()
 
 	fail := func(step SwitchStep, op string, err error) error {
+		// I5: what says nothing about the device is the control plane's.
+		err = controlPlane(ctx, err)
 		log.Warn("device switch failed", "step", int(step), "error", err)
 		return &SwitchError{Device: dev, Step: step, Op: op + " " + deviceName(dev), Err: err}
 	}
@@ -307,8 +314,8 @@ func (n *Nomad) waitSlot(ctx context.Context, dev scheduler.DeviceRef, to string
 		func(ctx context.Context, waitIndex uint64) (*api.Node, uint64, error) {
 			q := &api.QueryOptions{WaitIndex: waitIndex, WaitTime: slotSyncTiming.WaitTime}
 			node, meta, err := n.nc.Nodes().Info(dev.ID, q.WithContext(ctx))
+			lastErr = err
 			if err != nil {
-				lastErr = err
 				return nil, 0, err
 			}
 			return node, meta.LastIndex, nil
@@ -334,8 +341,12 @@ func (n *Nomad) waitSlot(ctx context.Context, dev scheduler.DeviceRef, to string
 	if ctx.Err() != nil {
 		return ctx.Err()
 	}
-	// The deadline passed: was it the device?
+	// The deadline passed: was it the device, or a server that did not
+	// answer (lastErr is the latest query's, nil when it answered)?
 	msg := fmt.Sprintf("not reported within %s (the server has %s)", n.SyncTimeout, seen)
+	if lastErr != nil && !errors.Is(lastErr, context.DeadlineExceeded) && isControlPlaneError(lastErr) {
+		return fmt.Errorf("%s; the server's last answer: %w: %w", msg, scheduler.ErrControlPlane, lastErr)
+	}
 	if lastErr != nil {
 		msg += fmt.Sprintf("; last error: %v", lastErr)
 	}
@@ -397,7 +408,7 @@ func live(desired, client string) bool {
 func (n *Nomad) SlotOfNode(ctx context.Context, nodeID string) (string, error) {
 	node, _, err := n.nc.Nodes().Info(nodeID, n.query(ctx))
 	if err != nil {
-		return "", fmt.Errorf("reading node %s: %w", shortID(nodeID), err)
+		return "", fmt.Errorf("reading node %s: %w", shortID(nodeID), controlPlane(ctx, err))
 	}
 	return node.Meta[contract.SlotMetaKey(n.policy.Name)], nil
 }
@@ -427,7 +438,7 @@ func (n *Nomad) Allocations(ctx context.Context, app string) ([]SlotAlloc, error
 			continue
 		}
 		if err != nil {
-			return nil, fmt.Errorf("listing the allocations of %s: %w", contract.SlotJobID(app, slot), err)
+			return nil, fmt.Errorf("listing the allocations of %s: %w", contract.SlotJobID(app, slot), controlPlane(ctx, err))
 		}
 		for _, a := range stubs {
 			out = append(out, SlotAlloc{
@@ -521,7 +532,7 @@ func (n *Nomad) RetireCandidate(ctx context.Context, r *scheduler.Rollout) error
 	case isNotFound(err):
 		return nil
 	case err != nil:
-		return fmt.Errorf("stopping the rejected candidate slot job %s: %w", id, err)
+		return fmt.Errorf("stopping the rejected candidate slot job %s: %w", id, controlPlane(ctx, err))
 	}
 	n.logger.Info("stopped the rejected candidate slot job", "job", id, "rollout", r.ID)
 	return nil

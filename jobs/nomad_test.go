@@ -6,6 +6,8 @@ import (
 	"errors"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -17,6 +19,7 @@ import (
 	"github.com/hashicorp/nomad/api"
 
 	"github.com/fleetplan/fleetplan/contract"
+	"github.com/fleetplan/fleetplan/hcl"
 	"github.com/fleetplan/fleetplan/scheduler"
 )
 
@@ -40,6 +43,23 @@ type fakeNomad struct {
 	// afterApply, when set, replaces the node status once an apply failed.
 	statusAfterApply string
 	known            bool
+	// nodeStatusCode, when set and not 0, answers GET /v1/node/<id> with
+	// that HTTP status (-1: closes the connection without an answer).
+	nodeStatusCode func() int
+	// applied is set by the first POST /v1/client/metadata.
+	applied bool
+	// allocsHangUp closes the connection of GET /v1/node/<id>/allocations.
+	allocsHangUp bool
+	// jobStatusCode, when not 0, answers every /v1/job/ request with it.
+	jobStatusCode int
+}
+
+// hangUp closes the request's connection without an answer.
+func hangUp(w http.ResponseWriter) {
+	conn, _, err := w.(http.Hijacker).Hijack()
+	if err == nil {
+		_ = conn.Close()
+	}
 }
 
 const fakeNodeID = "f00dcafe-0000-0000-0000-000000000001"
@@ -66,6 +86,16 @@ func (f *fakeNomad) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		_ = json.NewEncoder(w).Encode(v)
 	}
 	switch {
+	case r.URL.Path == "/v1/node/"+fakeNodeID && f.nodeStatusCode != nil && f.nodeStatusCode() != 0:
+		if code := f.nodeStatusCode(); code < 0 {
+			hangUp(w)
+		} else {
+			http.Error(w, "rpc error: leader changed", code)
+		}
+	case strings.HasPrefix(r.URL.Path, "/v1/job/") && f.jobStatusCode != 0:
+		http.Error(w, "No cluster leader", f.jobStatusCode)
+	case r.URL.Path == "/v1/node/"+fakeNodeID+"/allocations" && f.allocsHangUp:
+		hangUp(w)
 	case r.URL.Path == "/v1/node/"+fakeNodeID:
 		if !f.known {
 			http.Error(w, "node not found", http.StatusNotFound)
@@ -75,6 +105,7 @@ func (f *fakeNomad) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case r.URL.Path == "/v1/client/metadata" && r.Method == http.MethodPost:
 		var req api.NodeMetaApplyRequest
 		_ = json.NewDecoder(r.Body).Decode(&req)
+		f.applied = true
 		if f.apply != nil {
 			f.mu.Unlock()
 			f.apply(w, &req)
@@ -159,6 +190,8 @@ func TestSwitchOffline(t *testing.T) {
 		name    string
 		setup   func(f *fakeNomad, n *Nomad)
 		offline bool
+		// control: the error wraps scheduler.ErrControlPlane (I5).
+		control bool
 		want    string
 		step    SwitchStep
 	}{
@@ -206,26 +239,78 @@ func TestSwitchOffline(t *testing.T) {
 			offline: true, want: "not reported within 300ms", step: StepSync,
 		},
 		{
-			name:  "server error",
-			setup: func(f *fakeNomad, _ *Nomad) { f.apply = status(http.StatusInternalServerError, "raft is sad") },
-			want:  "setting slot metadata on dev-1 (node f00dcafe): Unexpected response code: 500 (raft is sad)", step: StepMetadata,
+			name:    "server error",
+			setup:   func(f *fakeNomad, _ *Nomad) { f.apply = status(http.StatusInternalServerError, "raft is sad") },
+			control: true,
+			want:    "setting slot metadata on dev-1 (node f00dcafe): control plane unavailable: Unexpected response code: 500 (raft is sad)", step: StepMetadata,
+		},
+		{
+			name:    "rate limited",
+			setup:   func(f *fakeNomad, _ *Nomad) { f.apply = status(http.StatusTooManyRequests, "slow down") },
+			control: true,
+			want:    "control plane unavailable: Unexpected response code: 429 (slow down)", step: StepMetadata,
+		},
+		{
+			name: "connection closed mid-answer",
+			setup: func(f *fakeNomad, _ *Nomad) {
+				f.apply = func(w http.ResponseWriter, _ *api.NodeMetaApplyRequest) { hangUp(w) }
+			},
+			control: true, want: "control plane unavailable", step: StepMetadata,
+		},
+		{
+			name: "server errors while waiting for the sync",
+			setup: func(f *fakeNomad, n *Nomad) {
+				f.syncDelay, n.SyncTimeout = time.Hour, 600*time.Millisecond
+				f.nodeStatusCode = func() int {
+					if f.applied {
+						return http.StatusInternalServerError
+					}
+					return 0
+				}
+			},
+			control: true, want: "the server's last answer: control plane unavailable", step: StepSync,
 		},
 		{
 			name:  "never synced, client there",
 			setup: func(f *fakeNomad, n *Nomad) { f.syncDelay, n.SyncTimeout = time.Hour, 300*time.Millisecond },
 			want:  `waiting for the Nomad server to report slot blue on dev-1 (node f00dcafe): not reported within 300ms (the server has no value)`, step: StepSync,
 		},
+		{
+			name: "lookup: the server drops the connection",
+			setup: func(f *fakeNomad, _ *Nomad) {
+				f.nodeStatusCode = func() int { return -1 }
+			},
+			control: true, want: "looking up dev-1 (node f00dcafe): control plane unavailable", step: StepLookup,
+		},
+		{
+			name: "lookup: leader election",
+			setup: func(f *fakeNomad, _ *Nomad) {
+				f.nodeStatusCode = func() int { return http.StatusInternalServerError }
+			},
+			control: true, want: "looking up dev-1 (node f00dcafe): control plane unavailable: Unexpected response code: 500", step: StepLookup,
+		},
+		{
+			name: "stop: the server drops the connection",
+			setup: func(f *fakeNomad, _ *Nomad) {
+				f.allocs = []*api.Allocation{{ID: "x", JobID: "edgeinfer-green", DesiredStatus: "run", ClientStatus: "running"}}
+				f.allocsHangUp = true
+			},
+			control: true, want: "control plane unavailable", step: StepStop,
+		},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			f, n := newFake(t)
 			c.setup(f, n)
-			err := n.SwitchDevice(context.Background(), fakeDev, "", "blue")
+			err := n.SwitchDevice(context.Background(), fakeDev, "green", "blue")
 			if err == nil || !strings.Contains(err.Error(), c.want) {
 				t.Fatalf("error = %v, want it to contain %q", err, c.want)
 			}
 			if got := errors.Is(err, scheduler.ErrDeviceOffline); got != c.offline {
 				t.Fatalf("errors.Is(%v, ErrDeviceOffline) = %v, want %v", err, got, c.offline)
+			}
+			if got := errors.Is(err, scheduler.ErrControlPlane); got != c.control {
+				t.Fatalf("errors.Is(%v, ErrControlPlane) = %v, want %v", err, got, c.control)
 			}
 			var se *SwitchError
 			if !errors.As(err, &se) || se.Step != c.step || se.Device != fakeDev {
@@ -280,4 +365,69 @@ func TestPrepareCandidateGuards(t *testing.T) {
 
 func status(code int, body string) func(http.ResponseWriter, *api.NodeMetaApplyRequest) {
 	return func(w http.ResponseWriter, _ *api.NodeMetaApplyRequest) { http.Error(w, body, code) }
+}
+
+func TestParseJobspecSizeLimit(t *testing.T) {
+	dir := t.TempDir()
+	big := filepath.Join(dir, "big.nomad.hcl")
+	if err := os.WriteFile(big, make([]byte, hcl.MaxJobspecSize+1), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// The Nomad client points nowhere: the size check comes first.
+	nc, err := api.NewClient(&api.Config{Address: "http://127.0.0.1:1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = ParseJobspec(context.Background(), nc, big)
+	if err == nil || !strings.Contains(err.Error(), "more than the limit of 1048576") || !strings.Contains(err.Error(), big) {
+		t.Fatalf("want a size error naming the file, got %v", err)
+	}
+	if _, err := readJobspec(filepath.Join(dir, "missing")); err == nil {
+		t.Fatal("a missing jobspec must fail")
+	}
+}
+
+// TestControlPlaneErrorsOfJobs: a Nomad server that answers 5xx or is
+// not there makes PrepareCandidate and RetireCandidate fail with
+// scheduler.ErrControlPlane (I5), a 4xx does not.
+func TestControlPlaneErrorsOfJobs(t *testing.T) {
+	r := &scheduler.Rollout{App: "edgeinfer", ID: "r1", Version: "2.0.0", Active: "blue", Candidate: "green"}
+	for _, code := range []int{http.StatusInternalServerError, http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusTooManyRequests} {
+		f, n := newFake(t)
+		f.jobStatusCode = code
+		if err := n.PrepareCandidate(context.Background(), r); !errors.Is(err, scheduler.ErrControlPlane) {
+			t.Errorf("PrepareCandidate with %d: %v, want ErrControlPlane", code, err)
+		}
+		if err := n.RetireCandidate(context.Background(), r); !errors.Is(err, scheduler.ErrControlPlane) {
+			t.Errorf("RetireCandidate with %d: %v, want ErrControlPlane", code, err)
+		}
+	}
+	f, n := newFake(t)
+	f.jobStatusCode = http.StatusForbidden
+	if err := n.RetireCandidate(context.Background(), r); err == nil || errors.Is(err, scheduler.ErrControlPlane) {
+		t.Errorf("RetireCandidate with 403: %v, want an error that is not ErrControlPlane", err)
+	}
+
+	// Nobody listening: connection refused.
+	srv := httptest.NewServer(http.NotFoundHandler())
+	addr := srv.URL
+	srv.Close()
+	nc, err := api.NewClient(&api.Config{Address: addr})
+	if err != nil {
+		t.Fatal(err)
+	}
+	gone := NewNomad(nc, edgeinferPolicy(), edgeinferJob(), hclog.NewNullLogger())
+	gone.CallTimeout = 300 * time.Millisecond
+	if err := gone.PrepareCandidate(context.Background(), r); !errors.Is(err, scheduler.ErrControlPlane) {
+		t.Errorf("PrepareCandidate, server gone: %v", err)
+	}
+	if err := gone.SwitchDevice(context.Background(), fakeDev, "blue", "green"); !errors.Is(err, scheduler.ErrControlPlane) || errors.Is(err, scheduler.ErrDeviceOffline) {
+		t.Errorf("SwitchDevice, server gone: %v", err)
+	}
+	// A cancelled caller gets its own error, not a control-plane one.
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := gone.SwitchDevice(ctx, fakeDev, "blue", "green"); errors.Is(err, scheduler.ErrControlPlane) || !errors.Is(err, context.Canceled) {
+		t.Errorf("SwitchDevice, cancelled: %v", err)
+	}
 }

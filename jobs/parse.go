@@ -3,11 +3,14 @@ package jobs
 import (
 	"context"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"strings"
 
 	"github.com/hashicorp/nomad/api"
+
+	"github.com/fleetplan/fleetplan/hcl"
 )
 
 // ParseJobspec has the Nomad server parse the HCL jobspec at path and
@@ -18,9 +21,9 @@ import (
 // Errors name the file; the server's own diagnostics, which it reports
 // against "input.hcl", are rewritten to name it too.
 func ParseJobspec(ctx context.Context, nc *api.Client, path string) (*api.Job, error) {
-	src, err := os.ReadFile(path)
+	src, err := readJobspec(path)
 	if err != nil {
-		return nil, fmt.Errorf("reading jobspec: %w", err)
+		return nil, err
 	}
 	req := &api.JobsParseRequest{JobHCL: string(src), Canonicalize: true}
 	// The same request Jobs().ParseHCLOpts sends, through Raw so that it
@@ -37,4 +40,26 @@ func ParseJobspec(ctx context.Context, nc *api.Client, path string) (*api.Job, e
 		return nil, fmt.Errorf("parsing jobspec %s: the server returned a job without an ID", path)
 	}
 	return &job, nil
+}
+
+// readJobspec reads a jobspec of at most hcl.MaxJobspecSize bytes (the
+// limit validate enforces too, invariant I10): a path that names a model or
+// a log is reported with its size, never read whole and sent to Nomad.
+func readJobspec(path string) ([]byte, error) {
+	fh, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("reading jobspec: %w", err)
+	}
+	defer fh.Close()
+	if info, err := fh.Stat(); err == nil && info.Mode().IsRegular() && info.Size() > hcl.MaxJobspecSize {
+		return nil, fmt.Errorf("reading jobspec %s: %d bytes, more than the limit of %d (a Nomad job file is a few kilobytes: check the path)", path, info.Size(), hcl.MaxJobspecSize)
+	}
+	src, err := io.ReadAll(io.LimitReader(fh, hcl.MaxJobspecSize+1))
+	if err != nil {
+		return nil, fmt.Errorf("reading jobspec %s: %w", path, err)
+	}
+	if len(src) > hcl.MaxJobspecSize {
+		return nil, fmt.Errorf("reading jobspec %s: more than the limit of %d bytes (a Nomad job file is a few kilobytes: check the path)", path, hcl.MaxJobspecSize)
+	}
+	return src, nil
 }
