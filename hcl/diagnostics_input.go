@@ -13,6 +13,15 @@ import (
 
 // ---- file sizes ------------------------------------------------------------
 
+// errVersionBuildMetadata reports a release version with semver build
+// metadata: the version contract compares versions without it, so two
+// releases differing only there could not be told apart.
+func errVersionBuildMetadata(subject hcl2.Range, v string) *hcl2.Diagnostic {
+	base, _, _ := strings.Cut(v, "+")
+	return newError(subject, "Version with build metadata",
+		fmt.Sprintf("%q carries semver build metadata (the part after \"+\"). fleetplan compares versions without it (an application may report \"%s+anything\"), so two releases that differ only there could not be told apart. Give the release a version of its own, for example %q or %q.", v, base, base, base+"-1"))
+}
+
 // errPolicyTooLarge reports a policy file above MaxPolicyFileSize. It is
 // about the whole file, so it has no range (like errReadFile).
 func errPolicyTooLarge(path string, e *tooLargeError) *hcl2.Diagnostic {

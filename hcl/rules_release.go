@@ -52,6 +52,8 @@ func (d *decoder) release(b *hcl2.Block) scheduler.Release {
 				d.add(errEmptyString(a.Expr.Range(), "version"))
 			case strings.ContainsFunc(s, isSpace):
 				d.add(errVersionSpaces(a.Expr.Range(), s))
+			case strings.Contains(s, "+"):
+				d.add(errVersionBuildMetadata(a.Expr.Range(), s))
 			}
 			r.Version = s
 		}

@@ -357,6 +357,8 @@ var ruleCases = []struct {
 	{"empty jobspec", replaceLine(`jobspec = "app.nomad.hcl"`, `jobspec = "" # want error "Empty jobspec"`)},
 	{"version written as a number", replaceLine(`version = "2.4.1"`, `version = 2.40 # want error "Version written as a number"`)},
 	{"version with spaces", replaceLine(`version = "2.4.1"`, `version = "2.4 beta" # want error "Invalid version"`)},
+	{"version with build metadata", replaceLine(`version = "2.4.1"`, `version = "2.4.1+build.7" # want error "Version with build metadata"`)},
+	{"valid: version with a pre-release", replaceLine(`version = "2.4.1"`, `version = "2.4.1-rc1"`)},
 	{"empty selector", replaceLine(`selector    = "Meta.fleet == \"vision\""`, `selector    = " " # want error "Empty selector"`)},
 	{"empty datacenter", replaceLine(`datacenters = ["dc1"]`, `datacenters = ["dc1", ""] # want error "Empty item in datacenters"`)},
 	{"duplicate variant", replaceLine("    variant \"jetson\" {\n", "    variant \"jetson\" {}\n    variant \"jetson\" { # want error \"Duplicate variant\"\n")},

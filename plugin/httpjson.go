@@ -66,7 +66,11 @@ func newHTTPJSONProbe() *httpJSONProbe {
 			// and a fresh connection each time so latencies compare.
 			Proxy:             nil,
 			DisableKeepAlives: true,
-		}},
+		},
+			// The probe talks to the instance only: a redirect (to another
+			// host, say) is answered as it is, never followed.
+			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+		},
 		now: time.Now,
 	}
 	p.cfg.Store(defaultHTTPJSONConfig())
