@@ -77,13 +77,13 @@ func BuildChecklist(in PreflightInput) Checklist {
 	}
 
 	if in.RegistryErr != nil || in.Plan == nil {
-		add(CheckRegistry, false, fmt.Sprintf("the registry could not be synced: %v", in.RegistryErr), "check that Nomad and Consul answer, then `fleetplan registry sync`")
+		add(CheckRegistry, false, fmt.Sprintf("the registry could not be synced: %v", in.RegistryErr), "check that Nomad and Consul answer, then sync the registry")
 	} else {
 		add(CheckRegistry, true, fmt.Sprintf("%d devices in the fleet, %d deployable, %d excluded", in.Plan.FleetTotal, in.Plan.Deployable, len(in.Plan.Excluded)), "")
 	}
 
 	if in.JobspecErr != nil {
-		add(CheckJobspec, false, in.JobspecErr.Error(), "fix the jobspec (`nomad job validate` shows the same error)")
+		add(CheckJobspec, false, in.JobspecErr.Error(), "fix the jobspec (Nomad's job validation shows the same error)")
 	} else {
 		add(CheckJobspec, true, "the Nomad server parsed "+p.Release.Jobspec, "")
 	}
@@ -116,7 +116,7 @@ func BuildChecklist(in PreflightInput) Checklist {
 			}
 		}
 		add(CheckAgent, len(missing) == 0, fmt.Sprintf("layers %s need the device agent; %s", layerList(declared), countOrNames(len(ids), missing, "reachable devices run it", "without it")),
-			"install the device agent (`fleetplan agent install`) on every target device")
+			"install the device agent on every target device")
 	} else {
 		add(CheckAgent, true, "not needed: the policy declares no system or functional layer", "")
 	}
@@ -140,7 +140,7 @@ func BuildChecklist(in PreflightInput) Checklist {
 		layersDetail += "; layer 4 is checked on every switched device at its gate (no check there fails the device)"
 	}
 	add(CheckLayers, len(noLayer) == 0, layersDetail,
-		"make the device agent report the system layer (its config is written by apply; see `fleetplan agent`), or remove the system block from the policy")
+		"make the device agent report the system layer, or remove the system block from the policy")
 	if in.Active == "" {
 		add(CheckOldHealthy, true, "first install: there is no old slot", "")
 		return cl
@@ -162,7 +162,7 @@ func BuildChecklist(in PreflightInput) Checklist {
 		}
 	}
 	add(CheckOldHealthy, len(unhealthy) == 0, countOrNames(len(ids), unhealthy, "reachable devices run the old slot with its checks passing", "not healthy"),
-		"fix or quarantine those devices (`fleetplan registry quarantine`) before rolling out")
+		"fix or quarantine those devices before rolling out")
 	return cl
 }
 
@@ -187,7 +187,7 @@ func canaryCoverage(plan *Plan) (string, bool, string, string) {
 	}
 	sort.Strings(missing)
 	if len(classes) == 0 {
-		return CheckCanary, false, "no deployable device", "check the fleet selector and `fleetplan registry list`"
+		return CheckCanary, false, "no deployable device", "check the fleet selector and the device registry"
 	}
 	if len(missing) > 0 {
 		return CheckCanary, false, "no canary device of class " + strings.Join(missing, ", "), "bring a device of each class online or raise canary.min_per_class"

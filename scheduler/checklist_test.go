@@ -21,7 +21,7 @@ func TestChecklistStopsWithoutTheAgent(t *testing.T) {
 	}
 	r, err := h.run(context.Background())
 	var he *HaltError
-	if !errors.As(err, &he) || !strings.Contains(he.Halt.Reason, CheckAgent) || he.Halt.Remedy != RemedyResume || !strings.Contains(he.Halt.Fix, "agent install") {
+	if !errors.As(err, &he) || !strings.Contains(he.Halt.Reason, CheckAgent) || he.Halt.Remedy != RemedyResume || !strings.Contains(he.Halt.Fix, "install the device agent") {
 		t.Fatalf("err = %v, want a halt at the checklist item %q with how to fix it", err, CheckAgent)
 	}
 	if len(h.cluster.prepared) > 0 || len(h.eventsMatching("switch", "")) > 0 {

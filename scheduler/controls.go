@@ -6,6 +6,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/fleetplan/fleetplan/internal/blocking"
 	"github.com/hashicorp/go-hclog"
 )
 
@@ -72,7 +73,7 @@ func (c *Controller) watchControls(ctx context.Context, log hclog.Logger, idx ui
 				return
 			}
 			failures++
-			wait := min(time.Duration(failures)*time.Second, 30*time.Second)
+			wait := blocking.Backoff(failures, time.Second, 30*time.Second)
 			log.Warn("reading operator requests failed; retrying", "error", err, "wait", wait)
 			select {
 			case <-ctx.Done():
