@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"sort"
 	"strings"
 	"time"
 
@@ -187,15 +186,6 @@ func Build(r *scheduler.Rollout) *Report {
 		rep.Approvals = append(rep.Approvals, Approval{Actor: a.Actor, Time: a.Time, Saw: a.Saw, Message: a.Message})
 	}
 	return rep
-}
-
-func sorted(r *scheduler.Rollout) []*scheduler.DeviceRecord {
-	out := make([]*scheduler.DeviceRecord, 0, len(r.Devices))
-	for _, d := range r.Devices {
-		out = append(out, d)
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
-	return out
 }
 
 // delta averages the device agent's metrics over the devices that have both
