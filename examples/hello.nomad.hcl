@@ -29,7 +29,7 @@ job "hello" {
         destination = "local/server.py"
         data        = <<EOT
 import http.server, json, os
-VERSION = os.environ.get("NOMAD_META_fleetplan_version", "0").split("+")[0]
+VERSION = os.environ.get("NOMAD_META_fleetplan_version", "0")  # verbatim: the version contract
 class H(http.server.BaseHTTPRequestHandler):
     def do_GET(self):
         if self.path != "/health":
