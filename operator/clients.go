@@ -48,6 +48,11 @@ func NomadClientNoCheck() (*nomadapi.Client, string, error) {
 	if err != nil {
 		return nil, cfg.Address, fmt.Errorf("configuring the Nomad client for %s: %w", cfg.Address, err)
 	}
+	// NewClient configured TLS on this http.Client, which the client
+	// shares: transient control-plane errors are retried under it.
+	if cfg.HttpClient != nil {
+		cfg.HttpClient.Transport = newRetryTransport(cfg.HttpClient.Transport)
+	}
 	return c, cfg.Address, nil
 }
 
@@ -62,6 +67,9 @@ func ConsulClient() (*consulapi.Client, error) {
 	c, err := consulapi.NewClient(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("configuring the Consul client for %s: %w", addr, err)
+	}
+	if cfg.HttpClient != nil {
+		cfg.HttpClient.Transport = newRetryTransport(cfg.HttpClient.Transport)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), reachTimeout)
 	defer cancel()
