@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math/rand"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -36,6 +37,9 @@ type suite struct {
 	t   *testing.T
 	c   *testcluster.Cluster
 	dir string
+	// kinds are the trial kinds seeds cycle through (FAULTS_KINDS, a
+	// comma-separated subset; default all).
+	kinds []string
 }
 
 // trial is one seeded fault trial.
@@ -98,7 +102,17 @@ func TestFaultSuite(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 
-	s := &suite{t: t, c: c, dir: t.TempDir()}
+	s := &suite{t: t, c: c, dir: t.TempDir(), kinds: kinds}
+	if v := os.Getenv("FAULTS_KINDS"); v != "" {
+		s.kinds = nil
+		for _, k := range strings.Split(v, ",") {
+			k = strings.TrimSpace(k)
+			if !slices.Contains(kinds, k) {
+				t.Fatalf("FAULTS_KINDS: unknown kind %q (known: %s)", k, strings.Join(kinds, ", "))
+			}
+			s.kinds = append(s.kinds, k)
+		}
+	}
 	installAgent(t, ctx, c)
 	removeApp(t, c, app)
 	t.Cleanup(func() {
@@ -218,7 +232,7 @@ func (s *suite) install(ctx context.Context) {
 }
 
 func (s *suite) newTrial(n int, seed int64) *trial {
-	tr := &trial{n: n, seed: seed, kind: kinds[int(((seed%int64(len(kinds)))+int64(len(kinds)))%int64(len(kinds)))],
+	tr := &trial{n: n, seed: seed, kind: s.kinds[int(((seed%int64(len(s.kinds)))+int64(len(s.kinds)))%int64(len(s.kinds)))],
 		rng: rand.New(rand.NewSource(seed))}
 	tr.version = fmt.Sprintf("2.%d.%d", n+1, seed%1000)
 	if tr.rng.Intn(2) == 0 {
