@@ -56,6 +56,11 @@ func TestIntegrationChecklistStopsWithoutAgent(t *testing.T) {
 			t.Errorf("apply's output does not say %q:\n%s", want, out)
 		}
 	}
+	// I10: the release's health configuration is published for the device
+	// agents only once every check passed.
+	if pair, _, err := c.Consul.KV().Get("fleetplan/agent/apps/"+app, nil); err != nil || pair != nil {
+		t.Errorf("the agents' health config of %s was written despite the checklist (%v)", app, err)
+	}
 	for _, slot := range []string{"blue", "green"} {
 		if job, _, err := c.Nomad.Jobs().Info(contract.SlotJobID(app, slot), nil); err == nil && job != nil {
 			t.Errorf("slot job %s was registered despite the checklist", *job.ID)
