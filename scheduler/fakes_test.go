@@ -158,6 +158,8 @@ type fakeHealth struct {
 	// 2 or 4 checks); noL4 is the same for the functional check only.
 	noAgent map[string]bool
 	noL4    bool
+	// flakySeen: devices whose one failing reading ("flaky") was given.
+	flakySeen map[string]bool
 }
 
 // agentChecks are the device agent's checks on a device: the node's layers
@@ -215,6 +217,20 @@ func (h *fakeHealth) Health(ctx context.Context, r *Rollout, devs []DeviceRef) (
 			// Faults are the release's: the old version (a rollback
 			// verification looks at it) stays healthy.
 			mode = ""
+		}
+		if mode == "flaky" {
+			// The first reading after the switch catches the check
+			// failing (the application still binding its port); later
+			// ones pass.
+			if h.flakySeen == nil {
+				h.flakySeen = map[string]bool{}
+			}
+			if h.flakySeen[d.ID] {
+				mode = ""
+			} else {
+				h.flakySeen[d.ID] = true
+				mode = "unhealthy"
+			}
 		}
 		switch mode {
 		case "crash":

@@ -252,6 +252,11 @@ func (c *Controller) restoreVerdict(r *Rollout, p *Policy, rec *DeviceRecord, h 
 	}
 	probe := DeviceRecord{DeviceRef: rec.DeviceRef, SwitchedAt: rec.RollbackAt}
 	v := c.Gate.Evaluate(p, &probe, h, now)
+	if v.Status == VerdictFail && v.Confirm && !late {
+		// A check caught failing once while the old version starts again:
+		// keep reading until the deadline.
+		v.Status = VerdictPending
+	}
 	if v.Status == VerdictPending && late && h.Online {
 		return Verdict{Status: VerdictFail, Layer: v.Layer, Reason: fmt.Sprintf("%s after %s (deadline %s)", v.Reason, now.Sub(rec.RollbackAt).Round(time.Second), c.HealthDeadline)}
 	}

@@ -126,6 +126,9 @@ type DeviceRecord struct {
 	StandbyHeld bool      `json:"standby_held,omitempty"`
 	SwitchedAt  time.Time `json:"switched_at,omitempty"`
 	HealthyAt   time.Time `json:"healthy_at,omitempty"`
+	// SuspectSince is when a failure that needs confirmation was first
+	// seen on the device (zero when none is pending).
+	SuspectSince time.Time `json:"suspect_since,omitzero"`
 	// RollbackAt is when the device's rollback switched it back; RestoredAt
 	// when the old slot was verified running and passing its checks there
 	// (I2: a device is rolled-back only then).
@@ -381,6 +384,13 @@ type Verdict struct {
 	Status VerdictStatus `json:"status"`
 	Layer  int           `json:"layer,omitempty"`
 	Reason string        `json:"reason,omitempty"`
+	// Confirm marks a failure seen in one reading of a check (a critical
+	// check): the controller fails the device only when a later reading,
+	// after the check ran again, still fails it, so that a check caught
+	// in a transient (an application still binding its port after its
+	// device's agents were frozen) is no verdict. Crash loops, failed
+	// allocations and wrong versions need no confirmation.
+	Confirm bool `json:"confirm,omitempty"`
 }
 
 // Gate turns one device's health into a verdict. The controller only reacts

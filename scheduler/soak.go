@@ -147,6 +147,21 @@ func (c *Controller) sampleDevices(ctx context.Context, r *Rollout, recs []*Devi
 			}
 		}
 		changed := false
+		if v.Status == VerdictFail && v.Confirm && !final {
+			// One failing reading of a check: confirmed only by a later
+			// one, once the check has run again.
+			switch {
+			case rec.SuspectSince.IsZero():
+				rec.SuspectSince = now
+				c.emitDevice(r, rec, "verify", "suspect", fmt.Sprintf("L%d: %s (to be confirmed)", v.Layer, v.Reason))
+				continue
+			case now.Sub(rec.SuspectSince) < c.confirmWindow():
+				continue
+			}
+		}
+		if v.Status != VerdictFail {
+			rec.SuspectSince = time.Time{}
+		}
 		switch v.Status {
 		case VerdictFail:
 			rec.State = DeviceFailed
@@ -234,4 +249,15 @@ func (c *Controller) saveTrends(ctx context.Context, r *Rollout) error {
 		}
 	}
 	return nil
+}
+
+// confirmWindow is how long after a check's first failing reading a later
+// reading confirms it: one check interval (the check ran again) and a
+// second.
+func (c *Controller) confirmWindow() time.Duration {
+	interval := c.Policy.Health.Application.Interval
+	if interval <= 0 {
+		interval = 10 * time.Second
+	}
+	return interval + time.Second
 }

@@ -85,7 +85,7 @@ func (g DefaultGate) Evaluate(p *Policy, rec *DeviceRecord, h DeviceHealth, now 
 			if since < grace {
 				return Verdict{Status: VerdictPending, Layer: ch.Layer, Reason: reason + " (within grace)"}
 			}
-			return Verdict{Status: VerdictFail, Layer: ch.Layer, Reason: reason}
+			return Verdict{Status: VerdictFail, Layer: ch.Layer, Reason: reason, Confirm: true}
 		}
 	}
 	if appChecks == 0 {
