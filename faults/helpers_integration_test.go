@@ -310,3 +310,25 @@ func sortedKeys(m map[string]string) []string {
 	}
 	return keys
 }
+
+// waitHealthy waits until every device is ready and every Consul check on
+// it (the agents' node checks, the application's instance checks) passes.
+func waitHealthy(t *testing.T, c *testcluster.Cluster, timeout time.Duration) {
+	t.Helper()
+	waitReady(t, c, timeout)
+	testcluster.Eventually(t, timeout, func() (bool, string) {
+		var bad []string
+		for _, d := range c.Devices {
+			checks, _, err := c.Consul.Health().Node(d, nil)
+			if err != nil {
+				return false, err.Error()
+			}
+			for _, ch := range checks {
+				if ch.Status == "critical" {
+					bad = append(bad, d+": "+ch.Name)
+				}
+			}
+		}
+		return len(bad) == 0, fmt.Sprintf("checks not passing: %v", bad)
+	})
+}

@@ -285,6 +285,10 @@ func (s *suite) run(ctx context.Context, tr *trial) ([]Violation, int, int) {
 	tr.policy = writePolicy(s.t, s.dir, policySpec{App: app, Version: tr.version, Env: badReleases[tr.bad]})
 	tr.logf("release %s, previous run %s", releaseName(tr), tr.prevRun)
 
+	// A trial starts from a healthy fleet (an earlier trial's powered-off
+	// or frozen device may still be coming back): the pre-flight checklist
+	// would rightly stop the rollout otherwise.
+	waitHealthy(s.t, s.c, 2*time.Minute)
 	stopApprover := s.approver(tctx, tr)
 	do(tctx, tr)
 	stopApprover()
@@ -381,6 +385,10 @@ func (s *suite) finish(ctx context.Context, tr *trial, env []string, p *proc) {
 				return
 			}
 			if st.Halt != nil || st.Paused {
+				// An operator fixes the cause before resuming: give a
+				// halted run's cause (devices coming back, a server
+				// restarting) time to go away.
+				sleep(ctx, time.Duration(min(2+3*attempt, 15))*time.Second)
 				res := fleetplan(ctx, nil, "resume", app)
 				tr.logf("run halted=%t paused=%t: resume exited %d %s", st.Halt != nil, st.Paused, res.code, lastLines(res.stdout+res.stderr, 1))
 			}
