@@ -139,6 +139,7 @@ func (c *Controller) validate(ctx context.Context, r *Rollout) error {
 func (c *Controller) reconcileCandidateSlot(ctx context.Context, r *Rollout, devices []Device) ([]Device, []ExcludedRef, error) {
 	r.Fenced = r.Fenced[:0]
 	var fenced []ExcludedRef
+	var reconciled []*DeviceRecord
 	keep := devices[:0:0]
 	for _, d := range devices {
 		value := d.Apps[r.App].Slot
@@ -159,6 +160,7 @@ func (c *Controller) reconcileCandidateSlot(ctx context.Context, r *Rollout, dev
 			d.Apps = copyApps(d.Apps)
 			d.Apps[r.App] = AppSlot{Slot: r.Active}
 			keep = append(keep, d)
+			reconciled = append(reconciled, &DeviceRecord{DeviceRef: ref, RollbackAt: c.Clock.Now()})
 		case errors.Is(err, ErrDeviceOffline):
 			reason := fmt.Sprintf("offline with slot metadata %q naming the candidate colour; the candidate job is kept off it until it returns and is reconciled", value)
 			c.emit(r, d.Name, "reconcile", "fenced", reason)
@@ -169,6 +171,7 @@ func (c *Controller) reconcileCandidateSlot(ctx context.Context, r *Rollout, dev
 			return nil, nil, fmt.Errorf("reconciling device %s before registering the candidate of %s: %w", d.Name, r.App, err)
 		}
 	}
+	c.awaitActive(ctx, r, reconciled)
 	return keep, fenced, nil
 }
 
@@ -205,4 +208,43 @@ func checklistSummary(cl Checklist) string {
 		names[i] = it.Name
 	}
 	return fmt.Sprintf("pre-flight checklist: %d of %d items unchecked (%s): STOP", len(bad), len(cl), strings.Join(names, ", "))
+}
+
+// awaitActive waits, up to the health deadline, until the reconciled
+// devices run the active slot with its checks passing, as a rollback is
+// verified; the pre-flight checklist then judges them (one that did not
+// come back healthy stops the rollout there).
+func (c *Controller) awaitActive(ctx context.Context, r *Rollout, recs []*DeviceRecord) {
+	if len(recs) == 0 {
+		return
+	}
+	view, policy := restoredView(r, c.Policy)
+	refs := make([]DeviceRef, len(recs))
+	for i, rec := range recs {
+		refs[i] = rec.DeviceRef
+	}
+	deadline := c.Clock.Now().Add(c.HealthDeadline)
+	for ctx.Err() == nil {
+		health, err := c.Health.Health(ctx, view, refs)
+		now := c.Clock.Now()
+		if err == nil {
+			pending := 0
+			for _, rec := range recs {
+				h := health[rec.ID]
+				if h.Online && c.restoreVerdict(r, policy, rec, h, now).Status != VerdictPass {
+					pending++
+				}
+			}
+			if pending == 0 {
+				return
+			}
+		}
+		if !now.Before(deadline) {
+			return
+		}
+		select {
+		case <-ctx.Done():
+		case <-c.Clock.After(c.SampleInterval):
+		}
+	}
 }
