@@ -82,6 +82,15 @@ func (g DefaultGate) Evaluate(p *Policy, rec *DeviceRecord, h DeviceHealth, now 
 				}
 				reason += fmt.Sprintf(" (the allocation restarted %d %s, max_restarts %d)", a.Restarts, times, p.Health.Application.MaxRestarts)
 			}
+			if ch.Layer == 1 {
+				// Connectivity: the device is losing its node agents (a
+				// power loss, a network cut), which is offline evidence,
+				// never a failure of the release by itself. Once Nomad or
+				// Consul sees it down it is offline (and counts against
+				// max_offline_after_switch_percent); if it stays reachable
+				// and unhealthy, the end of the soak fails it.
+				return Verdict{Status: VerdictPending, Layer: 1, Reason: reason + " (connectivity: not a verdict on the release)"}
+			}
 			if since < grace {
 				return Verdict{Status: VerdictPending, Layer: ch.Layer, Reason: reason + " (within grace)"}
 			}

@@ -107,3 +107,20 @@ func TestSameVersion(t *testing.T) {
 		}
 	}
 }
+
+// TestConnectivityIsNotAVerdict: a critical layer 1 check (the device's
+// node agents going away, a power loss) keeps the device pending — offline
+// evidence — instead of failing the release (the fault suite's power-off
+// trial, seed 703, rolled a good release back on it).
+func TestConnectivityIsNotAVerdict(t *testing.T) {
+	p := &Policy{Release: Release{Version: "2.0.0"}, Health: Health{Grace: time.Second, Application: Application{MaxRestarts: 2}}}
+	rec := &DeviceRecord{SwitchedAt: time.Unix(0, 0)}
+	h := DeviceHealth{Online: true, Alloc: &AllocHealth{ID: "a1", Status: "running"}, Checks: []CheckResult{
+		{Name: "fleetplan L3 application", Layer: 3, Status: "passing"},
+		{Name: "fleetplan L1 connectivity", Layer: 1, Status: "critical", Output: "the Nomad client does not answer"},
+	}}
+	v := DefaultGate{}.Evaluate(p, rec, h, time.Unix(30, 0))
+	if v.Status != VerdictPending || v.Layer != 1 {
+		t.Fatalf("verdict %+v, want pending at layer 1", v)
+	}
+}
