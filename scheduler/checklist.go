@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+
+	"github.com/fleetplan/fleetplan/contract"
 )
 
 // ChecklistItem is one item of the pre-flight checklist.
@@ -111,7 +113,7 @@ func BuildChecklist(in PreflightInput) Checklist {
 	if len(declared) > 0 {
 		var missing []string
 		for _, id := range ids {
-			if !hasLayer(in.Health[id].Checks, 2) && !hasLayer(in.Health[id].Checks, 1) {
+			if !hasAgent(in.Health[id].Checks) {
 				missing = append(missing, deviceName(in.Plan, id))
 			}
 		}
@@ -127,7 +129,7 @@ func BuildChecklist(in PreflightInput) Checklist {
 	var noLayer []string
 	for _, id := range ids {
 		h := in.Health[id]
-		agent := hasLayer(h.Checks, 1) || hasLayer(h.Checks, 2)
+		agent := hasAgent(h.Checks)
 		if agent && p.Health.System != nil && !hasLayer(h.Checks, 2) {
 			noLayer = append(noLayer, deviceName(in.Plan, id)+" (layer 2)")
 		}
@@ -279,4 +281,15 @@ func GatherChecklist(ctx context.Context, hs HealthSource, p *Policy, plan *Plan
 		}
 	}
 	return BuildChecklist(in)
+}
+
+// hasAgent reports whether the device agent's node checks are on a device
+// (Consul's own serfHealth is layer 1 too, but says nothing of the agent).
+func hasAgent(checks []CheckResult) bool {
+	for _, ch := range checks {
+		if ch.Name == contract.CheckConnectivity || ch.Name == contract.CheckSystem {
+			return true
+		}
+	}
+	return false
 }

@@ -117,6 +117,16 @@ func TestBuildChecklist(t *testing.T) {
 			}
 			return PreflightInput{Policy: &q, Plan: plan, Active: SlotBlue, Health: hs}
 		}, []string{CheckAgent}},
+		{"serfHealth is not the agent", func() PreflightInput {
+			q := *p
+			q.Health.Functional = &Functional{Probe: "http-json"}
+			hs := healthy()
+			for id, h := range hs {
+				h.Checks = []CheckResult{h.Checks[0], {Name: "serfHealth", Layer: 1, Status: "passing"}}
+				hs[id] = h
+			}
+			return PreflightInput{Policy: &q, Plan: plan, Active: SlotBlue, Health: hs}
+		}, []string{CheckAgent}},
 		{"agent without the system layer", func() PreflightInput {
 			q := *p
 			q.Health.System = &SystemHealth{MaxCPUPercent: 90}
