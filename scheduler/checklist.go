@@ -240,8 +240,8 @@ func countOrNames(total int, bad []string, ok, what string) string {
 }
 
 // preflight gathers the checklist's evidence and evaluates it.
-func (c *Controller) preflight(ctx context.Context, r *Rollout, plan *Plan, regErr error) Checklist {
-	return GatherChecklist(ctx, c.Health, c.Policy, plan, regErr, c.JobspecErr, r.Active, r.PreviousVersion)
+func (c *Controller) preflight(ctx context.Context, r *Rollout, plan *Plan) Checklist {
+	return GatherChecklist(ctx, c.Health, c.Policy, plan, nil, c.JobspecErr, r.Active, r.PreviousVersion)
 }
 
 // GatherChecklist reads the checklist's evidence from the health source

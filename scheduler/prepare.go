@@ -68,7 +68,7 @@ func (c *Controller) prepare(ctx context.Context, r *Rollout) error {
 	}
 	// I3: the pre-flight checklist, before anything is registered. Any
 	// unchecked item stops the rollout with its remedy.
-	cl := c.preflight(ctx, r, plan, nil)
+	cl := c.preflight(ctx, r, plan)
 	c.record(r, Decision{Kind: DecisionPreflight, Reason: checklistSummary(cl), Checklist: cl})
 	if bad := cl.Unchecked(); len(bad) > 0 {
 		var reasons, fixes []string
