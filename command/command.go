@@ -25,30 +25,26 @@ func App() *cli.App {
 		Name:                 "fleetplan",
 		Usage:                "roll software versions out to fleets of edge devices on Nomad and Consul",
 		Version:              Version,
-		HideVersion:          true,
 		EnableBashCompletion: true,
-		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "log-level", Value: "warn", EnvVars: []string{"FLEETPLAN_LOG_LEVEL"}, Usage: "trace, debug, info, warn or error"},
-			&cli.BoolFlag{Name: "log-json", EnvVars: []string{"FLEETPLAN_LOG_JSON"}, Usage: "write logs as JSON"},
-		},
-		Commands: commands,
+		Flags:                globalFlags(),
+		Commands:             prepareCommands(commands, ""),
 		// Without arguments: the help; an unknown command is a usage error.
 		Action: usageAction,
 		ExitErrHandler: func(*cli.Context, error) {
 			// Exit codes are handled by Run.
 		},
 	}
-	for _, c := range commands {
-		if len(c.Subcommands) > 0 && c.Action == nil {
-			c.Action = usageAction
-		}
-	}
 	return app
+}
+
+// RunApp runs app with args, flags anywhere (see reorderArgs).
+func RunApp(app *cli.App, args []string) error {
+	return app.Run(reorderArgs(app, args))
 }
 
 // Run runs the CLI with args and returns the process exit code.
 func Run(args []string) int {
-	err := App().Run(args)
+	err := RunApp(App(), args)
 	if err == nil {
 		return ExitOK
 	}

@@ -22,14 +22,6 @@ import (
 	"github.com/fleetplan/fleetplan/store"
 )
 
-// kvPrefixFlag selects the KV root (tests and side-by-side installations).
-var kvPrefixFlag = &cli.StringFlag{
-	Name:    "kv-prefix",
-	Value:   store.DefaultPrefix,
-	EnvVars: []string{"FLEETPLAN_KV_PREFIX"},
-	Usage:   "Consul KV folder fleetplan keeps its state in",
-}
-
 var regStaleFlag = &cli.BoolFlag{Name: "stale", Usage: "show the registry as stored, without syncing it with Nomad and Consul first"}
 
 func init() {
@@ -51,7 +43,7 @@ resolved). list, show and sync sync it first (unless -stale).`,
 					&cli.BoolFlag{Name: "json", Usage: "print a JSON array of devices"},
 					&cli.StringFlag{Name: "class", Usage: "only devices of this node class"},
 					&cli.StringFlag{Name: "status", Usage: "only devices with this status (ok, offline, quarantined, discrepancy; comma-separated)"},
-					regStaleFlag, kvPrefixFlag,
+					regStaleFlag,
 				},
 				Action: registryList,
 			},
@@ -62,7 +54,7 @@ resolved). list, show and sync sync it first (unless -stale).`,
 				Flags: []cli.Flag{
 					&cli.BoolFlag{Name: "json", Usage: "print {\"device\": ..., \"events\": [...]}"},
 					&cli.IntFlag{Name: "events", Value: 20, Usage: "how many recent events to show"},
-					regStaleFlag, kvPrefixFlag,
+					regStaleFlag,
 				},
 				Action: registryShow,
 			},
@@ -70,21 +62,20 @@ resolved). list, show and sync sync it first (unless -stale).`,
 				Name:      "sync",
 				Usage:     "sync the registry with Nomad and Consul now and print what changed",
 				ArgsUsage: " ",
-				Flags:     []cli.Flag{&cli.BoolFlag{Name: "json", Usage: "print the events as a JSON array"}, kvPrefixFlag},
+				Flags:     []cli.Flag{&cli.BoolFlag{Name: "json", Usage: "print the events as a JSON array"}},
 				Action:    registrySync,
 			},
 			{
 				Name:      "watch",
 				Usage:     "keep the registry in sync (blocking queries on Nomad and Consul) and print its events until interrupted",
 				ArgsUsage: " ",
-				Flags:     []cli.Flag{kvPrefixFlag},
 				Action:    registryWatch,
 			},
 			{
 				Name:      "resolve",
 				Usage:     "accept a device's discrepancy so that rollouts may deploy to it",
 				ArgsUsage: "DEVICE",
-				Flags:     []cli.Flag{&cli.StringFlag{Name: "actor", Usage: "who resolves (default: user@host)"}, kvPrefixFlag},
+				Flags:     []cli.Flag{&cli.StringFlag{Name: "actor", Usage: "who resolves (default: user@host)"}},
 				Action:    registryResolve,
 			},
 			{
@@ -94,7 +85,6 @@ resolved). list, show and sync sync it first (unless -stale).`,
 				Flags: []cli.Flag{
 					&cli.StringFlag{Name: "reason", Usage: "why (required)"},
 					&cli.StringFlag{Name: "actor", Usage: "who quarantines (default: user@host)"},
-					kvPrefixFlag,
 				},
 				Action: registryQuarantine,
 			},
@@ -102,7 +92,7 @@ resolved). list, show and sync sync it first (unless -stale).`,
 				Name:      "release",
 				Usage:     "lift a device's quarantine",
 				ArgsUsage: "DEVICE",
-				Flags:     []cli.Flag{&cli.StringFlag{Name: "actor", Usage: "who releases (default: user@host)"}, kvPrefixFlag},
+				Flags:     []cli.Flag{&cli.StringFlag{Name: "actor", Usage: "who releases (default: user@host)"}},
 				Action:    registryRelease,
 			},
 		},

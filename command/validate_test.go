@@ -26,7 +26,7 @@ func runCLI(t *testing.T, stdin string, args ...string) (stdout, stderr string, 
 	app := App()
 	app.Writer, app.ErrWriter = &out, &errOut
 	app.Reader = strings.NewReader(stdin)
-	err := app.Run(append([]string{"fleetplan"}, args...))
+	err := RunApp(app, append([]string{"fleetplan"}, args...))
 	code = ExitOK
 	if err != nil {
 		var ec cli.ExitCoder

@@ -10,6 +10,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	consulapi "github.com/hashicorp/consul/api"
@@ -19,7 +20,104 @@ import (
 // reachTimeout bounds the check that a cluster answers.
 const reachTimeout = 10 * time.Second
 
-// NomadClient builds a Nomad client from the standard environment
+// Settings are the command line's connection flags (-address, -token,
+// -consul-address, ...). They override the standard environment, which the
+// clients' DefaultConfig reads; an empty field (a nil bool) keeps what the
+// environment says. Secrets given here are never logged.
+type Settings struct {
+	NomadAddress       string
+	NomadToken         string
+	NomadRegion        string
+	NomadNamespace     string
+	NomadCACert        string
+	NomadClientCert    string
+	NomadClientKey     string
+	NomadTLSServerName string
+	NomadSkipVerify    *bool
+
+	ConsulAddress    string
+	ConsulToken      string
+	ConsulCACert     string
+	ConsulClientCert string
+	ConsulClientKey  string
+	ConsulSkipVerify *bool
+
+	// KVPrefix is the Consul KV root of fleetplan's state ("" is
+	// store.DefaultPrefix).
+	KVPrefix string
+}
+
+var (
+	settingsMu sync.Mutex
+	settings   Settings
+)
+
+// Configure sets the connection settings every client built afterwards
+// uses: the command line sets them once, before its command connects.
+func Configure(s Settings) {
+	settingsMu.Lock()
+	defer settingsMu.Unlock()
+	settings = s
+}
+
+// CurrentSettings returns what Configure set.
+func CurrentSettings() Settings {
+	settingsMu.Lock()
+	defer settingsMu.Unlock()
+	return settings
+}
+
+// NomadConfig is the Nomad client configuration: the environment, then
+// the settings.
+func NomadConfig() *nomadapi.Config {
+	s := CurrentSettings()
+	cfg := nomadapi.DefaultConfig()
+	set := func(dst *string, v string) {
+		if v != "" {
+			*dst = v
+		}
+	}
+	set(&cfg.Address, s.NomadAddress)
+	set(&cfg.SecretID, s.NomadToken)
+	set(&cfg.Region, s.NomadRegion)
+	set(&cfg.Namespace, s.NomadNamespace)
+	if cfg.TLSConfig == nil {
+		cfg.TLSConfig = &nomadapi.TLSConfig{}
+	}
+	set(&cfg.TLSConfig.CACert, s.NomadCACert)
+	set(&cfg.TLSConfig.ClientCert, s.NomadClientCert)
+	set(&cfg.TLSConfig.ClientKey, s.NomadClientKey)
+	set(&cfg.TLSConfig.TLSServerName, s.NomadTLSServerName)
+	if s.NomadSkipVerify != nil {
+		cfg.TLSConfig.Insecure = *s.NomadSkipVerify
+	}
+	return cfg
+}
+
+// ConsulConfig is the Consul client configuration: the environment, then
+// the settings.
+func ConsulConfig() *consulapi.Config {
+	s := CurrentSettings()
+	cfg := consulapi.DefaultConfig()
+	set := func(dst *string, v string) {
+		if v != "" {
+			*dst = v
+		}
+	}
+	set(&cfg.Address, s.ConsulAddress)
+	if s.ConsulToken != "" {
+		cfg.Token, cfg.TokenFile = s.ConsulToken, ""
+	}
+	set(&cfg.TLSConfig.CAFile, s.ConsulCACert)
+	set(&cfg.TLSConfig.CertFile, s.ConsulClientCert)
+	set(&cfg.TLSConfig.KeyFile, s.ConsulClientKey)
+	if s.ConsulSkipVerify != nil {
+		cfg.TLSConfig.InsecureSkipVerify = *s.ConsulSkipVerify
+	}
+	return cfg
+}
+
+// NomadClient builds a Nomad client from the settings and the standard environment
 // (NOMAD_ADDR, NOMAD_TOKEN, NOMAD_REGION, NOMAD_NAMESPACE, NOMAD_CACERT,
 // NOMAD_CAPATH, NOMAD_CLIENT_CERT, NOMAD_CLIENT_KEY, NOMAD_TLS_SERVER_NAME,
 // NOMAD_SKIP_VERIFY) and checks that Nomad answers and has a leader, so that
@@ -33,7 +131,7 @@ func NomadClient() (*nomadapi.Client, error) {
 	defer cancel()
 	var leader string
 	if _, err := c.Raw().Query("/v1/status/leader", &leader, (&nomadapi.QueryOptions{}).WithContext(ctx)); err != nil {
-		return nil, fmt.Errorf("cannot reach Nomad at %s (set NOMAD_ADDR, and NOMAD_TOKEN and NOMAD_CACERT if needed): %w", addr, unwrapTimeout(ctx, err))
+		return nil, fmt.Errorf("cannot reach Nomad at %s (set -address or NOMAD_ADDR, and -token/NOMAD_TOKEN and -ca-cert/NOMAD_CACERT if needed): %w", addr, unwrapTimeout(ctx, err))
 	}
 	if leader == "" {
 		return nil, fmt.Errorf("no leader in Nomad at %s", addr)
@@ -43,7 +141,7 @@ func NomadClient() (*nomadapi.Client, error) {
 
 // NomadClientNoCheck builds the Nomad client without contacting Nomad.
 func NomadClientNoCheck() (*nomadapi.Client, string, error) {
-	cfg := nomadapi.DefaultConfig()
+	cfg := NomadConfig()
 	c, err := nomadapi.NewClient(cfg)
 	if err != nil {
 		return nil, cfg.Address, fmt.Errorf("configuring the Nomad client for %s: %w", cfg.Address, err)
@@ -56,13 +154,13 @@ func NomadClientNoCheck() (*nomadapi.Client, string, error) {
 	return c, cfg.Address, nil
 }
 
-// ConsulClient builds a Consul client from the standard environment
+// ConsulClient builds a Consul client from the settings and the standard environment
 // (CONSUL_HTTP_ADDR, CONSUL_HTTP_TOKEN, CONSUL_HTTP_TOKEN_FILE,
 // CONSUL_HTTP_SSL, CONSUL_CACERT, CONSUL_CAPATH, CONSUL_CLIENT_CERT,
 // CONSUL_CLIENT_KEY, CONSUL_TLS_SERVER_NAME, CONSUL_HTTP_SSL_VERIFY, ...) and
 // checks that Consul answers and has a leader.
 func ConsulClient() (*consulapi.Client, error) {
-	cfg := consulapi.DefaultConfig()
+	cfg := ConsulConfig()
 	addr := consulAddress(cfg)
 	c, err := consulapi.NewClient(cfg)
 	if err != nil {
@@ -75,7 +173,7 @@ func ConsulClient() (*consulapi.Client, error) {
 	defer cancel()
 	leader, err := c.Status().LeaderWithQueryOptions((&consulapi.QueryOptions{}).WithContext(ctx))
 	if err != nil {
-		return nil, fmt.Errorf("cannot reach Consul at %s (set CONSUL_HTTP_ADDR, and CONSUL_HTTP_TOKEN and CONSUL_CACERT if needed): %w", addr, unwrapTimeout(ctx, err))
+		return nil, fmt.Errorf("cannot reach Consul at %s (set -consul-address or CONSUL_HTTP_ADDR, and -consul-token/CONSUL_HTTP_TOKEN and -consul-ca-cert/CONSUL_CACERT if needed): %w", addr, unwrapTimeout(ctx, err))
 	}
 	if leader == "" {
 		return nil, fmt.Errorf("no leader in Consul at %s", addr)

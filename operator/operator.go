@@ -22,9 +22,10 @@ type Operator struct {
 	Log    hclog.Logger
 }
 
-// Connect builds the Nomad and Consul clients from the standard environment
-// (NOMAD_ADDR, NOMAD_TOKEN, CONSUL_HTTP_ADDR, CONSUL_HTTP_TOKEN, TLS
-// variables) and checks that both answer.
+// Connect builds the Nomad and Consul clients from the settings (the
+// command line's flags) and the standard environment (NOMAD_ADDR,
+// NOMAD_TOKEN, CONSUL_HTTP_ADDR, CONSUL_HTTP_TOKEN, TLS variables), checks
+// that both answer, and opens the store under the settings' KV prefix.
 func Connect(log hclog.Logger) (*Operator, error) {
 	nc, err := NomadClient()
 	if err != nil {
@@ -34,7 +35,7 @@ func Connect(log hclog.Logger) (*Operator, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Operator{Nomad: nc, Consul: cc, Log: log, Store: store.New(cc, store.Options{Logger: log})}, nil
+	return &Operator{Nomad: nc, Consul: cc, Log: log, Store: store.New(cc, store.Options{Prefix: CurrentSettings().KVPrefix, Logger: log})}, nil
 }
 
 // Lock takes the rollout's controller lock (waiting for it with wait), or
