@@ -37,7 +37,7 @@ Exit codes: 0 done, 1 rolled back (or halted after a rollback), 2 usage or
 validation errors, 3 other failures (with the reason).`,
 		Flags: []cli.Flag{
 			&cli.BoolFlag{Name: "auto-approve", Usage: "approve the canary automatically once it passed its gate (recorded in the audit trail)"},
-			&cli.BoolFlag{Name: "detach", Usage: "run the controller in the background and return; follow it with `fleetplan status -watch`"},
+			&cli.BoolFlag{Name: "detach", Usage: "run the controller in the background and return; follow it with 'fleetplan status -watch ROLLOUT'"},
 			&cli.BoolFlag{Name: "wait", Usage: "wait for another controller of the same rollout to finish instead of exiting"},
 			&cli.StringFlag{Name: "audit-file", Usage: "also append every audit record to this JSON-lines file"},
 			&cli.StringFlag{Name: "actor", Usage: "who runs the rollout (default: user@host)"},

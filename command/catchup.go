@@ -9,6 +9,7 @@ import (
 
 	fphcl "github.com/fleetplan/fleetplan/hcl"
 	"github.com/fleetplan/fleetplan/operator"
+	"github.com/fleetplan/fleetplan/report"
 	"github.com/fleetplan/fleetplan/scheduler"
 	"github.com/fleetplan/fleetplan/store"
 	"github.com/urfave/cli/v2"
@@ -28,6 +29,7 @@ is handled.`,
 		Flags: []cli.Flag{
 			&cli.BoolFlag{Name: "wait", Usage: "keep going until every skipped device is handled"},
 			&cli.StringFlag{Name: "policy", Usage: "the policy file (default: the one the run was applied from)"},
+			jsonFlag(),
 		},
 		Action: catchUpAction,
 	})
@@ -79,7 +81,7 @@ func catchUpAction(c *cli.Context) error {
 	if err != nil {
 		return exit(ExitInternal, "%v", err)
 	}
-	ui := newProgress(c.App.Writer)
+	ui := newProgress(progressWriter(c))
 	ctl, stopWatch := op.Controller(operator.Run{Policy: p, WatchHealth: true, Actor: actor, Audit: sink, Lost: lost,
 		OnEvent: func(e scheduler.Event) { ui.Event(e) }})
 	defer stopWatch()
@@ -95,6 +97,11 @@ func catchUpAction(c *cli.Context) error {
 			}
 		}
 	}
-	fmt.Fprintf(c.App.Writer, "%d device(s) still to catch up.\n", left)
-	return nil
+	doc := actionDoc{Rollout: app, Action: "catch-up", Actor: actor, Result: "caught-up", Remaining: &left,
+		Message: fmt.Sprintf("%d device(s) still to catch up.", left)}
+	if res != nil {
+		st := report.NewDeployState(res)
+		doc.State = &st
+	}
+	return result(c, doc)
 }

@@ -10,9 +10,6 @@ import (
 	"github.com/urfave/cli/v2"
 )
 
-// Version is set at build time with -ldflags "-X .../command.Version=...".
-var Version = "0.1.0-dev"
-
 // commands is filled by the init functions of the files that define them, so
 // that each command lives in its own file.
 var commands []*cli.Command
@@ -21,13 +18,25 @@ func register(c *cli.Command) { commands = append(commands, c) }
 
 // App builds the CLI application.
 func App() *cli.App {
+	cli.VersionFlag = &cli.BoolFlag{Name: "version", Aliases: []string{"v"}, Usage: "print the version"}
+	cli.VersionPrinter = func(c *cli.Context) { fmt.Fprintln(c.App.Writer, buildVersion().String()) }
 	app := &cli.App{
 		Name:                 "fleetplan",
 		Usage:                "roll software versions out to fleets of edge devices on Nomad and Consul",
-		Version:              Version,
+		Version:              buildVersion().Version,
 		EnableBashCompletion: true,
 		Flags:                globalFlags(),
 		Commands:             prepareCommands(commands, ""),
+		CustomAppHelpTemplate: cli.AppHelpTemplate + `
+ENVIRONMENT:
+   Every command that talks to a cluster takes the nomad and consul CLIs'
+   connection flags (-address, -token, -region, -namespace, -ca-cert, ...,
+   -consul-address, -consul-token, ...) with their environment variables
+   (NOMAD_ADDR, NOMAD_TOKEN, CONSUL_HTTP_ADDR, ...) as defaults; see
+   ` + "`fleetplan COMMAND -h`" + `. Flags may come before or after the command and
+   its arguments. NO_COLOR turns colors off, like -no-color.
+
+` + exitCodesHelp,
 		// Without arguments: the help; an unknown command is a usage error.
 		Action: usageAction,
 		ExitErrHandler: func(*cli.Context, error) {

@@ -37,6 +37,23 @@ const (
 	ExitPlanError = 255
 )
 
+// exitCodesHelp is the table above as `fleetplan -h` prints it (and the
+// README repeats it).
+const exitCodesHelp = `EXIT CODES:
+   0    success; plan: no changes
+   1    apply: rolled back (or halted after a rollback); plan: changes;
+        validate: a policy is invalid; fmt -check: a file is not formatted;
+        status, report, approve, pause, resume, rollback, catch-up: the
+        request does not apply (no such rollout or run, a finished rollout,
+        one not waiting for approval)
+   2    usage: wrong arguments or flags, an unknown command or subcommand;
+        apply: the policy is not valid
+   3    every other failure: the controller lock is held by another
+        controller, Nomad or Consul cannot be reached or refused a request,
+        a file cannot be written
+   255  plan's errors, like ` + "`nomad job plan`" + `
+`
+
 // exit returns an error that makes Run print the message and exit with code.
 func exit(code int, format string, args ...any) error {
 	return cli.Exit(fmt.Sprintf(format, args...), code)

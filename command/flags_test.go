@@ -1,6 +1,7 @@
 package command
 
 import (
+	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -76,4 +77,46 @@ func TestConnectionFlagsOverrideEnvironment(t *testing.T) {
 		t.Errorf("validate -address: exit %d: %s", code, stderr)
 	}
 	operator.Configure(operator.Settings{})
+}
+
+// Backquoted words in a flag's usage become its placeholder in the help
+// (urfave/cli): only a deliberate one, a single upper-case word on a flag
+// that takes a value, may be backquoted.
+func TestFlagUsagePlaceholders(t *testing.T) {
+	var walk func(path string, cmds []*cli.Command)
+	walk = func(path string, cmds []*cli.Command) {
+		for _, c := range cmds {
+			p := strings.TrimSpace(path + " " + c.Name)
+			for _, f := range c.Flags {
+				dg, ok := f.(cli.DocGenerationFlag)
+				if !ok {
+					continue
+				}
+				u := dg.GetUsage()
+				n := strings.Count(u, "`")
+				if n == 0 {
+					continue
+				}
+				_, rest, _ := strings.Cut(u, "`")
+				ph, _, _ := strings.Cut(rest, "`")
+				if n != 2 || !dg.TakesValue() || ph != strings.ToUpper(ph) || strings.ContainsAny(ph, " -") {
+					t.Errorf("%s -%s: backquotes in %q make the placeholder %q", p, f.Names()[0], u, ph)
+				}
+			}
+			walk(p, c.Subcommands)
+		}
+	}
+	walk("", App().Commands)
+}
+
+// /dev/null is a character device, not a terminal.
+func TestDevNullIsNoTerminal(t *testing.T) {
+	f, err := os.OpenFile(os.DevNull, os.O_WRONLY, 0)
+	if err != nil {
+		t.Skipf("no %s: %v", os.DevNull, err)
+	}
+	defer f.Close()
+	if isTerminal(f) {
+		t.Errorf("%s is taken for a terminal", os.DevNull)
+	}
 }

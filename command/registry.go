@@ -22,6 +22,12 @@ import (
 	"github.com/fleetplan/fleetplan/store"
 )
 
+// regDeviceJSONFlag is the -json flag of the commands that change one
+// device.
+func regDeviceJSONFlag() cli.Flag {
+	return &cli.BoolFlag{Name: "json", Usage: "print the device as one JSON object"}
+}
+
 var regStaleFlag = &cli.BoolFlag{Name: "stale", Usage: "show the registry as stored, without syncing it with Nomad and Consul first"}
 
 func init() {
@@ -69,13 +75,14 @@ resolved). list, show and sync sync it first (unless -stale).`,
 				Name:      "watch",
 				Usage:     "keep the registry in sync (blocking queries on Nomad and Consul) and print its events until interrupted",
 				ArgsUsage: " ",
+				Flags:     []cli.Flag{&cli.BoolFlag{Name: "json", Usage: "print each event as one JSON object per line (JSON lines)"}},
 				Action:    registryWatch,
 			},
 			{
 				Name:      "resolve",
 				Usage:     "accept a device's discrepancy so that rollouts may deploy to it",
 				ArgsUsage: "DEVICE",
-				Flags:     []cli.Flag{&cli.StringFlag{Name: "actor", Usage: "who resolves (default: user@host)"}},
+				Flags:     []cli.Flag{&cli.StringFlag{Name: "actor", Usage: "who resolves (default: user@host)"}, regDeviceJSONFlag()},
 				Action:    registryResolve,
 			},
 			{
@@ -85,6 +92,7 @@ resolved). list, show and sync sync it first (unless -stale).`,
 				Flags: []cli.Flag{
 					&cli.StringFlag{Name: "reason", Usage: "why (required)"},
 					&cli.StringFlag{Name: "actor", Usage: "who quarantines (default: user@host)"},
+					regDeviceJSONFlag(),
 				},
 				Action: registryQuarantine,
 			},
@@ -92,7 +100,7 @@ resolved). list, show and sync sync it first (unless -stale).`,
 				Name:      "release",
 				Usage:     "lift a device's quarantine",
 				ArgsUsage: "DEVICE",
-				Flags:     []cli.Flag{&cli.StringFlag{Name: "actor", Usage: "who releases (default: user@host)"}},
+				Flags:     []cli.Flag{&cli.StringFlag{Name: "actor", Usage: "who releases (default: user@host)"}, regDeviceJSONFlag()},
 				Action:    registryRelease,
 			},
 		},
@@ -461,6 +469,9 @@ func registryResolve(c *cli.Context) error {
 	if err != nil {
 		return regFail(c, err)
 	}
+	if c.Bool("json") {
+		return regJSON(c.App.Writer, d)
+	}
 	fmt.Fprintf(c.App.Writer, "Resolved the discrepancy of %s (%s): %s\nRollouts may deploy to it again; the mark clears when Nomad and Consul agree.\n", d.Name, d.ID, d.Reason)
 	return nil
 }
@@ -481,6 +492,9 @@ func registryQuarantine(c *cli.Context) error {
 	if err != nil {
 		return regFail(c, err)
 	}
+	if c.Bool("json") {
+		return regJSON(c.App.Writer, d)
+	}
 	fmt.Fprintf(c.App.Writer, "%s (%s) is quarantined: %s\nRollouts leave it out until `fleetplan registry release %s`.\n", d.Name, d.ID, d.Reason, d.Name)
 	return nil
 }
@@ -498,10 +512,16 @@ func registryRelease(c *cli.Context) error {
 	if err != nil {
 		if d != nil {
 			fmt.Fprintf(c.App.ErrWriter, "warning: %v\n", err)
+			if c.Bool("json") {
+				return regJSON(c.App.Writer, d)
+			}
 			fmt.Fprintf(c.App.Writer, "Released %s (%s) from quarantine.\n", d.Name, d.ID)
 			return nil
 		}
 		return regFail(c, err)
+	}
+	if c.Bool("json") {
+		return regJSON(c.App.Writer, d)
 	}
 	status := string(d.Status)
 	if d.Reason != "" {
@@ -518,6 +538,7 @@ func registryWatch(c *cli.Context) error {
 	ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	w := c.App.Writer
+	lines := json.NewEncoder(w) // -json: one event per line
 	reg, err := operator.OpenRegistry(registry.Options{
 		Prefix: c.String("kv-prefix"),
 		Logger: logger(c),
@@ -527,6 +548,12 @@ func registryWatch(c *cli.Context) error {
 				return
 			}
 			for _, e := range events {
+				if c.Bool("json") {
+					if err := lines.Encode(e); err != nil {
+						fmt.Fprintf(c.App.ErrWriter, "registry watch: writing an event: %v\n", err)
+					}
+					continue
+				}
 				fmt.Fprintf(w, "%s  %-12s %-20s %s\n", e.Time.Local().Format("15:04:05"), e.Name, e.Kind, e.Detail)
 			}
 		},

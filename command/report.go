@@ -16,8 +16,8 @@ func init() {
 		Usage:     "print the deployment report of a rollout run",
 		ArgsUsage: "ROLLOUT",
 		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "format", Value: "markdown", Usage: "markdown or json"},
-			&cli.StringFlag{Name: "run", Usage: "a past run's ID (default: the latest run); `fleetplan report -runs ROLLOUT` lists them"},
+			&cli.StringFlag{Name: "format", Value: "markdown", Usage: "`FORMAT` of the report: markdown or json"},
+			&cli.StringFlag{Name: "run", Usage: "a past run's `ID` (default: the latest run); 'fleetplan report -runs ROLLOUT' lists them"},
 			&cli.BoolFlag{Name: "runs", Usage: "list the runs of the rollout"},
 		},
 		Action: reportAction,

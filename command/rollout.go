@@ -3,6 +3,7 @@ package command
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 	"sort"
 	"text/tabwriter"
 	"time"
@@ -33,6 +34,7 @@ func init() {
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "message", Aliases: []string{"m"}, Usage: "why it is approved (recorded)"},
 			&cli.StringFlag{Name: "actor", Usage: "who approves (default: user@host)"},
+			jsonFlag(),
 		},
 		Action: approveAction,
 	})
@@ -43,6 +45,7 @@ func init() {
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "reason", Usage: "why (recorded)"},
 			&cli.StringFlag{Name: "actor", Usage: "who asks (default: user@host)"},
+			jsonFlag(),
 		},
 		Action: rollbackAction,
 	})
@@ -53,6 +56,7 @@ func init() {
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "reason", Usage: "why (recorded)"},
 			&cli.StringFlag{Name: "actor", Usage: "who asks (default: user@host)"},
+			jsonFlag(),
 		},
 		Action: pauseAction,
 	})
@@ -62,6 +66,7 @@ func init() {
 		ArgsUsage: "ROLLOUT",
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "actor", Usage: "who asks (default: user@host)"},
+			jsonFlag(),
 		},
 		Action: resumeAction,
 	})
@@ -222,7 +227,54 @@ func listRollouts(c *cli.Context, op *operator.Operator) error {
 func printJSON(c *cli.Context, v any) error {
 	enc := json.NewEncoder(c.App.Writer)
 	enc.SetIndent("", "  ")
-	return enc.Encode(v)
+	if err := enc.Encode(v); err != nil {
+		return exit(ExitInternal, "writing the JSON output: %v", err)
+	}
+	return nil
+}
+
+// jsonFlag is the -json flag of the commands that act on a rollout.
+func jsonFlag() cli.Flag {
+	return &cli.BoolFlag{Name: "json", Usage: "print the result as one JSON object (see the README for its fields)"}
+}
+
+// actionDoc is what approve, pause, resume, rollback and catch-up print
+// with -json.
+type actionDoc struct {
+	Rollout string `json:"rollout"`
+	Action  string `json:"action"`
+	Actor   string `json:"actor,omitempty"`
+	// Result is what happened: "approved", "pause-requested", "resumed",
+	// "halt-cleared", "rollback-requested", "rolled-back-here",
+	// "caught-up".
+	Result  string `json:"result"`
+	Message string `json:"message"`
+	Reason  string `json:"reason,omitempty"`
+	// Saw is what the canary looked like when it was approved.
+	Saw string `json:"saw,omitempty"`
+	// State is the rollout's fleet-deploy-state after a rollback run here
+	// or a catch-up.
+	State *report.DeployState `json:"state,omitempty"`
+	// Remaining counts the devices catch-up still has to handle.
+	Remaining *int `json:"remaining,omitempty"`
+}
+
+// result prints doc as JSON with -json, else its message.
+func result(c *cli.Context, doc actionDoc) error {
+	if c.Bool("json") {
+		return printJSON(c, doc)
+	}
+	fmt.Fprintln(c.App.Writer, doc.Message)
+	return nil
+}
+
+// progressWriter is where a command's progress lines go: standard error
+// with -json, whose output is one JSON document.
+func progressWriter(c *cli.Context) io.Writer {
+	if c.Bool("json") {
+		return c.App.ErrWriter
+	}
+	return c.App.Writer
 }
 
 func approveAction(c *cli.Context) error {
@@ -234,8 +286,8 @@ func approveAction(c *cli.Context) error {
 	if err != nil {
 		return operatorError(err)
 	}
-	fmt.Fprintf(c.App.Writer, "Approved rollout %s (%s) as %s. The controller starts the waves.\n", app, rec.Saw, rec.Actor)
-	return nil
+	return result(c, actionDoc{Rollout: app, Action: "approve", Actor: rec.Actor, Result: "approved", Saw: rec.Saw, Reason: rec.Message,
+		Message: fmt.Sprintf("Approved rollout %s (%s) as %s. The controller starts the waves.", app, rec.Saw, rec.Actor)})
 }
 
 func rollbackAction(c *cli.Context) error {
@@ -248,19 +300,29 @@ func rollbackAction(c *cli.Context) error {
 	if err != nil {
 		return operatorError(err)
 	}
+	doc := actionDoc{Rollout: app, Action: "rollback", Actor: actor, Reason: c.String("reason")}
 	if lease == nil {
-		fmt.Fprintf(c.App.Writer, "Rollback requested; the running controller takes the fleet back (follow it with `fleetplan status -watch %s`).\n", app)
-		return nil
+		doc.Result = "rollback-requested"
+		doc.Message = fmt.Sprintf("Rollback requested; the running controller takes the fleet back (follow it with `fleetplan status -watch %s`).", app)
+		return result(c, doc)
 	}
 	defer lease.Release()
-	fmt.Fprintf(c.App.Writer, "No controller is running %s: rolling back here.\n", app)
-	ui := newProgress(c.App.Writer)
+	out := progressWriter(c)
+	fmt.Fprintf(out, "No controller is running %s: rolling back here.\n", app)
+	ui := newProgress(out)
 	res, err := b.op.Recover(c.Context, r, lease, actor, ui.Event)
 	if err != nil {
 		return exit(ExitInternal, "%v", err)
 	}
+	doc.Result = "rolled-back-here"
+	doc.Message = fmt.Sprintf("Rolled %s back here.", app)
 	if res != nil {
 		ui.Summary(res)
+		st := report.NewDeployState(res)
+		doc.State = &st
+	}
+	if c.Bool("json") {
+		return printJSON(c, doc)
 	}
 	return nil
 }
@@ -270,11 +332,12 @@ func pauseAction(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := b.op.Pause(c.Context, app, actorOf(c), c.String("reason")); err != nil {
+	actor := actorOf(c)
+	if err := b.op.Pause(c.Context, app, actor, c.String("reason")); err != nil {
 		return operatorError(err)
 	}
-	fmt.Fprintf(c.App.Writer, "Paused %s: no new device switch or stage starts until `fleetplan resume %s`. Health gates and automatic rollback stay active.\n", app, app)
-	return nil
+	return result(c, actionDoc{Rollout: app, Action: "pause", Actor: actor, Result: "pause-requested", Reason: c.String("reason"),
+		Message: fmt.Sprintf("Paused %s: no new device switch or stage starts until `fleetplan resume %s`. Health gates and automatic rollback stay active.", app, app)})
 }
 
 func resumeAction(c *cli.Context) error {
@@ -282,14 +345,15 @@ func resumeAction(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	r, cleared, err := b.op.Resume(c.Context, app, actorOf(c))
+	actor := actorOf(c)
+	r, cleared, err := b.op.Resume(c.Context, app, actor)
 	if err != nil {
 		return operatorError(err)
 	}
-	if !cleared {
-		fmt.Fprintf(c.App.Writer, "Resumed %s.\n", app)
-		return nil
+	doc := actionDoc{Rollout: app, Action: "resume", Actor: actor, Result: "resumed", Message: fmt.Sprintf("Resumed %s.", app)}
+	if cleared {
+		doc.Result = "halt-cleared"
+		doc.Message = fmt.Sprintf("Cleared the halt of %s; run `fleetplan apply %s` to go on from %s.", app, orDash(r.PolicyFile), operator.Describe(r))
 	}
-	fmt.Fprintf(c.App.Writer, "Cleared the halt of %s; run `fleetplan apply %s` to go on from %s.\n", app, orDash(r.PolicyFile), operator.Describe(r))
-	return nil
+	return result(c, doc)
 }

@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	hcl2 "github.com/hashicorp/hcl/v2"
+	"github.com/mattn/go-isatty"
 	"github.com/urfave/cli/v2"
 
 	"github.com/fleetplan/fleetplan/hcl"
@@ -101,16 +102,15 @@ func plural(n int, word string) string {
 // useColor says whether diagnostics get colors: on a terminal, unless
 // -no-color or NO_COLOR (https://no-color.org) says otherwise.
 func useColor(c *cli.Context) bool {
-	return !c.Bool("no-color") && os.Getenv("NO_COLOR") == "" && isTerminal(c.App.ErrWriter)
+	return !noColor(c) && isTerminal(c.App.ErrWriter)
 }
 
-// isTerminal says whether w is a character device, the usual sign of a
-// terminal, without depending on a terminal library.
+// isTerminal says whether w is a terminal (a character device such as
+// /dev/null is not).
 func isTerminal(w io.Writer) bool {
 	f, ok := w.(*os.File)
 	if !ok {
 		return false
 	}
-	info, err := f.Stat()
-	return err == nil && info.Mode()&os.ModeCharDevice != 0
+	return isatty.IsTerminal(f.Fd()) || isatty.IsCygwinTerminal(f.Fd())
 }
