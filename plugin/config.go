@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/agext/levenshtein"
 )
 
 // Field types a ConfigSchema may use (Field.Type).
@@ -286,7 +288,7 @@ func suggest(name string, known []string) string {
 	best, bestD := "", -1
 	for _, k := range known {
 		kl := strings.ToLower(k)
-		d := editDistance(n, kl)
+		d := typoDistance(n, kl)
 		limit := max(1, len(n)/3)
 		if d > limit && !(len(n) >= 3 && strings.HasPrefix(kl, n)) {
 			continue
@@ -298,28 +300,19 @@ func suggest(name string, known []string) string {
 	return best
 }
 
-// editDistance is the optimal-string-alignment distance: insertions,
-// deletions, substitutions and transpositions of adjacent bytes.
-func editDistance(a, b string) int {
-	prev2 := make([]int, len(b)+1)
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-			if i > 1 && j > 1 && a[i-1] == b[j-2] && a[i-2] == b[j-1] {
-				cur[j] = min(cur[j], prev2[j-2]+1)
+// typoDistance is the Levenshtein distance, with the swap of two adjacent
+// letters ("tpc" for "tcp") counted as one typo rather than two edits.
+func typoDistance(a, b string) int {
+	d := levenshtein.Distance(a, b, nil)
+	if d == 2 && len(a) == len(b) {
+		for i := 0; i+1 < len(a); i++ {
+			if a[i] != b[i] {
+				if a[i] == b[i+1] && a[i+1] == b[i] && a[i+2:] == b[i+2:] {
+					return 1
+				}
+				break
 			}
 		}
-		prev2, prev, cur = prev, cur, prev2
 	}
-	return prev[len(b)]
+	return d
 }
