@@ -54,6 +54,7 @@ func catchUpAction(c *cli.Context) error {
 	var p *scheduler.Policy
 	if file != "" {
 		if ps, files, diags := fphcl.ParseFilesWithSources(file); !diags.HasErrors() {
+			operator.QualifyPolicies(ps)
 			for _, cand := range ps {
 				if cand.Name == app {
 					p = cand

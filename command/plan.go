@@ -85,6 +85,7 @@ func planAction(c *cli.Context) error {
 	if err != nil {
 		return exit(ExitPlanError, "%v", err)
 	}
+	operator.QualifyPolicies(policies)
 	var docs []*PlanDoc
 	changes := false
 	for _, p := range policies {

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/fleetplan/fleetplan/audit"
+	"github.com/fleetplan/fleetplan/operator"
 	"github.com/fleetplan/fleetplan/report"
 	"github.com/fleetplan/fleetplan/scheduler"
 	"github.com/urfave/cli/v2"
@@ -40,7 +41,7 @@ func reportAction(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	app, format := b.args[0], c.String("format")
+	app, format := operator.RolloutName(b.args[0]), c.String("format")
 	if format != "markdown" && format != "json" {
 		return exit(ExitUsage, "unknown -format %q: use markdown or json", format)
 	}
@@ -74,7 +75,10 @@ func reportAction(c *cli.Context) error {
 }
 
 func auditAction(c *cli.Context) error {
-	q := audit.Query{Rollout: c.String("rollout"), Device: c.String("device")}
+	q := audit.Query{Device: c.String("device")}
+	if r := c.String("rollout"); r != "" {
+		q.Rollout = operator.RolloutName(r)
+	}
 	if s := c.String("since"); s != "" {
 		if d, err := time.ParseDuration(s); err == nil {
 			q.Since = time.Now().Add(-d)

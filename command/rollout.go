@@ -73,13 +73,14 @@ func init() {
 }
 
 // rolloutCommand starts a command on one ROLLOUT (flags may follow it:
-// `fleetplan approve detector -m "looks good"`), connected to the cluster.
+// `fleetplan approve detector -m "looks good"`), connected to the cluster;
+// the rollout is named after the Nomad namespace (operator.RolloutName).
 func rolloutCommand(c *cli.Context) (*base, string, error) {
 	b, err := initCommand(c, withExactArgs(1, "ROLLOUT name"), withConnect())
 	if err != nil {
 		return nil, "", err
 	}
-	return b, b.args[0], nil
+	return b, operator.RolloutName(b.args[0]), nil
 }
 
 func actorOf(c *cli.Context) string {
@@ -97,7 +98,7 @@ func statusAction(c *cli.Context) error {
 	if len(b.args) == 0 {
 		return listRollouts(c, b.op)
 	}
-	app := b.args[0]
+	app := operator.RolloutName(b.args[0])
 	if c.Bool("watch") {
 		return watchStatus(c, b.op, app)
 	}

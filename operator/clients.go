@@ -15,6 +15,9 @@ import (
 
 	consulapi "github.com/hashicorp/consul/api"
 	nomadapi "github.com/hashicorp/nomad/api"
+
+	"github.com/fleetplan/fleetplan/jobs"
+	"github.com/fleetplan/fleetplan/scheduler"
 )
 
 // reachTimeout bounds the check that a cluster answers.
@@ -115,6 +118,29 @@ func ConsulConfig() *consulapi.Config {
 		cfg.TLSConfig.InsecureSkipVerify = *s.ConsulSkipVerify
 	}
 	return cfg
+}
+
+// Namespace is the Nomad namespace the clients work in (the -namespace
+// flag, else NOMAD_NAMESPACE), "default" when none is set.
+func Namespace() string {
+	if ns := NomadConfig().Namespace; ns != "" {
+		return ns
+	}
+	return jobs.DefaultNamespace
+}
+
+// RolloutName is the rollout of the application app in the clients'
+// namespace (jobs.QualifiedName): app itself in the default namespace.
+func RolloutName(app string) string { return jobs.QualifiedName(app, Namespace()) }
+
+// QualifyPolicies names the rollout of each policy after the clients'
+// namespace (RolloutName), so that its jobs, the devices' slot metadata
+// and its KV keys do not collide with the same application's in another
+// namespace. In the default namespace nothing changes.
+func QualifyPolicies(ps []*scheduler.Policy) {
+	for _, p := range ps {
+		p.Name = RolloutName(p.Name)
+	}
 }
 
 // NomadClient builds a Nomad client from the settings and the standard environment
