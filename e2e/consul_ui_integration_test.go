@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/chromedp"
 	consul "github.com/hashicorp/consul/api"
 	nomad "github.com/hashicorp/nomad/api"
 
@@ -110,7 +111,7 @@ func TestConsulUIShowsHealthLayers(t *testing.T) {
 	ui := consulUIBase() + "/ui/" + url.PathEscape(dc)
 	want := append([]string{inst.Node, "fleetplan-L3-" + inst.ServiceID, "fleetplan-L4-" + inst.ServiceID}, layerChecks...)
 
-	b := startBrowser(t, chromium, artifacts)
+	browser := newBrowser(t, ctx, chromium, artifacts)
 	pages := []struct{ name, url string }{
 		{"device", ui + "/nodes/" + url.PathEscape(inst.Node) + "/health-checks"},
 		{"instance", ui + "/services/" + url.PathEscape(inst.Service) + "/instances/" +
@@ -118,32 +119,29 @@ func TestConsulUIShowsHealthLayers(t *testing.T) {
 	}
 	for _, p := range pages {
 		t.Run(p.name, func(t *testing.T) {
-			checkPage(t, ctx, b, p.url, want, filepath.Join(artifacts, "consul-ui-"+p.name))
+			checkPage(t, browser, p.url, want, filepath.Join(artifacts, "consul-ui-"+p.name))
 		})
 	}
 }
 
-// checkPage opens page in the browser, waits until its text shows every one
-// of want, writes its DOM (base.html) and a screenshot (base.png), and
-// fails unless the DOM has every one of want.
-func checkPage(t *testing.T, ctx context.Context, b *browser, page string, want []string, base string) {
+// checkPage opens page in the browser, waits until it shows every one of
+// want, saves its DOM (base.html) and a screenshot (base.png) whatever the
+// outcome, and fails unless the rendered DOM has every one of want.
+func checkPage(t *testing.T, browser context.Context, page string, want []string, base string) {
 	t.Logf("Consul UI page: %s", page)
-	if err := b.navigate(ctx, page); err != nil {
-		t.Fatal(err)
+	if err := chromedp.Do(browser, chromedp.Navigate(page)); err != nil {
+		t.Fatalf("opening %s: %v", page, err)
 	}
-	wctx, wcancel := context.WithTimeout(ctx, 60*time.Second)
-	text, werr := b.waitForText(wctx, want)
-	wcancel()
+	shown := waitShown(browser, want, 60*time.Second)
 
-	// The artifacts, whatever the outcome: they show what the page showed.
-	dom, err := b.dom(ctx)
+	dom, err := chromedp.Run(browser, chromedp.OuterHTML(chromedp.CSS("html")))
 	if err != nil {
 		t.Errorf("reading the page's DOM: %v", err)
 	}
 	if err := os.WriteFile(base+".html", []byte(dom), 0o644); err != nil {
 		t.Error(err)
 	}
-	png, err := b.screenshot(ctx)
+	png, err := chromedp.Run(browser, chromedp.FullScreenshot(100))
 	if err != nil {
 		t.Errorf("taking a screenshot: %v", err)
 	}
@@ -152,8 +150,8 @@ func checkPage(t *testing.T, ctx context.Context, b *browser, page string, want 
 	}
 	t.Logf("screenshot: %s (DOM: %s)", base+".png", base+".html")
 
-	if werr != nil {
-		t.Fatalf("the page does not show every layer within 60s (%v); its text:\n%s", werr, text)
+	if shown != nil {
+		t.Fatalf("the page does not show every layer within 60s (%v); its text:\n%s", shown, pageText(browser))
 	}
 	var missing []string
 	for _, w := range want {
