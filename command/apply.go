@@ -43,6 +43,7 @@ validation errors, 3 other failures (with the reason).`,
 			&cli.StringFlag{Name: "actor", Usage: "who runs the rollout (default: user@host)"},
 			&cli.DurationFlag{Name: "sample-interval", Value: 2 * time.Second, Usage: "how often health is sampled during a soak"},
 			&cli.StringSliceFlag{Name: "notify", Usage: `notifier plugin to tell about approvals needed, rollbacks, phase changes: "log" or "webhook:url=https://..." (repeatable)`},
+			&cli.BoolFlag{Name: "json", Usage: "print the final result of every rollout as one JSON object (progress goes to stderr)"},
 		},
 		Action: applyAction,
 	})
@@ -59,8 +60,9 @@ func applyAction(c *cli.Context) error {
 	} else if len(diags) > 0 {
 		_ = fphcl.WriteDiagnostics(c.App.ErrWriter, files, diags, false)
 	}
+	results := newApplyJSON(c)
 	if c.Bool("detach") {
-		return detach(c)
+		return detach(c, results)
 	}
 
 	ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
@@ -75,6 +77,7 @@ func applyAction(c *cli.Context) error {
 	if err != nil {
 		return exit(ExitInternal, "%v", err)
 	}
+	operator.QualifyPolicies(policies)
 	audit, err := op.AuditSink(c.String("audit-file"), actor)
 	if err != nil {
 		return exit(ExitInternal, "%v", err)
@@ -90,12 +93,16 @@ func applyAction(c *cli.Context) error {
 	code := ExitOK
 	for _, p := range policies {
 		res := runRollout(ctx, c, op, p, actor, ui, audit, notify)
+		results.add(ctx, op, p, res)
 		if res > code {
 			code = res
 		}
 		if ctx.Err() != nil {
 			break
 		}
+	}
+	if err := results.print(); err != nil {
+		return err
 	}
 	if ctx.Err() != nil {
 		fmt.Fprintln(c.App.ErrWriter, "Interrupted: the rollout state is saved in Consul; run `fleetplan apply` again to resume, or `fleetplan rollback ROLLOUT`.")
@@ -205,7 +212,7 @@ func runRollout(ctx context.Context, c *cli.Context, op *operator.Operator, p *s
 
 // detach starts `fleetplan apply` again in the background, in its own
 // session, with its output in a log file.
-func detach(c *cli.Context) error {
+func detach(c *cli.Context, results *applyJSON) error {
 	self, err := os.Executable()
 	if err != nil {
 		return exit(ExitInternal, "finding the fleetplan executable: %v", err)
@@ -237,9 +244,13 @@ func detach(c *cli.Context) error {
 	args = append(args, "-sample-interval", c.Duration("sample-interval").String(), file)
 	cmd := exec.Command(self, args...)
 	cmd.Stdout, cmd.Stderr = logFile, logFile
+	cmd.Env = childEnv()
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	if err := cmd.Start(); err != nil {
 		return exit(ExitInternal, "starting the controller: %v", err)
+	}
+	if results.detached(cmd.Process.Pid, logPath) {
+		return nil
 	}
 	fmt.Fprintf(c.App.Writer, "Controller started in the background (pid %d, log %s).\nFollow it with `fleetplan status -watch ROLLOUT`.\n", cmd.Process.Pid, logPath)
 	return nil
