@@ -120,3 +120,17 @@ func TestDevNullIsNoTerminal(t *testing.T) {
 		t.Errorf("%s is taken for a terminal", os.DevNull)
 	}
 }
+
+// Only a tagged module version is the version; a pseudo-version or a
+// modified tree gives baseVersion-dev with the revision.
+func TestIsRelease(t *testing.T) {
+	for mv, want := range map[string]bool{
+		"v1.2.3": true, "v0.1.0": true, "v1.2.3-rc.1": true,
+		"": false, "(devel)": false, "v0.0.0-20261201174851-1d35ad59e060": false,
+		"v1.2.4-0.20261201174851-1d35ad59e060": false, "v1.2.3+dirty": false,
+	} {
+		if got := isRelease(mv); got != want {
+			t.Errorf("isRelease(%q) = %v", mv, got)
+		}
+	}
+}

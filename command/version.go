@@ -2,6 +2,7 @@ package command
 
 import (
 	"fmt"
+	"regexp"
 	"runtime"
 	"runtime/debug"
 	"strings"
@@ -53,7 +54,7 @@ func buildVersion() VersionInfo {
 	if v.Version != "" {
 		return v
 	}
-	if ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+	if ok && isRelease(bi.Main.Version) {
 		v.Version = strings.TrimPrefix(bi.Main.Version, "v")
 		return v
 	}
@@ -65,6 +66,17 @@ func buildVersion() VersionInfo {
 		}
 	}
 	return v
+}
+
+// pseudoVersion matches the time and revision of a Go pseudo-version
+// (v0.0.0-20261201174851-1d35ad59e060), which Go stamps in a checkout
+// without a tag.
+var pseudoVersion = regexp.MustCompile(`-(0\.)?\d{14}-[0-9a-f]{12}`)
+
+// isRelease says whether a module version is a tagged release: not
+// "(devel)", not a pseudo-version, not a modified tree ("+dirty").
+func isRelease(mv string) bool {
+	return mv != "" && mv != "(devel)" && !pseudoVersion.MatchString(mv) && !strings.HasSuffix(mv, "+dirty")
 }
 
 func shortRev(r string) string {
