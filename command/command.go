@@ -18,14 +18,15 @@ func register(c *cli.Command) { commands = append(commands, c) }
 
 // App builds the CLI application.
 func App() *cli.App {
-	cli.VersionFlag = &cli.BoolFlag{Name: "version", Aliases: []string{"v"}, Usage: "print the version"}
+	cli.VersionFlag = &cli.BoolFlag{Name: "version", Aliases: []string{"v"}, Usage: "print the version", DisableDefaultText: true}
+	cli.HelpFlag = &cli.BoolFlag{Name: "help", Aliases: []string{"h"}, Usage: "show help", DisableDefaultText: true}
 	cli.VersionPrinter = func(c *cli.Context) { fmt.Fprintln(c.App.Writer, buildVersion().String()) }
 	app := &cli.App{
 		Name:                 "fleetplan",
 		Usage:                "roll software versions out to fleets of edge devices on Nomad and Consul",
 		Version:              buildVersion().Version,
 		EnableBashCompletion: true,
-		Flags:                globalFlags(),
+		Flags:                quietGlobals(globalFlags()),
 		Commands:             prepareCommands(commands, ""),
 		CustomAppHelpTemplate: cli.AppHelpTemplate + `
 ENVIRONMENT:
@@ -44,6 +45,11 @@ ENVIRONMENT:
 		},
 	}
 	return app
+}
+
+func quietGlobals(f []cli.Flag) []cli.Flag {
+	quietBools(f)
+	return f
 }
 
 // RunApp runs app with args, flags anywhere (see reorderArgs).

@@ -83,6 +83,7 @@ func prepareCommands(cmds []*cli.Command, parent string) []*cli.Command {
 			}
 			c.Subcommands = prepareCommands(c.Subcommands, path)
 		}
+		quietBools(c.Flags)
 		if isUsageOnly(c) {
 			continue
 		}
@@ -103,6 +104,16 @@ func prepareCommands(cmds []*cli.Command, parent string) []*cli.Command {
 		}
 	}
 	return out
+}
+
+// quietBools drops "(default: false)" from the help of boolean flags, as
+// the nomad and consul CLIs print them.
+func quietBools(flags []cli.Flag) {
+	for _, f := range flags {
+		if b, ok := f.(*cli.BoolFlag); ok && !b.Value {
+			b.DisableDefaultText = true
+		}
+	}
 }
 
 // isUsageOnly says whether c only groups subcommands.
