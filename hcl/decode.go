@@ -184,5 +184,6 @@ func (d *decoder) rollout(b *hcl2.Block) *scheduler.Policy {
 	if ob := single(blocks, "offline"); ob != nil {
 		p.Offline = d.offline(ob)
 	}
+	p.Notify = d.notifyBlocks(blocks["notify"])
 	return p
 }
