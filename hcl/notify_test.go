@@ -174,3 +174,46 @@ func TestNotifyURLRules(t *testing.T) {
 		}
 	}
 }
+
+// The policy keeps references only: with the secrets set in the
+// environment, neither the decoded policy (what a rollout request stores),
+// nor validate's text and JSON output, nor a diagnostic shows a value.
+func TestNotifySecretsNeverDecoded(t *testing.T) {
+	const token, hook = "tok-v4lue-s3cr3t", "hook-v4lue-s3cr3t"
+	t.Setenv("OPS_HOOK_TOKEN", token)
+	t.Setenv("SLACK_WEBHOOK_URL", "https://hooks.slack.com/services/"+hook)
+	src := notifyPolicy(`
+  notify "webhook" "ops" {
+    url     = "http://hooks.example.com/fleet"
+    headers = { Authorization = "Bearer ${env.OPS_HOOK_TOKEN}" }
+  }
+  notify "slack" "team" {
+    url    = env.SLACK_WEBHOOK_URL
+    events = ["rollbak"]
+  }
+`)
+	p := NewParser()
+	_, diags := p.ParseSource("p.fleet.hcl", []byte(src))
+	if len(diags) != 2 {
+		t.Fatalf("want the plain-http warning and the unknown event: %v", diags)
+	}
+	var text strings.Builder
+	if err := WriteDiagnostics(&text, p.Files(), diags, false); err != nil {
+		t.Fatal(err)
+	}
+	js, _ := json.Marshal(Report(diags))
+	// Without the error, the decoded policy itself.
+	policies, _ := ParseSource("p.fleet.hcl", []byte(strings.Replace(src, `"rollbak"`, `"rollback"`, 1)))
+	if len(policies) != 1 || len(policies[0].Notify) != 2 {
+		t.Fatalf("policies %+v", policies)
+	}
+	pj, _ := json.Marshal(policies)
+	for what, out := range map[string]string{"validate text": text.String(), "validate -json": string(js), "the policy as JSON": string(pj), "the policy as Go": fmt.Sprintf("%+v", policies[0].Notify)} {
+		if strings.Contains(out, token) || strings.Contains(out, hook) {
+			t.Errorf("%s shows a secret value:\n%s", what, out)
+		}
+	}
+	if !strings.Contains(string(pj), `"env":"OPS_HOOK_TOKEN"`) || !strings.Contains(string(pj), `"env":"SLACK_WEBHOOK_URL"`) {
+		t.Errorf("the policy lost its references: %s", pj)
+	}
+}
