@@ -209,7 +209,8 @@ rollout "detector" {
 
   # Who is told about the rollout (optional; any number of notify blocks).
   # Labels: the type (webhook, slack or log) and a name of your choice, used
-  # in logs and errors. Whichever controller runs the rollout (`fleetplan
+  # in logs and errors. A notify block may also be written at the top level
+  # of the file, outside the rollout blocks: every rollout of the file gets it. Whichever controller runs the rollout (`fleetplan
   # apply`, or the controller service) notifies, without ever blocking the
   # rollout: each notifier has its own bounded queue.
   #

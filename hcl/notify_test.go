@@ -217,3 +217,29 @@ func TestNotifySecretsNeverDecoded(t *testing.T) {
 		t.Errorf("the policy lost its references: %s", pj)
 	}
 }
+
+// notify blocks at the top level of a file apply to each of its rollouts,
+// before the rollout's own; a rollout's block may not reuse their names.
+func TestNotifyTopLevel(t *testing.T) {
+	second := strings.Replace(notifyPolicy(`  notify "log" "own" {}`), `rollout "detector"`, `rollout "tracker"`, 1)
+	src := `notify "slack" "team" {
+  url = env.SLACK_WEBHOOK_URL
+}
+` + notifyPolicy("") + second
+	policies, diags := ParseSource("p.fleet.hcl", []byte(src))
+	if len(diags) != 0 {
+		t.Fatalf("diagnostics: %v", diags)
+	}
+	if len(policies) != 2 || len(policies[0].Notify) != 1 || policies[0].Notify[0].Name != "team" ||
+		len(policies[1].Notify) != 2 || policies[1].Notify[0].Name != "team" || policies[1].Notify[1].Name != "own" {
+		t.Fatalf("notifiers: %+v / %+v", policies[0].Notify, policies[1].Notify)
+	}
+	clash := `notify "slack" "team" {
+  url = env.SLACK_WEBHOOK_URL
+}
+` + notifyPolicy(`  notify "log" "team" {}`)
+	_, diags = ParseSource("p.fleet.hcl", []byte(clash))
+	if len(diags) != 1 || diags[0].Summary != "Duplicate notifier" || diags[0].Subject.Start.Line != 22 || !strings.Contains(diags[0].Detail, "p.fleet.hcl:1") {
+		t.Fatalf("clash: %v", diags)
+	}
+}

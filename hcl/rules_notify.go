@@ -52,10 +52,15 @@ var attrsByType = map[string][]string{
 	scheduler.NotifierLog:     {"level"},
 }
 
-// notifyBlocks decodes the notify blocks of a rollout.
-func (d *decoder) notifyBlocks(blocks []*hcl2.Block) []scheduler.NotifierSpec {
+// notifyBlocks decodes notify blocks (of a rollout, or of the file's top
+// level); their names must differ from each other and from inherited's
+// (the file's, for a rollout).
+func (d *decoder) notifyBlocks(blocks []*hcl2.Block, inherited []scheduler.NotifierSpec) []scheduler.NotifierSpec {
 	var out []scheduler.NotifierSpec
 	names := map[string]hcl2.Range{}
+	for _, s := range inherited {
+		names[s.Name] = s.Range
+	}
 	for _, b := range blocks {
 		typ, name := b.Labels[0], b.Labels[1]
 		ok := true
@@ -402,7 +407,7 @@ func errNotifierName(subject hcl2.Range, name string) *hcl2.Diagnostic {
 
 func errDuplicateNotifier(subject hcl2.Range, name string, first hcl2.Range) *hcl2.Diagnostic {
 	return newError(subject, "Duplicate notifier",
-		fmt.Sprintf("A notifier named %q is already defined at %s. Each notify block of a rollout needs its own name.", name, shortRange(first)))
+		fmt.Sprintf("A notifier named %q is already defined at %s. Each notify block of a rollout, and of the top level of its file, needs its own name.", name, shortRange(first)))
 }
 
 func errNotifierAttr(subject hcl2.Range, typ, name string) *hcl2.Diagnostic {

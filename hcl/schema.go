@@ -52,7 +52,7 @@ var (
 		Attrs:  []string{"strategy", "max_parallel"},
 		Blocks: []*blockSpec{fleetSpec, releaseSpec, canarySpec, waveSpec, healthSpec, rollbackSpec, offlineSpec, notifySpec}}
 	// fileSpec is the top level of a policy file.
-	fileSpec = &blockSpec{Type: "", Blocks: []*blockSpec{rolloutSpec}}
+	fileSpec = &blockSpec{Type: "", Blocks: []*blockSpec{rolloutSpec, notifySpec}}
 )
 
 // bodySchema returns the hcl.BodySchema of the block's body. No attribute is
