@@ -248,6 +248,7 @@ var rangeWhy = map[string]string{
 	"rollback.max_offline_after_switch_percent": "it is the share of the devices a wave switched to the new version that may then drop offline before fleetplan rolls back; devices offline before their switch are skipped and do not count. When it is absent it equals max_failure_percent.",
 	"rollback.max_p95_latency_increase_percent": "it is how much slower (in percent of the old version's p95 latency) the new version may be; 0 turns the check off.",
 	"offline.max_offline_percent":               "above this share of offline devices the rollout pauses; 0 turns the check off.",
+	"notify.timeout":                            "it bounds one delivery of a notification, retries included.",
 }
 
 func errEmptyString(subject hcl2.Range, name string) *hcl2.Diagnostic {

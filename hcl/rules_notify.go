@@ -339,6 +339,11 @@ func (d *decoder) evalSecret(a *hcl2.Attribute) (cty.Value, []scheduler.SecretRe
 		ctx.Variables["env"] = cty.EmptyObjectVal
 	}
 	v, diags := a.Expr.Value(ctx)
+	for _, dg := range diags {
+		// The text writer would print the placeholders of the references
+		// ("with env.X as ..."): there are no values to show.
+		dg.Expression, dg.EvalContext = nil, nil
+	}
 	d.add(diags...)
 	if diags.HasErrors() {
 		return cty.NilVal, nil, false
