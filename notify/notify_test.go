@@ -511,3 +511,43 @@ func TestParseFlags(t *testing.T) {
 		t.Error("two notifiers named a were accepted")
 	}
 }
+
+// A delivery is bounded by its timeout, retries included; Close is bounded
+// by CloseTimeout and then stops what is in flight.
+func TestDeliveryAndCloseTimeouts(t *testing.T) {
+	stop := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		select { // does not answer
+		case <-r.Context().Done():
+		case <-stop:
+		}
+	}))
+	defer srv.Close()
+	defer close(stop)
+	log, buf := testLogger()
+	spec := webhook("hang", srv.URL)
+	spec.Timeout = 50 * time.Millisecond
+	set, err := New(context.Background(), []scheduler.NotifierSpec{spec}, fastOpts(log))
+	if err != nil {
+		t.Fatal(err)
+	}
+	set.Event(context.Background(), events(time.Now())[4], "2.0.0")
+	set.Close()
+	if out := buf.String(); !strings.Contains(out, "notification failed: notifier=webhook.hang") || !strings.Contains(out, "context deadline exceeded") {
+		t.Errorf("the hanging delivery did not time out:\n%s", out)
+	}
+
+	log, buf = testLogger()
+	opts := fastOpts(log)
+	opts.CloseTimeout = 50 * time.Millisecond
+	set, err = New(context.Background(), []scheduler.NotifierSpec{webhook("hang", srv.URL)}, opts) // default timeout: 30s
+	if err != nil {
+		t.Fatal(err)
+	}
+	set.Event(context.Background(), events(time.Now())[4], "2.0.0")
+	set.Close()
+	if out := buf.String(); !strings.Contains(out, "notifications still queued at close were dropped") || !strings.Contains(out, "notification failed") {
+		t.Errorf("Close did not stop the delivery in flight:\n%s", out)
+	}
+}
