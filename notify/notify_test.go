@@ -551,3 +551,29 @@ func TestDeliveryAndCloseTimeouts(t *testing.T) {
 		t.Errorf("Close did not stop the delivery in flight:\n%s", out)
 	}
 }
+
+func TestRedactor(t *testing.T) {
+	r := &redactor{}
+	if got := r.text("nothing to hide"); got != "nothing to hide" {
+		t.Errorf("an empty redactor changed the text: %q", got)
+	}
+	r.add("s3cr3t")
+	r.add("a b/c?d")
+	r.add("")
+	for in, want := range map[string]string{
+		"token s3cr3t.":                  "token [redacted].",
+		`Post "https://h/a%20b%2Fc%3Fd"`: `Post "https://h/[redacted]"`,
+		"q=a+b%2Fc%3Fd":                  "q=[redacted]",
+		"raw a b/c?d here":               "raw [redacted] here",
+	} {
+		if got := r.text(in); got != want {
+			t.Errorf("text(%q) = %q, want %q", in, got, want)
+		}
+	}
+	if err := r.err(errors.New("dial s3cr3t: refused")); err.Error() != "dial [redacted]: refused" {
+		t.Errorf("err: %v", err)
+	}
+	if r.err(nil) != nil {
+		t.Error("err(nil) is not nil")
+	}
+}

@@ -90,10 +90,9 @@ func (r *resolver) variable(path string) (map[string]string, error) {
 	case v == nil:
 		return nil, fmt.Errorf("the Nomad Variable %s does not exist", path)
 	}
+	// Only the items referenced are redacted (value adds them): the others
+	// never leave this map.
 	items := map[string]string(v.Items)
-	for _, val := range items {
-		r.red.add(val) // every item of the variable is a secret
-	}
 	r.vars[path] = items
 	return items, nil
 }
