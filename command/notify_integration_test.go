@@ -16,11 +16,13 @@ import (
 	"time"
 
 	"github.com/fleetplan/fleetplan/internal/testcluster"
+	nomad "github.com/hashicorp/nomad/api"
 )
 
 // A webhook on loopback receives the notifications of a real rollout; its
-// path and token come from apply's environment and appear nowhere else: not
-// in apply's output and logs, not in Consul KV.
+// path comes from apply's environment and its token from a Nomad Variable,
+// and neither appears anywhere else: not in apply's output and logs, not in
+// Consul KV.
 func TestIntegrationNotifyWebhook(t *testing.T) {
 	c := testcluster.Require(t)
 	app := "it-notify"
@@ -54,7 +56,12 @@ func TestIntegrationNotifyWebhook(t *testing.T) {
 	srv.Start()
 	defer srv.Close()
 	t.Setenv("FP_IT_HOOK_PATH", pathSecret)
-	t.Setenv("FP_IT_HOOK_TOKEN", token)
+	// The token is an item of a Nomad Variable, read by apply's Nomad client.
+	const varPath = "fleetplan/it-notify"
+	if _, _, err := c.Nomad.Variables().Create(&nomad.Variable{Path: varPath, Items: nomad.VariableItems{"token": token}}, nil); err != nil {
+		t.Fatalf("creating the Nomad Variable %s: %v", varPath, err)
+	}
+	t.Cleanup(func() { _, _ = c.Nomad.Variables().Delete(varPath, nil) })
 
 	path := policy(t, dir, app, "1.0.0", nil, "wave")
 	src, err := os.ReadFile(path)
@@ -64,7 +71,7 @@ func TestIntegrationNotifyWebhook(t *testing.T) {
 	blocks := fmt.Sprintf(`
   notify "webhook" "it" {
     url     = "%s/hook/${env.FP_IT_HOOK_PATH}"
-    headers = { Authorization = "Bearer ${env.FP_IT_HOOK_TOKEN}" }
+    headers = { Authorization = "Bearer ${nomad_var("fleetplan/it-notify", "token")}" }
   }
   notify "log" "audit" {}
 }
