@@ -343,6 +343,6 @@ func (s *Set) Close() {
 	}
 }
 
-// errNotConfigured is returned for a reference that cannot be resolved
-// because its source is missing.
+// errNoVariables is returned for a nomad_var reference when New was given
+// no Nomad Variables reader.
 var errNoVariables = errors.New("no Nomad client to read Nomad Variables with")
