@@ -84,7 +84,7 @@ func applyAction(c *cli.Context) error {
 	}
 	defer audit.Close()
 	audit.Record(ctx, operator.Note("", "", "apply", "started", fmt.Sprintf("policy %s", c.Args().First()), actor))
-	notify, err := newNotifiers(ctx, c.StringSlice("notify"), log)
+	notify, err := newNotifiers(ctx, op, policies, c.StringSlice("notify"), log)
 	if err != nil {
 		return exit(ExitUsage, "%v", err)
 	}

@@ -5,58 +5,58 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
-	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/fleetplan/fleetplan/plugin"
-	"github.com/fleetplan/fleetplan/scheduler"
 	"github.com/hashicorp/go-hclog"
+
+	"github.com/fleetplan/fleetplan/notify"
+	"github.com/fleetplan/fleetplan/scheduler"
 )
 
-func TestNotifiersSendRollbacksAndApprovals(t *testing.T) {
+// apply's notifiers: each rollout's notify blocks plus the -notify flags,
+// and events go to the notifiers of their own rollout.
+func TestNotifiersRouteEventsByRollout(t *testing.T) {
 	var mu sync.Mutex
-	var got []plugin.Notification
+	got := map[string][]notify.Notification{}
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		var n plugin.Notification
+		var n notify.Notification
 		if err := json.NewDecoder(r.Body).Decode(&n); err != nil {
 			t.Errorf("bad payload: %v", err)
 		}
 		mu.Lock()
-		got = append(got, n)
+		got[r.URL.Path] = append(got[r.URL.Path], n)
 		mu.Unlock()
 	}))
 	defer srv.Close()
-	n, err := newNotifiers(context.Background(), []string{"webhook:url=" + srv.URL, "log"}, hclog.NewNullLogger())
+	policies := []*scheduler.Policy{
+		{Name: "a", Notify: []scheduler.NotifierSpec{{Type: "webhook", Name: "ops", URL: scheduler.Literal(srv.URL + "/a"), Events: []string{"rollback"}}}},
+		{Name: "b"},
+	}
+	n, err := newNotifiers(context.Background(), nil, policies, []string{"webhook:url=" + srv.URL + "/flag"}, hclog.NewNullLogger())
 	if err != nil {
 		t.Fatal(err)
 	}
 	now := time.Now()
 	for _, e := range []scheduler.Event{
-		{Time: now, Rollout: "app", Action: "switch", Outcome: "ok", Device: "d1"},
-		{Time: now, Rollout: "app", Action: "await-approval", Outcome: "waiting", Detail: "approve with ..."},
-		{Time: now, Rollout: "app", Action: "decision:rollback", Outcome: "ok", Detail: "canary failed", Decision: &scheduler.Decision{
-			Kind: scheduler.DecisionRollback, Numbers: map[string]float64{"failed": 2},
-			Analysis: &scheduler.FailureAnalysis{Kind: scheduler.AnalysisCompatibility, Classes: []string{"rpi"}, Layer: 3, Attempted: 4, Failed: 2, ClassAttempted: 2, ClassFailed: 2},
-		}},
+		{Time: now, Rollout: "a", Action: "decision:rollback", Outcome: "ok", Detail: "canary failed"},
+		{Time: now, Rollout: "b", Action: "await-approval", Outcome: "waiting"},
+		{Time: now, Rollout: "c", Action: "decision:confirmed", Outcome: "ok"}, // no notifiers
 	} {
 		n.Event(context.Background(), e, "2.0.0")
 	}
 	n.Close()
-	if len(got) != 2 || got[0].Kind != plugin.NotifyApprovalNeeded || got[1].Kind != plugin.NotifyRollback || got[1].Message != "canary failed" || got[1].Version != "2.0.0" {
-		t.Fatalf("notifications %+v", got)
+	if len(got["/a"]) != 1 || got["/a"][0].Rollout != "a" || got["/a"][0].Kind != "rollback" {
+		t.Errorf("policy notifier of a got %+v", got["/a"])
 	}
-	if a := got[1].Analysis; a == nil || a.Kind != "compatibility" || len(a.Classes) != 1 || a.Classes[0] != "rpi" || a.Layer != 3 || !strings.Contains(a.Summary, "node class rpi") || got[1].Numbers["failed"] != 2 {
-		t.Fatalf("the rollback notification does not carry the analysis as data: %+v", got[1])
+	if len(got["/flag"]) != 2 || got["/flag"][0].Notifier != "flag1" {
+		t.Errorf("the -notify flag notifier got %+v, want the events of a and b", got["/flag"])
 	}
-	if !strings.Contains(got[0].Message, "fleetplan approve app") {
-		t.Errorf("approval notification %q does not say how to approve", got[0].Message)
-	}
-	if _, err := newNotifiers(context.Background(), []string{"pager"}, hclog.NewNullLogger()); err == nil {
+	if _, err := newNotifiers(context.Background(), nil, policies, []string{"pager"}, hclog.NewNullLogger()); err == nil {
 		t.Fatal("an unknown notifier was accepted")
 	}
-	if _, err := newNotifiers(context.Background(), []string{"webhook"}, hclog.NewNullLogger()); err == nil {
+	if _, err := newNotifiers(context.Background(), nil, policies, []string{"webhook"}, hclog.NewNullLogger()); err == nil {
 		t.Fatal("a webhook without url was accepted")
 	}
 }

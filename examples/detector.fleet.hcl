@@ -206,4 +206,52 @@ rollout "detector" {
     # (optional; 0 or absent: no limit).
     max_offline_percent = 20
   }
+
+  # Who is told about the rollout (optional; any number of notify blocks).
+  # Labels: the type (webhook, slack or log) and a name of your choice, used
+  # in logs and errors. A notify block may also be written at the top level
+  # of the file, outside the rollout blocks: every rollout of the file gets it. Whichever controller runs the rollout (`fleetplan
+  # apply`, or the controller service) notifies, without ever blocking the
+  # rollout: each notifier has its own bounded queue.
+  #
+  # Secrets never go in the policy. url and header values may reference
+  #   env.NAME                  an environment variable of the controller
+  #   nomad_var("path", "item") an item of a Nomad Variable
+  # alone or inside a string ("Bearer ${env.OPS_HOOK_TOKEN}"). The rollout
+  # keeps the references only; the values are read when the notifier is
+  # built and are redacted from every error and log line.
+  #
+  # events (optional; default all of them):
+  #   approval-needed  the canary passed its gate and waits for `fleetplan approve`
+  #   phase            the rollout moved on: a gate passed, approved, paused, resumed
+  #   rollback         a rollback began or ended (with the failure analysis)
+  #   halted           the rollout stopped for an operator (with what to do)
+  #   done             every device runs the new version
+  notify "webhook" "ops" {
+    # Where the notification is POSTed as JSON (required; https://, or
+    # http:// to a loopback address only, else a warning).
+    url = "https://hooks.example.com/fleet"
+    # Extra request headers (optional).
+    headers = {
+      Authorization = "Bearer ${env.OPS_HOOK_TOKEN}"
+    }
+    events = ["approval-needed", "rollback", "halted", "done"]
+    # One delivery, retries included (optional; default "30s"). Network
+    # errors, 429 and 5xx answers are retried with backoff, honouring
+    # Retry-After; other 4xx answers are not.
+    timeout = "30s"
+  }
+
+  # A chat message ({text, blocks}) to a Slack or Mattermost incoming
+  # webhook, whose URL is its credential: reference it.
+  notify "slack" "team" {
+    url    = nomad_var("fleetplan/notify", "slack_url")
+    events = ["approval-needed", "rollback", "halted", "done"]
+  }
+
+  # One log line per notification in the controller's log (level optional:
+  # trace, debug, info (default), warn or error).
+  notify "log" "audit" {
+    level = "info"
+  }
 }

@@ -26,6 +26,10 @@ type decoder struct {
 	// it could be read and parsed (jobPortsOK).
 	jobPorts   []string
 	jobPortsOK bool
+
+	// fileNotify are the notify blocks at the top level of the file, which
+	// every rollout of the file gets.
+	fileNotify []scheduler.NotifierSpec
 }
 
 func (d *decoder) add(diags ...*hcl2.Diagnostic) { d.diags = append(d.diags, diags...) }
@@ -184,5 +188,6 @@ func (d *decoder) rollout(b *hcl2.Block) *scheduler.Policy {
 	if ob := single(blocks, "offline"); ob != nil {
 		p.Offline = d.offline(ob)
 	}
+	p.Notify = append(append([]scheduler.NotifierSpec(nil), d.fileNotify...), d.notifyBlocks(blocks["notify"], d.fileNotify)...)
 	return p
 }

@@ -111,6 +111,8 @@ func errUnknownBlock(subject hcl2.Range, name string, in *blockSpec) *hcl2.Diagn
 var labelHelp = map[string]string{
 	"rollout.application": `A rollout block is labelled with the application's name, which names its Nomad jobs: rollout "detector" { ... }.`,
 	"variant.class":       `A variant block is labelled with the Nomad node class it applies to: variant "jetson" { ... }.`,
+	"notify.type":         `A notify block is labelled with the notifier's type (webhook, slack or log) and a name of your choice: notify "webhook" "ops" { ... }.`,
+	"notify.name":         `A notify block is labelled with the notifier's type and a name of your choice, used in logs and errors: notify "webhook" "ops" { ... }.`,
 }
 
 func errMissingLabel(subject hcl2.Range, typ, label string) *hcl2.Diagnostic {
@@ -246,6 +248,7 @@ var rangeWhy = map[string]string{
 	"rollback.max_offline_after_switch_percent": "it is the share of the devices a wave switched to the new version that may then drop offline before fleetplan rolls back; devices offline before their switch are skipped and do not count. When it is absent it equals max_failure_percent.",
 	"rollback.max_p95_latency_increase_percent": "it is how much slower (in percent of the old version's p95 latency) the new version may be; 0 turns the check off.",
 	"offline.max_offline_percent":               "above this share of offline devices the rollout pauses; 0 turns the check off.",
+	"notify.timeout":                            "it bounds one delivery of a notification, retries included.",
 }
 
 func errEmptyString(subject hcl2.Range, name string) *hcl2.Diagnostic {
@@ -591,6 +594,11 @@ var attrExamples = map[string]string{
 	"scope":                            `scope = "wave"`,
 	"catch_up":                         `catch_up = true`,
 	"max_offline_percent":              `max_offline_percent = 20`,
+	"url":                              `url = "https://hooks.example.com/fleet"`,
+	"headers":                          `headers = { Authorization = "Bearer ${env.OPS_HOOK_TOKEN}" }`,
+	"events":                           `events = ["approval-needed", "rollback", "halted", "done"]`,
+	"level":                            `level = "info"`,
+	"notify.timeout":                   `timeout = "30s"`,
 }
 
 // requiredWhy says why a required attribute is needed, keyed by
@@ -605,6 +613,7 @@ var requiredWhy = map[string]string{
 	"wave.soak":                    "it is how long the wave runs, with health watched, before its gate decides whether the next wave may start.",
 	"rollback.max_failure_percent": "it is the share of the devices a wave attempted that may fail before fleetplan rolls back by itself.",
 	"functional.probe":             "it names the probe plugin that sends the test input.",
+	"notify.url":                   "it is where the notifications are POSTed. Keep a secret URL out of the policy with a reference: url = env.SLACK_WEBHOOK_URL or url = nomad_var(\"fleetplan/notify\", \"slack_url\").",
 	"functional.expect":            "it is what the answer to the test input must contain; without it the probe checks nothing.",
 	"functional.command":           "with probe = \"exec\" it names the check program to run, an entry of the allow-list in the device agent's own configuration (never a command line: the policy reaches the devices through Consul KV).",
 }

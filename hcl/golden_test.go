@@ -32,6 +32,7 @@ var goldenCases = []struct {
 	{"input", []string{"input.fleet.hcl"}},
 	{"syntax", []string{"syntax.fleet.hcl"}},
 	{"duplicate", []string{"valid.fleet.hcl", "duplicate.fleet.hcl"}},
+	{"notify", []string{"notify.fleet.hcl"}},
 }
 
 const goldenDir = "testdata/validate"

@@ -105,6 +105,10 @@ func (p *Parser) parse(filename string, src []byte) ([]*scheduler.Policy, hcl2.D
 	}
 
 	c := d.content(file.Body, fileSpec)
+	// notify blocks at the top level apply to every rollout of the file.
+	if syntaxOK {
+		d.fileNotify = d.notifyBlocks(blocksOf(c)["notify"], nil)
+	}
 	var policies []*scheduler.Policy
 	n := 0
 	for _, b := range c.Blocks {

@@ -46,11 +46,13 @@ var (
 		Attrs: []string{"max_failure_percent", "max_error_rate", "max_p95_latency_increase_percent", "max_offline_after_switch_percent", "scope"}}
 	offlineSpec = &blockSpec{Type: "offline",
 		Attrs: []string{"catch_up", "max_offline_percent"}}
+	notifySpec = &blockSpec{Type: "notify", Labels: []string{"type", "name"}, Multi: true,
+		Attrs: []string{"url", "headers", "events", "timeout", "level"}}
 	rolloutSpec = &blockSpec{Type: "rollout", Labels: []string{"application"}, Multi: true,
 		Attrs:  []string{"strategy", "max_parallel"},
-		Blocks: []*blockSpec{fleetSpec, releaseSpec, canarySpec, waveSpec, healthSpec, rollbackSpec, offlineSpec}}
+		Blocks: []*blockSpec{fleetSpec, releaseSpec, canarySpec, waveSpec, healthSpec, rollbackSpec, offlineSpec, notifySpec}}
 	// fileSpec is the top level of a policy file.
-	fileSpec = &blockSpec{Type: "", Blocks: []*blockSpec{rolloutSpec}}
+	fileSpec = &blockSpec{Type: "", Blocks: []*blockSpec{rolloutSpec, notifySpec}}
 )
 
 // bodySchema returns the hcl.BodySchema of the block's body. No attribute is

@@ -62,6 +62,8 @@ type Policy struct {
 	Health      Health
 	Rollback    Rollback
 	Offline     Offline
+	// Notify are the policy's notify blocks, in source order.
+	Notify []NotifierSpec
 
 	// File is the policy file the rollout was read from.
 	File     string
@@ -228,4 +230,136 @@ type StageSpec struct {
 
 func waveName(n int) string {
 	return "wave " + strconv.Itoa(n)
+}
+
+// Notification events: what a notify block may subscribe to.
+const (
+	NotifyApprovalNeeded = "approval-needed"
+	NotifyPhase          = "phase"
+	NotifyRollback       = "rollback"
+	NotifyHalted         = "halted"
+	NotifyDone           = "done"
+)
+
+// NotifyEvents lists the notification events, in the order they usually
+// happen. A notify block without events subscribes to all of them.
+var NotifyEvents = []string{NotifyApprovalNeeded, NotifyPhase, NotifyRollback, NotifyHalted, NotifyDone}
+
+// Notifier types.
+const (
+	NotifierWebhook = "webhook"
+	NotifierLog     = "log"
+	NotifierSlack   = "slack"
+)
+
+// NotifierTypes lists the notifier types a notify block may name.
+var NotifierTypes = []string{NotifierLog, NotifierSlack, NotifierWebhook}
+
+// NotifierSpec is one `notify` block (or -notify flag): who is told about a
+// rollout's events. It is plain data that holds references to secrets,
+// never their values, so it may be stored (in the rollout request) and
+// printed; the notify package resolves the references when it builds the
+// notifier, in the controller that runs the rollout.
+type NotifierSpec struct {
+	// Type is webhook, log or slack; Name is the block's second label.
+	Type string `json:"type"`
+	Name string `json:"name"`
+	// Events the notifier is told about; empty means all (NotifyEvents).
+	Events []string `json:"events,omitempty"`
+	// URL is where webhook and slack notifiers POST.
+	URL SecretString `json:"url,omitempty"`
+	// Headers are extra request headers of a webhook notifier.
+	Headers map[string]SecretString `json:"headers,omitempty"`
+	// Level is the log notifier's level (default info).
+	Level string `json:"level,omitempty"`
+	// Timeout bounds one delivery, retries included (0: the default).
+	Timeout time.Duration `json:"timeout,omitempty"`
+	// Source says where the spec comes from: "policy" or "flag".
+	Source string    `json:"source,omitempty"`
+	Range  hcl.Range `json:"-"`
+}
+
+// Wants reports whether the notifier is told about event.
+func (s NotifierSpec) Wants(event string) bool {
+	if len(s.Events) == 0 {
+		return true
+	}
+	for _, e := range s.Events {
+		if e == event {
+			return true
+		}
+	}
+	return false
+}
+
+// SecretString is a string made of literal text and references to secrets,
+// such as "Bearer ${env.OPS_HOOK_TOKEN}". Only the references are kept:
+// the secrets' values are read when the notifier is built.
+type SecretString []StringPart
+
+// StringPart is literal text or a reference to a secret.
+type StringPart struct {
+	Literal string     `json:"literal,omitempty"`
+	Secret  *SecretRef `json:"secret,omitempty"`
+}
+
+// SecretRef names a secret: an environment variable of the controller that
+// runs the rollout, or an item of a Nomad Variable.
+type SecretRef struct {
+	Env           string `json:"env,omitempty"`
+	NomadVariable string `json:"nomad_variable,omitempty"`
+	Item          string `json:"item,omitempty"`
+}
+
+// Literal returns a SecretString without references.
+func Literal(s string) SecretString {
+	if s == "" {
+		return nil
+	}
+	return SecretString{{Literal: s}}
+}
+
+// String writes the reference as the policy does: env.NAME or
+// nomad_var("path", "item").
+func (r SecretRef) String() string {
+	if r.Env != "" {
+		return "env." + r.Env
+	}
+	return "nomad_var(" + strconv.Quote(r.NomadVariable) + ", " + strconv.Quote(r.Item) + ")"
+}
+
+// String writes the string with its references as ${...}: safe to print,
+// since it holds no secret value.
+func (s SecretString) String() string {
+	var b []byte
+	for _, p := range s {
+		if p.Secret != nil {
+			b = append(b, "${"+p.Secret.String()+"}"...)
+		} else {
+			b = append(b, p.Literal...)
+		}
+	}
+	return string(b)
+}
+
+// HasSecret reports whether the string references a secret.
+func (s SecretString) HasSecret() bool {
+	for _, p := range s {
+		if p.Secret != nil {
+			return true
+		}
+	}
+	return false
+}
+
+// LiteralPrefix returns the literal text before the first reference.
+func (s SecretString) LiteralPrefix() string {
+	var b []byte
+	for _, p := range s {
+		if p.Secret != nil {
+			break
+		}
+		b = append(b, p.Literal...)
+	}
+	return string(b)
 }
