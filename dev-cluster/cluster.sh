@@ -578,5 +578,5 @@ device-thaw) shift; cmd_device_thaw "$@" ;;
 server-restart) shift; cmd_server_restart "$@" ;;
 devices) devices ;;
 env) cmd_env ;;
-*) sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+*) sed -n '2,29p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
 esac
