@@ -431,14 +431,9 @@ func TestIntegrationACLRolloutWithLeastPrivilege(t *testing.T) {
 		return running == len(e.devices), fmt.Sprintf("%d of %d devices run the agent from the artifact", running, len(e.devices))
 	})
 
-	// Least privilege holds: the operator cannot write a rollout's state
-	// outside the requests, nor register a job.
-	ocfg := consul.DefaultConfig()
-	ocfg.Address, ocfg.Token = "127.0.0.1:8500", e.tokens["operator.consul"]
-	oc, _ := consul.NewClient(ocfg)
-	if _, err := oc.KV().Put(&consul.KVPair{Key: "fleetplan/apps/" + app, Value: []byte("x")}, nil); err == nil || !strings.Contains(err.Error(), "403") {
-		t.Errorf("the operator token wrote fleetplan/apps/: %v", err)
-	}
+	// Least privilege holds: each token is refused what its role does not
+	// do (and granted what it does: the rollout below).
+	e.refusals(t)
 
 	// 1.0.0: the controller waits for approval; the operator approves.
 	out, wait := e.start(t, ctx, "controller", "apply", policy(t, dir, app, "1.0.0", nil))
@@ -499,6 +494,54 @@ func TestIntegrationACLRolloutWithLeastPrivilege(t *testing.T) {
 	}
 
 	e.grepSecrets(t, ctx, au.stdout)
+}
+
+// refusals checks that each role's token is refused (403) the calls of
+// the other roles, and granted a call of its own.
+func (e *aclEnv) refusals(t *testing.T) {
+	t.Helper()
+	nodes, _, err := e.nomad.Nodes().List(nil)
+	if err != nil || len(nodes) == 0 {
+		t.Fatalf("listing nodes: %v", err)
+	}
+	unset := `{"NodeID":"` + nodes[0].ID + `","Meta":{"fleetplan.acl-test":null}}`
+	parse := `{"JobHCL":"job \"x\" {\n type = \"system\"\n group \"g\" {\n task \"t\" {\n driver = \"raw_exec\"\n config { command = \"/bin/true\" }\n }\n }\n}"}`
+	const n, c = "http://127.0.0.1:4646", "http://127.0.0.1:8500"
+	for _, k := range []struct {
+		what, method, url, token, body string
+		want                           int
+	}{
+		{"switching a device (dynamic node metadata) with the operator's token", "POST", n + "/v1/client/metadata", "operator.nomad", unset, 403},
+		{"switching a device with the controller's token", "POST", n + "/v1/client/metadata", "controller.nomad", unset, 200},
+		{"parsing a jobspec with the operator's token", "POST", n + "/v1/jobs/parse", "operator.nomad", parse, 403},
+		{"parsing a jobspec with the controller's token", "POST", n + "/v1/jobs/parse", "controller.nomad", parse, 200},
+		{"reading a Nomad agent with the operator's token", "GET", n + "/v1/agent/self", "operator.nomad", "", 403},
+		{"reading a Nomad agent with the agent's token", "GET", n + "/v1/agent/self", "agent.nomad", "", 200},
+		{"reading rollout state with the agent's token", "GET", c + "/v1/kv/fleetplan/rollouts/?recurse", "agent.consul", "", 403},
+		{"creating a session with the agent's token", "PUT", c + "/v1/session/create", "agent.consul", `{"TTL":"10s","Behavior":"delete"}`, 403},
+		{"writing outside fleetplan/ with the controller's token", "PUT", c + "/v1/kv/acl-test", "controller.consul", "x", 403},
+		{"writing the active slot with the operator's token", "PUT", c + "/v1/kv/fleetplan/apps/acl-test", "operator.consul", "x", 403},
+	} {
+		req, err := http.NewRequest(k.method, k.url, strings.NewReader(k.body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if strings.HasPrefix(k.url, n) {
+			req.Header.Set("X-Nomad-Token", e.tokens[k.token])
+		} else {
+			req.Header.Set("X-Consul-Token", e.tokens[k.token])
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatalf("%s: %v", k.what, err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		e.keep(string(body))
+		if resp.StatusCode != k.want {
+			t.Errorf("%s: %d %s, want %d", k.what, resp.StatusCode, strings.TrimSpace(string(body)), k.want)
+		}
+	}
 }
 
 // grepSecrets fails the test for every token secret found in a place a

@@ -9,8 +9,11 @@ usage: acl.py COMMAND STATE_DIR [ARGS]
                            and NODES), the Nomad agents' token and the
                            fleetplan tokens from REPO/acl/*.consul.hcl
   nomad STATE REPO         bootstrap Nomad's ACLs, the fleetplan tokens from
-                           REPO/acl/*.nomad.hcl, and the device agent's Nomad
-                           Variable nomad/jobs/fleetplan-agent
+                           REPO/acl/*.nomad.hcl, and the Nomad Variables
+                           nomad/jobs/fleetplan-agent and
+                           nomad/jobs/fleetplan-controller (items
+                           consul_token, nomad_token) the device agent's and
+                           the controller service's jobs read
   token STATE NAME         print the secret of STATE/acl/NAME.token (for the
                            agent configs cluster.sh writes; never logged)
 
@@ -30,6 +33,7 @@ CONSUL = "http://127.0.0.1:8500"
 # acl/<role>.consul.hcl and acl/<role>.nomad.hcl.
 ROLES = ("controller", "agent", "operator")
 AGENT_VARIABLE = "nomad/jobs/fleetplan-agent"
+CONTROLLER_VARIABLE = "nomad/jobs/fleetplan-controller"
 
 
 def acl_dir(state):
@@ -171,10 +175,12 @@ def cmd_nomad(state, repo):
         nomad_token(state, mgmt, role + ".nomad", [name])
     # The device agent's tokens, read by its job's template through the
     # job's workload identity (fleetplan agent install -token-from-variable).
-    items = {"consul_token": read_secret(state, "agent.consul"), "nomad_token": read_secret(state, "agent.nomad")}
-    retry("writing the Nomad Variable " + AGENT_VARIABLE,
-          lambda: request("PUT", NOMAD + "/v1/var/" + AGENT_VARIABLE, "X-Nomad-Token", mgmt,
-                          {"Namespace": "default", "Path": AGENT_VARIABLE, "Items": items}))
+    # The same for the controller service's job (fleetplan-controller).
+    for role, path in (("agent", AGENT_VARIABLE), ("controller", CONTROLLER_VARIABLE)):
+        items = {"consul_token": read_secret(state, role + ".consul"), "nomad_token": read_secret(state, role + ".nomad")}
+        retry("writing the Nomad Variable " + path,
+              lambda: request("PUT", NOMAD + "/v1/var/" + path, "X-Nomad-Token", mgmt,
+                              {"Namespace": "default", "Path": path, "Items": items}))
 
 
 def main(argv):
