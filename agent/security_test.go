@@ -207,3 +207,34 @@ func TestNoRequestToOtherHosts(t *testing.T) {
 		t.Fatalf("the other host was called %d times", n)
 	}
 }
+
+// TestProbeCacheBounded: queries naming anything at all do not grow the
+// remembered answers past maxProbeEntries.
+func TestProbeCacheBounded(t *testing.T) {
+	now := time.Unix(1_700_000_000, 0)
+	c := newProbeCache(time.Second, func() time.Time { return now })
+	var runs atomic.Int32
+	h := c.wrap(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		runs.Add(1)
+		w.WriteHeader(http.StatusServiceUnavailable)
+	}))
+	for i := 0; i < 3*maxProbeEntries; i++ {
+		if i == maxProbeEntries {
+			now = now.Add(time.Second) // the first ones are stale: evicted
+		}
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, PathApplication+"?service=x"+strconv.Itoa(i), nil))
+		if rec.Code != http.StatusServiceUnavailable {
+			t.Fatalf("query %d: %d", i, rec.Code)
+		}
+	}
+	c.mu.Lock()
+	n := len(c.entries)
+	c.mu.Unlock()
+	if n > maxProbeEntries {
+		t.Errorf("%d remembered answers, want at most %d", n, maxProbeEntries)
+	}
+	if int(runs.Load()) != 3*maxProbeEntries {
+		t.Errorf("%d runs for %d distinct queries", runs.Load(), 3*maxProbeEntries)
+	}
+}
