@@ -67,10 +67,15 @@ type Config struct {
 	// Apps limits the per-instance checks to these applications (empty:
 	// every fleetplan-managed application).
 	Apps []string
-	// Token is what a caller of the endpoints other than /v1/health must
-	// present (TokenHeader "Bearer <token>"); "" makes a new random one at
-	// New. The agent gives it to Consul in its check definitions.
+	// Token is what a caller of /v1/metrics and /v1/status must present
+	// (TokenHeader "Bearer <token>"); "" makes a new random one at New.
+	// It is in no check definition: the probe endpoints Consul calls need
+	// none (see ProbeMinAge).
 	Token string
+	// ProbeMinAge is how old a probe endpoint's last answer must be before
+	// a request runs the probe again (DefaultProbeMinAge; negative: every
+	// request runs it).
+	ProbeMinAge time.Duration
 	// ExecAllow maps the exec probe's command names to this device's
 	// programs (-exec-allow); a name not in it is never run.
 	ExecAllow ExecAllowList
@@ -117,6 +122,9 @@ func (c *Config) defaults() {
 	if c.Logger == nil {
 		c.Logger = hclog.NewNullLogger()
 	}
+	if c.ProbeMinAge == 0 {
+		c.ProbeMinAge = DefaultProbeMinAge
+	}
 }
 
 // Agent is the fleetplan device agent: it serves the probe endpoints and
@@ -141,9 +149,10 @@ type Agent struct {
 	log    hclog.Logger
 	now    func() time.Time
 
-	sys *systemSampler
-	app *appProber
-	fn  *functionalProbes
+	sys    *systemSampler
+	app    *appProber
+	probes *probeCache
+	fn     *functionalProbes
 
 	trigger   chan struct{}
 	ready     chan struct{}
@@ -195,6 +204,7 @@ func New(cfg Config, consul *consulapi.Client, nomad *nomadapi.Client) (*Agent, 
 		appCache:   map[string]string{},
 	}
 	a.fn.allow = cfg.ExecAllow
+	a.probes = newProbeCache(cfg.ProbeMinAge, a.now)
 	a.sys = newSystemSampler(cfg.ProcRoot, cfg.SysRoot, cfg.DiskPath, cfg.CPUWindow, a.now)
 	return a, nil
 }

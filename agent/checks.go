@@ -98,9 +98,7 @@ func FindInstances(services map[string]*consulapi.AgentService, checks map[strin
 // checkPlan is what the agent wants registered on its Consul agent.
 type checkPlan struct {
 	// Base is the URL Consul calls the agent at: http://host:port.
-	Base string
-	// Token is the agent's token, sent by Consul with every check call.
-	Token            string
+	Base             string
 	Interval         time.Duration
 	Timeout          time.Duration
 	Thresholds       Thresholds
@@ -121,7 +119,6 @@ func (p checkPlan) DesiredChecks(insts []Instance, configs map[string]*AppConfig
 			Notes:     notes,
 			AgentServiceCheck: consulapi.AgentServiceCheck{
 				HTTP:     p.Base + path,
-				Header:   tokenHeaders(p.Token),
 				Method:   "GET",
 				Interval: interval.String(),
 				Timeout:  timeout.String(),

@@ -13,20 +13,32 @@ import (
 	"github.com/fleetplan/fleetplan/contract"
 )
 
-// Handler serves the probe endpoints: /v1/health to anyone, the others
-// only to callers with the agent's token (requireToken, invariant I11).
+// Handler serves the endpoints: /v1/health and the probe endpoints Consul's
+// checks call to anyone (each probe runs at most once per ProbeMinAge for a
+// given query, probeCache), /v1/metrics and /v1/status only to callers with
+// the agent's token (requireToken). No check definition carries a secret
+// (invariant I11).
 func (a *Agent) Handler() http.Handler {
+	probes := http.NewServeMux()
+	probes.HandleFunc("GET "+PathConnectivity, a.handleConnectivity)
+	probes.HandleFunc("GET "+PathSystem, a.handleSystem)
+	probes.HandleFunc("GET "+PathApplication, a.handleApplication)
+	probes.HandleFunc("GET "+PathFunctional, a.handleFunctional)
+	cached := a.probes.wrap(probes)
+
+	private := http.NewServeMux()
+	private.HandleFunc("GET "+PathMetrics, a.handleMetrics)
+	private.HandleFunc("GET "+PathStatus, a.handleStatus)
+
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET "+PathConnectivity, a.handleConnectivity)
-	mux.HandleFunc("GET "+PathSystem, a.handleSystem)
-	mux.HandleFunc("GET "+PathApplication, a.handleApplication)
-	mux.HandleFunc("GET "+PathFunctional, a.handleFunctional)
-	mux.HandleFunc("GET "+PathMetrics, a.handleMetrics)
-	mux.HandleFunc("GET "+PathStatus, a.handleStatus)
+	for _, p := range []string{PathConnectivity, PathSystem, PathApplication, PathFunctional} {
+		mux.Handle(p, cached)
+	}
 	mux.HandleFunc("GET "+PathHealth, func(w http.ResponseWriter, _ *http.Request) {
 		writeText(w, http.StatusOK, "ok\n")
 	})
-	return requireToken(a.cfg.Token, mux, PathHealth)
+	mux.Handle("/", requireToken(a.cfg.Token, private))
+	return mux
 }
 
 // probeCtx bounds a probe a little under the Consul check's timeout, so

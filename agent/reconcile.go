@@ -92,7 +92,6 @@ func (a *Agent) reconcile(ctx context.Context) error {
 	relevant := relevantApps(insts, configs)
 	plan := checkPlan{
 		Base:             base,
-		Token:            a.cfg.Token,
 		ExecAllow:        a.cfg.ExecAllow,
 		Interval:         a.cfg.CheckInterval,
 		Timeout:          a.cfg.CheckTimeout,

@@ -10,15 +10,20 @@ import (
 	"strings"
 )
 
-// Invariant I11, the agent is not an open door:
+// Invariant I11, the agent is not an open door, and holds no secret in
+// Consul:
 //
-//   - every endpoint but /v1/health answers only a caller that presents the
-//     agent's token (TokenHeader: "Bearer <token>"); the token is made at
-//     start (32 random bytes, hex) and given to the device's Consul agent
-//     in the definitions of the checks the agent registers (the HTTP
-//     check's Header field), so Consul, and whoever may read those check
-//     definitions in Consul, can call them; anyone else gets 401, and in
-//     particular never makes the agent run a functional probe;
+//   - no check definition the agent registers carries a secret (Consul
+//     shows definitions, headers included, to whoever may read the node's
+//     or service's checks): the probe endpoints Consul calls
+//     (/v1/probe/...) need no token, and each runs its probe at most once
+//     per Config.ProbeMinAge for a given query (probeCache), so nobody
+//     makes the agent probe much more often than its own checks do, and
+//     an answer says no more than the check output Consul already shows;
+//     a query naming no instance of this device runs nothing;
+//   - /v1/metrics and /v1/status answer only a caller that presents the
+//     agent's token (TokenHeader: "Bearer <token>", 32 random bytes, hex,
+//     made at start unless configured), which is given to nobody else;
 //   - paths taken from Consul KV (health_path, the functional probe's
 //     path) must be plain absolute paths (ValidProbePath): no scheme, no
 //     host part, no "//", "@", "\" or control characters;
@@ -26,10 +31,12 @@ import (
 //     and port (instanceURL), and redirects are not followed, so no answer
 //     of another host is ever published in a check output.
 //
-// A token rather than a loopback listener: on a real device Consul calls
-// the checks on the node's address, and on the dev cluster each device is
-// its own loopback address (127.0.0.2, ...) whose Consul agent calls its
-// own device agent there; a token works the same in both.
+// The agent listens on the node's address: on a real device Consul calls
+// the checks there, and on the dev cluster each device is its own loopback
+// address (127.0.0.2, ...) whose Consul agent calls its own device agent.
+// Its Consul and Nomad ACL tokens come from its environment (the job's
+// template renders them from a Nomad Variable) and are only ever sent to
+// Consul and Nomad.
 
 // TokenHeader is the request header that carries the agent's token.
 const TokenHeader = "Authorization"
@@ -46,29 +53,14 @@ func newToken() (string, error) {
 	return hex.EncodeToString(b), nil
 }
 
-// tokenHeaders are the headers of a check definition that carry token.
-func tokenHeaders(token string) map[string][]string {
-	if token == "" {
-		return nil
-	}
-	return map[string][]string{TokenHeader: {tokenScheme + token}}
-}
-
-// requireToken answers 401 to a request without the token, except for the
-// open paths.
-func requireToken(token string, next http.Handler, open ...string) http.Handler {
+// requireToken answers 401 to a request without the token.
+func requireToken(token string, next http.Handler) http.Handler {
 	want := []byte(tokenScheme + token)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		for _, p := range open {
-			if r.URL.Path == p {
-				next.ServeHTTP(w, r)
-				return
-			}
-		}
 		got := []byte(r.Header.Get(TokenHeader))
 		if token == "" || subtle.ConstantTimeCompare(got, want) != 1 {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="fleetplan-agent"`)
-			writeText(w, http.StatusUnauthorized, "critical: the fleetplan agent answers only the checks it registered (missing or wrong token)\n")
+			writeText(w, http.StatusUnauthorized, "the fleetplan agent answers this endpoint only with its token (missing or wrong token)\n")
 			return
 		}
 		next.ServeHTTP(w, r)

@@ -31,13 +31,17 @@ func (p countingProbe) Probe(context.Context, plugin.Target) (plugin.Result, err
 	return plugin.Result{Status: plugin.StatusPassing, Output: "ran"}, nil
 }
 
-// TestTokenRequired (I11): without the agent's token nobody but /v1/health
-// gets an answer, and in particular nobody makes it run a probe.
-func TestTokenRequired(t *testing.T) {
+// TestProbeEndpointsOpenButBounded (I11): the probe endpoints Consul calls
+// need no token (none is in a check definition), and a burst of callers
+// runs a probe once per ProbeMinAge; /v1/metrics and /v1/status still need
+// the agent's token.
+func TestProbeEndpointsOpenButBounded(t *testing.T) {
 	var runs atomic.Int32
 	a := testAgent(t, Thresholds{})
 	a.cfg.NewProbe = func(string) (plugin.Probe, error) { return countingProbe{&runs}, nil }
 	a.fn = newFunctionalProbes(a.cfg.NewProbe)
+	now := time.Unix(1_700_000_000, 0)
+	a.probes = newProbeCache(time.Second, func() time.Time { return now })
 	inst := Instance{ServiceID: "svc", App: "edgeinfer", Address: "127.0.0.1", Port: 1}
 	a.mu.Lock()
 	a.instances = map[string]Instance{inst.ServiceID: inst}
@@ -46,28 +50,45 @@ func TestTokenRequired(t *testing.T) {
 	a.readyOnce.Do(func() { close(a.ready) })
 	h := a.Handler()
 
-	paths := []string{PathConnectivity, PathSystem, PathApplication + "?service=svc", PathFunctional + "?service=svc", PathMetrics, PathStatus}
-	for _, p := range paths {
+	for i := 0; i < 20; i++ {
+		if code, body := getWith(t, h, PathFunctional+"?service=svc", ""); code != http.StatusOK || !strings.Contains(body, "passing: count ran") {
+			t.Fatalf("functional without a token, call %d: %d %s", i, code, body)
+		}
+	}
+	if n := runs.Load(); n != 1 {
+		t.Fatalf("20 calls within ProbeMinAge ran the probe %d times, want 1", n)
+	}
+	now = now.Add(time.Second)
+	if code, _ := getWith(t, h, PathFunctional+"?service=svc", ""); code != http.StatusOK || runs.Load() != 2 {
+		t.Errorf("a call after ProbeMinAge: %d, runs %d, want a second run", code, runs.Load())
+	}
+	if code, body := getWith(t, h, PathFunctional+"?service=other", ""); code != http.StatusServiceUnavailable || runs.Load() != 2 {
+		t.Errorf("an unknown instance: %d %s (runs %d): want 503 and no run", code, body, runs.Load())
+	}
+	for _, p := range []string{PathConnectivity, PathSystem, PathApplication + "?service=svc"} {
+		if code, body := getWith(t, h, p, ""); code == http.StatusUnauthorized {
+			t.Errorf("GET %s without a token: 401 %s; Consul calls it without one", p, body)
+		}
+	}
+	for _, p := range []string{PathMetrics, PathStatus} {
 		for _, auth := range []string{"", "Bearer wrong", testToken, "Bearer " + testToken + "x", "Basic " + testToken} {
 			if code, body := getWith(t, h, p, auth); code != http.StatusUnauthorized || !strings.Contains(body, "missing or wrong token") {
 				t.Errorf("GET %s with %q: %d %s", p, auth, code, body)
 			}
 		}
-	}
-	if runs.Load() != 0 {
-		t.Fatalf("the functional probe ran %d times for callers without the token", runs.Load())
+		if code, _ := get(t, h, p); code != http.StatusOK {
+			t.Errorf("GET %s with the token: %d", p, code)
+		}
 	}
 	if code, _ := getWith(t, h, PathHealth, ""); code != http.StatusOK {
 		t.Errorf("/v1/health without a token: %d", code)
 	}
-	if code, body := get(t, h, PathFunctional+"?service=svc"); code != http.StatusOK || !strings.Contains(body, "passing: count ran") || runs.Load() != 1 {
-		t.Errorf("functional with the token: %d %s (runs %d)", code, body, runs.Load())
-	}
 }
 
-// TestGeneratedToken: an agent without a configured token makes its own,
-// 32 random bytes in hex, and puts it in every check it registers.
-func TestGeneratedToken(t *testing.T) {
+// TestNoSecretInCheckDefinitions: an agent makes its own token (32 random
+// bytes in hex) and puts it, or any header, in none of the checks it
+// registers; a request as Consul makes it passes.
+func TestNoSecretInCheckDefinitions(t *testing.T) {
 	cc, _ := consulapi.NewClient(&consulapi.Config{Address: "127.0.0.1:1"})
 	nc, _ := nomadapi.NewClient(&nomadapi.Config{Address: "http://127.0.0.1:1"})
 	mk := func() *Agent {
@@ -81,28 +102,24 @@ func TestGeneratedToken(t *testing.T) {
 	if !regexp.MustCompile(`^[0-9a-f]{64}$`).MatchString(a.cfg.Token) || a.cfg.Token == b.cfg.Token {
 		t.Fatalf("tokens %q and %q: want two different 64-hex-digit tokens", a.cfg.Token, b.cfg.Token)
 	}
-	plan := checkPlan{Base: "http://127.0.0.1:7474", Token: a.cfg.Token, Interval: time.Second, Timeout: time.Second}
+	plan := checkPlan{Base: "http://127.0.0.1:7474", Interval: time.Second, Timeout: time.Second}
 	inst := Instance{ServiceID: "svc", App: "edgeinfer", Address: "127.0.0.1", Port: 1}
 	cfgs := map[string]*AppConfig{"edgeinfer": {App: "edgeinfer", HealthPath: "/health", Functional: &FunctionalConfig{Probe: "tcp"}}}
-	want := []string{"Bearer " + a.cfg.Token}
 	regs := plan.DesiredChecks([]Instance{inst}, cfgs)
 	if len(regs) != 4 {
 		t.Fatalf("%d checks, want 4", len(regs))
 	}
 	for id, r := range regs {
-		if got := r.Header[TokenHeader]; len(got) != 1 || got[0] != want[0] {
-			t.Errorf("check %s header %v, want %s: %v", id, r.Header, TokenHeader, want)
+		def := fingerprint(r)
+		if len(r.Header) != 0 || strings.Contains(def, a.cfg.Token) || strings.Contains(def, "Bearer") {
+			t.Errorf("check %s carries a header or the token: %s", id, def)
 		}
 	}
-	// A request as Consul makes it passes.
 	rec := httptest.NewRecorder()
-	req := httptest.NewRequest(http.MethodGet, PathSystem, nil)
-	for k, vs := range regs[CheckIDSystem].Header {
-		req.Header[k] = vs
-	}
-	a.Handler().ServeHTTP(rec, req)
+	a.readyOnce.Do(func() { close(a.ready) })
+	a.Handler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, PathSystem, nil))
 	if rec.Code == http.StatusUnauthorized {
-		t.Errorf("a request with the registered header was refused")
+		t.Errorf("a request as Consul makes it (no header) was refused")
 	}
 }
 
@@ -188,5 +205,36 @@ func TestNoRequestToOtherHosts(t *testing.T) {
 	}
 	if n := hits.Load(); n != 0 {
 		t.Fatalf("the other host was called %d times", n)
+	}
+}
+
+// TestProbeCacheBounded: queries naming anything at all do not grow the
+// remembered answers past maxProbeEntries.
+func TestProbeCacheBounded(t *testing.T) {
+	now := time.Unix(1_700_000_000, 0)
+	c := newProbeCache(time.Second, func() time.Time { return now })
+	var runs atomic.Int32
+	h := c.wrap(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		runs.Add(1)
+		w.WriteHeader(http.StatusServiceUnavailable)
+	}))
+	for i := 0; i < 3*maxProbeEntries; i++ {
+		if i == maxProbeEntries {
+			now = now.Add(time.Second) // the first ones are stale: evicted
+		}
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, PathApplication+"?service=x"+strconv.Itoa(i), nil))
+		if rec.Code != http.StatusServiceUnavailable {
+			t.Fatalf("query %d: %d", i, rec.Code)
+		}
+	}
+	c.mu.Lock()
+	n := len(c.entries)
+	c.mu.Unlock()
+	if n > maxProbeEntries {
+		t.Errorf("%d remembered answers, want at most %d", n, maxProbeEntries)
+	}
+	if int(runs.Load()) != 3*maxProbeEntries {
+		t.Errorf("%d runs for %d distinct queries", runs.Load(), 3*maxProbeEntries)
 	}
 }

@@ -2,6 +2,7 @@ package command
 
 import (
 	"context"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"net/url"
@@ -64,7 +65,20 @@ Nomad settings (tokens, TLS) come from the standard environment variables.`,
 "fleetplan agent" with raw_exec on every device from ${meta.edge.bin_dir}/fleetplan
 (-command). The device's Consul agent defaults to the node meta consul.http_addr
 (falling back to the one its Nomad client uses), its Nomad client to the address
-the client advertises.`,
+the client advertises.
+
+With ACLs, -token-from-variable gives the agents their Consul and Nomad
+tokens through the Nomad Variable nomad/jobs/fleetplan-agent (items
+consul_token and nomad_token), which the job's tasks read with their
+workload identity in a template rendered into their environment: the
+tokens are in no job spec, process argument or log. -consul-token-file and
+-nomad-token-file write that variable first (the tokens are read from the
+files, never from the command line).
+
+-artifact URL fetches the agent binary on each device (Nomad's artifact
+block) instead of running -command; ${attr.cpu.arch} in the URL (amd64,
+arm64, arm) picks each device's build. -checksum is "sha256:<hex>" or
+"file:<URL of a SHA256SUMS file>" (one checksum per architecture).`,
 				Flags: []cli.Flag{
 					&cli.StringFlag{Name: "selector", Usage: `fleet selector (Nomad node filter, e.g. 'Meta.fleet == "vision"'); its equality terms become constraints`},
 					&cli.StringSliceFlag{Name: "datacenter", Usage: "datacenters to run in (default: all)"},
@@ -75,6 +89,11 @@ the client advertises.`,
 					&cli.StringFlag{Name: "default-system", Usage: `the agents' layer 2 limits where no policy sets one, e.g. "cpu=off" on a shared dev host`},
 					&cli.StringSliceFlag{Name: "app", Usage: "the agents register per-instance checks only for this application (repeatable)"},
 					&cli.GenericFlag{Name: "exec-allow", Value: &repeatedFlag{}, Usage: `the agents' exec probe allow-list, "NAME=/path[,timeout]" (repeatable; the path may use Nomad interpolation such as ${meta.edge.bin_dir})`},
+					&cli.BoolFlag{Name: "token-from-variable", Usage: "the agents read their tokens from the Nomad Variable nomad/jobs/fleetplan-agent (consul_token, nomad_token) through a template"},
+					&cli.StringFlag{Name: "consul-token-file", Usage: "write the agents' Consul token, read from this file, to their Nomad Variable (implies -token-from-variable)"},
+					&cli.StringFlag{Name: "nomad-token-file", Usage: "write the agents' Nomad token, read from this file, to their Nomad Variable (implies -token-from-variable)"},
+					&cli.StringFlag{Name: "artifact", Usage: "URL of the agent binary the devices fetch (may use ${attr.cpu.arch}); default: run -command"},
+					&cli.StringFlag{Name: "checksum", Usage: `checksum of -artifact: "sha256:<hex>" or "file:<URL of SHA256SUMS>"`},
 					&cli.BoolFlag{Name: "print", Usage: "print the job as JSON instead of registering it"},
 				},
 				Action: agentInstallAction,
@@ -222,14 +241,24 @@ func agentInstallAction(c *cli.Context) error {
 	for _, e := range execAllow {
 		extra = append(extra, "-exec-allow", e)
 	}
+	artifact, err := agentArtifact(c.String("artifact"), c.String("checksum"))
+	if err != nil {
+		return exit(ExitUsage, "%v", err)
+	}
+	consulFile, nomadFile := c.String("consul-token-file"), c.String("nomad-token-file")
+	if (consulFile == "") != (nomadFile == "") {
+		return exit(ExitUsage, "-consul-token-file and -nomad-token-file go together: the agents' Nomad Variable holds both tokens")
+	}
 	job := jobs.AgentJob(jobs.AgentJobOptions{
-		ExtraArgs:   extra,
-		Datacenters: c.StringSlice("datacenter"),
-		Selector:    c.String("selector"),
-		Command:     c.String("command"),
-		ConsulAddr:  c.String("consul-addr"),
-		NomadAddr:   c.String("nomad-addr"),
-		KVPrefix:    c.String("kv-prefix"),
+		ExtraArgs:          extra,
+		Datacenters:        c.StringSlice("datacenter"),
+		Selector:           c.String("selector"),
+		Command:            c.String("command"),
+		ConsulAddr:         c.String("consul-addr"),
+		NomadAddr:          c.String("nomad-addr"),
+		KVPrefix:           c.String("kv-prefix"),
+		TokensFromVariable: c.Bool("token-from-variable") || consulFile != "",
+		Artifact:           artifact,
 	})
 	if c.Bool("print") {
 		return printJSON(c, job)
@@ -240,6 +269,12 @@ func agentInstallAction(c *cli.Context) error {
 	}
 	ctx, cancel := context.WithTimeout(c.Context, time.Minute)
 	defer cancel()
+	if consulFile != "" {
+		if err := putAgentTokens(ctx, nc, *job.ID, consulFile, nomadFile); err != nil {
+			return exit(ExitInternal, "%v", err)
+		}
+		fmt.Fprintf(c.App.Writer, "wrote the agents' tokens to the Nomad Variable %s\n", jobs.AgentVariablePath(*job.ID))
+	}
 	resp, _, err := nc.Jobs().Register(job, (&nomadapi.WriteOptions{}).WithContext(ctx))
 	if err != nil {
 		return exit(ExitInternal, "registering job %s: %v", *job.ID, err)
@@ -249,6 +284,58 @@ func agentInstallAction(c *cli.Context) error {
 		if w != "" {
 			fmt.Fprintf(c.App.ErrWriter, "warning: %s\n", w)
 		}
+	}
+	return nil
+}
+
+// agentArtifact checks -artifact and -checksum.
+func agentArtifact(url, checksum string) (*jobs.AgentArtifact, error) {
+	if url == "" {
+		if checksum != "" {
+			return nil, errors.New("-checksum needs -artifact (the URL of the agent binary)")
+		}
+		return nil, nil
+	}
+	if !strings.Contains(url, "://") {
+		return nil, fmt.Errorf("-artifact %q is not a URL (e.g. https://releases.example.com/fleetplan_linux_${attr.cpu.arch})", url)
+	}
+	if checksum != "" {
+		kind, value, ok := strings.Cut(checksum, ":")
+		switch {
+		case !ok || value == "":
+			return nil, fmt.Errorf(`-checksum %q: want "sha256:<hex>" or "file:<URL of a SHA256SUMS file>"`, checksum)
+		case kind == "file":
+		case kind == "sha256" || kind == "sha512" || kind == "sha1" || kind == "md5":
+			if _, err := hex.DecodeString(value); err != nil {
+				return nil, fmt.Errorf("-checksum %q: the %s sum is not hex: %v", checksum, kind, err)
+			}
+		default:
+			return nil, fmt.Errorf(`-checksum %q: unknown kind %q (sha256, sha512, sha1, md5 or file)`, checksum, kind)
+		}
+	}
+	return &jobs.AgentArtifact{URL: url, Checksum: checksum}, nil
+}
+
+// putAgentTokens writes the agents' Nomad Variable from two token files.
+// The tokens go from the files to Nomad only: never to an argument, the
+// job or the output.
+func putAgentTokens(ctx context.Context, nc *nomadapi.Client, jobID, consulFile, nomadFile string) error {
+	items := nomadapi.VariableItems{}
+	for item, file := range map[string]string{jobs.VariableItemConsulToken: consulFile, jobs.VariableItemNomadToken: nomadFile} {
+		b, err := os.ReadFile(file)
+		if err != nil {
+			return fmt.Errorf("reading the agents' token for %s: %w", item, err)
+		}
+		tok := strings.TrimSpace(string(b))
+		if tok == "" {
+			return fmt.Errorf("the token file %s is empty", file)
+		}
+		items[item] = tok
+	}
+	path := jobs.AgentVariablePath(jobID)
+	v := &nomadapi.Variable{Path: path, Items: items}
+	if _, _, err := nc.Variables().Update(v, (&nomadapi.WriteOptions{}).WithContext(ctx)); err != nil {
+		return fmt.Errorf("writing the Nomad Variable %s (the token needs write on variables at that path): %w", path, err)
 	}
 	return nil
 }

@@ -50,3 +50,46 @@ func TestAgentInstallExecAllowNotShared(t *testing.T) {
 		t.Errorf("exit %d %s; second run's job args carry the first run's -exec-allow:\n%s", code, errOut, out)
 	}
 }
+
+func TestAgentInstallTokenFromVariable(t *testing.T) {
+	out, errOut, code := runCLI(t, "", "agent", "install", "-print", "-token-from-variable")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	for _, want := range []string{`nomadVar \"nomad/jobs/fleetplan-agent\"`, `"DestPath": "secrets/fleetplan-agent.env"`, `"Envvars": true`} {
+		if !strings.Contains(out, want) {
+			t.Errorf("job lacks %s:\n%s", want, out)
+		}
+	}
+	plain, _, _ := runCLI(t, "", "agent", "install", "-print")
+	if strings.Contains(plain, "nomadVar") {
+		t.Errorf("without -token-from-variable the job has the tokens template:\n%s", plain)
+	}
+	if _, errOut, code := runCLI(t, "", "agent", "install", "-print", "-consul-token-file", "/nonexistent"); code != ExitUsage || !strings.Contains(errOut, "-nomad-token-file") {
+		t.Errorf("-consul-token-file alone: exit %d, %s", code, errOut)
+	}
+}
+
+func TestAgentInstallArtifact(t *testing.T) {
+	sum := "sha256:" + strings.Repeat("0f", 32)
+	out, errOut, code := runCLI(t, "", "agent", "install", "-print", "-artifact", "http://127.0.0.1:9/fleetplan_linux_${attr.cpu.arch}", "-checksum", sum)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	for _, want := range []string{`"GetterSource": "http://127.0.0.1:9/fleetplan_linux_${attr.cpu.arch}"`, `"checksum": "` + sum + `"`, `"command": "local/fleetplan"`} {
+		if !strings.Contains(out, want) {
+			t.Errorf("job lacks %s:\n%s", want, out)
+		}
+	}
+	for _, bad := range [][]string{
+		{"-checksum", sum},
+		{"-artifact", "fleetplan_linux_amd64"},
+		{"-artifact", "http://x/f", "-checksum", "sha256:zz"},
+		{"-artifact", "http://x/f", "-checksum", "crc:00"},
+	} {
+		args := append([]string{"agent", "install", "-print"}, bad...)
+		if _, errOut, code := runCLI(t, "", args...); code != ExitUsage {
+			t.Errorf("%v: exit %d (%s), want %d", bad, code, errOut, ExitUsage)
+		}
+	}
+}

@@ -21,6 +21,12 @@
 #   FLEETPLAN_DEV_DIR     state folder (default: <repo>/.dev-cluster)
 #   FLEETPLAN_CACHE       binary cache (default: ~/.cache/fleetplan)
 #   FLEETPLAN_DEVICES     device count for `up` (default 6)
+#   ACL                   ACL=1 `up` starts the cluster with ACLs on Nomad and
+#                         Consul (default deny), the bootstrap tokens and the
+#                         least-privilege fleetplan tokens of acl/ in
+#                         STATE/acl/*.token (mode 0600); `up` restarts a running
+#                         cluster whose mode differs (plain `up` after an ACL
+#                         cluster gives a plain cluster again)
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -31,6 +37,10 @@ NOMAD="$CACHE/bin/nomad"
 CONSUL="$CACHE/bin/consul"
 CLASSES=(jetson rpi gateway)
 MAX_DEVICES=12
+ACLPY="$HERE/acl.py"
+# The requested mode of `up`: acl or plain.
+MODE=plain
+if [[ "${ACL:-0}" != "0" && -n "${ACL:-}" ]]; then MODE=acl; fi
 
 export NOMAD_ADDR=http://127.0.0.1:4646
 export CONSUL_HTTP_ADDR=127.0.0.1:8500
@@ -39,8 +49,47 @@ unset NOMAD_TOKEN CONSUL_HTTP_TOKEN NOMAD_CACERT NOMAD_CLIENT_CERT NOMAD_CLIENT_
 log() { echo "==> $*" >&2; }
 
 # http_get URL: prints the body, fails on errors (no curl on a fresh machine).
+# On an ACL cluster it sends the bootstrap tokens (read from their files).
 http_get() {
-	python3 -c 'import sys, urllib.request; sys.stdout.write(urllib.request.urlopen(sys.argv[1], timeout=5).read().decode())' "$1" 2>/dev/null
+	python3 "$ACLPY" get "$STATE" "$1" 2>/dev/null
+}
+
+# running_mode: the mode of the cluster set up in STATE (acl or plain).
+running_mode() {
+	if [[ -f "$STATE/mode" ]]; then cat "$STATE/mode"; else echo plain; fi
+}
+
+# acl_block ROLE: the acl block of an agent's config in ACL mode (empty
+# otherwise); a Consul agent's own token is read from its file.
+consul_acl_block() {
+	local node=$1
+	[[ "$MODE" == acl ]] || return 0
+	cat <<HCL
+acl {
+  enabled                  = true
+  default_policy           = "deny"
+  down_policy              = "extend-cache"
+  enable_token_persistence = true
+HCL
+	if [[ -n "$node" ]]; then
+		echo "  tokens {"
+		echo "    agent = \"$(python3 "$ACLPY" token "$STATE" "consul-agent.$node")\""
+		echo "  }"
+	fi
+	echo "}"
+}
+
+# nomad_acl_lines: Nomad's acl block and its Consul token in ACL mode.
+nomad_consul_block() {
+	echo "consul {"
+	echo "  address = \"$1\""
+	if [[ "$MODE" == acl ]]; then
+		echo "  token   = \"$(python3 "$ACLPY" token "$STATE" nomad-agents.consul)\""
+	fi
+	echo "}"
+	if [[ "$MODE" == acl ]]; then
+		printf 'acl {\n  enabled = true\n}\n'
+	fi
 }
 
 # kill_matching PATTERN: kills the processes whose command line, working
@@ -167,7 +216,13 @@ ports {
   grpc = -1
 }
 performance { raft_multiplier = 1 }
+$(consul_acl_block "")
 HCL
+	chmod 600 "$STATE/server/consul.hcl"
+}
+
+write_nomad_server_config() {
+	mkdir -p "$STATE/server/nomad"
 	cat >"$STATE/server/nomad.hcl" <<HCL
 datacenter            = "dc1"
 name                  = "fleetplan-server"
@@ -187,10 +242,9 @@ server {
   min_heartbeat_ttl = "5s"
   heartbeat_grace   = "5s"
 }
-consul {
-  address = "127.0.0.1:8500"
-}
+$(nomad_consul_block 127.0.0.1:8500)
 HCL
+	chmod 600 "$STATE/server/nomad.hcl"
 }
 
 write_device_configs() {
@@ -216,7 +270,9 @@ ports {
   dns  = -1
   grpc = -1
 }
+$(consul_acl_block "$name")
 HCL
+	chmod 600 "$STATE/$name/consul.hcl"
 	cat >"$STATE/$name/nomad.hcl" <<HCL
 datacenter           = "dc1"
 name                 = "$name"
@@ -255,10 +311,9 @@ plugin "raw_exec" {
     enabled = true
   }
 }
-consul {
-  address = "$ip:8500"
-}
+$(nomad_consul_block "$ip:8500")
 HCL
+	chmod 600 "$STATE/$name/nomad.hcl"
 }
 
 start_device() {
@@ -287,10 +342,13 @@ print(nodes[0]["Status"] if nodes else "unknown")' "$1"
 # all_ready: every device is a ready Nomad node whose client has fingerprinted
 # its Consul agent (jobs with services are not placed before that).
 all_ready() {
-	python3 - "$NOMAD_ADDR" $(devices) <<'PY'
-import json, sys, urllib.request
-addr, want = sys.argv[1], set(sys.argv[2:])
-get = lambda p: json.load(urllib.request.urlopen(addr + p, timeout=5))
+	python3 - "$NOMAD_ADDR" "$STATE" $(devices) <<'PY'
+import json, os, sys, urllib.request
+addr, state, want = sys.argv[1], sys.argv[2], set(sys.argv[3:])
+hdrs = {}
+if os.path.exists(os.path.join(state, "acl", "nomad.bootstrap.token")):
+    hdrs["X-Nomad-Token"] = open(os.path.join(state, "acl", "nomad.bootstrap.token")).read().strip()
+get = lambda p: json.load(urllib.request.urlopen(urllib.request.Request(addr + p, headers=hdrs), timeout=5))
 ready = set()
 for n in get("/v1/nodes"):
     if n["Name"] in want and n["Status"] == "ready":
@@ -320,19 +378,34 @@ install_demo_app() {
 cmd_up() {
 	local n=${1:-$(device_count)} i
 	[[ "$n" =~ ^[0-9]+$ ]] && ((n >= 1 && n <= MAX_DEVICES)) || die "device count must be 1..$MAX_DEVICES, got $n"
+	# The ports are fixed: a cluster of the other mode is replaced.
+	if [[ -f "$STATE/devices" && "$(running_mode)" != "$MODE" ]]; then
+		log "the dev cluster in $STATE runs in $(running_mode) mode; restarting it in $MODE mode"
+		cmd_down
+	fi
 	if [[ -f "$STATE/devices" && "$(cat "$STATE/devices")" != "$n" ]]; then
 		die "a cluster with $(cat "$STATE/devices") devices is already set up in $STATE; run '$0 down' first"
 	fi
 	"$HERE/build.sh"
 	mkdir -p "$STATE"
 	echo "$n" >"$STATE/devices"
+	echo "$MODE" >"$STATE/mode"
 	install_demo_app
 
 	write_server_configs
 	start_bg "$STATE/server/consul.pid" "$STATE/server/consul.log" "$CONSUL" agent -config-file "$STATE/server/consul.hcl"
 	wait_for "the Consul server's leader" 60 sh -c "python3 -c 'import urllib.request,sys; sys.exit(0 if b\":8300\" in urllib.request.urlopen(\"http://$CONSUL_HTTP_ADDR/v1/status/leader\", timeout=2).read() else 1)'"
+	if [[ "$MODE" == acl ]]; then
+		log "bootstrapping Consul's ACLs (tokens in $STATE/acl, mode 0600)"
+		python3 "$ACLPY" consul "$STATE" "$REPO" $(devices)
+	fi
+	write_nomad_server_config
 	start_bg "$STATE/server/nomad.pid" "$STATE/server/nomad.log" "$NOMAD" agent -config "$STATE/server/nomad.hcl"
 	wait_for "the Nomad server's leader" 60 sh -c "python3 -c 'import urllib.request,sys; sys.exit(0 if b\":4647\" in urllib.request.urlopen(\"$NOMAD_ADDR/v1/status/leader\", timeout=2).read() else 1)'"
+	if [[ "$MODE" == acl ]]; then
+		log "bootstrapping Nomad's ACLs"
+		python3 "$ACLPY" nomad "$STATE" "$REPO"
+	fi
 
 	for ((i = 0; i < n; i++)); do
 		write_device_configs "$i"
@@ -342,6 +415,27 @@ cmd_up() {
 	wait_for "every Nomad node to be ready" 120 all_ready
 	wait_for "every Consul member to be alive" 60 all_alive
 	cmd_status
+	if [[ "$MODE" == acl ]]; then acl_usage; fi
+}
+
+# acl_usage: how to use the tokens (read from their files, never printed).
+acl_usage() {
+	local d="$STATE/acl"
+	cat <<EOF
+  ACLs are on (Nomad and Consul, default deny). Tokens (mode 0600) in $d:
+    nomad.bootstrap.token, consul.bootstrap.token   management: set-up only
+    controller.{nomad,consul}.token   fleetplan apply / rollback / catch-up / controller
+    operator.{nomad,consul}.token     status, report, audit, approve, pause, resume, rollback
+    agent.{nomad,consul}.token        the device agent (Nomad Variable nomad/jobs/fleetplan-agent)
+  Run fleetplan as the controller:
+    export NOMAD_TOKEN=\$(cat $d/controller.nomad.token)
+    export CONSUL_HTTP_TOKEN=\$(cat $d/controller.consul.token)
+  as an operator:
+    export NOMAD_TOKEN=\$(cat $d/operator.nomad.token)
+    export CONSUL_HTTP_TOKEN=\$(cat $d/operator.consul.token)
+  Install the device agent (its tokens come from the Nomad Variable; needs submit-job):
+    NOMAD_TOKEN=\$(cat $d/nomad.bootstrap.token) bin/fleetplan agent install -token-from-variable -default-system cpu=off
+EOF
 }
 
 cmd_down() {
@@ -384,7 +478,7 @@ cmd_down() {
 cmd_status() {
 	[[ -f "$STATE/devices" ]] || { echo "dev cluster: not set up ($STATE)"; return 1; }
 	pidfile_alive "$STATE/server/nomad.pid" && pidfile_alive "$STATE/server/consul.pid" || { echo "dev cluster: servers not running"; return 1; }
-	echo "dev cluster ($STATE):"
+	echo "dev cluster ($STATE, $(running_mode) mode):"
 	echo "  Nomad       http://127.0.0.1:4646  (UI: http://127.0.0.1:4646/ui)"
 	echo "  Consul      http://127.0.0.1:8500  (UI: http://127.0.0.1:8500/ui)"
 	echo "  devices:"
@@ -467,6 +561,10 @@ cmd_env() {
 	echo "export NOMAD_ADDR=$NOMAD_ADDR"
 	echo "export CONSUL_HTTP_ADDR=$CONSUL_HTTP_ADDR"
 	echo "export PATH=$CACHE/bin:\$PATH"
+	if [[ "$(running_mode)" == acl ]]; then
+		echo "export NOMAD_TOKEN=\$(cat $STATE/acl/controller.nomad.token)"
+		echo "export CONSUL_HTTP_TOKEN=\$(cat $STATE/acl/controller.consul.token)"
+	fi
 }
 
 case "${1:-}" in
@@ -480,5 +578,5 @@ device-thaw) shift; cmd_device_thaw "$@" ;;
 server-restart) shift; cmd_server_restart "$@" ;;
 devices) devices ;;
 env) cmd_env ;;
-*) sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+*) sed -n '2,29p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
 esac

@@ -31,7 +31,49 @@ const (
 	// address it advertises (always fingerprinted; the node meta
 	// nomad.http_addr, "${meta.nomad.http_addr}", says the same where set).
 	DefaultAgentNomadAddr = "http://${attr.nomad.advertise.address}"
+
+	// AgentArtifactCommand is the agent's binary once its artifact is
+	// fetched: raw_exec runs a relative command from the task directory.
+	AgentArtifactCommand = "local/fleetplan"
+	// AgentTokensFile is where the tokens template renders (the task's
+	// secrets directory, never shown by Nomad's APIs).
+	AgentTokensFile = "secrets/fleetplan-agent.env"
+	// VariableItemConsulToken and VariableItemNomadToken are the items of
+	// the agent's Nomad Variable (AgentVariablePath) the template reads.
+	VariableItemConsulToken = "consul_token"
+	VariableItemNomadToken  = "nomad_token"
 )
+
+// AgentVariablePath is the Nomad Variable the agent job's tasks may read
+// with their workload identity (Nomad's implicit policy grants a job's
+// tasks nomad/jobs/<job ID>): the device agent's tokens.
+func AgentVariablePath(jobID string) string {
+	if jobID == "" {
+		jobID = contract.AgentJobID
+	}
+	return "nomad/jobs/" + jobID
+}
+
+// AgentTokensTemplate is the template that renders the agent's tokens from
+// its Nomad Variable into environment variables (CONSUL_HTTP_TOKEN,
+// NOMAD_TOKEN): the tokens are in no job spec, argument or log.
+func AgentTokensTemplate(jobID string) string {
+	return "{{ with nomadVar \"" + AgentVariablePath(jobID) + "\" }}\n" +
+		"CONSUL_HTTP_TOKEN={{ ." + VariableItemConsulToken + " }}\n" +
+		"NOMAD_TOKEN={{ ." + VariableItemNomadToken + " }}\n" +
+		"{{ end }}\n"
+}
+
+// AgentArtifact is where the devices fetch the agent binary (Nomad's
+// artifact block, go-getter).
+type AgentArtifact struct {
+	// URL of the binary; Nomad interpolates node attributes, so
+	// ${attr.cpu.arch} (amd64, arm64, arm) picks each device's build.
+	URL string
+	// Checksum is go-getter's checksum option: "sha256:<hex>" (one
+	// architecture) or "file:<URL of a SHA256SUMS file>"; "" checks none.
+	Checksum string
+}
 
 // AgentJobOptions shape the device agent's job. Zero values take the
 // defaults.
@@ -61,6 +103,13 @@ type AgentJobOptions struct {
 	Env map[string]string
 	// Meta is added to the job meta.
 	Meta map[string]string
+	// TokensFromVariable renders the agent's tokens from its Nomad
+	// Variable (AgentVariablePath) into its environment with a template
+	// (AgentTokensTemplate); without it the job has no template.
+	TokensFromVariable bool
+	// Artifact, when set, fetches the agent binary on each device and runs
+	// it (AgentArtifactCommand) instead of Command.
+	Artifact *AgentArtifact
 	// CPU (MHz) and MemoryMB of the task; defaults 50 and 64.
 	CPU      int
 	MemoryMB int
@@ -87,6 +136,9 @@ func AgentJob(opts AgentJobOptions) *api.Job {
 		dcs = []string{"*"}
 	}
 	command := orDefault(opts.Command, DefaultAgentCommand)
+	if opts.Artifact != nil {
+		command = AgentArtifactCommand
+	}
 	args := []string{
 		"agent",
 		"-addr", "${NOMAD_IP_" + AgentPortLabel + "}:${NOMAD_PORT_" + AgentPortLabel + "}",
@@ -116,6 +168,26 @@ func AgentJob(opts AgentJobOptions) *api.Job {
 	maps.Copy(env, opts.Env)
 	if len(env) > 0 {
 		task.Env = env
+	}
+	if a := opts.Artifact; a != nil {
+		art := &api.TaskArtifact{
+			GetterSource: new(a.URL),
+			GetterMode:   new("file"),
+			RelativeDest: new(AgentArtifactCommand),
+		}
+		if a.Checksum != "" {
+			art.GetterOptions = map[string]string{"checksum": a.Checksum}
+		}
+		task.Artifacts = []*api.TaskArtifact{art}
+	}
+	if opts.TokensFromVariable {
+		task.Templates = []*api.Template{{
+			EmbeddedTmpl: new(AgentTokensTemplate(id)),
+			DestPath:     new(AgentTokensFile),
+			Envvars:      new(true),
+			ChangeMode:   new("restart"),
+			Perms:        new("0600"),
+		}}
 	}
 	task.Resources = &api.Resources{CPU: new(cpu), MemoryMB: new(mem)}
 	task.KillTimeout = new(15 * time.Second)

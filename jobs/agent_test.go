@@ -2,6 +2,7 @@ package jobs
 
 import (
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -62,5 +63,60 @@ func TestAgentJob(t *testing.T) {
 		custom.TaskGroups[0].Tasks[0].Env["CONSUL_HTTP_TOKEN"] != "t" || custom.TaskGroups[0].Tasks[0].Env["FLEETPLAN_AGENT_CONSUL_ADDR"] != "" || custom.Meta["owner"] != "test" || custom.Meta["fleetplan_component"] != "agent" ||
 		custom.TaskGroups[0].Tasks[0].Config["command"] != "/opt/fleetplan" {
 		t.Errorf("custom job: args %q, meta %v, env %v", args, custom.Meta, custom.TaskGroups[0].Tasks[0].Env)
+	}
+}
+
+func TestAgentJobTokensFromVariable(t *testing.T) {
+	plain := AgentJob(AgentJobOptions{})
+	if n := len(plain.TaskGroups[0].Tasks[0].Templates); n != 0 {
+		t.Errorf("without -token-from-variable the job has %d templates, want none", n)
+	}
+	job := AgentJob(AgentJobOptions{JobID: "agent-x", TokensFromVariable: true})
+	task := job.TaskGroups[0].Tasks[0]
+	if len(task.Templates) != 1 {
+		t.Fatalf("templates = %d, want 1", len(task.Templates))
+	}
+	tp := task.Templates[0]
+	if !*tp.Envvars || *tp.DestPath != "secrets/fleetplan-agent.env" || *tp.ChangeMode != "restart" {
+		t.Errorf("template = env %v dest %s change %s", *tp.Envvars, *tp.DestPath, *tp.ChangeMode)
+	}
+	want := "{{ with nomadVar \"nomad/jobs/agent-x\" }}\nCONSUL_HTTP_TOKEN={{ .consul_token }}\nNOMAD_TOKEN={{ .nomad_token }}\n{{ end }}\n"
+	if *tp.EmbeddedTmpl != want {
+		t.Errorf("template data =\n%s\nwant\n%s", *tp.EmbeddedTmpl, want)
+	}
+	for k := range task.Env {
+		if strings.Contains(k, "TOKEN") {
+			t.Errorf("the task's env names a token (%s): tokens come from the template only", k)
+		}
+	}
+	if AgentVariablePath("") != "nomad/jobs/fleetplan-agent" {
+		t.Errorf("default variable path = %s", AgentVariablePath(""))
+	}
+}
+
+func TestAgentJobArtifact(t *testing.T) {
+	url := "https://releases.example.com/fleetplan/1.2.0/fleetplan_linux_${attr.cpu.arch}"
+	job := AgentJob(AgentJobOptions{Artifact: &AgentArtifact{URL: url, Checksum: "sha256:" + strings.Repeat("ab", 32)}})
+	task := job.TaskGroups[0].Tasks[0]
+	if task.Config["command"] != "local/fleetplan" {
+		t.Errorf("command = %v, want the fetched local/fleetplan", task.Config["command"])
+	}
+	if len(task.Artifacts) != 1 {
+		t.Fatalf("artifacts = %d, want 1", len(task.Artifacts))
+	}
+	a := task.Artifacts[0]
+	if *a.GetterSource != url || *a.GetterMode != "file" || *a.RelativeDest != "local/fleetplan" {
+		t.Errorf("artifact = %s mode %s dest %s", *a.GetterSource, *a.GetterMode, *a.RelativeDest)
+	}
+	if a.GetterOptions["checksum"] != "sha256:"+strings.Repeat("ab", 32) {
+		t.Errorf("checksum option = %q", a.GetterOptions["checksum"])
+	}
+	noSum := AgentJob(AgentJobOptions{Artifact: &AgentArtifact{URL: url}}).TaskGroups[0].Tasks[0].Artifacts[0]
+	if _, ok := noSum.GetterOptions["checksum"]; ok {
+		t.Errorf("an artifact without -checksum has options %v", noSum.GetterOptions)
+	}
+	local := AgentJob(AgentJobOptions{}).TaskGroups[0].Tasks[0]
+	if len(local.Artifacts) != 0 || local.Config["command"] != DefaultAgentCommand {
+		t.Errorf("default job: artifacts %d command %v, want none and %s", len(local.Artifacts), local.Config["command"], DefaultAgentCommand)
 	}
 }

@@ -43,8 +43,13 @@ var (
 
 // do carries out a request on the current run of app: it refuses a
 // finished run, writes the request (write returns the audit detail) and
-// records it in the audit trail as actor.
-func (o *Operator) do(ctx context.Context, app, actor string, req request, write func(r *scheduler.Rollout, now time.Time) (string, error)) (*scheduler.Rollout, error) {
+// records it in the audit trail as the actor (Actor: with ACLs, the token;
+// actor, then, is a comment).
+func (o *Operator) do(ctx context.Context, app, actor string, req request, write func(r *scheduler.Rollout, actor string, now time.Time) (string, error)) (*scheduler.Rollout, error) {
+	actor, err := o.Actor(ctx, actor)
+	if err != nil {
+		return nil, fmt.Errorf("%s %q: %w", req.doing, app, err)
+	}
 	r, err := o.LoadRun(ctx, app)
 	if err != nil {
 		return nil, err
@@ -53,7 +58,7 @@ func (o *Operator) do(ctx context.Context, app, actor string, req request, write
 		return nil, refused("rollout %q is finished (%s); %s", app, r.Outcome, req.finished)
 	}
 	now := time.Now()
-	detail, err := write(r, now)
+	detail, err := write(r, actor, now)
 	if err != nil {
 		if IsRefused(err) {
 			return nil, err
@@ -72,7 +77,7 @@ func (o *Operator) do(ctx context.Context, app, actor string, req request, write
 // like.
 func (o *Operator) Approve(ctx context.Context, app, actor, message string) (*scheduler.ApprovalRecord, error) {
 	var rec *scheduler.ApprovalRecord
-	_, err := o.do(ctx, app, actor, approveRequest, func(r *scheduler.Rollout, now time.Time) (string, error) {
+	_, err := o.do(ctx, app, actor, approveRequest, func(r *scheduler.Rollout, actor string, now time.Time) (string, error) {
 		if r.Phase != scheduler.PhaseAwaitingApproval {
 			return "", refused("rollout %q is in %s, not waiting for approval; an approval is only taken once the canary passed its gate (see `fleetplan status %s`)", app, Describe(r), app)
 		}
@@ -84,7 +89,7 @@ func (o *Operator) Approve(ctx context.Context, app, actor, message string) (*sc
 
 // Pause asks the controller to switch no more devices and start no stage.
 func (o *Operator) Pause(ctx context.Context, app, actor, reason string) error {
-	_, err := o.do(ctx, app, actor, pauseRequest, func(_ *scheduler.Rollout, now time.Time) (string, error) {
+	_, err := o.do(ctx, app, actor, pauseRequest, func(_ *scheduler.Rollout, actor string, now time.Time) (string, error) {
 		return reason, o.Store.RequestPause(ctx, app, &scheduler.Request{Actor: actor, Time: now, Reason: reason})
 	})
 	return err
@@ -101,7 +106,7 @@ type Lease struct {
 // Rollback holds its lock on return and lease is not nil: the caller runs
 // the rollback (Recover) and then releases the lock.
 func (o *Operator) Rollback(ctx context.Context, app, actor, reason string) (r *scheduler.Rollout, lease *Lease, err error) {
-	r, err = o.do(ctx, app, actor, rollbackRequest, func(_ *scheduler.Rollout, now time.Time) (string, error) {
+	r, err = o.do(ctx, app, actor, rollbackRequest, func(_ *scheduler.Rollout, actor string, now time.Time) (string, error) {
 		return reason, o.Store.RequestRollback(ctx, app, &scheduler.Request{Actor: actor, Time: now, Reason: reason})
 	})
 	if err != nil {
@@ -133,6 +138,10 @@ func (o *Operator) Recover(ctx context.Context, r *scheduler.Rollout, lease *Lea
 	lost := lease.Lost
 	ctx, cancel := WhileHeld(ctx, lost)
 	defer cancel()
+	actor, err := o.Actor(ctx, actor)
+	if err != nil {
+		return nil, fmt.Errorf("rolling back %s: %w", r.App, err)
+	}
 	sink, err := o.AuditSink("", actor)
 	if err != nil {
 		return nil, err
@@ -150,7 +159,7 @@ func (o *Operator) Recover(ctx context.Context, r *scheduler.Rollout, lease *Lea
 // clears the halt under the lock and returns cleared; the next apply goes
 // on from where it halted.
 func (o *Operator) Resume(ctx context.Context, app, actor string) (r *scheduler.Rollout, cleared bool, err error) {
-	r, err = o.do(ctx, app, actor, resumeRequest, func(r *scheduler.Rollout, _ time.Time) (string, error) {
+	r, err = o.do(ctx, app, actor, resumeRequest, func(r *scheduler.Rollout, _ string, _ time.Time) (string, error) {
 		err := o.Store.RequestResume(ctx, app)
 		if r.Halted() && errors.Is(err, store.ErrNotPaused) {
 			// A halted rollout need not be paused too: the halt is what
