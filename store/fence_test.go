@@ -35,7 +35,9 @@ func (f *fakeTxn) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		f.consistent.Add(1)
 	}
 	body, _ := io.ReadAll(r.Body)
-	var ops []struct{ KV struct{ Verb, Key, Session string } }
+	var ops []struct {
+		KV struct{ Verb, Key, Session string }
+	}
 	_ = json.Unmarshal(body, &ops)
 	var errs []map[string]any
 	for i, op := range ops {
