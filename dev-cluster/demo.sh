@@ -58,6 +58,21 @@ fi
 step "0. The fleetplan device agent on every device (health layers 1-4 in Consul)"
 # The dev cluster's devices share one busy host: leave CPU out of layer 2.
 $FP agent install -default-system cpu=off
+# Wait until the agent registered its node checks on every device (the
+# pre-flight checklist stops a rollout on a device without them).
+for ((i = 0; i < 120; i++)); do
+	if python3 - <<'PY'
+import json, os, sys, urllib.request
+addr = "http://" + os.environ["CONSUL_HTTP_ADDR"]
+nomad = os.environ["NOMAD_ADDR"]
+devices = {n["Name"] for n in json.load(urllib.request.urlopen(nomad + "/v1/nodes", timeout=5)) if n["Status"] == "ready"}
+checks = json.load(urllib.request.urlopen(addr + "/v1/health/state/any", timeout=5))
+have = {c["Node"] for c in checks if c["Name"] == "fleetplan L2 system"}
+sys.exit(0 if devices and devices <= have else 1)
+PY
+	then break; fi
+	sleep 1
+done
 
 step "1. First install: edgeinfer 1.0.0"
 $FP validate dev-cluster/demo/edgeinfer-v1.fleet.hcl || true
