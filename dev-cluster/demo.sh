@@ -79,7 +79,7 @@ $FP validate dev-cluster/demo/edgeinfer-v1.fleet.hcl || true
 $FP apply -auto-approve dev-cluster/demo/edgeinfer-v1.fleet.hcl
 
 step "2. The controller service on Nomad (two instances: one leads, one stands by)"
-$FP controller install
+$FP controller install -command "$PWD/bin/fleetplan"   # the dev cluster's devices share this host
 # controllers prints each instance of the service: address, role, pid, name.
 controllers() {
 	python3 - <<'PY'
@@ -157,6 +157,6 @@ The demo is done. Look around:
   Consul UI   http://127.0.0.1:8500/ui   (services edgeinfer, checks per device)
   ./bin/fleetplan status edgeinfer -devices
   ./bin/fleetplan status -watch edgeinfer   (the live view; this Nomad is built without its web UI)
-  ./bin/fleetplan controller install        (run rollouts in the controller service again)
+  ./bin/fleetplan controller install -command "$PWD/bin/fleetplan"   (rollouts in the controller service again)
 Stop the cluster with `make dev-cluster-stop`.
 TXT
