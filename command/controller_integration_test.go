@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"sort"
 	"strings"
 	"sync"
 	"syscall"
@@ -84,20 +85,29 @@ func health(addr string) (controllerHealth, error) {
 	return h, json.NewDecoder(resp.Body).Decode(&h)
 }
 
-// auditActors returns the rollout's audit records whose actor contains
-// who, with their times.
-func auditBy(t *testing.T, ctx context.Context, app, who string) []time.Time {
+type actorRecord struct {
+	Time  time.Time `json:"time"`
+	Actor string    `json:"actor"`
+}
+
+// auditRecords returns the rollout's audit records, oldest first.
+func auditRecords(t *testing.T, ctx context.Context, app string) []actorRecord {
 	t.Helper()
 	res := fleetplan(t, ctx, "audit", "-json", "-rollout", app)
-	var recs []struct {
-		Time  time.Time `json:"time"`
-		Actor string    `json:"actor"`
-	}
+	var recs []actorRecord
 	if err := json.Unmarshal([]byte(res.stdout), &recs); err != nil {
 		t.Fatalf("audit -json: %v\n%s\n%s", err, res.stdout, res.stderr)
 	}
+	sort.SliceStable(recs, func(i, j int) bool { return recs[i].Time.Before(recs[j].Time) })
+	return recs
+}
+
+// auditBy returns the times of the rollout's audit records whose actor
+// contains who, oldest first.
+func auditBy(t *testing.T, ctx context.Context, app, who string) []time.Time {
+	t.Helper()
 	var out []time.Time
-	for _, r := range recs {
+	for _, r := range auditRecords(t, ctx, app) {
 		if strings.Contains(r.Actor, who) {
 			out = append(out, r.Time)
 		}
@@ -392,21 +402,18 @@ func TestIntegrationControllerServiceOnNomad(t *testing.T) {
 		t.Fatalf("killing the leader (pid %d): %v", lh.PID, err)
 	}
 	killed := time.Now()
-	var standby controllerHealth
-	for _, a := range addrs {
-		if a != leaderAddr {
-			standby, _ = health(a)
-		}
-	}
+	// The standby, or the killed instance restarted by Nomad (also a
+	// standby then), takes over: the first record of an instance other
+	// than the killed one.
 	var first time.Time
 	testcluster.Eventually(t, 90*time.Second, func() (bool, string) {
-		for _, ts := range auditBy(t, ctx, app, standby.Instance) {
-			if ts.After(killed) {
-				first = ts
+		for _, rec := range auditRecords(t, ctx, app) {
+			if rec.Time.After(killed) && strings.Contains(rec.Actor, "via fleetplan-controller") && !strings.Contains(rec.Actor, lh.Instance) {
+				first = rec.Time
 				return true, ""
 			}
 		}
-		return false, "no action of the standby " + standby.Instance + " yet"
+		return false, "no action of another controller instance than " + lh.Instance + " yet"
 	})
 	t.Logf("measured: leader SIGKILL -> standby's first recorded action: %s (session TTL 10s, lock delay 1s)", first.Sub(killed).Round(time.Millisecond))
 
