@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -29,9 +30,9 @@ type SubmitOptions struct {
 // NewRequests builds the rollout requests of a parsed policy file, one per
 // rollout in it: each holds the file's source and every file the file's
 // rollouts name (jobspecs, input files), so that the controller service
-// can parse it again without the operator's files. A request the service
-// could not parse the same way (a path written absolute, which would name a
-// file on the service's host) is refused here, with how to fix it.
+// can parse it again without the operator's files. Each request is parsed
+// back here as the service will (ParseRequest); one that would name a file
+// on the service's host is refused, with how to fix it.
 func NewRequests(policyFile string, policies []*scheduler.Policy, o SubmitOptions) ([]*store.RolloutRequest, error) {
 	abs, err := filepath.Abs(policyFile)
 	if err != nil {
@@ -115,7 +116,8 @@ func NewRequestID(now time.Time) string {
 // ParseRequest parses a request's policy again, as the controller service
 // does: the policy and its files are written into a private folder at
 // their paths where they were submitted (so relative paths resolve as they
-// did), then parsed and validated. It returns the request's rollout with
+// did; a path written absolute is rewritten to the folder's copy), then
+// parsed and validated. It returns the request's rollout with
 // File naming the submitted policy file; cleanup removes the folder (the
 // jobspec in it is read when the run prepares the release).
 func ParseRequest(req *store.RolloutRequest) (p *scheduler.Policy, cleanup func(), err error) {
@@ -150,7 +152,14 @@ func ParseRequest(req *store.RolloutRequest) (p *scheduler.Policy, cleanup func(
 			return fail("writing %s: %v", f.Path, err)
 		}
 	}
-	policies, diags := fphcl.ParseSource(policyPath, []byte(req.Policy))
+	// A file the policy names by its absolute path is read from the
+	// folder too: its quoted path in the source is rewritten (a relative
+	// path resolves there already).
+	src := req.Policy
+	for _, f := range req.Files {
+		src = strings.ReplaceAll(src, strconv.Quote(f.Path), strconv.Quote(filepath.Join(dir, f.Path)))
+	}
+	policies, diags := fphcl.ParseSource(policyPath, []byte(src))
 	if diags.HasErrors() {
 		return fail("the policy is not valid: %s", strings.ReplaceAll(diags.Error(), dir, ""))
 	}
@@ -167,7 +176,7 @@ func ParseRequest(req *store.RolloutRequest) (p *scheduler.Policy, cleanup func(
 	}
 	for _, f := range referencedFiles(p) {
 		if !strings.HasPrefix(f, dir+string(filepath.Separator)) {
-			return fail("it names %s by an absolute path, which would be a file on the controller's host; write the path relative to the policy file, or apply with -local", f)
+			return fail("it names %s, which would be a file on the controller's host (a path the request could not carry, such as one built by an expression); write it as a string relative to the policy file, or apply with -local", f)
 		}
 	}
 	p.File = req.PolicyFile

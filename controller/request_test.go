@@ -139,15 +139,29 @@ func TestRequestRoundTripWithoutTheOperatorsFiles(t *testing.T) {
 	}
 }
 
-// A jobspec named by an absolute path would be a file on the service's
-// host: the submission is refused, saying how to fix it.
-func TestRequestRefusesAbsolutePaths(t *testing.T) {
+// A jobspec named by an absolute path travels too: the service reads its
+// copy, not a file of its own host.
+func TestRequestWithAbsolutePaths(t *testing.T) {
 	dir := writeTree(t, map[string]string{"jobs/hello.nomad.hcl": testJobspec})
 	abs := filepath.Join(dir, "jobs", "hello.nomad.hcl")
 	dir2 := writeTree(t, map[string]string{"hello.fleet.hcl": testPolicy(abs, "2.0.0")})
-	_, err := newTestRequests(t, filepath.Join(dir2, "hello.fleet.hcl"))
-	if err == nil || !strings.Contains(err.Error(), "absolute path") || !strings.Contains(err.Error(), "-local") {
-		t.Fatalf("NewRequests with an absolute jobspec path: %v, want an error naming the absolute path and -local", err)
+	reqs, err := newTestRequests(t, filepath.Join(dir2, "hello.fleet.hcl"))
+	if err != nil {
+		t.Fatalf("NewRequests with an absolute jobspec path: %v", err)
+	}
+	if err := os.RemoveAll(dir); err != nil {
+		t.Fatal(err)
+	}
+	p, cleanup, err := ParseRequest(reqs[0])
+	if err != nil {
+		t.Fatalf("ParseRequest once the jobspec is gone from its path: %v", err)
+	}
+	defer cleanup()
+	if p.Release.Jobspec == abs {
+		t.Fatalf("the service would read %s on its own host", abs)
+	}
+	if got, err := os.ReadFile(p.Release.Jobspec); err != nil || string(got) != testJobspec {
+		t.Errorf("the jobspec the service reads (%s): %q, %v", p.Release.Jobspec, got, err)
 	}
 }
 
