@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -358,6 +359,7 @@ func submitAndFollow(ctx context.Context, c *cli.Context, op *operator.Operator,
 		who += " (leader: " + leader + ")"
 	}
 	for i, req := range reqs {
+		planSummary(ctx, c, op, policies[i])
 		cur, err := submitOne(ctx, op, req)
 		if err != nil {
 			return exit(ExitInternal, "%v", err)
@@ -389,6 +391,31 @@ func submitAndFollow(ctx context.Context, c *cli.Context, op *operator.Operator,
 		return cli.Exit("", code)
 	}
 	return nil
+}
+
+// planSummary prints the plan of a rollout about to be submitted in a few
+// lines (`fleetplan plan` prints it whole): its stages and the pre-flight
+// checklist. A plan that cannot be made is a warning: the service plans
+// again in PREPARE and halts with the reason.
+func planSummary(ctx context.Context, c *cli.Context, op *operator.Operator, p *scheduler.Policy) {
+	out := c.App.Writer
+	d, err := planOne(ctx, op, p)
+	if err != nil {
+		fmt.Fprintf(c.App.ErrWriter, "warning: could not plan %s here (%v); the controller service plans it again\n", p.Name, err)
+		return
+	}
+	var stages []string
+	for _, st := range d.Stages {
+		stages = append(stages, fmt.Sprintf("%s %d", st.Name, len(st.Devices)))
+	}
+	fmt.Fprintf(out, "Plan of %s %s: %d deployable devices: %s", p.Name, p.Release.Version, d.Deployable, strings.Join(stages, ", "))
+	if len(d.Excluded) > 0 {
+		fmt.Fprintf(out, " (%d excluded)", len(d.Excluded))
+	}
+	fmt.Fprintln(out)
+	if bad := d.Checklist.Unchecked(); len(bad) > 0 {
+		fmt.Fprintf(out, "Pre-flight checklist: %d item(s) unchecked; the rollout will halt before touching a device (see `fleetplan plan %s`)\n", len(bad), p.File)
+	}
 }
 
 // submitOne writes the request, unless the same release is already
