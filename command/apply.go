@@ -4,16 +4,22 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
 
 	tea "github.com/charmbracelet/bubbletea"
+	consulapi "github.com/hashicorp/consul/api"
 
+	"github.com/fleetplan/fleetplan/controller"
+	"github.com/fleetplan/fleetplan/deploy"
 	fphcl "github.com/fleetplan/fleetplan/hcl"
 	"github.com/fleetplan/fleetplan/operator"
 	"github.com/fleetplan/fleetplan/report"
@@ -27,17 +33,25 @@ func init() {
 		Name:      "apply",
 		Usage:     "roll a release out: canary, approval, waves, automatic rollback",
 		ArgsUsage: "FILE",
-		Description: `Runs the rollouts of the policy FILE in the foreground, printing progress, until
-each is done or rolled back. A rollout already in progress is resumed where it
-was (a controller that was killed can simply be started again). Only one
-controller works on a rollout at a time: a second apply exits naming the holder
-(or waits, with -wait).
+		Description: `With a controller service running (` + "`fleetplan controller install`" + `), apply validates the
+policy, submits each rollout to it (a request in Consul KV holding the policy
+and the files it names) and follows it: q or Ctrl-C leaves the view and the
+rollout goes on (follow it again with ` + "`fleetplan status -watch ROLLOUT`" + `); -detach
+returns at once with the request ID.
 
-Exit codes: 0 done, 1 rolled back (or halted after a rollback), 2 usage or
-validation errors, 3 other failures (with the reason).`,
+Without a service (or with -local), apply runs the controller in this process,
+in the foreground, until each rollout is done or rolled back. A rollout already
+in progress is resumed where it was (a controller that was killed can simply be
+started again). Only one controller works on a rollout at a time: a second
+apply exits naming the holder (or waits, with -wait).
+
+Exit codes (following a rollout to its end, either way): 0 done, 1 rolled back
+(or halted after a rollback), 2 usage or validation errors, 3 other failures
+(with the reason).`,
 		Flags: []cli.Flag{
 			&cli.BoolFlag{Name: "auto-approve", Usage: "approve the canary automatically once it passed its gate (recorded in the audit trail)"},
-			&cli.BoolFlag{Name: "detach", Usage: "run the controller in the background and return; follow it with 'fleetplan status -watch ROLLOUT'"},
+			&cli.BoolFlag{Name: "detach", Usage: "submit the rollout to the controller service and return (without a service: run the controller in the background); follow it with 'fleetplan status -watch ROLLOUT'"},
+			&cli.BoolFlag{Name: "local", Usage: "run the controller in this process even when a controller service runs"},
 			&cli.BoolFlag{Name: "wait", Usage: "wait for another controller of the same rollout to finish instead of exiting"},
 			&cli.StringFlag{Name: "audit-file", Usage: "also append every audit record to this JSON-lines file"},
 			&cli.StringFlag{Name: "actor", Usage: "who runs the rollout (default: user@host)"},
@@ -61,23 +75,32 @@ func applyAction(c *cli.Context) error {
 		_ = fphcl.WriteDiagnostics(c.App.ErrWriter, files, diags, false)
 	}
 	results := newApplyJSON(c)
-	if c.Bool("detach") {
-		return detach(c, results)
-	}
-
 	ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	log := logger(c)
-	ui := newProgress(c.App.Writer)
-	actor := c.String("actor")
-	if actor == "" {
-		actor = store.DefaultActor()
+	if c.Bool("local") && c.Bool("detach") {
+		return detach(c, results)
 	}
 	op, err := operator.Connect(log)
 	if err != nil {
 		return exit(ExitInternal, "%v", err)
 	}
 	operator.QualifyPolicies(policies)
+	if !c.Bool("local") {
+		leader, found := findControllerService(ctx, op)
+		if found {
+			return submitAndFollow(ctx, c, op, c.Args().First(), policies, leader, results)
+		}
+		fmt.Fprintln(c.App.Writer, "No fleetplan controller service found: running the rollout in this process")
+		if c.Bool("detach") {
+			return detach(c, results)
+		}
+	}
+	ui := newProgress(c.App.Writer)
+	actor := c.String("actor")
+	if actor == "" {
+		actor = store.DefaultActor()
+	}
 	audit, err := op.AuditSink(c.String("audit-file"), actor)
 	if err != nil {
 		return exit(ExitInternal, "%v", err)
@@ -122,12 +145,17 @@ func runRollout(ctx context.Context, c *cli.Context, op *operator.Operator, p *s
 		p.File = abs
 	}
 
-	lost, release, err := op.Lock(ctx, p.Name, c.Bool("wait"))
+	lease, err := op.Store.LockLease(ctx, p.Name, store.DefaultHolder(), c.Bool("wait"))
+	if held, ok := store.IsLockHeld(err); ok {
+		err = fmt.Errorf("rollout %q is being run by another controller (%s, since %s); follow it with `fleetplan status -watch %s`, or rerun with -wait",
+			p.Name, held.Holder, held.Since.Format(time.RFC3339), p.Name)
+	}
 	if err != nil {
 		fmt.Fprintf(c.App.ErrWriter, "Error: %v\n", err)
 		return ExitInternal
 	}
-	defer release()
+	defer lease.ReleaseAll()
+	lost := lease.Lost()
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	go func() {
@@ -153,6 +181,7 @@ func runRollout(ctx context.Context, c *cli.Context, op *operator.Operator, p *s
 		SampleInterval: c.Duration("sample-interval"),
 		Audit:          audit,
 		Lost:           lost,
+		Fence:          op.Store.Fence(lease),
 		PublishHealthConfig: func(ctx context.Context) error {
 			return op.PublishHealthConfig(ctx, p)
 		},
@@ -224,7 +253,7 @@ func detach(c *cli.Context, results *applyJSON) error {
 		return exit(ExitInternal, "creating the log file: %v", err)
 	}
 	defer logFile.Close()
-	args := []string{"apply"}
+	args := []string{"apply", "-local"}
 	if c.Bool("auto-approve") {
 		args = append(args, "-auto-approve")
 	}
@@ -288,4 +317,300 @@ func lastReason(r *scheduler.Rollout) string {
 		return r.Decisions[n-1].Reason
 	}
 	return ""
+}
+
+// findControllerService reports whether a controller service runs: a
+// passing instance of the fleetplan-controller service in Consul, or a
+// holder of the leadership lock. leader names the leader when known.
+func findControllerService(ctx context.Context, op *operator.Operator) (leader string, found bool) {
+	qctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	holder, _, err := op.Store.Leader(qctx)
+	if err == nil && holder != "" {
+		return holder, true
+	}
+	entries, _, err := op.Consul.Health().Service(deploy.ControllerService, "", true, (&consulapi.QueryOptions{}).WithContext(qctx))
+	if err == nil && len(entries) > 0 {
+		return "", true
+	}
+	return "", false
+}
+
+// submitAndFollow submits each rollout of the policy file to the controller
+// service and follows them (or returns at once with -detach).
+func submitAndFollow(ctx context.Context, c *cli.Context, op *operator.Operator, file string, policies []*scheduler.Policy, leader string, results *applyJSON) error {
+	out := c.App.Writer
+	actor := c.String("actor")
+	if actor == "" {
+		actor = store.DefaultActor()
+	}
+	reqs, err := controller.NewRequests(file, policies, controller.SubmitOptions{
+		AutoApprove:    c.Bool("auto-approve"),
+		SampleInterval: c.Duration("sample-interval"),
+		Actor:          actor,
+		Namespace:      operator.Namespace(),
+	})
+	if err != nil {
+		return exit(ExitUsage, "%v", err)
+	}
+	if len(c.StringSlice("notify")) > 0 {
+		fmt.Fprintln(c.App.ErrWriter, "warning: -notify applies to rollouts run in this process; the controller service notifies as its policy says (use -local to notify from here)")
+	}
+	if c.String("audit-file") != "" {
+		fmt.Fprintln(c.App.ErrWriter, "warning: -audit-file applies to rollouts run in this process; read the service's records with `fleetplan audit`")
+	}
+	sink, err := op.AuditSink("", actor)
+	if err != nil {
+		return exit(ExitInternal, "%v", err)
+	}
+	defer sink.Close()
+	who := "the fleetplan controller service"
+	if leader != "" {
+		who += " (leader: " + leader + ")"
+	}
+	for i, req := range reqs {
+		planSummary(ctx, c, op, policies[i])
+		cur, err := submitOne(ctx, op, req)
+		if err != nil {
+			return exit(ExitInternal, "%v", err)
+		}
+		if cur != nil {
+			reqs[i] = cur
+			fmt.Fprintf(out, "==> Rollout %s: release %s is already submitted as request %s; following it\n", cur.App, cur.Version, cur.ID)
+			continue
+		}
+		sink.Record(ctx, operator.Note(req.App, "", "apply", "submitted", fmt.Sprintf("request %s: release %s, policy %s", req.ID, req.Version, req.PolicyFile), actor))
+		fmt.Fprintf(out, "==> Rollout %s: release %s (policy %s) submitted to %s as request %s\n", req.App, req.Version, req.PolicyFile, who, req.ID)
+	}
+	if c.Bool("detach") {
+		for _, req := range reqs {
+			fmt.Fprintf(out, "Follow it with `fleetplan status -watch %s`.\n", req.App)
+		}
+		results.submitted(reqs)
+		return results.print()
+	}
+	code := ExitOK
+	for i, req := range reqs {
+		res, detached := followRequest(ctx, c, op, req)
+		if detached {
+			fmt.Fprintf(out, "\nDetached: rollout %s goes on in the controller service. Follow it again with `fleetplan status -watch %s`.\n", req.App, req.App)
+			results.submitted(reqs[i:])
+			return results.print()
+		}
+		results.add(ctx, op, policies[i], res)
+		code = max(code, res)
+	}
+	if err := results.print(); err != nil {
+		return err
+	}
+	if code != ExitOK {
+		return cli.Exit("", code)
+	}
+	return nil
+}
+
+// planSummary prints the plan of a rollout about to be submitted in a few
+// lines (`fleetplan plan` prints it whole): its stages and the pre-flight
+// checklist. A plan that cannot be made is a warning: the service plans
+// again in PREPARE and halts with the reason.
+func planSummary(ctx context.Context, c *cli.Context, op *operator.Operator, p *scheduler.Policy) {
+	out := c.App.Writer
+	d, err := planOne(ctx, op, p)
+	if err != nil {
+		fmt.Fprintf(c.App.ErrWriter, "warning: could not plan %s here (%v); the controller service plans it again\n", p.Name, err)
+		return
+	}
+	var stages []string
+	for _, st := range d.Stages {
+		stages = append(stages, fmt.Sprintf("%s %d", st.Name, len(st.Devices)))
+	}
+	fmt.Fprintf(out, "Plan of %s %s: %d deployable devices: %s", p.Name, p.Release.Version, d.Deployable, strings.Join(stages, ", "))
+	if len(d.Excluded) > 0 {
+		fmt.Fprintf(out, " (%d excluded)", len(d.Excluded))
+	}
+	fmt.Fprintln(out)
+	if bad := d.Checklist.Unchecked(); len(bad) > 0 {
+		fmt.Fprintf(out, "Pre-flight checklist: %d item(s) unchecked; the rollout will halt before touching a device (see `fleetplan plan %s`)\n", len(bad), p.File)
+	}
+}
+
+// submitOne writes the request, unless the same release is already
+// submitted and not finished: then it returns that request to follow.
+func submitOne(ctx context.Context, op *operator.Operator, req *store.RolloutRequest) (*store.RolloutRequest, error) {
+	state, err := op.Store.LoadState(ctx, req.App)
+	if err != nil {
+		return nil, err
+	}
+	if state != nil && !state.Finished() && state.Version != req.Version {
+		ip := &scheduler.InProgressError{App: state.App, RunID: state.ID, Version: state.Version, Wanted: req.Version}
+		return nil, fmt.Errorf("%v (`fleetplan rollback %s` takes it back)", ip, req.App)
+	}
+	cur, err := op.Store.LoadRequest(ctx, req.App)
+	if err != nil {
+		return nil, err
+	}
+	if cur != nil {
+		if !cur.Status.Terminal() && cur.Version == req.Version {
+			return cur, nil
+		}
+		req.Index = cur.Index
+	}
+	if err := op.Store.SubmitRequest(ctx, req); err != nil {
+		if errors.Is(err, scheduler.ErrConflict) {
+			return nil, fmt.Errorf("another apply of %s submitted a request at the same time; run apply again to follow it: %w", req.App, err)
+		}
+		return nil, err
+	}
+	return nil, nil
+}
+
+// followRequest follows a submitted rollout until it finishes or halts, in
+// the live view on a terminal or with a line per change elsewhere, and
+// returns apply's exit code; detached says the operator left (q, Ctrl-C,
+// SIGTERM) while the rollout goes on.
+func followRequest(ctx context.Context, c *cli.Context, op *operator.Operator, req *store.RolloutRequest) (code int, detached bool) {
+	out, errw := c.App.Writer, c.App.ErrWriter
+	var last string
+	t := &requestTracker{op: op, req: req}
+	if isTerminal(out) {
+		detachedByKey := false
+		m := newLiveModel(ctx, t.load, func() { detachedByKey = true })
+		m.leaveHint = fmt.Sprintf("q: detach (the rollout goes on in the controller service; follow it again with `fleetplan status -watch %s`)", req.App)
+		prog := tea.NewProgram(m)
+		go func() {
+			for ctx.Err() == nil {
+				if t.over() {
+					prog.Send(doneMsg{})
+					return
+				}
+				select {
+				case <-ctx.Done():
+				case <-time.After(time.Second):
+				}
+			}
+			prog.Quit()
+		}()
+		_, _ = prog.Run()
+		if detachedByKey || ctx.Err() != nil {
+			return ExitOK, true
+		}
+	} else {
+		for !t.over() {
+			if r, err := t.load(ctx); err == nil && r != nil {
+				if line := summaryLine(r); line != last {
+					fmt.Fprintf(out, "%s %s\n", time.Now().Format("15:04:05"), line)
+					last = line
+				}
+			}
+			select {
+			case <-ctx.Done():
+				return ExitOK, true
+			case <-time.After(time.Second):
+			}
+		}
+	}
+	return t.result(out, errw), false
+}
+
+// requestTracker reads a submitted request and the run it started.
+type requestTracker struct {
+	op  *operator.Operator
+	req *store.RolloutRequest
+
+	// mu guards cur and state: the live view and the watch read them.
+	mu    sync.Mutex
+	cur   *store.RolloutRequest
+	state *scheduler.Rollout
+	err   error
+}
+
+// load returns the request's run (nil until the service started it).
+func (t *requestTracker) load(ctx context.Context) (*scheduler.Rollout, error) {
+	cur, err := t.op.Store.LoadRequest(ctx, t.req.App)
+	if err != nil {
+		return nil, err
+	}
+	if cur == nil || cur.ID != t.req.ID || cur.Status == nil || cur.Status.RunID == "" {
+		t.set(cur, nil)
+		return nil, nil
+	}
+	r, err := t.op.Store.Load(ctx, t.req.App)
+	if err != nil {
+		return nil, err
+	}
+	if r == nil || r.ID != cur.Status.RunID {
+		r = nil
+	}
+	t.set(cur, r)
+	return r, nil
+}
+
+func (t *requestTracker) set(cur *store.RolloutRequest, r *scheduler.Rollout) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.cur, t.state = cur, r
+}
+
+func (t *requestTracker) get() (*store.RolloutRequest, *scheduler.Rollout) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.cur, t.state
+}
+
+// over reports whether the request is done with: its run finished or
+// halted, it failed, or it was replaced.
+func (t *requestTracker) over() bool {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	r, err := t.load(ctx)
+	if err != nil {
+		return false
+	}
+	cur, _ := t.get()
+	switch {
+	case cur == nil || cur.ID != t.req.ID:
+		return true
+	case cur.Status.Terminal():
+		return r == nil || r.Finished()
+	case cur.Status != nil && cur.Status.State == store.RequestHalted:
+		return true
+	}
+	return r != nil && r.Finished()
+}
+
+// result prints how the request ended and returns apply's exit code.
+func (t *requestTracker) result(out, errw io.Writer) int {
+	cur, r := t.get()
+	switch {
+	case cur == nil:
+		fmt.Fprintf(errw, "Error: the request of %s was deleted\n", t.req.App)
+		return ExitInternal
+	case cur.ID != t.req.ID:
+		fmt.Fprintf(errw, "Error: the request of %s was replaced by request %s (release %s)\n", t.req.App, cur.ID, cur.Version)
+		return ExitInternal
+	case cur.Status != nil && cur.Status.State == store.RequestFailed:
+		fmt.Fprintf(errw, "Error: the controller service did not run request %s: %s\n", cur.ID, cur.Status.Reason)
+		return ExitInternal
+	case cur.Status != nil && cur.Status.State == store.RequestHalted:
+		fmt.Fprintf(errw, "Halted: %s\n", cur.Status.Reason)
+		if r != nil && r.RollbackScope != "" {
+			return ExitRolledBack
+		}
+		return ExitInternal
+	case r == nil:
+		fmt.Fprintf(out, "No changes: %s\n", cur.Status.Reason)
+		return ExitOK
+	}
+	newProgress(out).Summary(r)
+	switch r.Outcome {
+	case scheduler.OutcomeRollbackIncomplete:
+		fmt.Fprintf(errw, "==> Rollout %s was rolled back, but not every device could be verified on the old version: %s\n", r.App, lastReason(r))
+		fmt.Fprintf(errw, "    Check those devices, then `fleetplan catch-up %s` verifies them again.\n", r.App)
+		return ExitRolledBack
+	case scheduler.OutcomeRolledBack:
+		fmt.Fprintf(out, "==> Rollout %s was rolled back: %s\n", r.App, r.RollbackReason)
+		return ExitRolledBack
+	}
+	fmt.Fprintf(out, "==> Rollout %s is done: %s %s runs in slot %s\n", r.App, r.App, r.Version, r.Candidate)
+	return ExitOK
 }

@@ -10,6 +10,7 @@ import (
 	"github.com/fleetplan/fleetplan/operator"
 	"github.com/fleetplan/fleetplan/report"
 	"github.com/fleetplan/fleetplan/scheduler"
+	"github.com/fleetplan/fleetplan/store"
 )
 
 // applyJSON is `apply -json`: the progress goes to standard error and the
@@ -35,6 +36,11 @@ type applyRolloutDoc struct {
 	Outcome  string              `json:"outcome,omitempty"`
 	State    *report.DeployState `json:"state,omitempty"`
 	Error    string              `json:"error,omitempty"`
+	// Request is the controller service's request ID when the rollout
+	// was submitted to it; Following is false when apply returned before
+	// the rollout ended (-detach, q or Ctrl-C).
+	Request   string `json:"request,omitempty"`
+	Following *bool  `json:"following,omitempty"`
 }
 
 // newApplyJSON starts apply's -json output: with -json, everything apply
@@ -62,6 +68,18 @@ func (j *applyJSON) add(ctx context.Context, op *operator.Operator, p *scheduler
 	}
 	j.doc.Rollouts = append(j.doc.Rollouts, d)
 	j.doc.ExitCode = max(j.doc.ExitCode, code)
+}
+
+// submitted records rollouts submitted to the controller service that
+// apply does not follow to their end.
+func (j *applyJSON) submitted(reqs []*store.RolloutRequest) {
+	if j.out == nil {
+		return
+	}
+	no := false
+	for _, r := range reqs {
+		j.doc.Rollouts = append(j.doc.Rollouts, applyRolloutDoc{Rollout: r.App, Version: r.Version, Request: r.ID, Following: &no})
+	}
 }
 
 // print writes the result with -json.

@@ -41,6 +41,8 @@ type liveModel struct {
 	width  int
 	done   bool
 	quit   func()
+	// leaveHint replaces the line that says what q does.
+	leaveHint string
 }
 
 var (
@@ -195,7 +197,11 @@ func (m *liveModel) View() string {
 		}
 	}
 	if !m.done {
-		b.WriteString(styleDim.Render("\nq: leave the view (the rollout state is kept in Consul)") + "\n")
+		hint := "q: leave the view (the rollout state is kept in Consul)"
+		if m.leaveHint != "" {
+			hint = m.leaveHint
+		}
+		b.WriteString(styleDim.Render("\n"+hint) + "\n")
 	}
 	return b.String()
 }

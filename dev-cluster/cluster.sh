@@ -479,7 +479,7 @@ cmd_status() {
 	[[ -f "$STATE/devices" ]] || { echo "dev cluster: not set up ($STATE)"; return 1; }
 	pidfile_alive "$STATE/server/nomad.pid" && pidfile_alive "$STATE/server/consul.pid" || { echo "dev cluster: servers not running"; return 1; }
 	echo "dev cluster ($STATE, $(running_mode) mode):"
-	echo "  Nomad       http://127.0.0.1:4646  (UI: http://127.0.0.1:4646/ui)"
+	echo "  Nomad       http://127.0.0.1:4646  (API only: this Nomad is built without its web UI; follow rollouts with \`fleetplan status -watch\`)"
 	echo "  Consul      http://127.0.0.1:8500  (UI: http://127.0.0.1:8500/ui)"
 	echo "  devices:"
 	http_get "$NOMAD_ADDR/v1/nodes" | python3 -c '

@@ -43,6 +43,13 @@ type Nomad struct {
 	// switch. Set them before the first call.
 	SyncTimeout time.Duration
 	CallTimeout time.Duration
+	// Fence, when set, is asked right before every Nomad write (the job
+	// registration, each node metadata update, each allocation stop, the
+	// job stop): an error (wrapping scheduler.ErrLockLost) stops the call
+	// before it is made. The controller's fence runs before each cluster
+	// action already; this one also covers the later steps of a switch,
+	// seconds after it began.
+	Fence func() error
 
 	devices sync.Map // node ID -> *sync.Mutex
 }
@@ -108,6 +115,9 @@ func (n *Nomad) PrepareCandidate(ctx context.Context, r *scheduler.Rollout) erro
 			return nil
 		}
 	}
+	if err := n.fenced(); err != nil {
+		return fmt.Errorf("registering slot job %s: not done: %w", id, err)
+	}
 	// EnforceIndex: fail rather than overwrite a change made since we read.
 	resp, _, err := n.nc.Jobs().RegisterOpts(job, &api.RegisterOptions{EnforceIndex: true, ModifyIndex: index}, n.write(ctx))
 	if err != nil {
@@ -115,6 +125,14 @@ func (n *Nomad) PrepareCandidate(ctx context.Context, r *scheduler.Rollout) erro
 	}
 	log.Info("registered slot job", "version", job.Meta[contract.MetaVersion], "eval_id", resp.EvalID, "warnings", resp.Warnings)
 	return nil
+}
+
+// fenced asks Fence, when set, whether this controller may still act.
+func (n *Nomad) fenced() error {
+	if n.Fence == nil {
+		return nil
+	}
+	return n.Fence()
 }
 
 // sameSpec asks the server whether registering job would change the
@@ -263,6 +281,9 @@ func (n *Nomad) applySlot(ctx context.Context, dev scheduler.DeviceRef, to strin
 	if to != "" {
 		req.Meta[contract.SlotMetaKey(n.policy.Name)] = new(to)
 	}
+	if err := n.fenced(); err != nil {
+		return err
+	}
 	cctx, cancel := context.WithTimeout(ctx, n.CallTimeout)
 	defer cancel()
 	_, err := n.nc.Nodes().Meta().Apply(req, n.query(cctx))
@@ -381,6 +402,9 @@ func (n *Nomad) stopSlots(ctx context.Context, dev scheduler.DeviceRef, slots []
 	for _, a := range allocs {
 		if !slices.Contains(jobIDs, a.JobID) || !live(a.DesiredStatus, a.ClientStatus) {
 			continue
+		}
+		if err := n.fenced(); err != nil {
+			return stopped, err
 		}
 		if _, err := n.nc.Allocations().Stop(&api.Allocation{ID: a.ID}, n.query(cctx)); err != nil && !isNotFound(err) {
 			return stopped, fmt.Errorf("stopping allocation %s of %s: %w", shortID(a.ID), a.JobID, err)
@@ -527,6 +551,9 @@ func (n *Nomad) RetireCandidate(ctx context.Context, r *scheduler.Rollout) error
 		return fmt.Errorf("retiring the candidate of %s: the run names no candidate slot apart from the active one", r.App)
 	}
 	id := contract.SlotJobID(r.App, r.Candidate)
+	if err := n.fenced(); err != nil {
+		return fmt.Errorf("stopping the rejected candidate slot job %s: not done: %w", id, err)
+	}
 	_, _, err := n.nc.Jobs().Deregister(id, false, n.write(ctx))
 	switch {
 	case isNotFound(err):

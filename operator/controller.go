@@ -34,6 +34,11 @@ type Run struct {
 	// Lost is the lock's lost channel: once it is closed the controller
 	// acts no more (its fence fails before every action and write).
 	Lost <-chan struct{}
+	// Fence, when set, is the synchronous check that the locks are still
+	// held (store.Consul.Fence: the local lease, then a consistent read);
+	// it runs before every Nomad write, every state write and every audit
+	// record, after the Lost check.
+	Fence func() error
 	// PublishHealthConfig writes the release's health configuration for
 	// the device agents; the controller calls it once the pre-flight
 	// checklist passed, before the candidate is registered.
@@ -44,9 +49,10 @@ type Run struct {
 // scheduler.Controller is built. stop releases what it started (the health
 // watcher) once the controller is done.
 func (o *Operator) Controller(run Run) (ctl *scheduler.Controller, stop func()) {
+	cluster := jobs.NewNomad(o.Nomad, run.Policy, run.Base, o.Log)
 	ctl = &scheduler.Controller{
 		Policy:         run.Policy,
-		Cluster:        jobs.NewNomad(o.Nomad, run.Policy, run.Base, o.Log),
+		Cluster:        cluster,
 		Gate:           scheduler.DefaultGate{},
 		Store:          o.Store,
 		Registry:       o.Registry(),
@@ -62,18 +68,22 @@ func (o *Operator) Controller(run Run) (ctl *scheduler.Controller, stop func()) 
 			return run.PublishHealthConfig(ctx)
 		},
 	}
+	fence := run.fence()
 	if run.Audit != nil {
 		ctl.Audit = run.Audit.Append
-	}
-	if lost := run.Lost; lost != nil {
-		ctl.Fence = func() error {
-			select {
-			case <-lost:
-				return errors.New("the Consul session holding the rollout's lock is gone")
-			default:
-				return nil
+		if fence != nil {
+			// A controller that lost its lock records nothing either.
+			ctl.Audit = func(ctx context.Context, e scheduler.Event) error {
+				if err := fence(); err != nil {
+					return err
+				}
+				return run.Audit.Append(ctx, e)
 			}
 		}
+	}
+	if fence != nil {
+		ctl.Fence = fence
+		cluster.Fence = fence
 	}
 	stop = func() {}
 	if run.WatchHealth {
@@ -81,6 +91,28 @@ func (o *Operator) Controller(run Run) (ctl *scheduler.Controller, stop func()) 
 		ctl.Health, stop = watcher, watcher.Stop
 	}
 	return ctl, stop
+}
+
+// fence combines the lost channel and the synchronous Fence; nil when the
+// run has neither.
+func (run Run) fence() func() error {
+	lost, check := run.Lost, run.Fence
+	if lost == nil && check == nil {
+		return nil
+	}
+	return func() error {
+		if lost != nil {
+			select {
+			case <-lost:
+				return errors.New("the Consul session holding the rollout's lock is gone")
+			default:
+			}
+		}
+		if check != nil {
+			return check()
+		}
+		return nil
+	}
 }
 
 // PrepareRelease parses the release's jobspec on the Nomad server.

@@ -143,6 +143,11 @@ func (c *Controller) switchDevice(ctx context.Context, r *Rollout, rec *DeviceRe
 		// Interrupted: leave it in "switching"; a resumed controller
 		// re-runs the (idempotent) switch.
 		return ctx.Err()
+	case errors.Is(err, ErrLockLost):
+		// I8: the fence stopped the switch partway; this controller acts
+		// no more (no restore, no record). The device stays "switching"
+		// and the next holder redoes the (idempotent) switch.
+		return err
 	case errors.As(err, &cpe):
 		// I5: not the device's fault. Put it back if the control plane
 		// lets us; otherwise it stays "switching" and the (idempotent)

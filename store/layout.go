@@ -15,11 +15,16 @@ import (
 //	<root>rollouts/<app>/control/pause            JSON scheduler.Request         (written by operators)
 //	<root>rollouts/<app>/control/rollback         JSON scheduler.Request         (written by operators)
 //	<root>rollouts/<app>/lock                     the controller lock (JSON {holder, since, session})
+//	<root>rollouts/<app>/request                  JSON RolloutRequest: a rollout submitted to the
+//	                                              controller service (policy and jobspec sources,
+//	                                              options; its status written by the service)
 //	<root>rollouts/<app>/history/<run-id>/state   JSON scheduler.Rollout of a finished run
 //	<root>rollouts/<app>/history/<run-id>/devices/<NNNNNN>
 //	                                              chunk: JSON array of scheduler.DeviceRecord, at
 //	                                              most ArchiveChunkDevices records and ArchiveChunkBytes
 //	<root>apps/<app>                              JSON scheduler.ActiveSlot
+//	<root>controller/leader                       the controller service's leadership lock
+//	                                              (JSON {holder, since, session})
 //	<root>audit/<rollout>/<NNNNNNNN>              chunk: JSON array of audit.Record, at most
 //	                                              AuditChunkRecords records ("_global" when no rollout)
 //	<root>registry/<node-id>                      JSON scheduler.Device, one key per device
@@ -68,6 +73,13 @@ func (l Layout) Controls(app string) string { return l.Rollout(app) + "control/"
 
 // Lock is the key of a rollout's controller lock.
 func (l Layout) Lock(app string) string { return l.Rollout(app) + "lock" }
+
+// Request is the key of the rollout request submitted to the controller
+// service.
+func (l Layout) Request(app string) string { return l.Rollout(app) + "request" }
+
+// Leader is the key of the controller service's leadership lock.
+func (l Layout) Leader() string { return l.root + "controller/leader" }
 
 // History is the folder of a rollout's archived runs.
 func (l Layout) History(app string) string { return l.Rollout(app) + "history/" }

@@ -12,12 +12,15 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/fleetplan/fleetplan/internal/blocking"
+	"github.com/fleetplan/fleetplan/scheduler"
 )
 
 // LockHeldError is returned by Lock when another controller holds the lock
 // of a rollout.
 type LockHeldError struct {
+	// App is the rollout ("" for another lock, named by Key).
 	App string
+	Key string
 	// Holder names the holder (user@host pid N) and Since says when it took
 	// the lock.
 	Holder string
@@ -32,6 +35,9 @@ func (e *LockHeldError) Error() string {
 		holder = "an unnamed holder"
 	}
 	msg := fmt.Sprintf("rollout %s is locked by another controller, %s", e.App, holder)
+	if e.App == "" {
+		msg = fmt.Sprintf("%s is held by %s", e.Key, holder)
+	}
 	if !e.Since.IsZero() {
 		msg += " since " + e.Since.Local().Format(time.RFC3339)
 	}
@@ -48,6 +54,209 @@ type lockValue struct {
 	Session string    `json:"session,omitempty"`
 }
 
+// A lock is a key acquired by a Consul session (behavior "release", a
+// short lock delay). A Session is renewed in the background; a Lease is one
+// key it holds. One session may hold several keys: the controller service's
+// leader holds the leadership key and the lock of every rollout it runs with
+// one session, so that they are lost together.
+//
+// Losing a lock is noticed three ways: the lease's lost channel (a blocking
+// query on the key, the renewals), the session's local lease (no renewal
+// succeeded within TTL minus a margin: a process frozen past its TTL fails it
+// the moment it runs again, before its renewer does) and Fence, a consistent
+// read of the keys made before each action.
+
+// Session is a Consul session this process keeps alive.
+type Session struct {
+	c      *Consul
+	id     string
+	ttl    time.Duration
+	log    hclog.Logger
+	cancel context.CancelFunc
+
+	lost     chan struct{}
+	lostOnce sync.Once
+	destroy  sync.Once
+
+	mu sync.Mutex
+	// renewedAt is when the last successful renewal (or the creation) was
+	// sent; Consul restarts the TTL no earlier than that. It carries Go's
+	// monotonic clock, which keeps running while the process is stopped.
+	renewedAt time.Time
+}
+
+// NewSession creates a session (TTL Options.SessionTTL, lock delay
+// Options.LockDelay, behavior "release") and renews it every TTL/3 until
+// Destroy or its loss.
+func (c *Consul) NewSession(ctx context.Context, name string) (*Session, error) {
+	sent := time.Now()
+	sid, _, err := c.client.Session().Create(&api.SessionEntry{
+		Name:      name,
+		TTL:       c.ttl.String(),
+		Behavior:  api.SessionBehaviorRelease,
+		LockDelay: c.lockDelay,
+	}, (&api.WriteOptions{}).WithContext(ctx))
+	if err != nil {
+		return nil, fmt.Errorf("creating the Consul session %q: %w", name, err)
+	}
+	kctx, cancel := context.WithCancel(context.Background())
+	s := &Session{c: c, id: sid, ttl: c.ttl, log: c.logger.With("session", sid), cancel: cancel, lost: make(chan struct{}), renewedAt: sent}
+	go s.renew(kctx)
+	return s, nil
+}
+
+// ID is the Consul session ID.
+func (s *Session) ID() string { return s.id }
+
+// TTL is the session's TTL.
+func (s *Session) TTL() time.Duration { return s.ttl }
+
+// Lost is closed when the session is lost (expired, destroyed, or not
+// renewed for a whole TTL) and on Destroy.
+func (s *Session) Lost() <-chan struct{} { return s.lost }
+
+// LeaseMargin is how long before the end of its TTL (counted from the last
+// renewal sent) the local lease of a session ends.
+func LeaseMargin(ttl time.Duration) time.Duration { return max(ttl/5, time.Second) }
+
+// Held is the local half of the fence: an error when the session is known
+// lost, or when no renewal succeeded within TTL minus LeaseMargin (Consul
+// may have invalidated it; a process that was stopped past its TTL fails
+// here before it can act). It wraps scheduler.ErrLockLost.
+func (s *Session) Held() error {
+	select {
+	case <-s.lost:
+		return fmt.Errorf("%w: the Consul session %s is gone", scheduler.ErrLockLost, s.id)
+	default:
+	}
+	s.mu.Lock()
+	at := s.renewedAt
+	s.mu.Unlock()
+	lease := s.ttl - LeaseMargin(s.ttl)
+	if age := time.Since(at); age > lease {
+		return fmt.Errorf("%w: the Consul session %s was last renewed %s ago, past its local lease of %s (TTL %s): it may have expired",
+			scheduler.ErrLockLost, s.id, age.Round(time.Millisecond), lease, s.ttl)
+	}
+	return nil
+}
+
+func (s *Session) markLost(why string) {
+	s.lostOnce.Do(func() {
+		s.log.Warn("Consul session lost", "reason", why)
+		close(s.lost)
+	})
+}
+
+// Destroy stops the renewals and destroys the session (Consul then releases
+// every key it still holds, after the lock delay: release them first). It
+// is idempotent and never blocks for more than a few seconds.
+func (s *Session) Destroy() {
+	s.destroy.Do(func() {
+		s.cancel()
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if _, err := s.c.client.Session().Destroy(s.id, (&api.WriteOptions{}).WithContext(ctx)); err != nil {
+			s.log.Debug("destroying the session", "error", err)
+		}
+		s.lostOnce.Do(func() { close(s.lost) })
+	})
+}
+
+// renew renews the session every TTL/3. The session counts as lost when
+// Consul no longer knows it, or when no renewal succeeded for a whole TTL.
+func (s *Session) renew(ctx context.Context) {
+	ttl := s.ttl
+	wait := ttl / 3
+	lastOK := time.Now()
+	for {
+		if err := blocking.Sleep(ctx, wait); err != nil {
+			return
+		}
+		sent := time.Now()
+		entry, _, err := s.c.client.Session().Renew(s.id, (&api.WriteOptions{}).WithContext(ctx))
+		switch {
+		case ctx.Err() != nil:
+			return
+		case err != nil:
+			if time.Since(lastOK) > ttl {
+				s.markLost(fmt.Sprintf("could not renew the session for %s: %v", ttl, err))
+				return
+			}
+			s.log.Debug("renewing the session", "error", err)
+			wait = min(time.Second, ttl/4)
+		case entry == nil:
+			s.markLost("the session expired or was destroyed")
+			return
+		default:
+			lastOK = sent
+			s.mu.Lock()
+			s.renewedAt = sent
+			s.mu.Unlock()
+			wait = ttl / 3
+		}
+	}
+}
+
+// Lease is a key held by a session.
+type Lease struct {
+	c        *Consul
+	s        *Session
+	key, app string
+	cancel   context.CancelFunc
+	lost     chan struct{}
+	lostOnce sync.Once
+	relOnce  sync.Once
+	log      hclog.Logger
+}
+
+// Key is the lock key.
+func (l *Lease) Key() string { return l.key }
+
+// Session is the session holding the key.
+func (l *Lease) Session() *Session { return l.s }
+
+// Lost is closed when the key is lost (its session is lost, the key no
+// longer names it) and on Release.
+func (l *Lease) Lost() <-chan struct{} { return l.lost }
+
+// Held is the local check of the lease: its session's local lease, and the
+// key not known lost. It wraps scheduler.ErrLockLost.
+func (l *Lease) Held() error {
+	select {
+	case <-l.lost:
+		return fmt.Errorf("%w: %s is no longer held by session %s", scheduler.ErrLockLost, l.key, l.s.id)
+	default:
+	}
+	return l.s.Held()
+}
+
+func (l *Lease) markLost(why string) {
+	// The store stays bound to the lost session until release: every
+	// write of the rollout's state fails from now on.
+	l.lostOnce.Do(func() {
+		l.log.Warn("lock lost", "reason", why)
+		close(l.lost)
+	})
+}
+
+// Release gives the key back (no lock delay for the next holder) and closes
+// lost; the session lives on. It is idempotent and never blocks for more
+// than a few seconds.
+func (l *Lease) Release() {
+	l.relOnce.Do(func() {
+		if l.app != "" {
+			l.c.sessions.CompareAndDelete(l.app, l.s.id)
+		}
+		l.cancel()
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if _, _, err := l.c.kv.Release(&api.KVPair{Key: l.key, Session: l.s.id}, (&api.WriteOptions{}).WithContext(ctx)); err != nil {
+			l.log.Debug("releasing the lock key", "error", err)
+		}
+		l.lostOnce.Do(func() { close(l.lost) })
+	})
+}
+
 // Lock takes the controller lock of a rollout: a Consul session with a TTL
 // (renewed in the background, behavior "release", a short lock delay) that
 // acquires .../rollouts/<app>/lock, whose value names the holder. When
@@ -59,78 +268,112 @@ type lockValue struct {
 // When a holder dies without releasing (SIGKILL), Consul frees the lock once
 // the session's TTL runs out (up to twice SessionTTL) plus LockDelay.
 func (c *Consul) Lock(ctx context.Context, app, holder string) (lost <-chan struct{}, release func(), err error) {
-	return c.lock(ctx, app, holder, false)
+	l, err := c.LockLease(ctx, app, holder, false)
+	if err != nil {
+		return nil, nil, err
+	}
+	return l.Lost(), l.releaseAll, nil
 }
 
 // LockWait is Lock that waits, with a blocking query on the lock key, until
 // the lock is free or ctx ends. When ctx ends first the error wraps both
 // ctx.Err() and the last *LockHeldError.
 func (c *Consul) LockWait(ctx context.Context, app, holder string) (lost <-chan struct{}, release func(), err error) {
-	return c.lock(ctx, app, holder, true)
+	l, err := c.LockLease(ctx, app, holder, true)
+	if err != nil {
+		return nil, nil, err
+	}
+	return l.Lost(), l.releaseAll, nil
 }
 
-func (c *Consul) lock(ctx context.Context, app, holder string, wait bool) (<-chan struct{}, func(), error) {
+// LockLease is Lock (LockWait with wait) returning the lease, on a session
+// of its own: release it with ReleaseAll, which destroys the session too.
+func (c *Consul) LockLease(ctx context.Context, app, holder string, wait bool) (*Lease, error) {
 	if err := checkName("rollout name", app); err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	if holder == "" {
 		holder = DefaultHolder()
 	}
-	key := c.lockKey(app)
-	log := c.logger.With("rollout", app)
-
-	sid, _, err := c.client.Session().Create(&api.SessionEntry{
-		Name:      "fleetplan controller " + app + " (" + holder + ")",
-		TTL:       c.ttl.String(),
-		Behavior:  api.SessionBehaviorRelease,
-		LockDelay: c.lockDelay,
-	}, (&api.WriteOptions{}).WithContext(ctx))
+	s, err := c.NewSession(ctx, "fleetplan controller "+app+" ("+holder+")")
 	if err != nil {
-		return nil, nil, fmt.Errorf("creating a Consul session for the lock of %s: %w", app, err)
+		return nil, fmt.Errorf("taking the lock of %s: %w", app, err)
 	}
+	l, err := c.AcquireRollout(ctx, s, app, holder, wait)
+	if err != nil {
+		s.Destroy()
+		return nil, err
+	}
+	return l, nil
+}
 
-	// The keeper renews the session from now on (LockWait may wait long)
-	// and, once the lock is held, watches the key.
-	kctx, cancel := context.WithCancel(context.Background())
-	k := &lockKeeper{c: c, app: app, key: key, sid: sid, cancel: cancel, lost: make(chan struct{}), log: log.With("session", sid)}
-	go k.renew(kctx)
+// ReleaseAll releases the key and destroys its session (for a lease made
+// by LockLease, whose session holds nothing else).
+func (l *Lease) ReleaseAll() { l.releaseAll() }
 
-	value, _ := json.Marshal(lockValue{Holder: holder, Since: c.now().UTC(), Session: sid})
+func (l *Lease) releaseAll() {
+	l.Release()
+	l.s.Destroy()
+}
+
+// AcquireRollout acquires the lock of a rollout with the session s (see
+// Acquire); from then on this process's writes of the rollout's state are
+// bound to the session (I8).
+func (c *Consul) AcquireRollout(ctx context.Context, s *Session, app, holder string, wait bool) (*Lease, error) {
+	if err := checkName("rollout name", app); err != nil {
+		return nil, err
+	}
+	return c.acquire(ctx, s, c.lockKey(app), app, holder, wait)
+}
+
+// Acquire acquires key with the session s, its value naming holder. When
+// another session holds it, Acquire returns a *LockHeldError at once, or
+// with wait, follows the key with a blocking query until it is free or ctx
+// ends (the error then wraps both ctx.Err() and the last *LockHeldError).
+func (c *Consul) Acquire(ctx context.Context, s *Session, key, holder string, wait bool) (*Lease, error) {
+	return c.acquire(ctx, s, key, "", holder, wait)
+}
+
+func (c *Consul) acquire(ctx context.Context, s *Session, key, app, holder string, wait bool) (*Lease, error) {
+	if holder == "" {
+		holder = DefaultHolder()
+	}
+	log := c.logger.With("key", key, "session", s.id)
+	value, _ := json.Marshal(lockValue{Holder: holder, Since: c.now().UTC(), Session: s.id})
 	var held *LockHeldError
 	freeSince := time.Time{}
 	for {
-		ok, pair, err := c.tryAcquire(ctx, key, sid, value)
+		ok, pair, err := c.tryAcquire(ctx, key, s.id, value)
 		if err != nil {
-			k.release()
 			if ctx.Err() != nil && held != nil {
-				return nil, nil, fmt.Errorf("%w: %w", ctx.Err(), held)
+				return nil, fmt.Errorf("%w: %w", ctx.Err(), held)
 			}
-			return nil, nil, err
+			return nil, err
 		}
 		if ok {
 			log.Debug("lock acquired", "holder", holder)
-			// From now on this process's writes of the rollout's state
-			// are bound to the session (I8).
-			c.sessions.Store(app, sid)
-			go k.watch(kctx)
-			return k.lost, k.release, nil
+			kctx, cancel := context.WithCancel(context.Background())
+			l := &Lease{c: c, s: s, key: key, app: app, cancel: cancel, lost: make(chan struct{}), log: log}
+			if app != "" {
+				c.sessions.Store(app, s.id)
+			}
+			go l.watch(kctx)
+			return l, nil
 		}
 		select {
-		case <-k.lost:
-			k.release()
-			return nil, nil, fmt.Errorf("the Consul session for the lock of %s expired while waiting", app)
+		case <-s.lost:
+			return nil, fmt.Errorf("the Consul session for the lock %s was lost while waiting", key)
 		default:
 		}
 		var waitIndex uint64
 		if pair != nil && pair.Session != "" {
-			held = &LockHeldError{App: app, Session: pair.Session}
+			held = &LockHeldError{App: app, Key: key, Session: pair.Session}
 			var v lockValue
 			if json.Unmarshal(pair.Value, &v) == nil {
 				held.Holder, held.Since = v.Holder, v.Since
 			}
 			if !wait {
-				k.release()
-				return nil, nil, held
+				return nil, held
 			}
 			waitIndex = pair.ModifyIndex
 		}
@@ -140,25 +383,22 @@ func (c *Consul) lock(ctx context.Context, app, holder string, wait bool) (<-cha
 			if freeSince.IsZero() {
 				freeSince = time.Now()
 			} else if !wait && time.Since(freeSince) > 3*c.lockDelay+2*time.Second {
-				k.release()
-				return nil, nil, fmt.Errorf("could not acquire the free lock %s for %s", key, time.Since(freeSince).Round(time.Second))
+				return nil, fmt.Errorf("could not acquire the free lock %s for %s", key, time.Since(freeSince).Round(time.Second))
 			}
-			if err := blocking.Sleep(ctx, c.lockDelay/2+50*time.Millisecond); err != nil {
-				k.release()
+			if err := blocking.Sleep(ctx, c.lockDelay/4+50*time.Millisecond); err != nil {
 				if held != nil {
-					return nil, nil, fmt.Errorf("%w: %w", err, held)
+					return nil, fmt.Errorf("%w: %w", err, held)
 				}
-				return nil, nil, err
+				return nil, err
 			}
 			continue
 		}
 		log.Debug("waiting for the lock", "holder", held.Holder)
 		if _, _, err := c.kv.Get(key, (&api.QueryOptions{WaitIndex: waitIndex, WaitTime: time.Minute}).WithContext(ctx)); err != nil {
-			k.release()
 			if ctx.Err() != nil {
-				return nil, nil, fmt.Errorf("%w: %w", ctx.Err(), held)
+				return nil, fmt.Errorf("%w: %w", ctx.Err(), held)
 			}
-			return nil, nil, fmt.Errorf("waiting for the lock of %s: %w", app, err)
+			return nil, fmt.Errorf("waiting for the lock %s: %w", key, err)
 		}
 	}
 }
@@ -183,82 +423,6 @@ func (c *Consul) tryAcquire(ctx context.Context, key, sid string, value []byte) 
 	return false, pair, nil
 }
 
-// lockKeeper keeps a lock's session alive and reports its loss.
-type lockKeeper struct {
-	c        *Consul
-	app      string
-	key, sid string
-	cancel   context.CancelFunc
-	lost     chan struct{}
-	lostOnce sync.Once
-	relOnce  sync.Once
-	log      hclog.Logger
-}
-
-func (k *lockKeeper) markLost(why string) {
-	// The store stays bound to the lost session until release: every
-	// write of the rollout's state fails from now on.
-	k.lostOnce.Do(func() {
-		k.log.Warn("lock lost", "reason", why)
-		close(k.lost)
-	})
-}
-
-// release gives the key back, destroys the session and closes lost. It is
-// idempotent and never blocks for more than a few seconds.
-func (k *lockKeeper) release() {
-	k.relOnce.Do(func() {
-		k.c.sessions.CompareAndDelete(k.app, k.sid)
-		k.cancel()
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		wo := (&api.WriteOptions{}).WithContext(ctx)
-		// Releasing before destroying avoids the lock delay for the next
-		// holder.
-		if _, _, err := k.c.kv.Release(&api.KVPair{Key: k.key, Session: k.sid}, wo); err != nil {
-			k.log.Debug("releasing the lock key", "error", err)
-		}
-		if _, err := k.c.client.Session().Destroy(k.sid, wo); err != nil {
-			k.log.Debug("destroying the lock session", "error", err)
-		}
-		k.lostOnce.Do(func() { close(k.lost) })
-	})
-}
-
-// renew renews the session every TTL/2. The session counts as lost when
-// Consul no longer knows it, or when no renewal succeeded for a whole TTL.
-func (k *lockKeeper) renew(ctx context.Context) {
-	ttl := k.c.ttl
-	wait := ttl / 2
-	lastOK := time.Now()
-	for {
-		if err := blocking.Sleep(ctx, wait); err != nil {
-			return
-		}
-		entry, _, err := k.c.client.Session().Renew(k.sid, (&api.WriteOptions{}).WithContext(ctx))
-		switch {
-		case ctx.Err() != nil:
-			return
-		case err != nil:
-			if time.Since(lastOK) > ttl {
-				k.markLost(fmt.Sprintf("could not renew the session for %s: %v", ttl, err))
-				return
-			}
-			k.log.Debug("renewing the lock session", "error", err)
-			wait = min(time.Second, ttl/4)
-		case entry == nil:
-			k.markLost("the session expired or was destroyed")
-			return
-		default:
-			lastOK = time.Now()
-			if d, perr := time.ParseDuration(entry.TTL); perr == nil && d > 0 {
-				ttl = d
-			}
-			wait = ttl / 2
-		}
-	}
-}
-
 // lockWatchTiming paces the lock key's watch: no minimum interval (the key
 // changes rarely, and a change may be the loss), a backoff from 250 ms to
 // 5 s while Consul fails.
@@ -269,25 +433,79 @@ var lockWatchTiming = blocking.Timing{
 }
 
 // watch follows the lock key with blocking queries and reports the loss
-// when the key no longer belongs to the session.
-func (k *lockKeeper) watch(ctx context.Context) {
-	l := blocking.New(blocking.Config{Name: "lock key", Timing: lockWatchTiming, Logger: k.log},
+// when the key no longer belongs to the session, or the session is lost.
+func (l *Lease) watch(ctx context.Context) {
+	go func() {
+		select {
+		case <-l.s.lost:
+			l.markLost("the session holding it was lost")
+		case <-ctx.Done():
+		}
+	}()
+	b := blocking.New(blocking.Config{Name: "lock key", Timing: lockWatchTiming, Logger: l.log},
 		func(ctx context.Context, waitIndex uint64) (*api.KVPair, uint64, error) {
 			q := &api.QueryOptions{WaitIndex: waitIndex, WaitTime: lockWatchTiming.WaitTime}
-			pair, meta, err := k.c.kv.Get(k.key, q.WithContext(ctx))
+			pair, meta, err := l.c.kv.Get(l.key, q.WithContext(ctx))
 			if err != nil {
-				return nil, 0, fmt.Errorf("watching the lock key %s: %w", k.key, err)
+				return nil, 0, fmt.Errorf("watching the lock key %s: %w", l.key, err)
 			}
 			return pair, meta.LastIndex, nil
 		},
 		func(pair *api.KVPair) error {
-			if pair == nil || pair.Session != k.sid {
-				k.markLost("the lock key no longer belongs to this session")
+			if pair == nil || pair.Session != l.s.id {
+				l.markLost("the lock key no longer belongs to this session")
 				return blocking.ErrStop
 			}
 			return nil
 		})
-	_ = l.Run(ctx)
+	_ = b.Run(ctx)
+}
+
+// FenceTimeout bounds the consistent read of a fence.
+const FenceTimeout = 5 * time.Second
+
+// Fence returns the synchronous check a controller makes before every
+// cluster action and state write: every lease's local check (Held), then
+// one consistent read (a read-only transaction of check-session operations,
+// served by the Consul leader) that every key still names its session.
+// Errors wrap scheduler.ErrLockLost; a read that fails is no evidence of
+// holding the lock and fails too. A lease found lost is marked so.
+func (c *Consul) Fence(leases ...*Lease) func() error {
+	return func() error {
+		ops := make(api.TxnOps, 0, len(leases))
+		for _, l := range leases {
+			if err := l.Held(); err != nil {
+				return err
+			}
+			ops = append(ops, &api.TxnOp{KV: &api.KVTxnOp{Verb: api.KVCheckSession, Key: l.key, Session: l.s.id}})
+		}
+		if len(ops) == 0 {
+			return nil
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), FenceTimeout)
+		defer cancel()
+		ok, resp, _, err := c.client.Txn().Txn(ops, (&api.QueryOptions{RequireConsistent: true}).WithContext(ctx))
+		if err != nil {
+			return fmt.Errorf("%w: could not verify with Consul that this controller still holds its locks: %v", scheduler.ErrLockLost, err)
+		}
+		if !ok {
+			var lostKeys []string
+			for _, e := range resp.Errors {
+				if e.OpIndex >= 0 && e.OpIndex < len(leases) {
+					leases[e.OpIndex].markLost("a fence found the key held by another session or by none")
+					lostKeys = append(lostKeys, leases[e.OpIndex].key)
+				}
+			}
+			return fmt.Errorf("%w: Consul says this controller's session no longer holds %v", scheduler.ErrLockLost, lostKeys)
+		}
+		// The read took time: the local lease must still hold after it.
+		for _, l := range leases {
+			if err := l.Held(); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
 }
 
 // IsLockHeld reports whether err says that another controller holds a lock,

@@ -1,0 +1,162 @@
+# The fleetplan controller service: runs every rollout submitted with
+# `fleetplan apply` (a request in Consul KV) to the end, whatever happens to
+# the operator's terminal. Two allocations on two different nodes: one
+# leads (a Consul session lock on fleetplan/controller/leader), the other
+# stands by and takes over within the session TTL plus the lock delay
+# (about 11-21 s with the defaults) when the leader dies, at once when it
+# stops gracefully.
+#
+#   fleetplan controller install              registers this job (the variables from the environment)
+#   nomad job run -var command=/usr/local/bin/fleetplan deploy/fleetplan-controller.nomad.hcl
+#
+# On a real cluster run it on server-class nodes, not on the edge devices
+# it rolls out to: set node_class (e.g. "server") so that the constraint
+# below keeps it there. The dev cluster's only clients are the devices, so
+# there the constraint is left out and distinct_hosts alone spreads the
+# two allocations.
+
+variable "command" {
+  type        = string
+  default     = "$${meta.edge.bin_dir}/fleetplan"
+  description = "the fleetplan binary on the nodes"
+}
+
+variable "nomad_addr" {
+  type        = string
+  default     = "http://127.0.0.1:4646"
+  description = "the Nomad API the controller uses (NOMAD_ADDR)"
+}
+
+variable "consul_addr" {
+  type        = string
+  default     = "127.0.0.1:8500"
+  description = "the Consul API the controller uses (CONSUL_HTTP_ADDR)"
+}
+
+variable "node_class" {
+  type        = string
+  default     = ""
+  description = "run only on nodes of this class (\"\": any node)"
+}
+
+variable "datacenters" {
+  type    = list(string)
+  default = ["*"]
+}
+
+variable "log_level" {
+  type    = string
+  default = "info"
+}
+
+job "fleetplan-controller" {
+  type        = "service"
+  datacenters = var.datacenters
+
+  meta {
+    fleetplan_component = "controller"
+  }
+
+  group "controller" {
+    count = 2
+
+    # The two instances never share a node: a node that dies takes at most
+    # the leader with it, and the standby elsewhere takes over.
+    constraint {
+      operator = "distinct_hosts"
+      value    = "true"
+    }
+
+    # Server-class nodes only, when node_class is set.
+    dynamic "constraint" {
+      for_each = var.node_class == "" ? [] : [var.node_class]
+      content {
+        attribute = "$${node.class}"
+        value     = constraint.value
+      }
+    }
+
+    network {
+      port "http" {}
+    }
+
+    # A controller that exits is started again on its node; after too many
+    # failures Nomad places it elsewhere. Either way the other instance
+    # leads meanwhile.
+    restart {
+      attempts = 5
+      interval = "5m"
+      delay    = "5s"
+      mode     = "delay"
+    }
+
+    reschedule {
+      delay          = "10s"
+      delay_function = "exponential"
+      max_delay      = "2m"
+      unlimited      = true
+    }
+
+    service {
+      name     = "fleetplan-controller"
+      port     = "http"
+      provider = "consul"
+      tags     = ["fleetplan"]
+
+      # 200 for the leader and for a standby; 503 when the instance cannot
+      # reach Consul. (No check_restart: a paused or partitioned leader is
+      # fenced by its session, not restarted.)
+      check {
+        name     = "fleetplan controller health"
+        type     = "http"
+        path     = "/v1/health"
+        interval = "5s"
+        timeout  = "2s"
+      }
+    }
+
+    task "controller" {
+      driver = "raw_exec"
+
+      config {
+        command = var.command
+        args = [
+          "controller",
+          "-http-addr", "$${NOMAD_ADDR_http}",
+          "-log-level", var.log_level,
+        ]
+      }
+
+      env {
+        NOMAD_ADDR       = var.nomad_addr
+        CONSUL_HTTP_ADDR = var.consul_addr
+      }
+
+      # Tokens (NOMAD_TOKEN, CONSUL_HTTP_TOKEN) are never written here nor
+      # in the arguments. With ACLs on, they come from a Nomad Variable
+      # through a template (env = true) read with the job's workload
+      # identity, e.g.:
+      #
+      # template {
+      #   destination = "secrets/tokens.env"
+      #   env         = true
+      #   data        = <<-EOT
+      #     {{ with nomadVar "nomad/jobs/fleetplan-controller" }}
+      #     NOMAD_TOKEN={{ .nomad_token }}
+      #     CONSUL_HTTP_TOKEN={{ .consul_token }}
+      #     {{ end }}
+      #   EOT
+      # }
+
+      # SIGTERM: the controller stops its rollouts where they are and gives
+      # its locks back, so the standby takes over at once.
+      kill_signal  = "SIGTERM"
+      kill_timeout = "30s"
+
+      resources {
+        cpu    = 100
+        memory = 128
+      }
+    }
+  }
+}

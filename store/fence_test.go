@@ -1,0 +1,159 @@
+package store
+
+import (
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/consul/api"
+
+	"github.com/fleetplan/fleetplan/scheduler"
+)
+
+// fakeTxn is a Consul whose /v1/txn answers check-session operations from
+// owners (key -> session), counting the requests and whether each asked
+// for a consistent read.
+type fakeTxn struct {
+	owners     map[string]string
+	calls      atomic.Int32
+	consistent atomic.Int32
+}
+
+func (f *fakeTxn) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.URL.Path != "/v1/txn" {
+		http.NotFound(w, r)
+		return
+	}
+	f.calls.Add(1)
+	if _, ok := r.URL.Query()["consistent"]; ok {
+		f.consistent.Add(1)
+	}
+	body, _ := io.ReadAll(r.Body)
+	var ops []struct {
+		KV struct{ Verb, Key, Session string }
+	}
+	_ = json.Unmarshal(body, &ops)
+	var errs []map[string]any
+	for i, op := range ops {
+		if op.KV.Verb != "check-session" || f.owners[op.KV.Key] != op.KV.Session {
+			errs = append(errs, map[string]any{"OpIndex": i, "What": "failed session check for key \"" + op.KV.Key + "\""})
+		}
+	}
+	w.Header().Set("Content-Type", "application/json")
+	if len(errs) > 0 {
+		w.WriteHeader(http.StatusConflict)
+		_ = json.NewEncoder(w).Encode(map[string]any{"Errors": errs})
+		return
+	}
+	_ = json.NewEncoder(w).Encode(map[string]any{"Results": []any{}})
+}
+
+func fakeStore(t *testing.T, f http.Handler) *Consul {
+	t.Helper()
+	srv := httptest.NewServer(f)
+	t.Cleanup(srv.Close)
+	cfg := api.DefaultConfig()
+	cfg.Address = strings.TrimPrefix(srv.URL, "http://")
+	client, err := api.NewClient(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return New(client, Options{SessionTTL: 10 * time.Second})
+}
+
+// testLease is a lease of key by session sid renewed at renewedAt, with no
+// goroutine behind it.
+func testLease(c *Consul, key, sid string, renewedAt time.Time) *Lease {
+	s := &Session{c: c, id: sid, ttl: c.ttl, log: c.logger, cancel: func() {}, lost: make(chan struct{}), renewedAt: renewedAt}
+	return &Lease{c: c, s: s, key: key, cancel: func() {}, lost: make(chan struct{}), log: c.logger}
+}
+
+func TestFenceHeld(t *testing.T) {
+	f := &fakeTxn{owners: map[string]string{"fleetplan/controller/leader": "s1", "fleetplan/rollouts/app/lock": "s1"}}
+	c := fakeStore(t, f)
+	leader := testLease(c, "fleetplan/controller/leader", "s1", time.Now())
+	lock := &Lease{c: c, s: leader.s, key: "fleetplan/rollouts/app/lock", cancel: func() {}, lost: make(chan struct{}), log: c.logger}
+	if err := c.Fence(leader, lock)(); err != nil {
+		t.Fatalf("Fence while both keys are held: %v", err)
+	}
+	if f.calls.Load() != 1 || f.consistent.Load() != 1 {
+		t.Errorf("Fence made %d requests (%d consistent), want one consistent read for both keys", f.calls.Load(), f.consistent.Load())
+	}
+}
+
+// The key names another session: the fence fails and the lease is marked
+// lost, so the controller's context ends too.
+func TestFenceKeyOwnedByAnotherSession(t *testing.T) {
+	f := &fakeTxn{owners: map[string]string{"fleetplan/controller/leader": "s1", "fleetplan/rollouts/app/lock": "s2"}}
+	c := fakeStore(t, f)
+	leader := testLease(c, "fleetplan/controller/leader", "s1", time.Now())
+	lock := &Lease{c: c, s: leader.s, key: "fleetplan/rollouts/app/lock", cancel: func() {}, lost: make(chan struct{}), log: c.logger}
+	err := c.Fence(leader, lock)()
+	if !errors.Is(err, scheduler.ErrLockLost) || !strings.Contains(err.Error(), "fleetplan/rollouts/app/lock") {
+		t.Fatalf("Fence with the rollout lock held by another session: %v, want ErrLockLost naming the key", err)
+	}
+	select {
+	case <-lock.Lost():
+	default:
+		t.Error("the lease the fence found lost is not marked lost")
+	}
+	select {
+	case <-leader.Lost():
+		t.Error("the leader lease, still held, was marked lost")
+	default:
+	}
+}
+
+// No renewal within TTL minus the margin (a process stopped past its TTL):
+// the fence fails locally, before any request, whatever Consul would say.
+func TestFenceLocalLeaseExpired(t *testing.T) {
+	f := &fakeTxn{owners: map[string]string{"k": "s1"}}
+	c := fakeStore(t, f)
+	ttl := c.ttl
+	fresh := testLease(c, "k", "s1", time.Now().Add(-(ttl - LeaseMargin(ttl) - time.Second)))
+	if err := c.Fence(fresh)(); err != nil {
+		t.Fatalf("a lease renewed within TTL - margin: %v", err)
+	}
+	stale := testLease(c, "k", "s1", time.Now().Add(-(ttl - LeaseMargin(ttl) + 10*time.Millisecond)))
+	calls := f.calls.Load()
+	err := c.Fence(stale)()
+	if !errors.Is(err, scheduler.ErrLockLost) || !strings.Contains(err.Error(), "local lease") {
+		t.Fatalf("a lease past TTL - margin: %v, want ErrLockLost about the local lease", err)
+	}
+	if f.calls.Load() != calls {
+		t.Error("the fence asked Consul although the local lease had expired")
+	}
+}
+
+// A lost session or a released lease fails at once.
+func TestFenceLostOrReleased(t *testing.T) {
+	f := &fakeTxn{owners: map[string]string{"k": "s1"}}
+	c := fakeStore(t, f)
+	l := testLease(c, "k", "s1", time.Now())
+	l.s.markLost("test")
+	if err := c.Fence(l)(); !errors.Is(err, scheduler.ErrLockLost) {
+		t.Fatalf("Fence of a lost session: %v", err)
+	}
+	l2 := testLease(c, "k", "s1", time.Now())
+	l2.markLost("test")
+	if err := c.Fence(l2)(); !errors.Is(err, scheduler.ErrLockLost) {
+		t.Fatalf("Fence of a lost lease: %v", err)
+	}
+}
+
+// Consul not answering is no evidence of holding the lock.
+func TestFenceConsulUnreachable(t *testing.T) {
+	c := fakeStore(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Error(w, "no leader", http.StatusInternalServerError)
+	}))
+	l := testLease(c, "k", "s1", time.Now())
+	if err := c.Fence(l)(); !errors.Is(err, scheduler.ErrLockLost) {
+		t.Fatalf("Fence while Consul answers 500: %v, want ErrLockLost", err)
+	}
+}
