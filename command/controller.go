@@ -62,6 +62,7 @@ rollouts; 503 when Consul does not answer) and GET /metrics (Prometheus).`,
 					&cli.StringFlag{Name: "command", Value: "${meta.edge.bin_dir}/fleetplan", Usage: "the fleetplan binary on the nodes"},
 					&cli.StringFlag{Name: "node-class", Usage: "run only on nodes of this class (server-class nodes on a real cluster)"},
 					&cli.StringFlag{Name: "log-level", Value: "info", Usage: "the controllers' log level"},
+					&cli.BoolFlag{Name: "token-from-variable", Usage: "with ACLs on: the controllers read their Nomad and Consul tokens from the Nomad Variable nomad/jobs/fleetplan-controller (items nomad_token, consul_token) through a template, never from the jobspec"},
 					&cli.BoolFlag{Name: "print", Usage: "print the job as JSON instead of registering it"},
 				},
 				Action: controllerInstallAction,
@@ -143,8 +144,8 @@ func controllerJob(ctx context.Context, nc *nomadapi.Client, c *cli.Context) (*n
 	if consulAddr == "" {
 		consulAddr = "127.0.0.1:8500"
 	}
-	vars := fmt.Sprintf("command = %q\nnomad_addr = %q\nconsul_addr = %q\nnode_class = %q\nlog_level = %q\n",
-		c.String("command"), nomadAddr, consulAddr, c.String("node-class"), c.String("log-level"))
+	vars := fmt.Sprintf("command = %q\nnomad_addr = %q\nconsul_addr = %q\nnode_class = %q\nlog_level = %q\ntokens_from_variable = %t\n",
+		c.String("command"), nomadAddr, consulAddr, c.String("node-class"), c.String("log-level"), c.Bool("token-from-variable"))
 	// HCL variables files interpolate "${": escape it.
 	vars = strings.ReplaceAll(vars, "${", "$${")
 	req := &nomadapi.JobsParseRequest{JobHCL: deploy.ControllerJobspec, Variables: vars, Canonicalize: true}

@@ -44,6 +44,12 @@ variable "datacenters" {
   default = ["*"]
 }
 
+variable "tokens_from_variable" {
+  type        = bool
+  default     = false
+  description = "with ACLs on: read NOMAD_TOKEN and CONSUL_HTTP_TOKEN from the Nomad Variable nomad/jobs/fleetplan-controller (items nomad_token, consul_token)"
+}
+
 variable "log_level" {
   type    = string
   default = "info"
@@ -133,20 +139,27 @@ job "fleetplan-controller" {
       }
 
       # Tokens (NOMAD_TOKEN, CONSUL_HTTP_TOKEN) are never written here nor
-      # in the arguments. With ACLs on, they come from a Nomad Variable
-      # through a template (env = true) read with the job's workload
-      # identity, e.g.:
-      #
-      # template {
-      #   destination = "secrets/tokens.env"
-      #   env         = true
-      #   data        = <<-EOT
-      #     {{ with nomadVar "nomad/jobs/fleetplan-controller" }}
-      #     NOMAD_TOKEN={{ .nomad_token }}
-      #     CONSUL_HTTP_TOKEN={{ .consul_token }}
-      #     {{ end }}
-      #   EOT
-      # }
+      # in the arguments. With ACLs on (tokens_from_variable, `fleetplan
+      # controller install -token-from-variable`), they come from the Nomad
+      # Variable nomad/jobs/fleetplan-controller, which the job's workload
+      # identity reads, through a template into the task's environment; the
+      # file is in the task's secrets folder. Write the Variable with the
+      # controller's least-privilege tokens (acl/README.md).
+      dynamic "template" {
+        for_each = var.tokens_from_variable ? [1] : []
+        content {
+          destination = "secrets/fleetplan-controller.env"
+          env         = true
+          change_mode = "restart"
+          perms       = "0600"
+          data        = <<-EOT
+            {{ with nomadVar "nomad/jobs/fleetplan-controller" }}
+            NOMAD_TOKEN={{ .nomad_token }}
+            CONSUL_HTTP_TOKEN={{ .consul_token }}
+            {{ end }}
+          EOT
+        }
+      }
 
       # SIGTERM: the controller stops its rollouts where they are and gives
       # its locks back, so the standby takes over at once.
