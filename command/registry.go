@@ -120,6 +120,20 @@ func regActor(c *cli.Context) string {
 	return store.DefaultActor()
 }
 
+// regRequestActor is who a quarantine or a release is recorded as made by,
+// resolved as for approve, pause, resume and rollback (operator.Actor):
+// with Consul ACLs on, the Consul token the change is written with, -actor
+// (default user@host) being a comment beside it; with ACLs off, -actor or
+// user@host. A token that cannot be read fails the command before it
+// changes anything.
+func regRequestActor(c *cli.Context) (string, error) {
+	cc, err := operator.ConsulClient()
+	if err != nil {
+		return "", err
+	}
+	return (&operator.Operator{Consul: cc}).Actor(c.Context, regActor(c))
+}
+
 // oneDevice returns the DEVICE argument.
 func oneDevice(c *cli.Context) (string, error) {
 	b, err := initCommand(c, withExactArgs(1, "device (node name or ID)"))
@@ -484,11 +498,15 @@ func registryQuarantine(c *cli.Context) error {
 	if strings.TrimSpace(c.String("reason")) == "" {
 		return exit(ExitUsage, "registry quarantine: say why with -reason\nUsage: fleetplan registry quarantine DEVICE -reason REASON")
 	}
+	actor, err := regRequestActor(c)
+	if err != nil {
+		return exit(ExitInternal, "registry quarantine %s: %v", name, err)
+	}
 	reg, err := openRegistry(c, true)
 	if err != nil {
 		return exit(ExitInternal, "registry quarantine: %v", err)
 	}
-	d, err := reg.QuarantineBy(c.Context, name, c.String("reason"), regActor(c))
+	d, err := reg.QuarantineBy(c.Context, name, c.String("reason"), actor)
 	if err != nil {
 		return regFail(c, err)
 	}
@@ -504,11 +522,15 @@ func registryRelease(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
+	actor, err := regRequestActor(c)
+	if err != nil {
+		return exit(ExitInternal, "registry release %s: %v", name, err)
+	}
 	reg, err := openRegistry(c, false)
 	if err != nil {
 		return exit(ExitInternal, "registry release: %v", err)
 	}
-	d, err := reg.Release(c.Context, name, regActor(c))
+	d, err := reg.Release(c.Context, name, actor)
 	if err != nil {
 		if d != nil {
 			fmt.Fprintf(c.App.ErrWriter, "warning: %v\n", err)

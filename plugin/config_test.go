@@ -37,18 +37,11 @@ func TestSetConfigValidation(t *testing.T) {
 		{"exec", map[string]string{"command": "/bin/true", "args": `"-v"`}, []string{"args"}, []string{`attribute "args" = "\"-v\"": not a JSON list`}},
 		{"exec", map[string]string{"command": "/bin/true", "args": `["-v", ["x"]]`}, []string{"args"}, []string{`element 1 must be a string`}},
 		{"exec", map[string]string{"comand": "/bin/true"}, []string{"comand", "command"}, []string{`did you mean "command"?`, `missing required attribute "command"`}},
-		{"webhook", nil, []string{"url"}, []string{`webhook: missing required attribute "url"`}},
-		{"webhook", map[string]string{"url": "hooks.example.com/x"}, []string{"url"}, []string{`"hooks.example.com/x": must be an http:// or https:// URL`}},
-		{"webhook", map[string]string{"url": "http://"}, []string{"url"}, []string{`"http://": has no host`}},
-		{"webhook", map[string]string{"url": "http://h/%zz"}, []string{"url"}, []string{`not a URL`}},
-		{"webhook", map[string]string{"url": "https://h", "timeout": "0s"}, []string{"timeout"}, []string{`must be a positive duration`}},
-		{"log", map[string]string{"level": "verbose"}, []string{"level"}, []string{`log: attribute "level" = "verbose": not one of trace, debug, info, warn, error`}},
-		{"log", map[string]string{"levle": "info"}, []string{"levle"}, []string{`did you mean "level"?`}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.plugin+"/"+strings.Join(tt.attrs, ","), func(t *testing.T) {
-			b := newBase(t, tt.plugin)
-			err := b.SetConfig(context.Background(), tt.config)
+			p := newProbe(t, tt.plugin)
+			err := p.SetConfig(context.Background(), tt.config)
 			if err == nil {
 				t.Fatalf("SetConfig(%v) = nil, want an error", tt.config)
 			}
@@ -87,13 +80,10 @@ func TestSetConfigValid(t *testing.T) {
 		{"tcp", nil},
 		{"tcp", map[string]string{"timeout": "1s"}},
 		{"exec", map[string]string{"command": "check-model", "args": `["--fast", 3]`, "timeout": "10s"}},
-		{"webhook", map[string]string{"url": "https://hooks.example.com/T0/B0/x", "timeout": "3s", "headers": `{}`}},
-		{"log", nil},
-		{"log", map[string]string{"level": "Debug"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.plugin, func(t *testing.T) {
-			configure(t, newBase(t, tt.plugin), tt.config)
+			configure(t, newProbe(t, tt.plugin), tt.config)
 		})
 	}
 }
@@ -117,9 +107,8 @@ func TestSetConfigReplaces(t *testing.T) {
 
 func TestSchemaTypes(t *testing.T) {
 	valid := []string{FieldString, FieldNumber, FieldBool, FieldDuration, FieldStringMap, FieldStringList}
-	for _, info := range append(Probes(), Notifiers()...) {
-		b := newBase(t, info.Name)
-		for _, f := range b.ConfigSchema() {
+	for _, info := range Probes() {
+		for _, f := range newProbe(t, info.Name).ConfigSchema() {
 			if !slices.Contains(valid, f.Type) || f.Description == "" {
 				t.Errorf("%s: field %+v: type must be one of %v and a description given", info.Name, f, valid)
 			}
@@ -139,14 +128,11 @@ func TestSuggest(t *testing.T) {
 	}
 }
 
-func newBase(t *testing.T, name string) Base {
+func newProbe(t *testing.T, name string) Probe {
 	t.Helper()
-	if p, err := NewProbe(name); err == nil {
-		return p
-	}
-	n, err := NewNotifier(name)
+	p, err := NewProbe(name)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return n
+	return p
 }

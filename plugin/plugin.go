@@ -1,12 +1,14 @@
-// Package plugin holds fleetplan's extension points: functional probes (the
-// device agent runs them for health layer 4) and notifiers (told about phase
-// changes, approvals needed and rollbacks).
+// Package plugin holds fleetplan's functional probes, its extension point for
+// health layer 4: the device agent runs them against each application
+// instance and answers Consul's HTTP check with their verdict. Notifiers are
+// not plugins: they are in package notify, configured by a policy's notify
+// blocks.
 //
-// Each plugin type is a small Base interface plus one narrow runtime
-// interface; the core only ever sees the narrow one. Every method takes a
-// context. The interfaces use plain data (no funcs, no channels) so that
-// external plugins served over hashicorp/go-plugin (gRPC) can implement them
-// later without changing the core.
+// A probe is a small Base interface plus the narrow Probe interface; the
+// core only ever sees the narrow one. Every method takes a context. The
+// interfaces use plain data (no funcs, no channels) so that external probes
+// served over hashicorp/go-plugin (gRPC) can implement them later without
+// changing the core.
 package plugin
 
 import (
@@ -16,8 +18,7 @@ import (
 
 // Plugin types.
 const (
-	TypeProbe    = "probe"
-	TypeNotifier = "notifier"
+	TypeProbe = "probe"
 )
 
 // Info describes a plugin.
@@ -75,42 +76,4 @@ type Result struct {
 type Probe interface {
 	Base
 	Probe(ctx context.Context, target Target) (Result, error)
-}
-
-// Notification kinds.
-const (
-	NotifyPhaseChange    = "phase-change"
-	NotifyApprovalNeeded = "approval-needed"
-	NotifyRollback       = "rollback"
-	NotifyDone           = "done"
-)
-
-// Notification is what notifiers are told.
-type Notification struct {
-	Kind    string             `json:"kind"`
-	Time    time.Time          `json:"time"`
-	Rollout string             `json:"rollout"`
-	RunID   string             `json:"run_id"`
-	Version string             `json:"version"`
-	Phase   string             `json:"phase"`
-	Message string             `json:"message"`
-	Numbers map[string]float64 `json:"numbers,omitempty"`
-	// Analysis explains a rollback after a failed gate (nil otherwise).
-	Analysis *FailureAnalysis `json:"analysis,omitempty"`
-}
-
-// FailureAnalysis is the pattern of a failed stage's failures, as data:
-// Kind is artifact, compatibility, infrastructure or inconclusive.
-type FailureAnalysis struct {
-	Kind     string   `json:"kind"`
-	Summary  string   `json:"summary"`
-	Classes  []string `json:"classes,omitempty"`
-	Layer    int      `json:"layer,omitempty"`
-	Examples []string `json:"examples,omitempty"`
-}
-
-// Notifier tells people or systems about a rollout.
-type Notifier interface {
-	Base
-	Notify(ctx context.Context, n Notification) error
 }

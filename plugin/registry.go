@@ -6,19 +6,10 @@ import (
 	"maps"
 	"slices"
 	"strings"
-
-	"github.com/hashicorp/go-hclog"
 )
 
 // BuiltinVersion is the version the built-in plugins report.
 const BuiltinVersion = "0.1.0"
-
-// LoggerSetter is implemented by plugins that log (the log notifier, the
-// webhook notifier's retries). It is in-process only: an external plugin
-// logs through go-plugin's own channel instead.
-type LoggerSetter interface {
-	SetLogger(hclog.Logger)
-}
 
 var builtinProbes = map[string]func() Probe{
 	"http-json": func() Probe { return newHTTPJSONProbe() },
@@ -26,15 +17,10 @@ var builtinProbes = map[string]func() Probe{
 	"exec":      func() Probe { return newExecProbe() },
 }
 
-var builtinNotifiers = map[string]func() Notifier{
-	"webhook": func() Notifier { return newWebhookNotifier() },
-	"log":     func() Notifier { return newLogNotifier() },
-}
-
-// UnknownPluginError is returned by NewProbe and NewNotifier for a name
-// that is not a built-in.
+// UnknownPluginError is returned by NewProbe for a name that is not a
+// built-in.
 type UnknownPluginError struct {
-	Type       string   // TypeProbe or TypeNotifier
+	Type       string   // TypeProbe
 	Name       string   // the name asked for
 	Suggestion string   // a near miss among Known, or ""
 	Known      []string // the known names, sorted
@@ -63,15 +49,6 @@ func NewProbe(name string) (Probe, error) {
 	return nil, unknown(TypeProbe, name, builtinProbes)
 }
 
-// NewNotifier returns a new instance of the built-in notifier called name,
-// with its defaults; call SetConfig before Notify.
-func NewNotifier(name string) (Notifier, error) {
-	if f, ok := builtinNotifiers[name]; ok {
-		return f(), nil
-	}
-	return nil, unknown(TypeNotifier, name, builtinNotifiers)
-}
-
 func unknown[T any](typ, name string, m map[string]T) error {
 	known := slices.Sorted(maps.Keys(m))
 	return &UnknownPluginError{Type: typ, Name: name, Suggestion: suggest(name, known), Known: known}
@@ -79,9 +56,6 @@ func unknown[T any](typ, name string, m map[string]T) error {
 
 // Probes describes the built-in probes, sorted by name.
 func Probes() []Info { return infos(builtinProbes) }
-
-// Notifiers describes the built-in notifiers, sorted by name.
-func Notifiers() []Info { return infos(builtinNotifiers) }
 
 func infos[T Base](m map[string]func() T) []Info {
 	var out []Info

@@ -15,23 +15,10 @@ func TestRegistry(t *testing.T) {
 	if got := Probes(); !reflect.DeepEqual(got, want) {
 		t.Errorf("Probes() = %v, want %v", got, want)
 	}
-	want = []Info{
-		{Name: "log", Type: TypeNotifier, Version: BuiltinVersion},
-		{Name: "webhook", Type: TypeNotifier, Version: BuiltinVersion},
-	}
-	if got := Notifiers(); !reflect.DeepEqual(got, want) {
-		t.Errorf("Notifiers() = %v, want %v", got, want)
-	}
 	for _, info := range Probes() {
 		p, err := NewProbe(info.Name)
 		if err != nil || p.PluginInfo() != info {
 			t.Errorf("NewProbe(%q) = %v, %v", info.Name, p, err)
-		}
-	}
-	for _, info := range Notifiers() {
-		n, err := NewNotifier(info.Name)
-		if err != nil || n.PluginInfo() != info {
-			t.Errorf("NewNotifier(%q) = %v, %v", info.Name, n, err)
 		}
 	}
 	// Each call makes a new instance: two probes never share a config.
@@ -40,37 +27,21 @@ func TestRegistry(t *testing.T) {
 	if a == b {
 		t.Error("NewProbe returned the same instance twice")
 	}
-	if _, ok := any(a).(LoggerSetter); ok {
-		t.Error("tcp probe claims to log")
-	}
-	for _, name := range []string{"log", "webhook"} {
-		n, _ := NewNotifier(name)
-		if _, ok := n.(LoggerSetter); !ok {
-			t.Errorf("%s notifier does not implement LoggerSetter", name)
-		}
-	}
 }
 
 func TestRegistryUnknown(t *testing.T) {
 	tests := []struct {
-		probe bool
-		name  string
-		msg   string
+		name string
+		msg  string
 	}{
-		{true, "http_json", `unknown probe "http_json"; did you mean "http-json"?; known probes: exec, http-json, tcp`},
-		{true, "grpc", `unknown probe "grpc"; known probes: exec, http-json, tcp`},
-		{true, "", `no probe name given; known probes: exec, http-json, tcp`},
-		{false, "webhok", `unknown notifier "webhok"; did you mean "webhook"?; known notifiers: log, webhook`},
-		{false, "slack", `unknown notifier "slack"; known notifiers: log, webhook`},
-		{false, "http-json", `unknown notifier "http-json"; known notifiers: log, webhook`},
+		{"http_json", `unknown probe "http_json"; did you mean "http-json"?; known probes: exec, http-json, tcp`},
+		{"grpc", `unknown probe "grpc"; known probes: exec, http-json, tcp`},
+		{"", `no probe name given; known probes: exec, http-json, tcp`},
+		// The notifiers are no plugins (package notify): not probe names.
+		{"webhook", `unknown probe "webhook"; known probes: exec, http-json, tcp`},
 	}
 	for _, tt := range tests {
-		var err error
-		if tt.probe {
-			_, err = NewProbe(tt.name)
-		} else {
-			_, err = NewNotifier(tt.name)
-		}
+		_, err := NewProbe(tt.name)
 		if err == nil || err.Error() != tt.msg {
 			t.Errorf("%q: err = %v, want %s", tt.name, err, tt.msg)
 		}
