@@ -475,11 +475,15 @@ func registryResolve(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
+	actor, err := regRequestActor(c)
+	if err != nil {
+		return exit(ExitInternal, "registry resolve: %v", err)
+	}
 	reg, err := openRegistry(c, true)
 	if err != nil {
 		return exit(ExitInternal, "registry resolve: %v", err)
 	}
-	d, err := reg.Resolve(c.Context, name, regActor(c))
+	d, err := reg.Resolve(c.Context, name, actor)
 	if err != nil {
 		return regFail(c, err)
 	}
