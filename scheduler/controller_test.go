@@ -636,3 +636,50 @@ func TestEventDeliveryDoesNotHoldTheController(t *testing.T) {
 		t.Fatalf("%d events held the controller's requests while they were delivered", n)
 	}
 }
+
+// A canary device whose connectivity check goes critical after its switch
+// (its node agents going away: a power loss) while the servers still list
+// it as up is offline at the end of the soak, never failed: it counts
+// against max_offline_after_switch_percent and is verified when it
+// returns. (The fault suite's power-off trial, seed 703, rolled a good
+// release back when the servers had not yet noticed the device was gone.)
+func TestControllerLostConnectivityIsOfflineNotFailed(t *testing.T) {
+	h := newHarness(t, 12)
+	h.policy.Rollback.MaxOfflineAfterSwitchPercent = 50
+	r0, _ := PlanRollout(h.policy, h.registry.devices)
+	victim := r0.Stages[0].Devices[0].ID
+	h.health.lostConnectivity = map[string]bool{victim: true}
+	r, err := h.run(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Outcome != OutcomeSucceeded {
+		t.Fatalf("outcome %s (%s), want succeeded", r.Outcome, r.RollbackReason)
+	}
+	rec := r.Devices[victim]
+	if rec.State != DeviceSkippedOffline || rec.Failed {
+		t.Fatalf("device that lost its connectivity is %s (failed %v): %s; want skipped-offline", rec.State, rec.Failed, rec.Reason)
+	}
+	if !strings.Contains(rec.Reason, "lost its connectivity") {
+		t.Errorf("reason %q does not say the device lost its connectivity", rec.Reason)
+	}
+	if r.Stages[0].Failed != 0 || r.Stages[0].Offline != 1 {
+		t.Errorf("canary failed=%d offline=%d, want 0 and 1", r.Stages[0].Failed, r.Stages[0].Offline)
+	}
+
+	// Without room for offline devices, the same loss stops the rollout
+	// through max_offline_after_switch_percent, not as a failed device.
+	h = newHarness(t, 12)
+	h.policy.Rollback.MaxOfflineAfterSwitchPercent = 0
+	h.health.lostConnectivity = map[string]bool{victim: true}
+	r, err = h.run(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Outcome == OutcomeSucceeded || !strings.Contains(r.RollbackReason, "offline") {
+		t.Fatalf("outcome %s (%q), want a rollback for devices offline after their switch", r.Outcome, r.RollbackReason)
+	}
+	if r.Devices[victim].Failed {
+		t.Errorf("the device that lost its connectivity is counted as failed: %s", r.Devices[victim].Reason)
+	}
+}

@@ -158,6 +158,10 @@ type fakeHealth struct {
 	// 2 or 4 checks); noL4 is the same for the functional check only.
 	noAgent map[string]bool
 	noL4    bool
+	// lostConnectivity: these devices' connectivity check (layer 1) is
+	// critical once they run the candidate (their node agents are going
+	// away) while the servers still list them as up.
+	lostConnectivity map[string]bool
 	// flakySeen: devices whose one failing reading ("flaky") was given.
 	flakySeen map[string]bool
 }
@@ -169,6 +173,9 @@ func (h *fakeHealth) agentChecks(id string, instance bool) []CheckResult {
 		return nil
 	}
 	out := []CheckResult{{Name: "fleetplan L1 connectivity", Layer: 1, Status: "passing"}}
+	if instance && h.lostConnectivity[id] {
+		out[0].Status, out[0].Output = "critical", "the Nomad client at http://127.0.0.6:4646 does not answer: connection refused"
+	}
 	if h.policy != nil && h.policy.Health.System != nil {
 		out = append(out, CheckResult{Name: "fleetplan L2 system", Layer: 2, Status: "passing"})
 	}

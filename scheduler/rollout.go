@@ -391,6 +391,11 @@ type Verdict struct {
 	// device's agents were frozen) is no verdict. Crash loops, failed
 	// allocations and wrong versions need no confirmation.
 	Confirm bool `json:"confirm,omitempty"`
+	// Connectivity marks a pending verdict whose evidence is the device's
+	// connectivity check (layer 1) failing: its node agents are going
+	// away. At the end of a soak such a device is offline, not failed,
+	// even while the servers still list it as up.
+	Connectivity bool `json:"connectivity,omitempty"`
 }
 
 // Gate turns one device's health into a verdict. The controller only reacts

@@ -191,9 +191,12 @@ func (c *Controller) sampleDevices(ctx context.Context, r *Rollout, recs []*Devi
 				break
 			}
 			if final {
-				if !h.Online {
+				if !h.Online || v.Connectivity {
 					rec.State = DeviceSkippedOffline
 					rec.Reason = "went offline after its switch; it will be verified (or rolled back) when it returns"
+					if h.Online {
+						rec.Reason = "lost its connectivity after its switch (" + v.Reason + "); it will be verified (or rolled back) when it returns"
+					}
 					c.emitDevice(r, rec, "verify", "skipped-offline", rec.Reason)
 				} else {
 					rec.State = DeviceFailed

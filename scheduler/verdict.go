@@ -85,11 +85,12 @@ func (g DefaultGate) Evaluate(p *Policy, rec *DeviceRecord, h DeviceHealth, now 
 			if ch.Layer == 1 {
 				// Connectivity: the device is losing its node agents (a
 				// power loss, a network cut), which is offline evidence,
-				// never a failure of the release by itself. Once Nomad or
-				// Consul sees it down it is offline (and counts against
-				// max_offline_after_switch_percent); if it stays reachable
-				// and unhealthy, the end of the soak fails it.
-				return Verdict{Status: VerdictPending, Layer: 1, Reason: reason + " (connectivity: not a verdict on the release)"}
+				// never a failure of the release by itself: pending while
+				// it soaks, offline at the end of the soak (counted
+				// against max_offline_after_switch_percent and verified
+				// when it returns), even when the servers have not yet
+				// noticed it is gone.
+				return Verdict{Status: VerdictPending, Layer: 1, Reason: reason + " (connectivity: not a verdict on the release)", Connectivity: true}
 			}
 			if since < grace {
 				return Verdict{Status: VerdictPending, Layer: ch.Layer, Reason: reason + " (within grace)"}
