@@ -484,9 +484,28 @@ func (c *Consul) Fence(leases ...*Lease) func() error {
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), FenceTimeout)
 		defer cancel()
-		ok, resp, _, err := c.client.Txn().Txn(ops, (&api.QueryOptions{RequireConsistent: true}).WithContext(ctx))
-		if err != nil {
-			return fmt.Errorf("%w: could not verify with Consul that this controller still holds its locks: %v", scheduler.ErrLockLost, err)
+		// A read that fails (a dropped connection, a Consul leader
+		// election) is read again, briefly and only while every local
+		// lease still holds; one that keeps failing is no evidence and
+		// fails the fence.
+		var (
+			ok   bool
+			resp *api.TxnResponse
+			err  error
+		)
+		for attempt := 1; ; attempt++ {
+			ok, resp, _, err = c.client.Txn().Txn(ops, (&api.QueryOptions{RequireConsistent: true}).WithContext(ctx))
+			if err == nil {
+				break
+			}
+			for _, l := range leases {
+				if herr := l.Held(); herr != nil {
+					return herr
+				}
+			}
+			if blocking.Sleep(ctx, blocking.Backoff(attempt, 50*time.Millisecond, time.Second)) != nil {
+				return fmt.Errorf("%w: could not verify with Consul that this controller still holds its locks (%d reads in %s): %v", scheduler.ErrLockLost, attempt, FenceTimeout, err)
+			}
 		}
 		if !ok {
 			var lostKeys []string
