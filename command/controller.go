@@ -32,8 +32,10 @@ submission to the end, whatever happens to the operator's terminal, and catches
 up devices that return after a run finished.
 
 Any number of instances may run: one leads (a Consul session lock on
-fleetplan/controller/leader), the others stand by and take over within the
-session TTL plus the lock delay when the leader dies, at once when it stops on
+fleetplan/controller/leader), the others stand by and take over within about
+the session TTL plus the lock delay when the leader dies or freezes (the leader
+writes a heartbeat after each renewal of its session; a standby that sees it
+stay still for a TTL destroys the leader's session), at once when it stops on
 SIGTERM or SIGINT. Before every Nomad action and state write the leader checks
 that its session still holds its locks (a local lease and a consistent read).
 
@@ -43,7 +45,7 @@ rollouts; 503 when Consul does not answer) and GET /metrics (Prometheus).`,
 			&cli.StringFlag{Name: "http-addr", Value: "127.0.0.1:4680", EnvVars: []string{"FLEETPLAN_CONTROLLER_HTTP_ADDR"}, Usage: "listen address of /v1/health and /metrics"},
 			&cli.StringFlag{Name: "log-level", Value: "info", EnvVars: []string{"FLEETPLAN_LOG_LEVEL"}, Usage: "trace, debug, info, warn or error"},
 			&cli.StringFlag{Name: "name", Usage: "this instance's name in the locks and the audit trail (default: host and pid, or the Nomad allocation)"},
-			&cli.DurationFlag{Name: "session-ttl", Value: 10 * time.Second, Usage: "TTL of the Consul session holding the locks (at least 10s); a dead leader is replaced within 2 TTL + lock delay"},
+			&cli.DurationFlag{Name: "session-ttl", Value: 10 * time.Second, Usage: "TTL of the Consul session holding the locks (at least 10s); a dead leader is replaced within about TTL + lock delay"},
 			&cli.DurationFlag{Name: "lock-delay", Value: time.Second, Usage: "Consul's lock delay after a session is invalidated"},
 			&cli.DurationFlag{Name: "scan-interval", Value: 2 * time.Second, Usage: "how often the leader looks for new rollout requests"},
 			&cli.DurationFlag{Name: "catchup-interval", Value: 30 * time.Second, Usage: "how often the leader catches up devices that returned after a run finished"},

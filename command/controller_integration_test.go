@@ -115,6 +115,38 @@ func auditBy(t *testing.T, ctx context.Context, app, who string) []time.Time {
 	return out
 }
 
+// reapRecord is an audit record of a standby destroying a silent leader's
+// session.
+type reapRecord struct {
+	Time   time.Time `json:"time"`
+	Actor  string    `json:"actor"`
+	Action string    `json:"action"`
+	Detail string    `json:"detail"`
+}
+
+// reapsAfter returns the records, after since, of a standby destroying the
+// session of the leader named leader (in the trail of actions outside a
+// rollout).
+func reapsAfter(t *testing.T, ctx context.Context, since time.Time, leader string) []reapRecord {
+	t.Helper()
+	res := fleetplan(t, ctx, "audit", "-json", "-rollout", "_global")
+	var recs []reapRecord
+	if err := json.Unmarshal([]byte(res.stdout), &recs); err != nil {
+		t.Fatalf("audit -json -rollout _global: %v\n%s\n%s", err, res.stdout, res.stderr)
+	}
+	var out []reapRecord
+	for _, r := range recs {
+		if r.Action == "controller-reap" && r.Time.After(since) && strings.Contains(r.Detail, "the leader "+leader+" has not renewed") {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// reapLogLine matches the standby's log line when it destroys a silent
+// leader's session.
+var reapLogLine = regexp.MustCompile(`the leader (.+) has not renewed for ([0-9.]+m?s); destroyed its session ([0-9a-f-]+)`)
+
 func freePort(t *testing.T) string {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -187,7 +219,8 @@ func (p *controllerProc) role() string {
 
 // TestIntegrationControllerFrozenLeaderIsFenced runs two controller
 // processes; the leader is frozen (SIGSTOP) past its session's TTL during a
-// wave, the standby takes over and finishes the rollout, and the old leader,
+// wave, the standby sees its heartbeat stop, destroys its session and takes
+// over and finishes the rollout, and the old leader,
 // thawed, acts no more: no audit record, no Nomad action from it after the
 // takeover. Then the new leader is stopped gracefully (SIGTERM) and the
 // other takes over at once.
@@ -233,6 +266,17 @@ func TestIntegrationControllerFrozenLeaderIsFenced(t *testing.T) {
 		return true, ""
 	})
 	t.Logf("measured: frozen leader -> standby's first recorded action: %s (session TTL 10s, lock delay 1s)", takeover.Sub(frozen).Round(time.Millisecond))
+	// The takeover came from the standby destroying the silent leader's
+	// session (not from Consul expiring it): its log, the audit trail.
+	m := reapLogLine.FindStringSubmatch(b.log.String())
+	if m == nil || m[1] != "ctl-a" {
+		t.Fatalf("ctl-b did not log that it destroyed ctl-a's session (%q):\n%s", m, b.log.String())
+	}
+	t.Logf("measured: ctl-b destroyed ctl-a's session %s after %s without a heartbeat", m[3], m[2])
+	testcluster.Eventually(t, 30*time.Second, func() (bool, string) {
+		recs := reapsAfter(t, ctx, frozen, "ctl-a")
+		return len(recs) > 0 && strings.Contains(recs[0].Actor, "ctl-b"), fmt.Sprintf("no audit record of ctl-b destroying ctl-a's session: %+v", recs)
+	})
 
 	// Thaw the old leader only once the new one acts: from now on, nothing
 	// it does may reach Nomad or Consul KV.
@@ -304,8 +348,9 @@ func serviceInstances(c *testcluster.Cluster) ([]string, error) {
 // TestIntegrationControllerServiceOnNomad installs the controller as the
 // Nomad service job (two allocations), submits a rollout with apply,
 // interrupts apply with SIGINT (the rollout goes on), SIGKILLs the leader's
-// process during a wave: the standby takes over and the rollout finishes
-// with every device on the release.
+// process during a wave: the standby sees the leader's heartbeat stop,
+// destroys its session and takes over, and the rollout finishes with every
+// device on the release.
 func TestIntegrationControllerServiceOnNomad(t *testing.T) {
 	c := testcluster.Require(t)
 	app := "it-ctl-nomad"
@@ -416,6 +461,15 @@ func TestIntegrationControllerServiceOnNomad(t *testing.T) {
 		return false, "no action of another controller instance than " + lh.Instance + " yet"
 	})
 	t.Logf("measured: leader SIGKILL -> standby's first recorded action: %s (session TTL 10s, lock delay 1s)", first.Sub(killed).Round(time.Millisecond))
+	// The takeover came from a standby destroying the dead leader's
+	// session (not from Consul expiring it).
+	var reaps []reapRecord
+	testcluster.Eventually(t, 30*time.Second, func() (bool, string) {
+		reaps = reapsAfter(t, ctx, killed, lh.Instance)
+		return len(reaps) > 0 && !strings.Contains(reaps[0].Actor, lh.Instance),
+			fmt.Sprintf("no audit record of another instance destroying the session of %s: %+v", lh.Instance, reaps)
+	})
+	t.Logf("measured: leader SIGKILL -> its session destroyed by %s: %s (%s)", reaps[0].Actor, reaps[0].Time.Sub(killed).Round(time.Millisecond), reaps[0].Detail)
 
 	testcluster.Eventually(t, 6*time.Minute, func() (bool, string) {
 		s, err := readState(c, app)

@@ -23,6 +23,7 @@ import (
 //	fleetplan_controller_fence_checks_total{result}
 //	fleetplan_controller_fence_seconds              the time a fence check takes
 //	fleetplan_controller_lock_held{rollout}         1 while this instance holds the rollout's lock
+//	fleetplan_controller_sessions_reaped_total      silent leaders' sessions this standby destroyed
 type Metrics struct {
 	Registry *prometheus.Registry
 
@@ -34,6 +35,7 @@ type Metrics struct {
 	fenceChecks *prometheus.CounterVec
 	fenceTime   prometheus.Histogram
 	lockHeld    *prometheus.GaugeVec
+	reaped      prometheus.Counter
 
 	mu     sync.Mutex
 	phases map[string]phaseSince // rollout -> its phase and since when
@@ -59,10 +61,12 @@ func NewMetrics() *Metrics {
 		fenceTime: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "fleetplan_controller_fence_seconds", Help: "Time a fence check takes (local lease and a consistent read of the lock keys).",
 			Buckets: []float64{0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1}}),
 		lockHeld: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "fleetplan_controller_lock_held", Help: "1 while this instance holds the rollout's lock."}, []string{"rollout"}),
-		phases:   map[string]phaseSince{},
-		now:      time.Now,
+		reaped: prometheus.NewCounter(prometheus.CounterOpts{Name: "fleetplan_controller_sessions_reaped_total",
+			Help: "Sessions of silent leaders (no heartbeat for a whole TTL) this instance destroyed while standing by."}),
+		phases: map[string]phaseSince{},
+		now:    time.Now,
 	}
-	m.Registry.MustRegister(m.leader, m.switches, m.rollbacks, m.verdicts, m.apiErrors, m.fenceChecks, m.fenceTime, m.lockHeld,
+	m.Registry.MustRegister(m.leader, m.switches, m.rollbacks, m.verdicts, m.apiErrors, m.fenceChecks, m.fenceTime, m.lockHeld, m.reaped,
 		prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}), (*phaseCollector)(m))
 	return m
 }
@@ -97,6 +101,10 @@ func (m *Metrics) Fence(d time.Duration, err error) {
 	m.fenceChecks.WithLabelValues(res).Inc()
 	m.fenceTime.Observe(d.Seconds())
 }
+
+// SessionReaped counts a silent leader's session destroyed by this
+// standby.
+func (m *Metrics) SessionReaped() { m.reaped.Inc() }
 
 // Phase records where a rollout is (from its state).
 func (m *Metrics) Phase(app string, phase scheduler.Phase) {

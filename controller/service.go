@@ -8,7 +8,10 @@
 // the others wait on that lock. The leader runs each rollout under that
 // rollout's own lock, taken with the same session, so that an `apply` run
 // in-process and the service never both run one rollout, and so that the
-// leader's locks are lost together. Before every Nomad action and state
+// leader's locks are lost together. The leader writes a heartbeat after
+// each renewal of its session; a standby that sees it stay still for a
+// whole TTL destroys the leader's session (Reaper), so that a dead or
+// frozen leader is replaced within about TTL plus the lock delay. Before every Nomad action and state
 // write a fence checks, synchronously, that the session is still held (its
 // local lease, then a consistent read of the keys): a leader that was
 // frozen past its TTL acts no more when it runs again.
@@ -216,8 +219,15 @@ func (s *Service) campaign(ctx context.Context) error {
 	}
 	defer sess.Destroy()
 	s.log.Info("standing by for the leadership", "key", s.st.Layout().Leader())
-	go s.followLeader(ctx, sess)
+	wctx, stopWatch := context.WithCancel(ctx)
+	watched := make(chan struct{})
+	go func() {
+		defer close(watched)
+		s.watchLeader(wctx, sess)
+	}()
 	lease, err := s.st.AcquireLeader(ctx, sess, s.cfg.Name, true)
+	stopWatch()
+	<-watched
 	if err != nil {
 		return fmt.Errorf("waiting for the controller leadership: %w", err)
 	}
@@ -227,28 +237,18 @@ func (s *Service) campaign(ctx context.Context) error {
 	s.log.Info("leading", "session", sess.ID())
 	s.setRole(RoleLeader)
 	defer s.setRole(RoleStandby)
+	hctx, stopHeartbeat := context.WithCancel(ctx)
+	heartbeat := make(chan struct{})
+	go func() {
+		defer close(heartbeat)
+		s.st.Heartbeat(hctx, lease, s.cfg.Name)
+	}()
+	defer func() {
+		stopHeartbeat()
+		<-heartbeat
+	}()
 	s.lead(ctx, lease)
 	return nil
-}
-
-// followLeader keeps the leader's name for /v1/health while standing by.
-func (s *Service) followLeader(ctx context.Context, sess *store.Session) {
-	for {
-		if holder, _, err := s.st.Leader(ctx); err == nil {
-			s.mu.Lock()
-			if s.role != RoleLeader {
-				s.leader = holder
-			}
-			s.mu.Unlock()
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-sess.Lost():
-			return
-		case <-time.After(5 * time.Second):
-		}
-	}
 }
 
 // lead runs the rollouts while the leadership lease holds.

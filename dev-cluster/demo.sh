@@ -119,7 +119,7 @@ if [[ -n "${pid:-}" && "$pid" != 0 ]]; then
 		if controllers | grep -v " $pid " | grep -q " leader "; then break; fi
 		sleep 1
 	done
-	echo "A new leader after $((SECONDS - start)) s, once the dead leader's Consul session expired (the standby, or the killed instance that Nomad restarted, whichever took the lock first), resumes the rollout where it was:"
+	echo "A new leader after $((SECONDS - start)) s, once a standby saw its heartbeat stop for a TTL and destroyed its Consul session (the standby, or the killed instance that Nomad restarted, whichever took the lock first), resumes the rollout where it was:"
 	controllers
 fi
 echo

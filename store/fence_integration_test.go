@@ -138,3 +138,76 @@ func BenchmarkFence(b *testing.B) {
 		}
 	}
 }
+
+// TestIntegrationLeaderHeartbeat: the leader's heartbeat is written at once
+// and moves after a renewal of its session; a standby sees both keys in one
+// read; once the session is destroyed (as a standby reaping a silent leader
+// does) the leadership key is free and the heartbeat can no longer be
+// written.
+func TestIntegrationLeaderHeartbeat(t *testing.T) {
+	s, _ := fenceStore(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	sess, err := s.NewSession(ctx, "test leader")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sess.Destroy()
+	leader, err := s.AcquireLeader(ctx, sess, "leader-1", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hctx, stop := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { defer close(done); s.Heartbeat(hctx, leader, "leader-1") }()
+	defer func() { stop(); <-done }()
+
+	// The first heartbeat, then one after a renewal (every TTL/3).
+	var v LeadershipView
+	var index uint64
+	next := func() {
+		t.Helper()
+		var err error
+		if v, index, err = s.WatchLeadership(ctx, index, 5*time.Second); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for v.HeartbeatIndex == 0 {
+		next()
+	}
+	first := v.HeartbeatIndex
+	started := time.Now()
+	for v.HeartbeatIndex == first {
+		next()
+	}
+	t.Logf("measured: the second heartbeat %s after the first (renewals every TTL/3)", time.Since(started).Round(time.Millisecond))
+	if v.Session != sess.ID() || v.Holder != "leader-1" {
+		t.Errorf("the leadership seen: %+v, want session %s held by leader-1", v, sess.ID())
+	}
+	if v.Heartbeat.Session != sess.ID() || v.Heartbeat.Holder != "leader-1" || v.Heartbeat.Seq < 2 {
+		t.Errorf("the heartbeat's value: %+v, want session %s, leader-1, seq >= 2", v.Heartbeat, sess.ID())
+	}
+
+	other, err := s.NewSession(ctx, "test standby")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Destroy()
+	if err := s.DestroySession(ctx, sess.ID()); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.WriteHeartbeat(ctx, leader, "leader-1", 99); !errors.Is(err, scheduler.ErrLockLost) {
+		t.Errorf("a heartbeat after the session was destroyed: %v, want ErrLockLost", err)
+	}
+	v, _, err = s.WatchLeadership(ctx, 0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v.Session != "" || v.Heartbeat.Seq == 99 {
+		t.Errorf("after the session was destroyed: %+v, want a free key and no heartbeat 99", v)
+	}
+	// After the lock delay, the standby's session takes the leadership.
+	if _, err := s.AcquireLeader(ctx, other, "leader-2", true); err != nil {
+		t.Fatalf("the standby acquiring the reaped leadership: %v", err)
+	}
+}

@@ -25,6 +25,9 @@ import (
 //	<root>apps/<app>                              JSON scheduler.ActiveSlot
 //	<root>controller/leader                       the controller service's leadership lock
 //	                                              (JSON {holder, since, session})
+//	<root>controller/heartbeat                    the leader's heartbeat, written after each renewal
+//	                                              of its session, bound to it (JSON {session, holder,
+//	                                              seq}); standbys reap a leader whose heartbeat stops
 //	<root>audit/<rollout>/<NNNNNNNN>              chunk: JSON array of audit.Record, at most
 //	                                              AuditChunkRecords records ("_global" when no rollout)
 //	<root>registry/<node-id>                      JSON scheduler.Device, one key per device
@@ -79,7 +82,13 @@ func (l Layout) Lock(app string) string { return l.Rollout(app) + "lock" }
 func (l Layout) Request(app string) string { return l.Rollout(app) + "request" }
 
 // Leader is the key of the controller service's leadership lock.
-func (l Layout) Leader() string { return l.root + "controller/leader" }
+func (l Layout) Leader() string { return l.Controller() + "leader" }
+
+// Controller is the folder of the controller service's leadership keys.
+func (l Layout) Controller() string { return l.root + "controller/" }
+
+// Heartbeat is the key of the controller service leader's heartbeat.
+func (l Layout) Heartbeat() string { return l.Controller() + "heartbeat" }
 
 // History is the folder of a rollout's archived runs.
 func (l Layout) History(app string) string { return l.Rollout(app) + "history/" }

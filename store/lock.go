@@ -77,6 +77,9 @@ type Session struct {
 	lost     chan struct{}
 	lostOnce sync.Once
 	destroy  sync.Once
+	// renewed receives (without blocking the renewer) after each
+	// successful renewal.
+	renewed chan struct{}
 
 	mu sync.Mutex
 	// renewedAt is when the last successful renewal (or the creation) was
@@ -100,7 +103,7 @@ func (c *Consul) NewSession(ctx context.Context, name string) (*Session, error) 
 		return nil, fmt.Errorf("creating the Consul session %q: %w", name, err)
 	}
 	kctx, cancel := context.WithCancel(context.Background())
-	s := &Session{c: c, id: sid, ttl: c.ttl, log: c.logger.With("session", sid), cancel: cancel, lost: make(chan struct{}), renewedAt: sent}
+	s := &Session{c: c, id: sid, ttl: c.ttl, log: c.logger.With("session", sid), cancel: cancel, lost: make(chan struct{}), renewed: make(chan struct{}, 1), renewedAt: sent}
 	go s.renew(kctx)
 	return s, nil
 }
@@ -114,6 +117,10 @@ func (s *Session) TTL() time.Duration { return s.ttl }
 // Lost is closed when the session is lost (expired, destroyed, or not
 // renewed for a whole TTL) and on Destroy.
 func (s *Session) Lost() <-chan struct{} { return s.lost }
+
+// Renewed receives after each successful renewal (a renewal that comes
+// while the previous one was not received yet is merged with it).
+func (s *Session) Renewed() <-chan struct{} { return s.renewed }
 
 // LeaseMargin is how long before the end of its TTL (counted from the last
 // renewal sent) the local lease of a session ends.
@@ -192,6 +199,10 @@ func (s *Session) renew(ctx context.Context) {
 			s.mu.Lock()
 			s.renewedAt = sent
 			s.mu.Unlock()
+			select {
+			case s.renewed <- struct{}{}:
+			default:
+			}
 			wait = ttl / 3
 		}
 	}
