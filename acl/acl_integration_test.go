@@ -665,6 +665,7 @@ func (e *aclEnv) refusals(t *testing.T) {
 		{"parsing a jobspec with the controller's token", "POST", n + "/v1/jobs/parse", "controller.nomad", parse, 200},
 		{"reading a Nomad agent with the operator's token", "GET", n + "/v1/agent/self", "operator.nomad", "", 403},
 		{"reading a Nomad agent with the agent's token", "GET", n + "/v1/agent/self", "agent.nomad", "", 200},
+		{"reading the device agent's tokens (a Nomad Variable outside fleetplan/notify) with the controller's token", "GET", n + "/v1/var/nomad/jobs/fleetplan-agent", "controller.nomad", "", 403},
 		{"writing an agent config with the agent's token (read only)", "PUT", c + "/v1/kv/fleetplan/agent/apps/acl-test", "agent.consul", "x", 403},
 		{"writing rollout state with the agent's token", "PUT", c + "/v1/kv/fleetplan/rollouts/acl-test/state", "agent.consul", "x", 403},
 		{"creating a session with the agent's token", "PUT", c + "/v1/session/create", "agent.consul", `{"TTL":"10s","Behavior":"delete"}`, 403},
