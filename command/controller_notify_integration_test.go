@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"syscall"
@@ -139,7 +140,7 @@ func TestIntegrationControllerServiceNotifies(t *testing.T) {
 	if kinds["done"] != 1 || !phases["CANARY"] || !phases["WAVE"] {
 		t.Errorf("kinds %v, phases %v: want phase notifications of CANARY and WAVE and one done", kinds, phases)
 	}
-	if !strings.Contains(ctl.log.String(), "notification delivered: notifier=webhook.svc kind=done") {
+	if !regexp.MustCompile(`notification delivered: .*notifier=webhook\.svc kind=done`).MatchString(ctl.log.String()) {
 		t.Errorf("the controller's log does not record the done delivery:\n%s", ctl.log.String())
 	}
 	for what, out := range map[string]string{"apply's output": res.stdout + res.stderr, "the controller's log": ctl.log.String()} {
