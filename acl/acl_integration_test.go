@@ -584,10 +584,17 @@ func (e *aclEnv) serviceRollout(t *testing.T, ctx context.Context, dir, app stri
 	if err := os.WriteFile(file, []byte(s), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	submitted := time.Now()
 	res = e.run(t, ctx, "operator", "apply", "-auto-approve", file)
 	if res.code != 0 || !strings.Contains(res.stdout, "submitted to the fleetplan controller service") {
 		t.Fatalf("apply (submitted to the service) with the operator's token exited %d\n%s\n%s", res.code, res.stdout, res.stderr)
 	}
+	// The operator may not parse or plan a job on Nomad: apply says so
+	// and the service plans (acl/README.md).
+	if !strings.Contains(res.stderr, "warning: could not plan "+app+" here") {
+		t.Errorf("apply with the operator's token did not warn that it could not plan:\n%s", res.stderr)
+	}
+	t.Logf("measured: the service's rollout of 4.0.0, submitted by the operator: %s", time.Since(submitted).Round(time.Second))
 	e.fleetOn(t, app, "green")
 	testcluster.Eventually(t, time.Minute, func() (bool, string) {
 		mu.Lock()
