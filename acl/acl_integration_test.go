@@ -12,6 +12,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -468,6 +469,12 @@ func TestIntegrationACLRolloutWithLeastPrivilege(t *testing.T) {
 	}
 	e.fleetOn(t, app, "blue")
 
+	// 4.0.0 through the controller service: installed with its tokens in
+	// its Nomad Variable, submitted by the operator, carried out (and
+	// notified, with a secret from a Nomad Variable) with the
+	// controller's tokens.
+	hook := e.serviceRollout(t, ctx, dir, app)
+
 	// Who approved and who asked for the rollback: the operator's token.
 	au := e.run(t, ctx, "operator", "audit", "-json", "-rollout", app)
 	var recs []struct {
@@ -493,7 +500,155 @@ func TestIntegrationACLRolloutWithLeastPrivilege(t *testing.T) {
 		t.Errorf("the approval's actor %q lacks the -actor comment", seen["approve"])
 	}
 
-	e.grepSecrets(t, ctx, au.stdout)
+	e.grepSecrets(t, ctx, au.stdout, hook)
+	e.uninstallService(t, ctx)
+}
+
+// The controller service's notification secret (an item of a Nomad
+// Variable under fleetplan/notify/, which the controller's policy reads).
+const (
+	notifyVar    = "fleetplan/notify/it-acl"
+	notifySecret = "n0tify-acl-s3cr3t-b34r3r"
+)
+
+// serviceRollout installs the controller service with its tokens from its
+// Nomad Variable, waits for a leader, submits 4.0.0 with the operator's
+// token, follows it to the end, and checks its webhook notifications (the
+// header's secret read from a Nomad Variable with the controller's token).
+// It returns what the webhook received, for the grep.
+func (e *aclEnv) serviceRollout(t *testing.T, ctx context.Context, dir, app string) *syncBuffer {
+	t.Helper()
+	if _, _, err := e.nomad.Variables().Create(&nomad.Variable{Path: notifyVar, Items: nomad.VariableItems{"token": notifySecret}}, nil); err != nil {
+		t.Fatalf("creating the Nomad Variable %s: %v", notifyVar, err)
+	}
+	t.Cleanup(func() { _, _ = e.nomad.Variables().Delete(notifyVar, nil) })
+	type note struct{ Kind, Rollout, Version, Auth string }
+	var mu sync.Mutex
+	var notes []note
+	received := &syncBuffer{}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var n note
+		if err := json.NewDecoder(r.Body).Decode(&n); err != nil {
+			t.Errorf("webhook payload: %v", err)
+		}
+		n.Auth = r.Header.Get("Authorization")
+		mu.Lock()
+		notes = append(notes, n)
+		mu.Unlock()
+		fmt.Fprintf(received, "%+v\n", n)
+	}))
+	t.Cleanup(srv.Close)
+
+	// The controllers run the binary under test; the job is installed by
+	// the cluster's administrator (it reads the controller's Variable).
+	res := e.run(t, ctx, "bootstrap", "controller", "install", "-token-from-variable", "-command", fleetplanBin, "-log-level", "debug")
+	if res.code != 0 {
+		t.Fatalf("controller install exited %d\n%s\n%s", res.code, res.stdout, res.stderr)
+	}
+	t.Cleanup(func() { e.uninstallService(t, context.Background()) })
+	testcluster.Eventually(t, 2*time.Minute, func() (bool, string) {
+		entries, _, err := e.consul.Health().Service("fleetplan-controller", "", false, nil)
+		if err != nil {
+			return false, err.Error()
+		}
+		roles := map[string]int{}
+		for _, en := range entries {
+			addr := en.Service.Address
+			if addr == "" {
+				addr = en.Node.Address
+			}
+			role, err := controllerRole(fmt.Sprintf("%s:%d", addr, en.Service.Port))
+			if err != nil {
+				return false, err.Error()
+			}
+			roles[role]++
+		}
+		return roles["leader"] == 1, fmt.Sprintf("controller instances' roles %v, want a leader", roles)
+	})
+
+	// The operator submits (the request under fleetplan/rollouts/<app>/,
+	// its audit record) and follows; the controller acts.
+	file := policy(t, dir, app, "4.0.0", nil)
+	src, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := strings.TrimSuffix(strings.TrimRight(string(src), "\n"), "}") + fmt.Sprintf(`
+  notify "webhook" "acl" {
+    url     = %q
+    headers = { Authorization = "Bearer ${nomad_var(%q, "token")}" }
+    events  = ["phase", "done"]
+  }
+}
+`, srv.URL+"/hook", notifyVar)
+	if err := os.WriteFile(file, []byte(s), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	submitted := time.Now()
+	res = e.run(t, ctx, "operator", "apply", "-auto-approve", file)
+	if res.code != 0 || !strings.Contains(res.stdout, "submitted to the fleetplan controller service") {
+		t.Fatalf("apply (submitted to the service) with the operator's token exited %d\n%s\n%s", res.code, res.stdout, res.stderr)
+	}
+	// The operator may not parse or plan a job on Nomad: apply says so
+	// and the service plans (acl/README.md).
+	if !strings.Contains(res.stderr, "warning: could not plan "+app+" here") {
+		t.Errorf("apply with the operator's token did not warn that it could not plan:\n%s", res.stderr)
+	}
+	t.Logf("measured: the service's rollout of 4.0.0, submitted by the operator: %s", time.Since(submitted).Round(time.Second))
+	e.fleetOn(t, app, "green")
+	testcluster.Eventually(t, time.Minute, func() (bool, string) {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(notes) > 0 && notes[len(notes)-1].Kind == "done", fmt.Sprintf("%d notifications, no done yet", len(notes))
+	})
+	mu.Lock()
+	defer mu.Unlock()
+	phases := 0
+	for _, n := range notes {
+		if n.Kind == "phase" {
+			phases++
+		}
+		if n.Rollout != app || n.Version != "4.0.0" || n.Auth != "Bearer "+notifySecret {
+			t.Errorf("notification %+v (Authorization from the Nomad Variable %s)", n, notifyVar)
+		}
+	}
+	if phases == 0 {
+		t.Errorf("no phase notification among %d", len(notes))
+	}
+	return received
+}
+
+// controllerRole is the role /v1/health of a controller instance reports.
+func controllerRole(addr string) (string, error) {
+	cl := http.Client{Timeout: 2 * time.Second}
+	resp, err := cl.Get("http://" + addr + "/v1/health")
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	var h struct {
+		Role string `json:"role"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&h); err != nil {
+		return "", fmt.Errorf("/v1/health of %s: %w", addr, err)
+	}
+	return h.Role, nil
+}
+
+// uninstallService purges the controller job and waits until no
+// controller holds the leadership (apply runs in-process again).
+func (e *aclEnv) uninstallService(t *testing.T, ctx context.Context) {
+	t.Helper()
+	if job, _, err := e.nomad.Jobs().Info("fleetplan-controller", nil); err != nil || job == nil {
+		return
+	}
+	if res := e.run(t, ctx, "bootstrap", "controller", "uninstall"); res.code != 0 {
+		t.Errorf("controller uninstall exited %d\n%s\n%s", res.code, res.stdout, res.stderr)
+	}
+	testcluster.Eventually(t, time.Minute, func() (bool, string) {
+		pair, _, err := e.consul.KV().Get("fleetplan/controller/leader", nil)
+		return err == nil && (pair == nil || pair.Session == ""), "the leadership lock is still held"
+	})
 }
 
 // refusals checks that each role's token is refused (403) the calls of
@@ -517,6 +672,7 @@ func (e *aclEnv) refusals(t *testing.T) {
 		{"parsing a jobspec with the controller's token", "POST", n + "/v1/jobs/parse", "controller.nomad", parse, 200},
 		{"reading a Nomad agent with the operator's token", "GET", n + "/v1/agent/self", "operator.nomad", "", 403},
 		{"reading a Nomad agent with the agent's token", "GET", n + "/v1/agent/self", "agent.nomad", "", 200},
+		{"reading the device agent's tokens (a Nomad Variable outside fleetplan/notify) with the controller's token", "GET", n + "/v1/var/nomad/jobs/fleetplan-agent", "controller.nomad", "", 403},
 		{"writing an agent config with the agent's token (read only)", "PUT", c + "/v1/kv/fleetplan/agent/apps/acl-test", "agent.consul", "x", 403},
 		{"writing rollout state with the agent's token", "PUT", c + "/v1/kv/fleetplan/rollouts/acl-test/state", "agent.consul", "x", 403},
 		{"creating a session with the agent's token", "PUT", c + "/v1/session/create", "agent.consul", `{"TTL":"10s","Behavior":"delete"}`, 403},
@@ -547,13 +703,18 @@ func (e *aclEnv) refusals(t *testing.T) {
 
 // grepSecrets fails the test for every token secret found in a place a
 // secret must never be.
-func (e *aclEnv) grepSecrets(t *testing.T, ctx context.Context, auditJSON string) {
+func (e *aclEnv) grepSecrets(t *testing.T, ctx context.Context, auditJSON string, hook *syncBuffer) {
 	t.Helper()
 	sources := map[string]string{}
 	e.mu.Lock()
 	sources["fleetplan output and logs"] = e.logs.String()
 	e.mu.Unlock()
 	sources["audit trail"] = auditJSON
+	// The webhook received the notification secret (the test checked it):
+	// it must be there, so that finding it nowhere else means something.
+	if !strings.Contains(hook.String(), notifySecret) {
+		t.Fatalf("the webhook never received the notification secret: the grep for it would prove nothing")
+	}
 
 	var kv strings.Builder
 	pairs, _, err := e.consul.KV().List("", nil)
@@ -595,35 +756,46 @@ func (e *aclEnv) grepSecrets(t *testing.T, ctx context.Context, auditJSON string
 		t.Errorf("a Consul check definition carries an Authorization header")
 	}
 
-	// The agents' own logs.
-	var agentLogs strings.Builder
-	allocs, _, err := e.nomad.Jobs().Allocations("fleetplan-agent", false, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	read := 0
-	for _, a := range allocs {
-		for _, typ := range []string{"stdout", "stderr"} {
-			resp, err := e.nomad.Raw().Response(fmt.Sprintf("/v1/client/fs/logs/%s?task=agent&type=%s&origin=start&offset=0&plain=true", a.ID, typ), nil)
-			if err != nil {
-				t.Errorf("reading the %s of agent allocation %s: %v", typ, a.ID, err)
-				continue
-			}
-			_, err = io.Copy(&agentLogs, resp)
-			resp.Close()
-			if err == nil {
-				read++
+	// The agents' and the controllers' own logs (their tokens are in
+	// env files under the allocations' secrets/, which is where they
+	// belong: not grepped).
+	taskLogs := func(job, task string, want int) string {
+		var logs strings.Builder
+		allocs, _, err := e.nomad.Jobs().Allocations(job, false, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		read := 0
+		for _, a := range allocs {
+			for _, typ := range []string{"stdout", "stderr"} {
+				resp, err := e.nomad.Raw().Response(fmt.Sprintf("/v1/client/fs/logs/%s?task=%s&type=%s&origin=start&offset=0&plain=true", a.ID, task, typ), nil)
+				if err != nil {
+					t.Errorf("reading the %s of %s allocation %s: %v", typ, job, a.ID, err)
+					continue
+				}
+				_, err = io.Copy(&logs, resp)
+				resp.Close()
+				if err == nil {
+					read++
+				}
 			}
 		}
+		if read < 2*want {
+			t.Errorf("read %d log streams of %s, want at least %d: the grep would miss them", read, job, 2*want)
+		}
+		return logs.String()
 	}
-	if read < 2*len(e.devices) {
-		t.Errorf("read %d agent log streams, want at least %d: the grep would miss them", read, 2*len(e.devices))
+	sources["device agent logs"] = taskLogs("fleetplan-agent", "agent", len(e.devices))
+	ctlLogs := taskLogs("fleetplan-controller", "controller", 2)
+	if !strings.Contains(ctlLogs, "notification delivered") {
+		t.Errorf("the controllers' logs do not record a delivered notification: the grep would look at the wrong logs")
 	}
-	sources["device agent logs"] = agentLogs.String()
+	sources["controller service logs"] = ctlLogs
 
-	// Every process's arguments (the agents' among them).
+	// Every process's arguments (the agents' and the controllers' among
+	// them).
 	var cmdlines strings.Builder
-	agents := 0
+	agents, controllers := 0, 0
 	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
 	for _, p := range procs {
 		b, err := os.ReadFile(p)
@@ -634,23 +806,33 @@ func (e *aclEnv) grepSecrets(t *testing.T, ctx context.Context, auditJSON string
 		if len(args) > 1 && strings.HasSuffix(args[0], "fleetplan") && args[1] == "agent" {
 			agents++
 		}
+		if len(args) > 1 && args[0] == fleetplanBin && args[1] == "controller" {
+			controllers++
+		}
 		cmdlines.WriteString(strings.ReplaceAll(string(b), "\x00", " ") + "\n")
 	}
 	if agents < len(e.devices) {
 		t.Errorf("found %d device agent processes, want %d: the grep would miss their arguments", agents, len(e.devices))
 	}
+	if controllers < 2 {
+		t.Errorf("found %d controller service processes, want 2: the grep would miss their arguments", controllers)
+	}
 	sources["process arguments"] = cmdlines.String()
 
+	secrets := map[string]string{"notification (Nomad Variable " + notifyVar + ")": notifySecret}
 	for name, secret := range e.tokens {
+		secrets["token "+name] = secret
+	}
+	for name, secret := range secrets {
 		if len(secret) < 16 {
-			t.Fatalf("token %s is too short to grep for", name)
+			t.Fatalf("%s is too short to grep for", name)
 		}
 		for where, text := range sources {
 			if n := strings.Count(text, secret); n > 0 {
-				t.Errorf("the secret of token %s appears %d times in %s", name, n, where)
+				t.Errorf("the secret of %s appears %d times in %s", name, n, where)
 			}
 		}
 	}
-	t.Logf("grepped %d token secrets over %d sources (%d KV pairs, %d jobs, %d checks, %d processes, %d agent processes)",
-		len(e.tokens), len(sources), len(pairs), len(jobs), len(checks), len(procs), agents)
+	t.Logf("grepped %d secrets over %d sources (%d KV pairs, %d jobs, %d checks, %d processes, %d agent and %d controller processes)",
+		len(secrets), len(sources), len(pairs), len(jobs), len(checks), len(procs), agents, controllers)
 }
