@@ -414,7 +414,7 @@ func (s *Service) notifiers(ctx context.Context, p *scheduler.Policy, log hclog.
 	if len(p.Notify) == 0 {
 		return func(scheduler.Event) {}, func() {}
 	}
-	opts := notify.Options{Logger: log}
+	opts := notify.Options{Logger: s.log}
 	if s.op.Nomad != nil {
 		opts.Variables = s.op.Nomad.Variables()
 	}
