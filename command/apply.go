@@ -521,7 +521,6 @@ type requestTracker struct {
 	mu    sync.Mutex
 	cur   *store.RolloutRequest
 	state *scheduler.Rollout
-	err   error
 }
 
 // load returns the request's run (nil until the service started it).

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/fleetplan/fleetplan/scheduler"
 )
@@ -67,7 +68,7 @@ func NewMetrics() *Metrics {
 		now:    time.Now,
 	}
 	m.Registry.MustRegister(m.leader, m.switches, m.rollbacks, m.verdicts, m.apiErrors, m.fenceChecks, m.fenceTime, m.lockHeld, m.reaped,
-		prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}), (*phaseCollector)(m))
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), (*phaseCollector)(m))
 	return m
 }
 

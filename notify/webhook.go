@@ -204,10 +204,10 @@ func (l *leveledLogger) args(kv []any) []any {
 			out[i] = l.red.text(x)
 		case error:
 			out[i] = l.red.text(x.Error())
-		case fmt.Stringer:
-			out[i] = l.red.text(x.String())
 		case int, int64, bool, time.Duration, float64:
 			out[i] = x
+		case fmt.Stringer:
+			out[i] = l.red.text(x.String())
 		default:
 			out[i] = l.red.text(fmt.Sprint(x))
 		}
