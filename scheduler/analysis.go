@@ -48,9 +48,10 @@ type FailureAnalysis struct {
 }
 
 // AnalyzeFailures explains a failed stage from the pattern of its failures:
-// every device failing points at the artifact, failures concentrated in one
-// node class at a compatibility problem, scattered failures at the
-// infrastructure.
+// every device failing (or most devices, at the same application or
+// functional layer in several classes) points at the artifact, failures
+// concentrated in one node class at a compatibility problem, scattered
+// failures at the infrastructure.
 func AnalyzeFailures(recs []*DeviceRecord) FailureAnalysis {
 	// Only devices that reached a verdict count: after a fail-fast some are
 	// still starting.
@@ -94,6 +95,11 @@ func AnalyzeFailures(recs []*DeviceRecord) FailureAnalysis {
 	switch {
 	case a.Failed == a.Attempted:
 		a.Kind = AnalysisArtifact
+	case a.Failed*2 > a.Attempted && len(a.Classes) > 1 && a.Layer >= 3:
+		// Most devices failed the same application or functional layer
+		// in several classes: the release, even when a device that had
+		// not yet met the fault looked healthy at that moment.
+		a.Kind = AnalysisArtifact
 	case a.Failed == 1 && a.Attempted > 1:
 		a.Kind = AnalysisInconclusive
 	case len(a.Classes) == 1 && len(byClass) > 1:
@@ -124,6 +130,9 @@ func (a FailureAnalysis) String() string {
 	case AnalysisNone, "":
 		return "no device failed"
 	case AnalysisArtifact:
+		if a.Failed < a.Attempted {
+			return fmt.Sprintf("artifact issue: most devices that reached a verdict failed (%d of %d)%s in classes %s%s%s.", a.Failed, a.Attempted, layer, strings.Join(a.Classes, ", "), examples, pending)
+		}
 		return fmt.Sprintf("artifact issue: every device that reached a verdict failed (%d of %d)%s%s%s.", a.Failed, a.Attempted, layer, examples, pending)
 	case AnalysisInconclusive:
 		return fmt.Sprintf("inconclusive: a single device failed%s%s, %d other(s) were healthy at that moment; too few failures to tell an artifact, compatibility or infrastructure issue%s.",

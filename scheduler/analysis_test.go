@@ -19,6 +19,11 @@ func TestAnalyzeFailures(t *testing.T) {
 		{"all fail", []*DeviceRecord{dev("j1", "jetson", DeviceFailed, 3), dev("r1", "rpi", DeviceFailed, 3)}, AnalysisArtifact, "artifact issue: every device that reached a verdict failed (2 of 2) at layer 3"},
 		{"one class", []*DeviceRecord{dev("j1", "jetson", DeviceFailed, 4), dev("j2", "jetson", DeviceFailed, 4), dev("r1", "rpi", DeviceHealthy, 0), dev("g1", "gateway", DeviceHealthy, 0)}, AnalysisCompatibility, "compatibility issue: failures concentrated in node class jetson (2 of 2 failed"},
 		{"scattered", []*DeviceRecord{dev("j1", "jetson", DeviceFailed, 1), dev("j2", "jetson", DeviceHealthy, 0), dev("r1", "rpi", DeviceFailed, 2), dev("r2", "rpi", DeviceHealthy, 0)}, AnalysisInfrastructure, "infrastructure issue: 2 scattered failures across classes jetson, rpi"},
+		// make test, TestIntegrationFaults/unhealthy: the release fails its
+		// application check after 2 s; one canary device had not met the
+		// fault yet when the other two failed.
+		{"most at one application layer", []*DeviceRecord{dev("g1", "gateway", DeviceFailed, 3), dev("j1", "jetson", DeviceFailed, 3), dev("r1", "rpi", DeviceHealthy, 0)}, AnalysisArtifact, "artifact issue: most devices that reached a verdict failed (2 of 3) at layer 3 in classes gateway, jetson"},
+		{"half at one application layer", []*DeviceRecord{dev("g1", "gateway", DeviceFailed, 3), dev("j1", "jetson", DeviceFailed, 3), dev("r1", "rpi", DeviceHealthy, 0), dev("r2", "rpi", DeviceHealthy, 0)}, AnalysisInfrastructure, "infrastructure issue: 2 scattered failures across classes gateway, jetson"},
 		{"single failure", []*DeviceRecord{dev("g1", "gateway", DeviceFailed, 3), dev("j1", "jetson", DeviceHealthy, 0), dev("r1", "rpi", DeviceHealthy, 0)}, AnalysisInconclusive, "inconclusive: a single device failed at layer 3 (g1: boom), 2 other(s) were healthy"},
 		{"none", []*DeviceRecord{dev("j1", "jetson", DeviceHealthy, 0)}, AnalysisNone, "no device failed"},
 	}
