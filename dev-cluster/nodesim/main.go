@@ -94,7 +94,8 @@ func main() {
 			&cli.BoolFlag{Name: "purge", Value: true, Usage: "purge the simulated Nomad nodes on exit"},
 			&cli.StringFlag{Name: "log-level", Value: "warn"},
 		},
-		Action: run,
+		Action:   run,
+		Commands: []*cli.Command{proxyCommand},
 	}
 	if err := app.Run(os.Args); err != nil {
 		fmt.Fprintln(os.Stderr, "nodesim:", err)
