@@ -9,7 +9,7 @@
 #      for real, Consul nodes through gossip, the app's Consul services and
 #      checks registered by the simulator), node meta fleet=sim;
 #   3. rolls "simapp" 1.0.0 out to them: canary 5 %, waves 10/25/50/100 %,
-#      30 s soaks, auto-approve, max_parallel 50 (driver mock_driver);
+#      30 s soaks, auto-approve, max_parallel 500 (driver mock_driver);
 #   4. rolls out 2.0.0, a bad release (its check goes critical on the
 #      devices that start it after the first 30 % of the fleet): fleetplan
 #      rolls it back by itself;
@@ -24,7 +24,9 @@
 # Environment:
 #   SCALE_DEVICES       simulated devices (default 1000)
 #   SCALE_SOAK          soak of every stage (default 30s)
-#   SCALE_MAX_PARALLEL  max_parallel (default 50)
+#   SCALE_MAX_PARALLEL  max_parallel (default 500: a switch takes ~9 s, most of it
+#                       the Nomad client batching its metadata update, so
+#                       50 switches/s need ~450 in flight)
 #   SCALE_KEEP=1        keep the work folder (logs, JSON) after the run
 #   FLEETPLAN_DEV_DIR, FLEETPLAN_CACHE: as for cluster.sh
 set -euo pipefail
@@ -35,7 +37,7 @@ CACHE="${FLEETPLAN_CACHE:-$HOME/.cache/fleetplan}"
 LOCK="${FLEETPLAN_CLUSTER_LOCK:-/tmp/fleetplan-cluster.lock}"
 N="${SCALE_DEVICES:-1000}"
 SOAK="${SCALE_SOAK:-30s}"
-MAXP="${SCALE_MAX_PARALLEL:-50}"
+MAXP="${SCALE_MAX_PARALLEL:-500}"
 APP=simapp
 PREFIX=scale
 NOMAD=http://127.0.0.1:4646
@@ -81,7 +83,23 @@ if ! flock -n 8; then
 	log "waiting for the dev cluster's lock ($LOCK): another test or scale run uses it"
 	flock 8
 fi
-"$HERE/cluster.sh" up >/dev/null
+# A dev cluster that answers is used as it is (whichever FLEETPLAN_DEV_DIR
+# started it); otherwise cluster.sh starts one.
+servers_up() {
+	python3 - "$NOMAD" "$CONSUL" <<'PY'
+import sys, urllib.request
+try:
+    for url in (sys.argv[1] + "/v1/status/leader", "http://" + sys.argv[2] + "/v1/status/leader"):
+        if len(urllib.request.urlopen(url, timeout=3).read()) < 5:
+            sys.exit(1)
+except Exception:
+    sys.exit(1)
+PY
+}
+if ! servers_up; then
+	log "starting the dev cluster"
+	"$HERE/cluster.sh" up >/dev/null
+fi
 
 PIDS=()
 # start NAME CMD...: a background process of this run, without the lock's
@@ -107,7 +125,7 @@ PY
 # registry entries and nodes (also what an interrupted run left).
 cleanup_app() {
 	python3 - "$NOMAD" "$CONSUL" "$APP" "$PREFIX" <<'PY' || true
-import json, sys, urllib.request
+import json, sys, urllib.error, urllib.request
 nomad, consul, app, prefix = sys.argv[1:5]
 def call(url, method="GET", body=None):
     req = urllib.request.Request(url, method=method, data=body)
@@ -136,14 +154,17 @@ for m in call(f"http://{consul}/v1/agent/members"):
         except Exception as e:
             print("force-leave", m["Name"], e, file=sys.stderr)
 # ... and their registry entries.
-keys = call(f"http://{consul}/v1/kv/fleetplan/registry/?recurse=true") if True else []
+import base64
+try:
+    keys = call(f"http://{consul}/v1/kv/fleetplan/registry/?recurse=true")
+except urllib.error.HTTPError:
+    keys = []  # 404: no key
 for kv in keys or []:
     try:
-        import base64
         dev = json.loads(base64.b64decode(kv["Value"] or b""))
     except Exception:
         continue
-    if str(dev.get("name", dev.get("Name", ""))).startswith(prefix + "-"):
+    if str(dev.get("name", "")).startswith(prefix + "-"):
         call(f"http://{consul}/v1/kv/{kv['Key']}", "DELETE")
 PY
 }
@@ -222,7 +243,7 @@ grep -E '^Vm(RSS|HWM)' "/proc/$PID_nodesim/status" >"$WORK/nodesim-mem-idle.txt"
 # --- server telemetry sampler -------------------------------------------------
 
 # Nomad's and Consul's in-memory telemetry: the last complete 10 s interval.
-start sampler python3 - "$NOMAD" "$CONSUL" "$WORK/telemetry.jsonl" <<'PY'
+cat >"$WORK/sampler.py" <<'PY'
 import json, sys, time, urllib.request
 nomad, consul, out = sys.argv[1:4]
 f = open(out, "a", buffering=1)
@@ -246,6 +267,7 @@ while True:
         f.write(json.dumps(keep) + "\n")
     time.sleep(3)
 PY
+start sampler python3 "$WORK/sampler.py" "$NOMAD" "$CONSUL" "$WORK/telemetry.jsonl"
 
 # --- the rollouts ---------------------------------------------------------------
 
@@ -368,11 +390,20 @@ for line in open(f"{work}/rollouts.jsonl"):
         run = None
     if not run:
         continue
-    try:
-        kv = json.load(urllib.request.urlopen(f"http://{consul}/v1/kv/fleetplan/rollouts/{app}/history/{run}/state", timeout=10))
-        runs[r["name"]] = json.loads(base64.b64decode(kv[0]["Value"]))
-    except Exception as e:
-        print(f"reading run {run}: {e}", file=sys.stderr)
+    # An archived run, or the rollout's current state (a rolled-back run
+    # stays there until the next rollout).
+    for key in (f"fleetplan/rollouts/{app}/history/{run}/state", f"fleetplan/rollouts/{app}/state"):
+        try:
+            kv = json.load(urllib.request.urlopen(f"http://{consul}/v1/kv/{key}", timeout=10))
+        except Exception:
+            continue
+        st = json.loads(base64.b64decode(kv[0]["Value"]))
+        if st.get("id") == run:
+            st["_end"] = r["end"]
+            runs[r["name"]] = st
+            break
+    else:
+        print(f"run {run} of {app}: no state found in Consul KV", file=sys.stderr)
 json.dump(runs, open(f"{work}/runs.json", "w"))
 PY
 

@@ -83,22 +83,30 @@ def proxy_soak(route):
     return reqs, max_open
 
 
-# Switches: the node metadata writes, in bursts (a stage's switching).
-writes = sorted((proxy.get("nomad") or {}).get("meta_writes") or [])
-bursts = []
-for w in writes:
-    t = w / 1000
-    if bursts and t - bursts[-1][-1] <= 15:
-        bursts[-1].append(t)
-    else:
-        bursts.append([t])
+# Switches: per stage, the devices switched over the stage's switching time
+# (from its start to its soak's start: each switch is complete, the device
+# runs the candidate). The node metadata writes (one per switch, through the
+# proxy) time the rollback's switches back.
+writes = sorted(w / 1000 for w in (proxy.get("nomad") or {}).get("meta_writes") or [])
+stage_rates = []  # (run, stage, devices, seconds)
+for name, run in runs.items():
+    for st in run.get("stages") or []:
+        start, until = ts(st.get("started_at")), ts(st.get("soak_until"))
+        if start is None or until is None:
+            continue
+        sw = until - (st.get("soak") or 0) / 1e9 - start
+        if sw > 0 and st.get("attempted"):
+            stage_rates.append((name, st.get("name"), st["attempted"], sw))
+big = max((x for x in stage_rates if x[0] == "release"), key=lambda x: x[2], default=None)
+rollback_line = "n/a"
+bad = runs.get("rollback")
+if bad:
+    gates = [ts(st.get("soak_until")) for st in bad.get("stages") or [] if ts(st.get("soak_until"))]
+    end = bad.get("_end")
+    back = [w for w in writes if gates and end and max(gates) < w <= end]
+    if back and end > back[0]:
+        rollback_line = f"{len(back)} switched back in {end - back[0]:.0f} s (verified healthy on the old slot): {len(back) / (end - back[0]):.1f}/s"
 
-
-def rate(b):
-    return (len(b) - 1) / (b[-1] - b[0]) if len(b) > 1 and b[-1] > b[0] else float("nan")
-
-
-big = max(bursts, key=len) if bursts else []
 
 # Server telemetry: complete 10 s intervals inside a soak window.
 def interval_start(s):
@@ -146,8 +154,10 @@ for r in rollouts:
     rows.append((f"rollout '{r['name']}' ({r['version']}): wall time, outcome", f"{r['end'] - r['start']:.0f} s, {ro.get('outcome') or 'exit ' + str(r['exit_code'])} (exit {r['exit_code']})"))
     rows.append((f"rollout '{r['name']}': controller peak RSS", f"{r['peak_rss_kb'] / 1024:.0f} MB"))
 rows += [
-    ("switches (node metadata writes), all / in the largest stage", f"{len(writes)} / {len(big)}"),
-    (f"switches/s sustained, largest stage (max_parallel {maxp}); all stages", f"{f(rate(big))}; " + ", ".join(f(rate(b)) for b in bursts)),
+    ("switches/s sustained, largest stage of the release (devices / switching time)", (f"{big[2] / big[3]:.1f}/s ({big[2]} devices in {big[3]:.1f} s, max_parallel {maxp})" if big else "n/a")),
+    ("switching per stage (release, then the bad release)", "; ".join(f"{s_} {d} in {t:.0f} s" for _, s_, d, t in stage_rates)),
+    ("rollback of the bad release", rollback_line),
+    ("node metadata writes (switches, rollback included)", f"{len(writes)}"),
     (f"soak time measured ({len(windows)} soaks of {soak})", f"{soak_seconds:.0f} s"),
     ("fleetplan -> Nomad during soak: requests/s, long-polls open (max)", f"{f(nreq / soak_seconds if soak_seconds else float('nan'), 2)}/s, {nmax}"),
     ("fleetplan -> Consul during soak: requests/s, long-polls open (max)", f"{f(creq / soak_seconds if soak_seconds else float('nan'), 2)}/s, {cmax}"),

@@ -86,7 +86,7 @@ func main() {
 			&cli.StringFlag{Name: "consul-addr", Value: "127.0.0.1:8500", Usage: "Consul HTTP API (catalog registrations)"},
 			&cli.StringFlag{Name: "consul-serf", Value: "127.0.0.1:8301", Usage: "Consul server's LAN gossip address"},
 			&cli.IntFlag{Name: "serf-port", Value: 8301, Usage: "gossip port of every device (each has its own 127.x address)"},
-			&cli.StringFlag{Name: "dir", Required: true, Usage: "state folder (per-device client folders, log)"},
+			&cli.StringFlag{Name: "dir", Usage: "state folder (per-device client folders, log; required)"},
 			&cli.StringFlag{Name: "listen", Value: "127.0.0.1:4700", Usage: "status endpoint (GET /status)"},
 			&cli.IntFlag{Name: "start-workers", Value: 16, Usage: "devices started at once"},
 			&cli.StringSliceFlag{Name: "bad-version", Usage: "a release whose application check goes critical (see -bad-after)"},
@@ -120,6 +120,9 @@ func run(c *cli.Context) error {
 		badVersions:  c.StringSlice("bad-version"),
 		badAfter:     c.Int("bad-after"),
 		purge:        c.Bool("purge"),
+	}
+	if cfg.dir == "" {
+		return errors.New("-dir is required: the folder for the devices' client state and the clients' log")
 	}
 	if cfg.devices < 1 {
 		return errors.New("-devices must be at least 1")
