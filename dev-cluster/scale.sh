@@ -100,6 +100,24 @@ if ! servers_up; then
 	log "starting the dev cluster"
 	"$HERE/cluster.sh" up >/dev/null
 fi
+# Every simulated client connects to the Nomad server from 127.0.0.1, and
+# Nomad accepts 100 RPC connections per client address by default: the dev
+# cluster's server config (cluster.sh) raises it; a server started before
+# that is restarted once (state kept).
+rpc_limit() {
+	python3 -c 'import json,sys,urllib.request; print(json.load(urllib.request.urlopen(sys.argv[1]+"/v1/agent/self",timeout=10))["config"]["Limits"]["RPCMaxConnsPerClient"])' "$NOMAD"
+}
+limit=$(rpc_limit)
+if ((limit != 0 && limit < N + 50)); then
+	STATE="${FLEETPLAN_DEV_DIR:-$REPO/.dev-cluster}"
+	[[ -f "$STATE/server/nomad.pid" ]] && kill -0 "$(cat "$STATE/server/nomad.pid")" 2>/dev/null ||
+		die "the Nomad server at $NOMAD accepts $limit RPC connections per client address, fewer than $N simulated devices need, and it is not the dev cluster of $STATE: set FLEETPLAN_DEV_DIR to the folder of the running dev cluster, or restart it with dev-cluster/cluster.sh (its config sets limits.rpc_max_conns_per_client)"
+	log "the Nomad server accepts $limit RPC connections per client address: restarting it with the dev cluster's current config (state kept)"
+	"$HERE/cluster.sh" up >/dev/null
+	"$HERE/cluster.sh" server-restart nomad
+	limit=$(rpc_limit)
+	((limit == 0 || limit >= N + 50)) || die "the restarted Nomad server still accepts only $limit RPC connections per client address (see $STATE/server/nomad.hcl)"
+fi
 
 PIDS=()
 # start NAME CMD...: a background process of this run, without the lock's

@@ -150,7 +150,8 @@ func run(c *cli.Context) error {
 	}
 	ccfg := consulapi.DefaultConfig()
 	ccfg.Address = cfg.consulAddr
-	ccfg.Transport.MaxIdleConnsPerHost = 64
+	ccfg.Transport.MaxIdleConnsPerHost = consulConcurrency
+	ccfg.Transport.MaxConnsPerHost = consulConcurrency
 	consul, err := consulapi.NewClient(ccfg)
 	if err != nil {
 		return fmt.Errorf("creating the Consul client for %s: %w", cfg.consulAddr, err)
@@ -175,6 +176,7 @@ func run(c *cli.Context) error {
 			health:  &healthPolicy{badVersions: bad, badAfter: cfg.badAfter, started: map[string]map[string]int{}},
 			logger:  logger.Named("services"),
 			ctx:     svcCtx,
+			sem:     make(chan struct{}, consulConcurrency),
 			byAlloc: map[string][]string{},
 		},
 	}
@@ -270,7 +272,7 @@ func (s *simulator) stopAll(cancelRegistrations context.CancelFunc) {
 	var purged atomic.Int64
 	parallel(devs, 8, func(d *device) {
 		if _, _, err := nc.Nodes().Purge(d.id, nil); err != nil {
-			if !strings.Contains(err.Error(), "404") {
+			if !strings.Contains(err.Error(), "404") && !strings.Contains(err.Error(), "not found") {
 				s.logger.Warn("purging the simulated node", "node", d.name, "id", d.id, "error", err)
 			}
 			return

@@ -22,6 +22,9 @@ const (
 	nomadTaskPrefix = "_nomad-task-"
 )
 
+// consulConcurrency bounds the simulator's Consul calls in flight.
+const consulConcurrency = 32
+
 // healthPolicy decides the status of a device's service checks from the
 // version it runs: a release named bad is critical on the devices that
 // start it after the first badAfter of the fleet did (a defect that shows
@@ -62,6 +65,7 @@ type services struct {
 	health *healthPolicy
 	logger hclog.Logger
 	ctx    context.Context
+	sem    chan struct{}
 
 	// byAlloc: alloc ID -> registered service IDs.
 	mu      sync.Mutex
@@ -73,11 +77,19 @@ type services struct {
 	errors       atomic.Int64
 }
 
-// retry calls f until it succeeds or the simulator stops.
+// retry calls f until it succeeds or the simulator stops. At most
+// consulConcurrency calls are in flight: Consul accepts 200 HTTP
+// connections per client address, and every device shares this process's.
 func (s *services) retry(what string, f func() error) {
 	backoff := 250 * time.Millisecond
 	for {
+		select {
+		case s.sem <- struct{}{}:
+		case <-s.ctx.Done():
+			return
+		}
 		err := f()
+		<-s.sem
 		if err == nil {
 			return
 		}
