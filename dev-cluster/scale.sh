@@ -27,6 +27,7 @@
 #   SCALE_MAX_PARALLEL  max_parallel (default 500: a switch takes ~9 s, most of it
 #                       the Nomad client batching its metadata update, so
 #                       50 switches/s need ~450 in flight)
+#   SCALE_ROLLOUT_TIMEOUT  seconds before a rollout is interrupted (default 1800)
 #   SCALE_KEEP=1        keep the work folder (logs, JSON) after the run
 #   FLEETPLAN_DEV_DIR, FLEETPLAN_CACHE: as for cluster.sh
 set -euo pipefail
@@ -38,6 +39,7 @@ LOCK="${FLEETPLAN_CLUSTER_LOCK:-/tmp/fleetplan-cluster.lock}"
 N="${SCALE_DEVICES:-1000}"
 SOAK="${SCALE_SOAK:-30s}"
 MAXP="${SCALE_MAX_PARALLEL:-500}"
+ROLLOUT_TIMEOUT="${SCALE_ROLLOUT_TIMEOUT:-1800}"
 APP=simapp
 PREFIX=scale
 NOMAD=http://127.0.0.1:4646
@@ -375,10 +377,15 @@ rollout() {
 	(cd "$WORK" && NOMAD_ADDR="http://$PNOMAD" CONSUL_HTTP_ADDR="$PCONSUL" \
 		exec "$FP" apply -auto-approve -json -local "simapp-$version.fleet.hcl" >"$WORK/$name.json" 2>"$WORK/$name.log" 8>&-) &
 	PID_fleetplan=$!
+	local waited=0
 	while kill -0 "$PID_fleetplan" 2>/dev/null; do
 		h=$(sed -n 's/^VmHWM:\s*\([0-9]*\) kB/\1/p' "/proc/$PID_fleetplan/status" 2>/dev/null || true)
 		if [[ -n "$h" ]] && ((h > hwm)); then hwm=$h; fi
 		sleep 1
+		if ((++waited == ROLLOUT_TIMEOUT)); then
+			log "rollout $name: still running after ${ROLLOUT_TIMEOUT}s (SCALE_ROLLOUT_TIMEOUT): interrupting it"
+			kill -INT "$PID_fleetplan" 2>/dev/null || true
+		fi
 	done
 	rc=0
 	wait "$PID_fleetplan" || rc=$?

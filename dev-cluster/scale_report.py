@@ -101,9 +101,11 @@ big = max((x for x in stage_rates if x[0] == "release"), key=lambda x: x[2], def
 rollback_line = "n/a"
 bad = runs.get("rollback")
 if bad:
-    gates = [ts(st.get("soak_until")) for st in bad.get("stages") or [] if ts(st.get("soak_until"))]
+    # After the last stage's switches (its soak started), every metadata
+    # write of the run is a switch back.
+    soaks = [ts(st.get("soak_until")) - (st.get("soak") or 0) / 1e9 for st in bad.get("stages") or [] if ts(st.get("soak_until"))]
     end = bad.get("_end")
-    back = [w for w in writes if gates and end and max(gates) < w <= end]
+    back = [w for w in writes if soaks and end and max(soaks) + 1 < w <= end]
     if back and end > back[0]:
         rollback_line = f"{len(back)} switched back in {end - back[0]:.0f} s (verified healthy on the old slot): {len(back) / (end - back[0]):.1f}/s"
 
