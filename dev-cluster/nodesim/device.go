@@ -108,12 +108,27 @@ func (d *device) startGossip() error {
 		return fmt.Errorf("starting the gossip member of device %s on %s:%d: %w", d.name, d.ip, d.sim.cfg.serfPort, err)
 	}
 	d.serf = s
-	if _, err := s.Join([]string{d.sim.cfg.consulSerf}, true); err != nil {
-		_ = s.Shutdown()
-		d.serf = nil
-		return fmt.Errorf("device %s joining Consul's LAN pool at %s: %w (is the dev cluster's Consul server up?)", d.name, d.sim.cfg.consulSerf, err)
+	// Join through a device that already joined (the state exchange of a
+	// join is a TCP push-pull of the whole member list: a thousand of them
+	// at the Consul server alone time out), else through the server; a
+	// few tries, backing off.
+
+	backoff := time.Second
+	for try := 0; try < 6; try++ {
+		addr := d.sim.cfg.consulSerf
+		if peer := d.sim.joinedPeer(); peer != "" && try%2 == 0 {
+			addr = peer
+		}
+		if _, err = s.Join([]string{addr}, true); err == nil {
+			d.sim.joined(fmt.Sprintf("%s:%d", d.ip, d.sim.cfg.serfPort))
+			return nil
+		}
+		time.Sleep(backoff)
+		backoff = min(2*backoff, 8*time.Second)
 	}
-	return nil
+	_ = s.Shutdown()
+	d.serf = nil
+	return fmt.Errorf("device %s joining Consul's LAN pool (server %s): %w (is the dev cluster's Consul server up?)", d.name, d.sim.cfg.consulSerf, err)
 }
 
 // startNomad starts the device's Nomad client.

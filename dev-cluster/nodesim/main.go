@@ -18,6 +18,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -67,6 +68,7 @@ type simulator struct {
 
 	mu      sync.Mutex
 	devices []*device
+	members []string // gossip addresses of the devices that joined
 	started atomic.Int64
 	failed  atomic.Int64
 	phase   atomic.Value // string
@@ -88,7 +90,7 @@ func main() {
 			&cli.IntFlag{Name: "serf-port", Value: 8301, Usage: "gossip port of every device (each has its own 127.x address)"},
 			&cli.StringFlag{Name: "dir", Usage: "state folder (per-device client folders, log; required)"},
 			&cli.StringFlag{Name: "listen", Value: "127.0.0.1:4700", Usage: "status endpoint (GET /status)"},
-			&cli.IntFlag{Name: "start-workers", Value: 16, Usage: "devices started at once"},
+			&cli.IntFlag{Name: "start-workers", Value: 8, Usage: "devices started at once"},
 			&cli.StringSliceFlag{Name: "bad-version", Usage: "a release whose application check goes critical (see -bad-after)"},
 			&cli.IntFlag{Name: "bad-after", Value: 0, Usage: "a bad release is healthy on the first N devices that start it, critical on the others"},
 			&cli.BoolFlag{Name: "purge", Value: true, Usage: "purge the simulated Nomad nodes on exit"},
@@ -203,6 +205,22 @@ func run(c *cli.Context) error {
 	s.phase.Store("stopping")
 	s.stopAll(svcCancel)
 	return startErr
+}
+
+// joinedPeer is the gossip address of a random device that joined, or "".
+func (s *simulator) joinedPeer() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.members) == 0 {
+		return ""
+	}
+	return s.members[rand.IntN(len(s.members))]
+}
+
+func (s *simulator) joined(addr string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.members = append(s.members, addr)
 }
 
 // startAll starts the devices, a few at a time.
