@@ -58,9 +58,12 @@ func Diff(current map[string]scheduler.Device, obs scheduler.Observed, now time.
 		now:     now,
 		next:    make(map[string]scheduler.Device, max(len(current), len(obs.Nomad))+16),
 	}
+	r.indexConsulOnly()
 	r.scanNomad()
 	r.scanConsulOnly()
-	r.scanGone()
+	if r.handledCurrent < len(current) {
+		r.scanGone()
+	}
 	slices.SortStableFunc(r.events, func(a, b scheduler.RegistryEvent) int { return strings.Compare(a.Device, b.Device) })
 	return r.next, r.events
 }
@@ -81,7 +84,38 @@ type registryDiff struct {
 	quarantinedByName map[string]string
 	// nomadIDs is the set of node IDs Nomad lists; built on first use.
 	nomadIDs map[string]struct{}
-	buf      []byte
+	// consulOnly maps node names to the Consul-only keys of current
+	// (scheduler.ConsulOnlyPrefix + name); usually empty.
+	consulOnly map[string]string
+	// handledCurrent counts the current keys that have their next entry
+	// or were consumed; when it reaches len(current), no current device
+	// is left for scanGone.
+	handledCurrent int
+}
+
+// indexConsulOnly collects the Consul-only keys of current in one pass, so
+// that the scan of Nomad's nodes needs no lookup for them.
+func (r *registryDiff) indexConsulOnly() {
+	for k := range r.current {
+		if name, ok := strings.CutPrefix(k, scheduler.ConsulOnlyPrefix); ok {
+			if r.consulOnly == nil {
+				r.consulOnly = map[string]string{}
+			}
+			r.consulOnly[name] = k
+		}
+	}
+}
+
+// put sets the next entry of key; fromCurrent tells whether key is a key of
+// current (for handledCurrent, counted once per key).
+func (r *registryDiff) put(key string, d scheduler.Device, fromCurrent bool) {
+	n := len(r.next)
+	r.next[key] = d
+	if fromCurrent && len(r.next) > n {
+		if _, consumed := r.consumed[key]; !consumed {
+			r.handledCurrent++
+		}
+	}
 }
 
 // scanNomad settles every node Nomad lists.
@@ -100,11 +134,8 @@ func (r *registryDiff) scanNomad() {
 		}
 		prev, known := r.current[key]
 		hadNomad := known
-		// The lookup through string(buf) does not allocate; most nodes have
-		// no Consul-only entry.
-		r.buf = append(append(r.buf[:0], scheduler.ConsulOnlyPrefix...), name...)
-		if cprev, ok := r.current[string(r.buf)]; ok {
-			ck := string(r.buf)
+		if ck, ok := r.consulOnly[name]; ok {
+			cprev := r.current[ck]
 			r.consume(ck)
 			if known {
 				r.event(ck, name, scheduler.EventRemoved, "merged into Nomad node "+key)
@@ -117,7 +148,7 @@ func (r *registryDiff) scanNomad() {
 			inherited = r.replacedQuarantine(name, key)
 		}
 		d := r.settle(key, prev, known, hadNomad, &nn, cn, inherited)
-		r.next[key] = d
+		r.put(key, d, hadNomad)
 	}
 }
 
@@ -132,12 +163,12 @@ func (r *registryDiff) scanConsulOnly() {
 		}
 		// A Nomad device of the registry that Nomad no longer lists.
 		if k, ok := r.nameIndex()[name]; ok && !r.handled(k) {
-			r.next[k] = r.settle(k, r.current[k], true, true, nil, &cn, nil)
+			r.put(k, r.settle(k, r.current[k], true, true, nil, &cn, nil), true)
 			continue
 		}
 		key := scheduler.ConsulOnlyPrefix + name
 		prev, known := r.current[key]
-		r.next[key] = r.settle(key, prev, known, false, nil, &cn, nil)
+		r.put(key, r.settle(key, prev, known, false, nil, &cn, nil), known)
 	}
 }
 
@@ -159,7 +190,7 @@ func (r *registryDiff) scanGone() {
 			r.event(k, d.Name, scheduler.EventRemoved, detail)
 			continue
 		}
-		r.next[k] = r.settle(k, d, true, true, nil, nil, nil)
+		r.put(k, r.settle(k, d, true, true, nil, nil, nil), true)
 	}
 }
 
@@ -230,7 +261,7 @@ func (r *registryDiff) settle(key string, prev scheduler.Device, known, hadNomad
 		return d
 	}
 
-	if hadNomad && nn != nil {
+	if hadNomad && nn != nil && (prev.Class != d.Class || prev.Capabilities != d.Capabilities) {
 		if change := capabilityChanges(prev, d); change != "" {
 			r.event(key, d.Name, scheduler.EventCapabilitiesChanged, change)
 		}
@@ -338,7 +369,12 @@ func (r *registryDiff) consume(k string) {
 	if r.consumed == nil {
 		r.consumed = map[string]struct{}{}
 	}
-	r.consumed[k] = struct{}{}
+	if _, dup := r.consumed[k]; !dup {
+		r.consumed[k] = struct{}{}
+		if _, done := r.next[k]; !done {
+			r.handledCurrent++
+		}
+	}
 }
 
 // handled reports whether a current key already has its next entry.

@@ -199,6 +199,7 @@ func decodeSnapshot(prefix string, pairs consulapi.KVPairs) (snapshot, error) {
 // that are at the same modify index.
 func decodeSnapshotCached(prefix string, pairs consulapi.KVPairs, prev snapshot) (snapshot, error) {
 	s := snapshot{devices: make(map[string]scheduler.Device, len(pairs)), index: make(map[string]uint64, len(pairs))}
+	var in interner
 	for _, p := range pairs {
 		key := strings.TrimPrefix(p.Key, prefix)
 		if key == "" || strings.Contains(key, "/") {
@@ -209,8 +210,8 @@ func decodeSnapshotCached(prefix string, pairs consulapi.KVPairs, prev snapshot)
 			s.index[key] = idx
 			continue
 		}
-		var d scheduler.Device
-		if err := json.Unmarshal(p.Value, &d); err != nil {
+		d, err := decodeDevice(p.Value, &in)
+		if err != nil {
 			return snapshot{}, fmt.Errorf("decoding %s: %w", p.Key, err)
 		}
 		d.ID = key
@@ -346,9 +347,11 @@ type syncPlan struct {
 func (r *Registry) planSync(s snapshot, obs scheduler.Observed, now time.Time) syncPlan {
 	next, events := Diff(s.devices, obs, now)
 	p := syncPlan{next: next, events: events}
+	kept := 0 // keys of s.devices that next keeps
 	for k, d := range next {
 		old, known := s.devices[k]
 		if known {
+			kept++
 			if d.LastHeartbeat.After(old.LastHeartbeat) && d.LastHeartbeat.Sub(old.LastHeartbeat) < r.hbResolution {
 				d.LastHeartbeat = old.LastHeartbeat
 				next[k] = d
@@ -363,9 +366,11 @@ func (r *Registry) planSync(s snapshot, obs scheduler.Observed, now time.Time) s
 		}
 		p.ops = append(p.ops, store.RegistryWrite{ID: k, Value: data, Index: s.index[k]})
 	}
-	for k := range s.devices {
-		if _, ok := next[k]; !ok {
-			p.ops = append(p.ops, store.RegistryWrite{ID: k, Index: s.index[k]})
+	if kept < len(s.devices) {
+		for k := range s.devices {
+			if _, ok := next[k]; !ok {
+				p.ops = append(p.ops, store.RegistryWrite{ID: k, Index: s.index[k]})
+			}
 		}
 	}
 	slices.SortFunc(p.ops, func(a, b store.RegistryWrite) int { return strings.Compare(a.ID, b.ID) })
