@@ -135,18 +135,25 @@ func PlanRollout(p *Policy, devices []Device) (*Plan, error) {
 	}
 
 	// Split the fleet into excluded devices and per-class hash-ordered lists.
-	seen := make(map[string]struct{}, len(devices))
+	seed := fnvString(fnvOffset64, p.Name)
+	seed = fnvByte(seed, 0)
+	hashes := make([]uint64, len(devices))
+	for i := range devices {
+		hashes[i] = mix64(fnvString(seed, devices[i].ID))
+	}
+	if i := firstDuplicate(devices, hashes); i >= 0 {
+		return nil, fmt.Errorf("plan rollout %q: device ID %q appears more than once in the fleet", p.Name, devices[i].ID)
+	}
 	byClass := map[string][]planEntry{}
 	excludedPerClass := map[string]int{}
 	ineligible := 0
-	seed := fnvString(fnvOffset64, p.Name)
-	seed = fnvByte(seed, 0)
+	// Fleets list devices class by class or in few classes: remember the
+	// last class's list rather than looking it up for every device.
+	var lastClass string
+	var lastList []planEntry
+	haveLast := false
 	for i := range devices {
 		d := &devices[i]
-		if _, dup := seen[d.ID]; dup {
-			return nil, fmt.Errorf("plan rollout %q: device ID %q appears more than once in the fleet", p.Name, d.ID)
-		}
-		seen[d.ID] = struct{}{}
 		if ok, reason := d.Deployable(); !ok {
 			plan.Excluded = append(plan.Excluded, ExcludedDevice{
 				ID: d.ID, Name: d.Name, Class: d.Class, Status: d.Status, Reason: reason,
@@ -157,11 +164,16 @@ func PlanRollout(p *Policy, devices []Device) (*Plan, error) {
 		if d.Eligibility == "ineligible" {
 			ineligible++
 		}
-		byClass[d.Class] = append(byClass[d.Class], planEntry{
-			hash:    mix64(fnvString(seed, d.ID)),
-			idx:     int32(i),
-			offline: d.Status == StatusOffline,
-		})
+		if !haveLast || d.Class != lastClass {
+			if haveLast {
+				byClass[lastClass] = lastList
+			}
+			lastClass, lastList, haveLast = d.Class, byClass[d.Class], true
+		}
+		lastList = append(lastList, planEntry{hash: hashes[i], idx: int32(i), offline: d.Status == StatusOffline})
+	}
+	if haveLast {
+		byClass[lastClass] = lastList
 	}
 
 	classes := make([]string, 0, len(byClass)+len(excludedPerClass))
@@ -196,7 +208,7 @@ func PlanRollout(p *Policy, devices []Device) (*Plan, error) {
 				online++
 			}
 		}
-		states[i] = classState{name: c, order: es, online: online}
+		states[i] = classState{name: c, order: es, online: online, lcp: commonNamePrefix(devices, es)}
 		plan.PerClassTotal[c] = len(es)
 		deployable += len(es)
 		offlineTotal += len(es) - online
@@ -228,6 +240,7 @@ func PlanRollout(p *Policy, devices []Device) (*Plan, error) {
 
 	cumulative := 0
 	targets := make([]int, len(states))
+	var scratch []stageEntry
 	for _, spec := range specs {
 		for i := range states {
 			st := &states[i]
@@ -288,9 +301,25 @@ func PlanRollout(p *Policy, devices []Device) (*Plan, error) {
 		for c := range plan.PerClassTotal {
 			stage.PerClass[c] = 0
 		}
+		// States are in class order, so sorting each class's share by
+		// name and ID sorts the stage by class, name and ID.
 		for i := range states {
 			st := &states[i]
+			scratch = scratch[:0]
 			for _, e := range st.order[st.done:targets[i]] {
+				scratch = append(scratch, stageEntry{key: nameKey(devices[e.idx].Name, st.lcp), idx: e.idx, offline: e.offline})
+			}
+			slices.SortFunc(scratch, func(a, b stageEntry) int {
+				if a.key != b.key {
+					return cmp.Compare(a.key, b.key)
+				}
+				da, db := &devices[a.idx], &devices[b.idx]
+				if r := strings.Compare(da.Name, db.Name); r != 0 {
+					return r
+				}
+				return strings.Compare(da.ID, db.ID)
+			})
+			for _, e := range scratch {
 				d := &devices[e.idx]
 				stage.Devices = append(stage.Devices, PlannedDevice{ID: d.ID, Name: d.Name, Class: d.Class, Offline: e.offline})
 				if e.offline {
@@ -300,9 +329,6 @@ func PlanRollout(p *Policy, devices []Device) (*Plan, error) {
 			stage.PerClass[st.name] = targets[i] - st.done
 			st.done = targets[i]
 		}
-		slices.SortFunc(stage.Devices, func(a, b PlannedDevice) int {
-			return cmpDevice(a.Class, a.Name, a.ID, b.Class, b.Name, b.ID)
-		})
 		cumulative += added
 		stage.CumulativeDevices = cumulative
 		if deployable > 0 {
@@ -357,6 +383,91 @@ type classState struct {
 	order  []planEntry // rollout order: by hash, then ID
 	online int
 	done   int // devices of order in earlier stages
+	lcp    int // length of the prefix all the class's device names share
+}
+
+// stageEntry is one device of a stage while the stage is sorted by name:
+// key orders by the 8 bytes after the class's common name prefix, so most
+// comparisons need no string.
+type stageEntry struct {
+	key     uint64
+	idx     int32
+	offline bool
+}
+
+// nameKey is the 8 bytes of name from offset from on, big-endian and padded
+// with zeros: for names sharing their first from bytes, a different key
+// orders them as their strings (equal keys need the strings).
+func nameKey(name string, from int) uint64 {
+	var k uint64
+	for i := range 8 {
+		k <<= 8
+		if j := from + i; j < len(name) {
+			k |= uint64(name[j])
+		}
+	}
+	return k
+}
+
+// commonNamePrefix is the length of the prefix the names of es share.
+func commonNamePrefix(devices []Device, es []planEntry) int {
+	if len(es) == 0 {
+		return 0
+	}
+	first := devices[es[0].idx].Name
+	n := len(first)
+	for _, e := range es[1:] {
+		name := devices[e.idx].Name
+		n = min(n, len(name))
+		for i := 0; i < n; i++ {
+			if name[i] != first[i] {
+				n = i
+				break
+			}
+		}
+		if n == 0 {
+			break
+		}
+	}
+	return n
+}
+
+// firstDuplicate returns the index of the first device whose ID an earlier
+// device has (what a scan with a set of seen IDs would stop at), or -1.
+// hashes are the devices' ID hashes: only devices with equal hashes can
+// share an ID, so one sort of the hashes finds them.
+func firstDuplicate(devices []Device, hashes []uint64) int {
+	type hashIdx struct {
+		hash uint64
+		idx  int32
+	}
+	hs := make([]hashIdx, len(hashes))
+	for i, h := range hashes {
+		hs[i] = hashIdx{h, int32(i)}
+	}
+	slices.SortFunc(hs, func(a, b hashIdx) int {
+		if a.hash != b.hash {
+			return cmp.Compare(a.hash, b.hash)
+		}
+		return cmp.Compare(a.idx, b.idx)
+	})
+	first := -1
+	for i := 1; i < len(hs); i++ {
+		if hs[i].hash != hs[i-1].hash {
+			continue
+		}
+		// hs[i] has the hash of earlier entries of its run (in input
+		// order): is one of them the same ID?
+		for j := i - 1; j >= 0 && hs[j].hash == hs[i].hash; j-- {
+			if devices[hs[j].idx].ID == devices[hs[i].idx].ID {
+				if first < 0 || int(hs[i].idx) < first {
+					first = int(hs[i].idx)
+				}
+				break
+			}
+		}
+	}
+	return first
 }
 
 // behind reports whether class a has moved a smaller share of its devices
