@@ -109,12 +109,13 @@ func BuildChecklist(in PreflightInput) Checklist {
 		return cl
 	}
 	ids := sortedKeys(in.Health)
+	nameOf := deviceNamer(in.Plan)
 	declared := DeclaredLayers(p)
 	if len(declared) > 0 {
 		var missing []string
 		for _, id := range ids {
 			if !hasAgent(in.Health[id].Checks) {
-				missing = append(missing, deviceName(in.Plan, id))
+				missing = append(missing, nameOf(id))
 			}
 		}
 		add(CheckAgent, len(missing) == 0, fmt.Sprintf("layers %s need the device agent; %s", layerList(declared), countOrNames(len(ids), missing, "reachable devices run it", "without it")),
@@ -131,7 +132,7 @@ func BuildChecklist(in PreflightInput) Checklist {
 		h := in.Health[id]
 		agent := hasAgent(h.Checks)
 		if agent && p.Health.System != nil && !hasLayer(h.Checks, 2) {
-			noLayer = append(noLayer, deviceName(in.Plan, id)+" (layer 2)")
+			noLayer = append(noLayer, nameOf(id)+" (layer 2)")
 		}
 	}
 	layersDetail := countOrNames(len(ids), noLayer, "reachable devices with the agent report layer 2", "without a layer 2 check")
@@ -150,7 +151,7 @@ func BuildChecklist(in PreflightInput) Checklist {
 	var unhealthy []string
 	for _, id := range ids {
 		h := in.Health[id]
-		name := deviceName(in.Plan, id)
+		name := nameOf(id)
 		switch {
 		case h.Alloc == nil || h.Alloc.Status != "running":
 			unhealthy = append(unhealthy, name+" (no running allocation of the old slot)")
@@ -206,17 +207,30 @@ func sortedKeys(m map[string]DeviceHealth) []string {
 	return out
 }
 
-func deviceName(plan *Plan, id string) string {
-	if plan != nil {
-		for _, st := range plan.Stages {
-			for _, d := range st.Devices {
-				if d.ID == id {
-					return d.Name
+// deviceNamer names devices by ID from the plan (the ID when the plan does
+// not have it), with an index built on first use: naming every device of a
+// large fleet stays linear.
+func deviceNamer(plan *Plan) func(id string) string {
+	var names map[string]string
+	return func(id string) string {
+		if plan == nil {
+			return id
+		}
+		if names == nil {
+			names = map[string]string{}
+			for _, st := range plan.Stages {
+				for _, d := range st.Devices {
+					if _, dup := names[d.ID]; !dup {
+						names[d.ID] = d.Name
+					}
 				}
 			}
 		}
+		if name, ok := names[id]; ok {
+			return name
+		}
+		return id
 	}
-	return id
 }
 
 func layerList(ls []int) string {

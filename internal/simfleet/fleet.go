@@ -329,8 +329,9 @@ func (f *Fleet) place(i int32, s int) {
 	a.check, a.output = "critical", "" // registered, not run yet
 	f.touch(i)
 	fails := false
-	if d.failing && a.version == f.cfg.FailVersion {
-		fails = f.switchedOnce.Add(1) > f.cfg.FailAfter
+	if a.version == f.cfg.FailVersion {
+		n := f.switchedOnce.Add(1)
+		fails = d.failing && n > f.cfg.FailAfter
 	}
 	now := f.clock.Now()
 	f.clock.At(now.Add(f.cfg.StartDelay), func() {
