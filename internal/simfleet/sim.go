@@ -194,6 +194,12 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
+	return s.Run(ctx)
+}
+
+// Run runs one controller on the fleet until the rollout ends and
+// measures it.
+func (s *Sim) Run(ctx context.Context) (*Result, error) {
 	res := &Result{}
 	runtime.GC()
 	var before runtime.MemStats
