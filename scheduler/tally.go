@@ -174,6 +174,7 @@ func sortedOrder(m map[string]*DeviceRecord) []*DeviceRecord {
 		e.recs = append(e.recs, rec)
 	}
 	sortRecords(e.recs)
+	e.sum, e.xor = recordSums(m)
 	e.names = make([]string, len(e.recs))
 	e.ids = make([]string, len(e.recs))
 	for i, rec := range e.recs {
@@ -199,24 +200,42 @@ var orders struct {
 // orderEntry is one kept order: the records sorted, and the name and ID
 // each had then.
 type orderEntry struct {
-	key   unsafe.Pointer // the map's identity: a hint, valid() decides
-	recs  []*DeviceRecord
-	names []string
-	ids   []string
+	key      unsafe.Pointer // the map's identity: a hint, valid() decides
+	recs     []*DeviceRecord
+	names    []string
+	ids      []string
+	sum, xor uint64
 }
 
-// valid reports whether the kept order is still m's: as many records,
-// each still in m under the ID it had, with the name it had.
+// valid reports whether the kept order is still m's: the same records (as
+// many, with the same sum and xor of their mixed addresses, computed in one
+// iteration of m: for different sets of records to pass, two 64-bit sums
+// of a bijective mix would have to collide together; one record replaced
+// by another always changes both), each with the ID and name it had.
 func (e *orderEntry) valid(m map[string]*DeviceRecord) bool {
 	if len(e.recs) != len(m) {
 		return false
 	}
+	sum, xor := recordSums(m)
+	if sum != e.sum || xor != e.xor {
+		return false
+	}
 	for i, rec := range e.recs {
-		if rec.Name != e.names[i] || rec.ID != e.ids[i] || m[e.ids[i]] != rec {
+		if rec.Name != e.names[i] || rec.ID != e.ids[i] {
 			return false
 		}
 	}
 	return true
+}
+
+// recordSums are the sum and xor of the mixed addresses of m's records.
+func recordSums(m map[string]*DeviceRecord) (sum, xor uint64) {
+	for _, rec := range m {
+		h := mix64(uint64(uintptr(unsafe.Pointer(rec))))
+		sum += h
+		xor ^= h
+	}
+	return sum, xor
 }
 
 // CanarySummary describes the canary's health in one line (what an
