@@ -52,11 +52,24 @@ import (
 // changing), discrepancy-cleared (discrepancy -> ok), capabilities-changed
 // (node class or capabilities differ), removed.
 func Diff(current map[string]scheduler.Device, obs scheduler.Observed, now time.Time) (map[string]scheduler.Device, []scheduler.RegistryEvent) {
+	next, events, _ := diffWith(current, obs, now, nil)
+	return next, events
+}
+
+// settleHook sees each next entry before it is stored: old is current's
+// entry under the same key when known; it returns the entry to store.
+type settleHook func(key string, old scheduler.Device, known bool, d scheduler.Device) scheduler.Device
+
+// diffWith is Diff calling hook (when not nil) on every next entry once;
+// it reports false when a key was settled twice (two Nomad nodes claiming
+// one node ID), after which the hook's view is not next's.
+func diffWith(current map[string]scheduler.Device, obs scheduler.Observed, now time.Time, hook settleHook) (map[string]scheduler.Device, []scheduler.RegistryEvent, bool) {
 	r := registryDiff{
 		current: current,
 		obs:     obs,
 		now:     now,
 		next:    make(map[string]scheduler.Device, max(len(current), len(obs.Nomad))+16),
+		hook:    hook,
 	}
 	r.indexConsulOnly()
 	r.scanNomad()
@@ -65,7 +78,7 @@ func Diff(current map[string]scheduler.Device, obs scheduler.Observed, now time.
 		r.scanGone()
 	}
 	slices.SortStableFunc(r.events, func(a, b scheduler.RegistryEvent) int { return strings.Compare(a.Device, b.Device) })
-	return r.next, r.events
+	return r.next, r.events, !r.resettled
 }
 
 type registryDiff struct {
@@ -91,6 +104,9 @@ type registryDiff struct {
 	// or were consumed; when it reaches len(current), no current device
 	// is left for scanGone.
 	handledCurrent int
+	hook           settleHook
+	// resettled is set when a key got its next entry twice.
+	resettled bool
 }
 
 // indexConsulOnly collects the Consul-only keys of current in one pass, so
@@ -107,11 +123,22 @@ func (r *registryDiff) indexConsulOnly() {
 }
 
 // put sets the next entry of key; fromCurrent tells whether key is a key of
-// current (for handledCurrent, counted once per key).
-func (r *registryDiff) put(key string, d scheduler.Device, fromCurrent bool) {
+// current (for handledCurrent, counted once per key), old its entry there.
+func (r *registryDiff) put(key string, d scheduler.Device, fromCurrent bool, old *scheduler.Device) {
+	if r.hook != nil {
+		var prev scheduler.Device
+		if fromCurrent {
+			prev = *old
+		}
+		d = r.hook(key, prev, fromCurrent, d)
+	}
 	n := len(r.next)
 	r.next[key] = d
-	if fromCurrent && len(r.next) > n {
+	if len(r.next) == n {
+		r.resettled = true
+		return
+	}
+	if fromCurrent {
 		if _, consumed := r.consumed[key]; !consumed {
 			r.handledCurrent++
 		}
@@ -148,7 +175,7 @@ func (r *registryDiff) scanNomad() {
 			inherited = r.replacedQuarantine(name, key)
 		}
 		d := r.settle(key, prev, known, hadNomad, &nn, cn, inherited)
-		r.put(key, d, hadNomad)
+		r.put(key, d, hadNomad, &prev)
 	}
 }
 
@@ -163,12 +190,13 @@ func (r *registryDiff) scanConsulOnly() {
 		}
 		// A Nomad device of the registry that Nomad no longer lists.
 		if k, ok := r.nameIndex()[name]; ok && !r.handled(k) {
-			r.put(k, r.settle(k, r.current[k], true, true, nil, &cn, nil), true)
+			prev := r.current[k]
+			r.put(k, r.settle(k, prev, true, true, nil, &cn, nil), true, &prev)
 			continue
 		}
 		key := scheduler.ConsulOnlyPrefix + name
 		prev, known := r.current[key]
-		r.put(key, r.settle(key, prev, known, false, nil, &cn, nil), known)
+		r.put(key, r.settle(key, prev, known, false, nil, &cn, nil), known, &prev)
 	}
 }
 
@@ -190,7 +218,7 @@ func (r *registryDiff) scanGone() {
 			r.event(k, d.Name, scheduler.EventRemoved, detail)
 			continue
 		}
-		r.put(k, r.settle(k, d, true, true, nil, nil, nil), true)
+		r.put(k, r.settle(k, d, true, true, nil, nil, nil), true, &d)
 	}
 }
 

@@ -16,7 +16,7 @@ import (
 // deciding what to write (nothing but one device that went down). With the
 // decode cache, entries whose modify index did not move since the previous
 // sync are not decoded again (what Sync does from its second sync on: the
-// cache is primed before the timer starts).
+// cache is primed by a first sync before the timer starts).
 func BenchmarkSyncLocal(b *testing.B) {
 	for _, n := range []int{1_000, 10_000, 100_000} {
 		for _, cached := range []bool{false, true} {
@@ -41,6 +41,7 @@ func BenchmarkSyncLocal(b *testing.B) {
 					if err != nil {
 						b.Fatal(err)
 					}
+					r.planSync(s, obs, testNow)
 					prev = s
 				}
 				b.ReportAllocs()
