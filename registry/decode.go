@@ -15,18 +15,37 @@ import (
 // repeated field, an escape, a null, other whitespace or case) goes through
 // encoding/json, so the result never differs.
 func decodeDevice(data []byte, in *interner) (scheduler.Device, error) {
-	var d scheduler.Device
-	p := devParser{data: data, in: in}
-	if p.device(&d) {
+	if d, ok := fastDecodeDevice(data, in); ok {
 		return d, nil
 	}
-	d = scheduler.Device{}
+	return slowDecodeDevice(data)
+}
+
+func fastDecodeDevice(data []byte, in *interner) (scheduler.Device, bool) {
+	var d scheduler.Device
+	p := devParser{data: data, in: in}
+	ok := p.device(&d)
+	return d, ok
+}
+
+func slowDecodeDevice(data []byte) (scheduler.Device, error) {
+	var d scheduler.Device
 	err := json.Unmarshal(data, &d)
 	return d, err
 }
 
-// interner shares the strings of repeated values between decoded entries.
-type interner struct{ m map[string]string }
+// interner shares the strings of repeated values between decoded entries;
+// with shareMaps, also the Meta and Apps maps of entries whose encoded
+// maps are identical (for the sync, which never modifies them).
+type interner struct {
+	m         map[string]string
+	shareMaps bool
+	metas     map[string]map[string]string
+	apps      map[string]map[string]scheduler.AppSlot
+}
+
+// maxSharedMaps bounds the maps kept for sharing.
+const maxSharedMaps = 1 << 12
 
 // maxInterned bounds the interner: past it, values are allocated as usual.
 const maxInterned = 1 << 16
@@ -281,6 +300,15 @@ func (p *devParser) capabilities(c *scheduler.Capabilities) bool {
 }
 
 func (p *devParser) meta(m *map[string]string) bool {
+	p.ws()
+	start := p.pos
+	if in := p.in; in != nil && in.shareMaps {
+		if shared, ok := in.metas[string(p.rawObject())]; ok {
+			*m = shared
+			return true
+		}
+		p.pos = start
+	}
 	out := make(map[string]string, 8)
 	ok := p.object(func(k []byte) bool {
 		if _, dup := out[string(k)]; dup {
@@ -294,10 +322,52 @@ func (p *devParser) meta(m *map[string]string) bool {
 		return ok
 	})
 	*m = out
+	if in := p.in; ok && in != nil && in.shareMaps && len(in.metas) < maxSharedMaps {
+		if in.metas == nil {
+			in.metas = map[string]map[string]string{}
+		}
+		in.metas[string(p.data[start:p.pos])] = out
+	}
 	return ok
 }
 
+// rawObject skips a flat or nested object without validating it (the
+// bytes are only a key: a map is shared only with an entry whose bytes
+// decoded to it) and returns its bytes; nil when it is not one.
+func (p *devParser) rawObject() []byte {
+	start := p.pos
+	depth := 0
+	for i := start; i < len(p.data); i++ {
+		switch p.data[i] {
+		case '"':
+			for i++; i < len(p.data) && p.data[i] != '"'; i++ {
+				if p.data[i] == '\\' {
+					return nil
+				}
+			}
+		case '{':
+			depth++
+		case '}':
+			depth--
+			if depth == 0 {
+				p.pos = i + 1
+				return p.data[start:p.pos]
+			}
+		}
+	}
+	return nil
+}
+
 func (p *devParser) apps(m *map[string]scheduler.AppSlot) bool {
+	p.ws()
+	start := p.pos
+	if in := p.in; in != nil && in.shareMaps {
+		if shared, ok := in.apps[string(p.rawObject())]; ok {
+			*m = shared
+			return true
+		}
+		p.pos = start
+	}
 	out := make(map[string]scheduler.AppSlot, 2)
 	ok := p.object(func(k []byte) bool {
 		if _, dup := out[string(k)]; dup {
@@ -331,5 +401,11 @@ func (p *devParser) apps(m *map[string]scheduler.AppSlot) bool {
 		return ok
 	})
 	*m = out
+	if in := p.in; ok && in != nil && in.shareMaps && len(in.apps) < maxSharedMaps {
+		if in.apps == nil {
+			in.apps = map[string]map[string]scheduler.AppSlot{}
+		}
+		in.apps[string(p.data[start:p.pos])] = out
+	}
 	return ok
 }

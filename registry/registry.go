@@ -194,21 +194,30 @@ func (r *Registry) loadForSync(ctx context.Context) (snapshot, error) {
 	return s, nil
 }
 
+// decodeSnapshot decodes every registry entry; the devices share nothing
+// (callers may change them).
 func decodeSnapshot(prefix string, pairs consulapi.KVPairs) (snapshot, error) {
-	return decodeSnapshotCached(prefix, pairs, snapshot{})
+	return decodeAll(prefix, pairs, false)
 }
 
-// decodeSnapshotCached decodes the registry entries, reusing those of prev
-// that are at the same modify index: prev (when it has devices) is updated
-// in place, with the entries that moved decoded again and those no longer
-// listed removed, and returned. On an error prev is left half updated: drop
-// it.
+// decodeSnapshotCached decodes the registry entries for a sync, reusing
+// those of prev that are at the same modify index: prev (when it has
+// devices) is updated in place, with the entries that moved decoded again
+// and those no longer listed removed, and returned. On an error prev is
+// left half updated: drop it. Entries with identical metadata or apps share
+// one map: the sync never modifies them.
 func decodeSnapshotCached(prefix string, pairs consulapi.KVPairs, prev snapshot) (snapshot, error) {
 	if prev.devices != nil && prev.index != nil {
 		return updateSnapshot(prefix, pairs, prev)
 	}
+	return decodeAll(prefix, pairs, true)
+}
+
+// decodeAll decodes every registry entry; with shareMaps, entries with
+// identical metadata or apps share one map.
+func decodeAll(prefix string, pairs consulapi.KVPairs, shareMaps bool) (snapshot, error) {
 	s := snapshot{devices: make(map[string]scheduler.Device, len(pairs)), index: make(map[string]uint64, len(pairs))}
-	var in interner
+	in := interner{shareMaps: shareMaps}
 	for _, p := range pairs {
 		key := strings.TrimPrefix(p.Key, prefix)
 		if key == "" || strings.Contains(key, "/") {
@@ -228,7 +237,7 @@ func decodeSnapshotCached(prefix string, pairs consulapi.KVPairs, prev snapshot)
 // updateSnapshot is decodeSnapshotCached with a previous snapshot: one
 // lookup per unchanged entry.
 func updateSnapshot(prefix string, pairs consulapi.KVPairs, prev snapshot) (snapshot, error) {
-	var in interner
+	in := interner{shareMaps: true}
 	known := len(prev.index)
 	listed := 0 // entries of prev that pairs still list
 	for _, p := range pairs {
