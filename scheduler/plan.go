@@ -147,12 +147,15 @@ func PlanRollout(p *Policy, devices []Device) (*Plan, error) {
 	byClass := map[string][]planEntry{}
 	excludedPerClass := map[string]int{}
 	ineligible := 0
-	// Fleets list devices class by class or in few classes: remember the
-	// last class's list rather than looking it up for every device.
-	var lastClass string
-	var lastList []planEntry
-	haveLast := false
+	// One pass in the fleet's order (memory order: a large fleet does not
+	// fit in the caches) gathers everything later steps need per device.
+	// Fleets have few classes: they are found by a short scan, not a
+	// lookup per device.
+	var accs []classAcc
+	accOf := map[string]int{}
+	classOf := make([]int32, len(devices))
 	for i := range devices {
+		classOf[i] = -1
 		d := &devices[i]
 		if ok, reason := d.Deployable(); !ok {
 			plan.Excluded = append(plan.Excluded, ExcludedDevice{
@@ -164,16 +167,37 @@ func PlanRollout(p *Policy, devices []Device) (*Plan, error) {
 		if d.Eligibility == "ineligible" {
 			ineligible++
 		}
-		if !haveLast || d.Class != lastClass {
-			if haveLast {
-				byClass[lastClass] = lastList
+		j := -1
+		if len(accs) <= 8 {
+			for k := range accs {
+				if accs[k].name == d.Class {
+					j = k
+					break
+				}
 			}
-			lastClass, lastList, haveLast = d.Class, byClass[d.Class], true
+		} else if k, ok := accOf[d.Class]; ok {
+			j = k
 		}
-		lastList = append(lastList, planEntry{hash: hashes[i], idx: int32(i), offline: d.Status == StatusOffline})
+		if j < 0 {
+			j = len(accs)
+			accOf[d.Class] = j
+			accs = append(accs, classAcc{name: d.Class, first: d.Name, lcp: len(d.Name)})
+		}
+		a := &accs[j]
+		a.list = append(a.list, planEntry{hash: hashes[i], idx: int32(i), offline: d.Status == StatusOffline})
+		a.lcp = commonPrefix(a.first, d.Name, a.lcp)
+		classOf[i] = int32(j)
 	}
-	if haveLast {
-		byClass[lastClass] = lastList
+	// Each device's sort key within its stage: its name after its class's
+	// common prefix.
+	keys := hashes // the hashes are in the entries now; reuse the array
+	for i := range devices {
+		if j := classOf[i]; j >= 0 {
+			keys[i] = nameKey(devices[i].Name, accs[j].lcp)
+		}
+	}
+	for _, a := range accs {
+		byClass[a.name] = a.list
 	}
 
 	classes := make([]string, 0, len(byClass)+len(excludedPerClass))
@@ -208,7 +232,7 @@ func PlanRollout(p *Policy, devices []Device) (*Plan, error) {
 				online++
 			}
 		}
-		states[i] = classState{name: c, order: es, online: online, lcp: commonNamePrefix(devices, es)}
+		states[i] = classState{name: c, order: es, online: online}
 		plan.PerClassTotal[c] = len(es)
 		deployable += len(es)
 		offlineTotal += len(es) - online
@@ -307,7 +331,7 @@ func PlanRollout(p *Policy, devices []Device) (*Plan, error) {
 			st := &states[i]
 			scratch = scratch[:0]
 			for _, e := range st.order[st.done:targets[i]] {
-				scratch = append(scratch, stageEntry{key: nameKey(devices[e.idx].Name, st.lcp), idx: e.idx, offline: e.offline})
+				scratch = append(scratch, stageEntry{key: keys[e.idx], idx: e.idx, offline: e.offline})
 			}
 			slices.SortFunc(scratch, func(a, b stageEntry) int {
 				if a.key != b.key {
@@ -383,7 +407,25 @@ type classState struct {
 	order  []planEntry // rollout order: by hash, then ID
 	online int
 	done   int // devices of order in earlier stages
-	lcp    int // length of the prefix all the class's device names share
+}
+
+// classAcc gathers one class's deployable devices in the first pass.
+type classAcc struct {
+	name  string
+	list  []planEntry
+	first string // the first device's name
+	lcp   int    // the prefix length every name so far shares with first
+}
+
+// commonPrefix is the length of the prefix a and b share, at most n.
+func commonPrefix(a, b string, n int) int {
+	n = min(n, len(a), len(b))
+	for i := 0; i < n; i++ {
+		if a[i] != b[i] {
+			return i
+		}
+	}
+	return n
 }
 
 // stageEntry is one device of a stage while the stage is sorted by name:
@@ -409,65 +451,30 @@ func nameKey(name string, from int) uint64 {
 	return k
 }
 
-// commonNamePrefix is the length of the prefix the names of es share.
-func commonNamePrefix(devices []Device, es []planEntry) int {
-	if len(es) == 0 {
-		return 0
-	}
-	first := devices[es[0].idx].Name
-	n := len(first)
-	for _, e := range es[1:] {
-		name := devices[e.idx].Name
-		n = min(n, len(name))
-		for i := 0; i < n; i++ {
-			if name[i] != first[i] {
-				n = i
-				break
-			}
-		}
-		if n == 0 {
-			break
-		}
-	}
-	return n
-}
-
 // firstDuplicate returns the index of the first device whose ID an earlier
 // device has (what a scan with a set of seen IDs would stop at), or -1.
-// hashes are the devices' ID hashes: only devices with equal hashes can
-// share an ID, so one sort of the hashes finds them.
+// hashes are the devices' ID hashes: the set is an open-addressing table of
+// device indexes keyed by them, and only equal hashes compare IDs.
 func firstDuplicate(devices []Device, hashes []uint64) int {
-	type hashIdx struct {
-		hash uint64
-		idx  int32
+	size := 16
+	for size < 2*len(hashes) {
+		size *= 2
 	}
-	hs := make([]hashIdx, len(hashes))
+	mask := uint64(size - 1)
+	table := make([]int32, size) // device index + 1; 0 is empty
 	for i, h := range hashes {
-		hs[i] = hashIdx{h, int32(i)}
-	}
-	slices.SortFunc(hs, func(a, b hashIdx) int {
-		if a.hash != b.hash {
-			return cmp.Compare(a.hash, b.hash)
-		}
-		return cmp.Compare(a.idx, b.idx)
-	})
-	first := -1
-	for i := 1; i < len(hs); i++ {
-		if hs[i].hash != hs[i-1].hash {
-			continue
-		}
-		// hs[i] has the hash of earlier entries of its run (in input
-		// order): is one of them the same ID?
-		for j := i - 1; j >= 0 && hs[j].hash == hs[i].hash; j-- {
-			if devices[hs[j].idx].ID == devices[hs[i].idx].ID {
-				if first < 0 || int(hs[i].idx) < first {
-					first = int(hs[i].idx)
-				}
+		for slot := h & mask; ; slot = (slot + 1) & mask {
+			j := table[slot]
+			if j == 0 {
+				table[slot] = int32(i + 1)
 				break
+			}
+			if hashes[j-1] == h && devices[j-1].ID == devices[i].ID {
+				return i
 			}
 		}
 	}
-	return first
+	return -1
 }
 
 // behind reports whether class a has moved a smaller share of its devices
