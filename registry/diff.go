@@ -107,6 +107,10 @@ type registryDiff struct {
 	hook           settleHook
 	// resettled is set when a key got its next entry twice.
 	resettled bool
+	// consulMatched counts the Consul nodes scanNomad met; fresh are the
+	// nodes it found new.
+	consulMatched int
+	fresh         []freshNode
 }
 
 // indexConsulOnly collects the Consul-only keys of current in one pass, so
@@ -156,8 +160,10 @@ func (r *registryDiff) scanNomad() {
 			key = "nomad:" + name // Nomad always sets an ID; be safe anyway.
 		}
 		var cn *scheduler.ConsulNode
-		if c, ok := r.obs.Consul[name]; ok {
+		c, hasConsul := r.obs.Consul[name]
+		if hasConsul {
 			cn = &c
+			r.consulMatched++
 		}
 		prev, known := r.current[key]
 		hadNomad := known
@@ -170,17 +176,45 @@ func (r *registryDiff) scanNomad() {
 				prev, known = cprev, true
 			}
 		}
-		var inherited *scheduler.Device
 		if !known {
-			inherited = r.replacedQuarantine(name, key)
+			// A new node: settled once every known one is, when it is
+			// clear whether it can replace a quarantined device.
+			r.fresh = append(r.fresh, freshNode{name: name, key: key, nn: nn, cn: c, hasConsul: hasConsul})
+			continue
 		}
-		d := r.settle(key, prev, known, hadNomad, &nn, cn, inherited)
+		d := r.settle(key, prev, known, hadNomad, &nn, cn, nil)
 		r.put(key, d, hadNomad, &prev)
 	}
+	for i := range r.fresh {
+		f := &r.fresh[i]
+		var inherited *scheduler.Device
+		if r.handledCurrent < len(r.current) {
+			// Only a registry device Nomad no longer lists can be
+			// replaced; when every one was handled above, none is left.
+			inherited = r.replacedQuarantine(f.name, f.key)
+		}
+		var cn *scheduler.ConsulNode
+		if f.hasConsul {
+			cn = &f.cn
+		}
+		var prev scheduler.Device
+		r.put(f.key, r.settle(f.key, prev, false, false, &f.nn, cn, inherited), false, &prev)
+	}
+}
+
+// freshNode is a Nomad node the registry does not know yet.
+type freshNode struct {
+	name, key string
+	nn        scheduler.NomadNode
+	cn        scheduler.ConsulNode
+	hasConsul bool
 }
 
 // scanConsulOnly settles the Consul nodes Nomad does not list.
 func (r *registryDiff) scanConsulOnly() {
+	if r.consulMatched == len(r.obs.Consul) {
+		return // every Consul node is a Nomad node: settled by scanNomad
+	}
 	for name, cn := range r.obs.Consul {
 		if _, ok := r.obs.Nomad[name]; ok {
 			continue
