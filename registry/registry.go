@@ -402,7 +402,6 @@ type syncPlan struct {
 func (r *Registry) planSync(s snapshot, obs scheduler.Observed, now time.Time) syncPlan {
 	kept := 0 // keys of s.devices that next keeps
 	var ops []store.RegistryWrite
-	var share []string // unchanged entries whose maps the snapshot takes from next
 	hook := func(k string, old scheduler.Device, known bool, d scheduler.Device) scheduler.Device {
 		if known {
 			kept++
@@ -411,7 +410,13 @@ func (r *Registry) planSync(s snapshot, obs scheduler.Observed, now time.Time) s
 			}
 			if equalDevice(old, d) {
 				if !sameMap(old.Meta, d.Meta) || !sameMap(old.Apps, d.Apps) {
-					share = append(share, k)
+					// Keep the observation's maps in the snapshot (the
+					// decode cache): they are equal, and the next sync
+					// compares them by identity when the node did not
+					// change. The diff has read this entry already and
+					// does not read it again.
+					old.Meta, old.Apps = d.Meta, d.Apps
+					s.devices[k] = old
 				}
 				return d
 			}
@@ -425,14 +430,6 @@ func (r *Registry) planSync(s snapshot, obs scheduler.Observed, now time.Time) s
 	if !once {
 		// A key was settled twice: decide from next itself.
 		return r.planSyncFrom(s, next, events)
-	}
-	// Keep the observation's maps in the snapshot (the decode cache): they
-	// are equal, and the next sync compares them by identity when the node
-	// did not change.
-	for _, k := range share {
-		old, d := s.devices[k], next[k]
-		old.Meta, old.Apps = d.Meta, d.Apps
-		s.devices[k] = old
 	}
 	p := syncPlan{next: next, events: events, ops: ops}
 	if kept < len(s.devices) {
