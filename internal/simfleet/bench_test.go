@@ -35,8 +35,9 @@ func benchSizes(b *testing.B) []int {
 // devices offline and 0.5% failing the release (quarantined), and a run
 // that a failing wave rolls back (20% of the devices switched after the
 // first 30% of the fleet fail). Besides time and allocations it reports the
-// peak heap in use (fakes included), the store's writes and the simulated
-// time covered.
+// peak heap in use (fakes included), the heap in use before the controller
+// started (the fleet and its stand-ins), the store's writes and the
+// simulated time covered.
 func BenchmarkControllerRun(b *testing.B) {
 	for _, n := range benchSizes(b) {
 		for _, sc := range []struct {
@@ -61,6 +62,7 @@ func BenchmarkControllerRun(b *testing.B) {
 					last = res
 				}
 				b.ReportMetric(float64(last.PeakHeap)/(1<<20), "peak-heap-MB")
+				b.ReportMetric(float64(last.HeapBefore)/(1<<20), "start-heap-MB")
 				b.ReportMetric(float64(last.Store.DeviceWrites+last.Store.RolloutWrites), "store-writes")
 				b.ReportMetric(last.Simulated.Seconds(), "sim-s")
 				if last.VmHWM > 0 {
