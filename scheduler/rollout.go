@@ -260,6 +260,9 @@ type Rollout struct {
 	// job is registered with a constraint that keeps it off them (I1).
 	Fenced []DeviceRef `json:"fenced,omitempty"`
 
+	// AB is an a-b run's comparison of its groups, once made (ab.go).
+	AB *ABComparison `json:"ab,omitempty"`
+
 	Outcome    Outcome   `json:"outcome,omitempty"`
 	StartedAt  time.Time `json:"started_at"`
 	UpdatedAt  time.Time `json:"updated_at"`
