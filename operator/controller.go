@@ -90,6 +90,10 @@ func (o *Operator) Controller(run Run) (ctl *scheduler.Controller, stop func()) 
 		watcher := checks.NewWatcher(o.Nomad, o.Consul, o.Log)
 		ctl.Health, stop = watcher, watcher.Stop
 	}
+	if o.Consul != nil {
+		// An a-b rollout compares its groups from the device summaries.
+		ctl.Compare = checks.NewSummaryReader(o.Consul, o.Log)
+	}
 	return ctl, stop
 }
 
