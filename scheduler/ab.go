@@ -478,13 +478,13 @@ func CompareGroups(cfg *AB, va, vb string, since time.Time, groupA, groupB []*De
 	for _, g := range out.Classes {
 		for _, t := range g.Tests {
 			if t.Verdict == ABWorse {
-				worse = append(worse, fmt.Sprintf("%s in class %s: %s (%s, p = %s)", t.Metric, className(g.Class), t.Detail, t.Test, FormatP(t.P)))
+				worse = append(worse, fmt.Sprintf("%s in class %s: %s (%s, %s)", t.Metric, className(g.Class), t.Detail, t.Test, PText(t.P)))
 			}
 		}
 	}
 	for _, t := range ov.Tests {
 		if t.Verdict == ABWorse {
-			worse = append(worse, fmt.Sprintf("%s overall: %s (%s, p = %s)", t.Metric, t.Detail, t.Test, FormatP(t.P)))
+			worse = append(worse, fmt.Sprintf("%s overall: %s (%s, %s)", t.Metric, t.Detail, t.Test, PText(t.P)))
 		}
 	}
 	switch {
@@ -498,7 +498,11 @@ func CompareGroups(cfg *AB, va, vb string, since time.Time, groupA, groupB []*De
 		var parts []string
 		for _, t := range ov.Tests {
 			if t.Verdict != ABNotMeasured {
-				parts = append(parts, fmt.Sprintf("%s %s (p = %s)", t.Metric, t.Verdict, FormatP(t.P)))
+				p := "no test"
+				if t.Test != "" {
+					p = PText(t.P)
+				}
+				parts = append(parts, fmt.Sprintf("%s %s (%s)", t.Metric, t.Verdict, p))
 			}
 		}
 		out.Summary = fmt.Sprintf("%s at %s%% confidence: %s", out.Verdict, fmtPct(conf*100), strings.Join(parts, ", "))
@@ -754,6 +758,14 @@ func FormatP(p float64) string {
 		return "< 0.0001"
 	}
 	return fmt.Sprintf("%.3g", p)
+}
+
+// PText is "p = 0.0123" or "p < 0.0001".
+func PText(p float64) string {
+	if p < 0.0001 {
+		return "p < 0.0001"
+	}
+	return "p = " + FormatP(p)
 }
 
 func fmtRate(r float64) string { return fmt.Sprintf("%.2f%%", r*100) }
