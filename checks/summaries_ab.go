@@ -2,6 +2,8 @@ package checks
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"sync"
@@ -11,6 +13,7 @@ import (
 
 	"github.com/fleetplan/fleetplan/contract"
 	"github.com/fleetplan/fleetplan/scheduler"
+	"github.com/fleetplan/fleetplan/store"
 )
 
 // SummaryKV is the part of Consul's KV API the summary reader uses; the
@@ -133,4 +136,51 @@ func sampleOf(id string, sum contract.Summary) (scheduler.GroupSample, bool) {
 		}
 	}
 	return g, true
+}
+
+// AgentConfigKV is the part of Consul's KV API RequestSummaries uses.
+type AgentConfigKV interface {
+	Get(key string, q *consulapi.QueryOptions) (*consulapi.KVPair, *consulapi.QueryMeta, error)
+	CAS(p *consulapi.KVPair, q *consulapi.WriteOptions) (bool, *consulapi.WriteMeta, error)
+}
+
+// SummaryRequestField is the field of an application's agent configuration
+// that names the summary request the device agents answer.
+const SummaryRequestField = "summary_request"
+
+// RequestSummaries returns a SummaryReader.Request that asks the device
+// agents for fresh summaries: it names a new request (the run's ID with
+// "-ab") in the application's agent configuration (folder "" is the
+// default), keeping every other field, with a check-and-set write.
+func RequestSummaries(kv AgentConfigKV, folder string) func(ctx context.Context, r *scheduler.Rollout) error {
+	return func(ctx context.Context, r *scheduler.Rollout) error {
+		key := store.AgentConfigKey(folder, r.App)
+		for attempt := 0; attempt < 5; attempt++ {
+			pair, _, err := kv.Get(key, (&consulapi.QueryOptions{}).WithContext(ctx))
+			if err != nil {
+				return fmt.Errorf("reading the agent configuration %s: %w (%w)", key, err, scheduler.ErrControlPlane)
+			}
+			if pair == nil {
+				return fmt.Errorf("the agent configuration %s of %s is missing: the device agents cannot be asked for summaries (it is published when a rollout starts)", key, r.App)
+			}
+			cfg := map[string]json.RawMessage{}
+			if err := json.Unmarshal(pair.Value, &cfg); err != nil {
+				return fmt.Errorf("reading the agent configuration %s: %w", key, err)
+			}
+			req, _ := json.Marshal(r.ID + "-ab")
+			cfg[SummaryRequestField] = req
+			b, err := json.Marshal(cfg)
+			if err != nil {
+				return fmt.Errorf("encoding the agent configuration %s: %w", key, err)
+			}
+			ok, _, err := kv.CAS(&consulapi.KVPair{Key: key, Value: b, ModifyIndex: pair.ModifyIndex}, (&consulapi.WriteOptions{}).WithContext(ctx))
+			if err != nil {
+				return fmt.Errorf("writing the summary request to %s: %w (%w)", key, err, scheduler.ErrControlPlane)
+			}
+			if ok {
+				return nil
+			}
+		}
+		return fmt.Errorf("writing the summary request to %s: %w", key, errors.New("the configuration kept changing underneath (check-and-set lost 5 times)"))
+	}
 }

@@ -2,6 +2,7 @@ package checks
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"strings"
 	"testing"
@@ -120,5 +121,54 @@ func TestSummaryReaderErrorsAndRequest(t *testing.T) {
 	}
 	if _, err := rd.Samples(context.Background(), &scheduler.Rollout{App: "edgeinfer", ID: "r2"}, nil); err != nil || requests != 2 {
 		t.Errorf("a new run requests again: %d requests, %v", requests, err)
+	}
+}
+
+type fakeConfigKV struct {
+	pair   *consulapi.KVPair
+	losses int
+	cas    int
+}
+
+func (f *fakeConfigKV) Get(key string, q *consulapi.QueryOptions) (*consulapi.KVPair, *consulapi.QueryMeta, error) {
+	if f.pair == nil || f.pair.Key != key {
+		return nil, nil, nil
+	}
+	p := *f.pair
+	return &p, nil, nil
+}
+
+func (f *fakeConfigKV) CAS(p *consulapi.KVPair, q *consulapi.WriteOptions) (bool, *consulapi.WriteMeta, error) {
+	f.cas++
+	if f.losses > 0 {
+		f.losses--
+		f.pair.ModifyIndex++
+		return false, nil, nil
+	}
+	if p.ModifyIndex != f.pair.ModifyIndex {
+		return false, nil, nil
+	}
+	f.pair = &consulapi.KVPair{Key: p.Key, Value: p.Value, ModifyIndex: p.ModifyIndex + 1}
+	return true, nil, nil
+}
+
+func TestRequestSummaries(t *testing.T) {
+	kv := &fakeConfigKV{pair: &consulapi.KVPair{Key: "fleetplan/agent/apps/edgeinfer", Value: []byte(`{"app":"edgeinfer","health_path":"/health"}`), ModifyIndex: 7}, losses: 1}
+	req := RequestSummaries(kv, "")
+	if err := req(context.Background(), &scheduler.Rollout{App: "edgeinfer", ID: "r42"}); err != nil {
+		t.Fatal(err)
+	}
+	var cfg map[string]any
+	if err := json.Unmarshal(kv.pair.Value, &cfg); err != nil {
+		t.Fatal(err)
+	}
+	if cfg["summary_request"] != "r42-ab" || cfg["health_path"] != "/health" || cfg["app"] != "edgeinfer" {
+		t.Errorf("config after the request: %v", cfg)
+	}
+	if kv.cas != 2 {
+		t.Errorf("%d CAS writes, want 2 (one lost, retried)", kv.cas)
+	}
+	if err := req(context.Background(), &scheduler.Rollout{App: "other", ID: "r1"}); err == nil || !strings.Contains(err.Error(), "missing") {
+		t.Errorf("no configuration: err %v", err)
 	}
 }

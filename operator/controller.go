@@ -92,7 +92,9 @@ func (o *Operator) Controller(run Run) (ctl *scheduler.Controller, stop func()) 
 	}
 	if o.Consul != nil {
 		// An a-b rollout compares its groups from the device summaries.
-		ctl.Compare = checks.NewSummaryReader(o.Consul, o.Log)
+		summaries := checks.NewSummaryReader(o.Consul, o.Log)
+		summaries.Request = checks.RequestSummaries(o.Consul.KV(), "")
+		ctl.Compare = summaries
 	}
 	return ctl, stop
 }

@@ -84,8 +84,8 @@ type GroupSample struct {
 }
 
 // ComparisonSource yields the devices' measurements for an a-b
-// comparison. A HealthSource may implement it; Controller.Compare
-// overrides that. A device without a sample is simply missing (no
+// comparison. A HealthSource may implement it; otherwise
+// Controller.Compare is used. A device without a sample is simply missing (no
 // evidence); an error is a control-plane problem (retried, then a halt).
 type ComparisonSource interface {
 	Samples(ctx context.Context, r *Rollout, devices []DeviceRef) (map[string]GroupSample, error)
@@ -214,14 +214,15 @@ func (c *Controller) enterCompare(ctx context.Context, r *Rollout) error {
 	return c.save(ctx, r)
 }
 
-// compareSource is the comparison's data source: Compare, else the health
-// source when it implements ComparisonSource, else none.
+// compareSource is the comparison's data source: the health source when
+// it implements ComparisonSource (it follows the devices already), else
+// Compare, else none (the comparison then has no evidence).
 func (c *Controller) compareSource() ComparisonSource {
-	if c.Compare != nil {
-		return c.Compare
-	}
 	if cs, ok := c.Health.(ComparisonSource); ok {
 		return cs
+	}
+	if c.Compare != nil {
+		return c.Compare
 	}
 	return nil
 }

@@ -69,9 +69,8 @@ type Controller struct {
 	// be recorded is retried, then the rollout pauses; the action never
 	// runs unrecorded (I9).
 	Audit func(ctx context.Context, e Event) error
-	// Compare, when set, yields the measurements of an a-b comparison;
-	// otherwise the health source does when it implements
-	// ComparisonSource (ab.go).
+	// Compare yields the measurements of an a-b comparison when the
+	// health source does not implement ComparisonSource (ab.go).
 	Compare ComparisonSource
 
 	// controls are the operators' requests (pause, rollback, approval),
