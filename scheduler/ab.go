@@ -3,7 +3,9 @@ package scheduler
 import (
 	"context"
 	"fmt"
+	"maps"
 	"math"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -183,6 +185,31 @@ type ABTest struct {
 	Detail string `json:"detail,omitempty"`
 }
 
+// abGroupB reports whether a stage of the policy is part of an a-b
+// rollout's group B (its canary and waves).
+func abGroupB(p *Policy, spec StageSpec) bool {
+	return p.Strategy == StrategyAB && spec.Name != ABGroupAStage
+}
+
+// abPlanWarnings warns about the classes an a-b plan cannot compare: all
+// their devices are in group B, or none is.
+func abPlanWarnings(plan *Plan) {
+	if len(plan.Stages) < 2 || plan.Stages[len(plan.Stages)-1].Name != ABGroupAStage {
+		return
+	}
+	a := plan.Stages[len(plan.Stages)-1].PerClass
+	for _, class := range slices.Sorted(maps.Keys(plan.PerClassTotal)) {
+		total := plan.PerClassTotal[class]
+		switch {
+		case total == 0:
+		case a[class] == 0:
+			plan.warnf("a-b: every device of class %s is in group B (%d device(s)); the class cannot be compared (lower the last wave's percent or add devices)", className(class), total)
+		case a[class] == total:
+			plan.warnf("a-b: no device of class %s is in group B; the class cannot be compared", className(class))
+		}
+	}
+}
+
 // abState returns the index of the group-A stage, -1 when the rollout has
 // none (not a-b).
 func abGroupAIndex(r *Rollout) int {
@@ -252,6 +279,34 @@ func (c *Controller) compareAB(ctx context.Context, r *Rollout) error {
 		cfg = &AB{PromoteIf: PromoteNever}
 	}
 	groupA, groupB := abGroups(r)
+	// The hold's last look at group B: every device is judged once more as
+	// at a gate (the soaks only watched each stage's own devices); the
+	// devices that fail are quarantined, or B is rolled back when more
+	// than the failure budget fails.
+	if err := c.sampleDevices(ctx, r, groupB, true); err != nil {
+		return err
+	}
+	var failed []*DeviceRecord
+	for _, rec := range groupB {
+		if rec.State == DeviceFailed {
+			failed = append(failed, rec)
+		}
+	}
+	if len(failed) > 0 {
+		pct := percent(len(failed), len(groupB))
+		if pct > c.Policy.Rollback.MaxFailurePercent {
+			reason := fmt.Sprintf("A/B hold: %d of %d group B devices failed their checks (%.1f%% > max_failure_percent %g): %s",
+				len(failed), len(groupB), pct, c.Policy.Rollback.MaxFailurePercent, describeDevices(failed))
+			c.decide(r, DecisionRollback, reason, map[string]float64{"failed": float64(len(failed)), "group_b": float64(len(groupB))})
+			return c.beginRollback(ctx, r, ScopeFleet, reason)
+		}
+		for _, rec := range failed {
+			if err := c.quarantine(ctx, r, rec); err != nil {
+				return err
+			}
+		}
+		groupA, groupB = abGroups(r)
+	}
 	refs := make([]DeviceRef, 0, len(groupA)+len(groupB))
 	for _, rec := range append(append([]*DeviceRecord(nil), groupA...), groupB...) {
 		refs = append(refs, rec.DeviceRef)

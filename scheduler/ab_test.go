@@ -324,3 +324,82 @@ func TestQuantile(t *testing.T) {
 		t.Errorf("empty quantile is not 0")
 	}
 }
+
+// A-b group sizing: the share of group B per class is the policy's; a wave
+// that adds no device after rounding stays empty (no device is moved out of
+// group A), and a class that cannot be compared is warned about.
+func TestPlanABGroups(t *testing.T) {
+	p := ctrlPolicy()
+	p.Strategy = StrategyAB
+	p.Waves = []Wave{{Percent: 50, Soak: time.Minute}}
+	p.AB = &AB{Duration: 2 * time.Minute}
+	// 2 devices per class: the canary (one per class) is already 50 %.
+	plan, err := PlanRollout(p, fleet(6))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := len(plan.Stages); n != 3 || plan.Stages[2].Name != ABGroupAStage {
+		t.Fatalf("stages %d, want canary, wave 1, group A", n)
+	}
+	if got := len(plan.Stages[1].Devices); got != 0 {
+		t.Errorf("wave 1 took %d device(s) from group A, want none", got)
+	}
+	if plan.Stages[1].Soak != 2*time.Minute {
+		t.Errorf("group B's last stage soaks %s, want ab.duration", plan.Stages[1].Soak)
+	}
+	for _, c := range []string{"jetson", "rpi", "gateway"} {
+		if plan.Stages[0].PerClass[c] != 1 || plan.Stages[2].PerClass[c] != 1 {
+			t.Errorf("class %s: B %d, A %d, want 1 and 1", c, plan.Stages[0].PerClass[c], plan.Stages[2].PerClass[c])
+		}
+	}
+	if containsPrefix(plan.Warnings, "a-b:") {
+		t.Errorf("unexpected a-b warnings %q", plan.Warnings)
+	}
+	// One device per class: group B takes them all.
+	plan, _ = PlanRollout(p, fleet(3))
+	if !containsPrefix(plan.Warnings, "a-b: every device of class gateway is in group B") {
+		t.Errorf("warnings %q lack the uncomparable class", plan.Warnings)
+	}
+}
+
+// hookHealth runs before each health read (to break a device at a given
+// point of the run).
+type hookHealth struct {
+	*fakeHealth
+	before func(r *Rollout)
+}
+
+func (h hookHealth) Health(ctx context.Context, r *Rollout, devs []DeviceRef) (map[string]DeviceHealth, error) {
+	h.before(r)
+	return h.fakeHealth.Health(ctx, r, devs)
+}
+
+// A group-B device that fails its checks by the end of the hold fails as
+// at a gate: above the failure budget B is rolled back before any
+// comparison.
+func TestABHoldFailureRollsBack(t *testing.T) {
+	h, src := abHarness(t, PromoteNotWorse)
+	h.policy.Rollback.MaxFailurePercent = 0
+	c := h.abController(src)
+	var broken string
+	c.Health = hookHealth{fakeHealth: h.health, before: func(r *Rollout) {
+		if r.Phase == PhaseCompare && broken == "" {
+			_, b := abGroups(r)
+			broken = b[0].ID
+			h.health.mu.Lock()
+			h.health.broken[broken] = "crash"
+			h.health.mu.Unlock()
+		}
+	}}
+	r, err := c.Run(context.Background())
+	if err != nil {
+		t.Fatalf("run: %v", err)
+	}
+	if r.Outcome != OutcomeRolledBack || !strings.Contains(r.RollbackReason, "A/B hold: 1 of") {
+		t.Fatalf("outcome %q reason %q, want B rolled back for its failed device", r.Outcome, r.RollbackReason)
+	}
+	if r.AB != nil || src.calls != 0 {
+		t.Errorf("compared (%d reads) although the hold failed", src.calls)
+	}
+	h.assertSlots(func(Device) string { return SlotBlue })
+}
