@@ -33,8 +33,9 @@ type SummaryReader struct {
 	// Folder is the summaries' KV folder ("": contract.DefaultSummaryPrefix).
 	Folder string
 	// Request, when set, asks the agents for fresh summaries (the
-	// application's summary_request); it is called once per rollout run,
-	// before the first read, so that the windows end at the comparison.
+	// application's summary_request, named SummaryRequestID); it is called
+	// once per rollout run, before the first read, so that the windows end
+	// at the comparison. Only the summaries that answer it are used then.
 	Request func(ctx context.Context, r *scheduler.Rollout) error
 	Logger  hclog.Logger
 
@@ -96,6 +97,11 @@ func (s *SummaryReader) Samples(ctx context.Context, r *scheduler.Rollout, devic
 		if sum.App != "" && sum.App != r.App {
 			continue
 		}
+		if s.Request != nil && sum.Request != SummaryRequestID(r) {
+			// Written before the request was answered (a status change):
+			// not the comparison's window yet.
+			continue
+		}
 		if g, ok := sampleOf(id, sum); ok {
 			out[id] = g
 		}
@@ -148,6 +154,9 @@ type AgentConfigKV interface {
 // that names the summary request the device agents answer.
 const SummaryRequestField = "summary_request"
 
+// SummaryRequestID names the summary request of a run's comparison.
+func SummaryRequestID(r *scheduler.Rollout) string { return r.ID + "-ab" }
+
 // RequestSummaries returns a SummaryReader.Request that asks the device
 // agents for fresh summaries: it names a new request (the run's ID with
 // "-ab") in the application's agent configuration (folder "" is the
@@ -167,7 +176,7 @@ func RequestSummaries(kv AgentConfigKV, folder string) func(ctx context.Context,
 			if err := json.Unmarshal(pair.Value, &cfg); err != nil {
 				return fmt.Errorf("reading the agent configuration %s: %w", key, err)
 			}
-			req, _ := json.Marshal(r.ID + "-ab")
+			req, _ := json.Marshal(SummaryRequestID(r))
 			cfg[SummaryRequestField] = req
 			b, err := json.Marshal(cfg)
 			if err != nil {

@@ -119,6 +119,14 @@ func TestSummaryReaderErrorsAndRequest(t *testing.T) {
 	if requests != 1 {
 		t.Errorf("%d summary requests for one run, want 1", requests)
 	}
+	// With a request, only the summaries that answer it count.
+	at := time.Now()
+	kv.put(t, contract.Summary{App: "edgeinfer", Node: "a", Version: "1", At: at, Request: "r0-ab", Window: &contract.Window{LatencyMS: []float64{1}}})
+	kv.put(t, contract.Summary{App: "edgeinfer", Node: "b", Version: "1", At: at, Request: "r1-ab", Window: &contract.Window{LatencyMS: []float64{1}}})
+	got, err := rd.Samples(context.Background(), r, []scheduler.DeviceRef{{ID: "n1", Name: "a"}, {ID: "n2", Name: "b"}})
+	if err != nil || len(got) != 1 || got["n2"].Version != "1" {
+		t.Errorf("samples %v, %v: want only b's, which answers r1-ab", got, err)
+	}
 	if _, err := rd.Samples(context.Background(), &scheduler.Rollout{App: "edgeinfer", ID: "r2"}, nil); err != nil || requests != 2 {
 		t.Errorf("a new run requests again: %d requests, %v", requests, err)
 	}
