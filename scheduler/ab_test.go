@@ -403,3 +403,25 @@ func TestABHoldFailureRollsBack(t *testing.T) {
 	}
 	h.assertSlots(func(Device) string { return SlotBlue })
 }
+
+// On a small fleet the canary is already group B's share: the last wave is
+// empty, its soak is the hold, and the comparison still runs.
+func TestABEmptyLastWave(t *testing.T) {
+	h, src := abHarness(t, PromoteNotWorse)
+	h.registry.devices = fleet(6)
+	h.upgradeFrom("1.0.0")
+	src.slow["jetson"] = 1.2
+	r, err := h.abController(src).Run(context.Background())
+	if err != nil {
+		t.Fatalf("run: %v", err)
+	}
+	if r.Stages[1].Devices != 0 || r.AB == nil {
+		t.Fatalf("wave 1 has %d devices, comparison %v: want an empty wave and a comparison", r.Stages[1].Devices, r.AB)
+	}
+	if r.AB.Overall.A.Devices != 3 || r.AB.Overall.B.Devices != 3 {
+		t.Errorf("groups A %d, B %d, want 3 and 3", r.AB.Overall.A.Devices, r.AB.Overall.B.Devices)
+	}
+	if r.Outcome != OutcomeRolledBack || r.AB.Verdict != ABWorse {
+		t.Errorf("outcome %q verdict %q, want B worse on jetson and rolled back", r.Outcome, r.AB.Verdict)
+	}
+}
