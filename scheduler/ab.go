@@ -2,6 +2,7 @@ package scheduler
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"maps"
 	"math"
@@ -328,8 +329,16 @@ func (c *Controller) compareAB(ctx context.Context, r *Rollout) error {
 				got, err = src.Samples(ctx, r, refs)
 				return err
 			})
-			if err != nil {
+			var cpe *ControlPlaneError
+			if err != nil && (errors.As(err, &cpe) || errors.Is(err, ErrLockLost) || ctx.Err() != nil) {
 				return err
+			}
+			if err != nil {
+				// Not the control plane (no agent configuration to
+				// name the request in, say): no evidence, said so.
+				log.Warn("cannot read the devices' measurements", "error", err)
+				c.emit(r, "", "ab-samples", "error", err.Error())
+				break
 			}
 			samples = got
 			fresh := 0

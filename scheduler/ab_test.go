@@ -3,6 +3,7 @@ package scheduler
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
@@ -423,5 +424,34 @@ func TestABEmptyLastWave(t *testing.T) {
 	}
 	if r.Outcome != OutcomeRolledBack || r.AB.Verdict != ABWorse {
 		t.Errorf("outcome %q verdict %q, want B worse on jetson and rolled back", r.Outcome, r.AB.Verdict)
+	}
+}
+
+type failingCompare struct{ err error }
+
+func (f failingCompare) Samples(ctx context.Context, r *Rollout, devs []DeviceRef) (map[string]GroupSample, error) {
+	return nil, f.err
+}
+
+// A source that cannot answer for a reason other than the control plane
+// gives no evidence: "not enough data", a halt with promote_if not-worse.
+// A control-plane error past its budget pauses the rollout (I5).
+func TestABSourceErrors(t *testing.T) {
+	h, _ := abHarness(t, PromoteNotWorse)
+	r, err := h.abController(failingCompare{errors.New("the agent configuration is missing")}).Run(context.Background())
+	var he *HaltError
+	if !errors.As(err, &he) || r.AB == nil || r.AB.Verdict != ABNotEnoughData {
+		t.Fatalf("err %v, comparison %+v: want a not-enough-data halt", err, r.AB)
+	}
+	if len(h.eventsMatching("ab-samples", "error")) != 1 {
+		t.Errorf("the source's error is not shown")
+	}
+
+	h, _ = abHarness(t, PromoteNotWorse)
+	c := h.abController(failingCompare{fmt.Errorf("listing summaries: 500 (%w)", ErrControlPlane)})
+	c.ControlPlaneRetry = 10 * time.Second
+	r, err = c.Run(context.Background())
+	if !errors.As(err, &he) || !strings.Contains(he.Halt.Reason, "a-b measurements") || r.AB != nil {
+		t.Fatalf("err %v, comparison %+v: want a control-plane halt before any comparison", err, r.AB)
 	}
 }
