@@ -260,14 +260,14 @@ type Rollout struct {
 	// job is registered with a constraint that keeps it off them (I1).
 	Fenced []DeviceRef `json:"fenced,omitempty"`
 
-	// AB is an a-b run's comparison of its groups, once made (ab.go).
-	AB *ABComparison `json:"ab,omitempty"`
-
 	Outcome    Outcome   `json:"outcome,omitempty"`
 	StartedAt  time.Time `json:"started_at"`
 	UpdatedAt  time.Time `json:"updated_at"`
 	FinishedAt time.Time `json:"finished_at,omitempty"`
 	LastAction string    `json:"last_action,omitempty"`
+
+	// AB is an a-b run's comparison of its groups, once made (ab.go).
+	AB *ABComparison `json:"ab,omitempty"`
 
 	Devices map[string]*DeviceRecord `json:"-"`
 	Index   uint64                   `json:"-"`
