@@ -204,6 +204,7 @@ func runRollout(ctx context.Context, c *cli.Context, op *operator.Operator, p *s
 	}
 	if r != nil {
 		ui.Summary(r)
+		printAB(out, r)
 	}
 	var inProgress *scheduler.InProgressError
 	var halted *scheduler.HaltError
@@ -233,6 +234,9 @@ func runRollout(ctx context.Context, c *cli.Context, op *operator.Operator, p *s
 	case r.Outcome == scheduler.OutcomeRolledBack:
 		fmt.Fprintf(out, "==> Rollout %s was rolled back: %s\n", p.Name, r.RollbackReason)
 		return ExitRolledBack
+	case r.Outcome == scheduler.OutcomeHeld:
+		fmt.Fprintln(out, heldText(r))
+		return ExitOK
 	default:
 		fmt.Fprintf(out, "==> Rollout %s is done: %s %s runs in slot %s\n", p.Name, p.Name, r.Version, r.Candidate)
 		return ExitOK
@@ -601,7 +605,11 @@ func (t *requestTracker) result(out, errw io.Writer) int {
 		return ExitOK
 	}
 	newProgress(out).Summary(r)
+	printAB(out, r)
 	switch r.Outcome {
+	case scheduler.OutcomeHeld:
+		fmt.Fprintln(out, heldText(r))
+		return ExitOK
 	case scheduler.OutcomeRollbackIncomplete:
 		fmt.Fprintf(errw, "==> Rollout %s was rolled back, but not every device could be verified on the old version: %s\n", r.App, lastReason(r))
 		fmt.Fprintf(errw, "    Check those devices, then `fleetplan catch-up %s` verifies them again.\n", r.App)

@@ -171,6 +171,9 @@ func (d *decoder) rollout(b *hcl2.Block) *scheduler.Policy {
 	}
 
 	p.Waves = d.waves(b, blocks["wave"], p, canaryOK)
+	if ab := single(blocks, "ab"); ab != nil {
+		p.AB = d.ab(ab, p)
+	}
 
 	if hb := single(blocks, "health"); hb != nil {
 		p.Health = d.health(hb, p)

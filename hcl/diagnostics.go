@@ -248,6 +248,9 @@ var rangeWhy = map[string]string{
 	"rollback.max_offline_after_switch_percent": "it is the share of the devices a wave switched to the new version that may then drop offline before fleetplan rolls back; devices offline before their switch are skipped and do not count. When it is absent it equals max_failure_percent.",
 	"rollback.max_p95_latency_increase_percent": "it is how much slower (in percent of the old version's p95 latency) the new version may be; 0 turns the check off.",
 	"offline.max_offline_percent":               "above this share of offline devices the rollout pauses; 0 turns the check off.",
+	"tolerance.p95_latency_percent":             "it is how much higher (in percent of group A's p95 latency) group B's may be and still count as not worse.",
+	"ab.min_requests":                           "it is how many requests (or probe runs) each group needs in a class before its rates are compared.",
+	"ab.min_samples":                            "it is how many latency samples each group needs in a class before they are compared.",
 	"notify.timeout":                            "it bounds one delivery of a notification, retries included.",
 }
 
@@ -599,6 +602,14 @@ var attrExamples = map[string]string{
 	"events":                           `events = ["approval-needed", "rollback", "halted", "done"]`,
 	"level":                            `level = "info"`,
 	"notify.timeout":                   `timeout = "30s"`,
+	"duration":                         `duration = "10m"`,
+	"promote_if":                       `promote_if = "not-worse"`,
+	"confidence":                       `confidence = 0.95`,
+	"min_requests":                     `min_requests = 30`,
+	"min_samples":                      `min_samples = 8`,
+	"error_rate":                       `error_rate = 0.01`,
+	"p95_latency_percent":              `p95_latency_percent = 10`,
+	"probe_failure_rate":               `probe_failure_rate = 0.01`,
 }
 
 // requiredWhy says why a required attribute is needed, keyed by

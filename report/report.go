@@ -38,7 +38,9 @@ type Report struct {
 	// Restores are the verified restore times of a rollback, per device:
 	// from the device's switch back to its old slot running and passing
 	// its checks.
-	Restores  []Restore            `json:"restores,omitempty"`
+	Restores []Restore `json:"restores,omitempty"`
+	// AB is an a-b run's comparison of its groups (ab.go).
+	AB        *ABReport            `json:"ab,omitempty"`
 	Excluded  []DeviceRef          `json:"excluded"`
 	Decisions []scheduler.Decision `json:"decisions"`
 }
@@ -152,7 +154,9 @@ func Build(r *scheduler.Rollout) *Report {
 	if rolledBack > 0 {
 		rep.Status = append(rep.Status, StatusRow{"Rolled back", rolledBack, pct(rolledBack)})
 	}
-	if other > 0 {
+	if other > 0 && r.Outcome == scheduler.OutcomeHeld {
+		rep.Status = append(rep.Status, StatusRow{"Kept on the previous version (A/B group A)", other, pct(other)})
+	} else if other > 0 {
 		rep.Status = append(rep.Status, StatusRow{"Not yet deployed", other, pct(other)})
 	}
 	if len(r.Excluded) > 0 {
@@ -162,6 +166,9 @@ func Build(r *scheduler.Rollout) *Report {
 		name := "Canary"
 		if !st.Canary {
 			name = fmt.Sprintf("Wave %d", i)
+		}
+		if st.Name == scheduler.ABGroupAStage {
+			name = "Group A (promotion)"
 		}
 		v := st.Verdict
 		if v == "" {
@@ -182,6 +189,7 @@ func Build(r *scheduler.Rollout) *Report {
 		rep.Analysis = a
 		rep.FailureAnalysis = a.String()
 	}
+	rep.AB = BuildAB(r)
 	if a := r.Approval; a != nil {
 		rep.Approvals = append(rep.Approvals, Approval{Actor: a.Actor, Time: a.Time, Saw: a.Saw, Message: a.Message})
 	}
@@ -270,6 +278,9 @@ func WriteMarkdown(w io.Writer, rep *Report) error {
 			rel = fmt.Sprintf(" (%+.1f%%)", change*100 / *d.Before)
 		}
 		fmt.Fprintf(&b, "| %s | %.2f %s | %.2f %s | %+.2f %s%s |\n", d.Metric, *d.Before, d.Unit, *d.After, d.Unit, change, d.Unit, rel)
+	}
+	if err := WriteABMarkdown(&b, rep.AB); err != nil {
+		return err
 	}
 	if rep.FailureAnalysis != "" {
 		fmt.Fprintf(&b, "\n**Failure Analysis**: %s\n", rep.FailureAnalysis)

@@ -295,9 +295,10 @@ func PlanRollout(p *Policy, devices []Device) (*Plan, error) {
 		for i := range states {
 			added += targets[i] - states[i].done
 		}
-		if added == 0 && cumulative < deployable {
+		if added == 0 && cumulative < deployable && !abGroupB(p, spec) {
 			// Rounding left the stage empty: take one device from the class
-			// that is furthest behind.
+			// that is furthest behind (never into an a-b's group B, whose
+			// share per class is the policy's).
 			best := -1
 			for i := range states {
 				st := &states[i]
@@ -387,6 +388,9 @@ func PlanRollout(p *Policy, devices []Device) (*Plan, error) {
 		plan.Stages = append(plan.Stages, stage)
 	}
 
+	if p.Strategy == StrategyAB {
+		abPlanWarnings(plan)
+	}
 	if last := specs[len(specs)-1]; last.Percent < 100 && cumulative < deployable && p.Strategy != StrategyAB {
 		plan.warnf("the last stage (%s) reaches %s%%: %d deployable device(s) stay on the current version",
 			last.Name, fmtPct(last.Percent), deployable-cumulative)

@@ -266,6 +266,9 @@ type Rollout struct {
 	FinishedAt time.Time `json:"finished_at,omitempty"`
 	LastAction string    `json:"last_action,omitempty"`
 
+	// AB is an a-b run's comparison of its groups, once made (ab.go).
+	AB *ABComparison `json:"ab,omitempty"`
+
 	Devices map[string]*DeviceRecord `json:"-"`
 	Index   uint64                   `json:"-"`
 }
