@@ -174,16 +174,16 @@ func sortedOrder(m map[string]*DeviceRecord) []*DeviceRecord {
 		e.recs = append(e.recs, rec)
 	}
 	sortRecords(e.recs)
-	e.sum, e.xor = recordSums(m)
 	e.names = make([]string, len(e.recs))
 	e.ids = make([]string, len(e.recs))
+	e.pos = make(map[*DeviceRecord]int, len(e.recs))
 	for i, rec := range e.recs {
 		e.names[i], e.ids[i] = rec.Name, rec.ID
-		if i > 0 && rec.ID == e.ids[i-1] {
-			// Two records with one ID: valid() could not tell the sets
-			// apart; do not keep this order.
-			e.key = nil
-		}
+		e.pos[rec] = i
+	}
+	if len(e.pos) != len(e.recs) {
+		// One record under two keys: do not keep this order.
+		e.key = nil
 	}
 	return e.recs
 }
@@ -200,42 +200,29 @@ var orders struct {
 // orderEntry is one kept order: the records sorted, and the name and ID
 // each had then.
 type orderEntry struct {
-	key      unsafe.Pointer // the map's identity: a hint, valid() decides
-	recs     []*DeviceRecord
-	names    []string
-	ids      []string
-	sum, xor uint64
+	key   unsafe.Pointer // the map's identity: a hint, valid() decides
+	recs  []*DeviceRecord
+	names []string
+	ids   []string
+	pos   map[*DeviceRecord]int // each record's index in recs
 }
 
-// valid reports whether the kept order is still m's: the same records (as
-// many, with the same sum and xor of their mixed addresses, computed in one
-// iteration of m: for different sets of records to pass, two 64-bit sums
-// of a bijective mix would have to collide together; one record replaced
-// by another always changes both), each with the ID and name it had.
+// valid reports whether the kept order is still exactly m's: as many
+// records, every record of m is one of the kept records and sits under the
+// key it had, and every kept record still has the name it had. Each key of
+// m then maps to a distinct kept record (the kept IDs are distinct), so
+// the sets are equal.
 func (e *orderEntry) valid(m map[string]*DeviceRecord) bool {
 	if len(e.recs) != len(m) {
 		return false
 	}
-	sum, xor := recordSums(m)
-	if sum != e.sum || xor != e.xor {
-		return false
-	}
-	for i, rec := range e.recs {
-		if rec.Name != e.names[i] || rec.ID != e.ids[i] {
+	for id, rec := range m {
+		i, ok := e.pos[rec]
+		if !ok || e.ids[i] != id || rec.ID != id || rec.Name != e.names[i] {
 			return false
 		}
 	}
 	return true
-}
-
-// recordSums are the sum and xor of the mixed addresses of m's records.
-func recordSums(m map[string]*DeviceRecord) (sum, xor uint64) {
-	for _, rec := range m {
-		h := mix64(uint64(uintptr(unsafe.Pointer(rec))))
-		sum += h
-		xor ^= h
-	}
-	return sum, xor
 }
 
 // CanarySummary describes the canary's health in one line (what an
