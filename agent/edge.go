@@ -40,13 +40,11 @@ type triggerInput struct {
 	node string
 	cur  contract.Metrics
 	// why the application's figures are missing, when they are.
-	why             string
-	base            *contract.Metrics
-	baseVersion     string
-	trend           instSnapshot
-	now             time.Time
-	serviceID       string
-	metricsReadable bool
+	why         missing
+	base        *contract.Metrics
+	baseVersion string
+	trend       instSnapshot
+	now         time.Time
 }
 
 // judgeTriggers turns the policy's metric triggers into findings: the
@@ -63,8 +61,7 @@ func judgeTriggers(in triggerInput, hit func(metric string, crossed bool) int) [
 		return nil
 	}
 	var out []finding
-	notMeasured := func(what, trigger string) {
-		why := in.why
+	notMeasured := func(what, trigger, why string) {
 		if why == "" {
 			why = "the metrics endpoint gives none"
 		}
@@ -74,7 +71,7 @@ func judgeTriggers(in triggerInput, hit func(metric string, crossed bool) int) [
 	if max := cfg.MaxErrorRate; max > 0 {
 		switch {
 		case cur.ErrorRate == nil:
-			notMeasured("error rate", fmt.Sprintf("max_error_rate %g", max))
+			notMeasured("error rate", fmt.Sprintf("max_error_rate %g", max), in.why.errorRate)
 		case *cur.ErrorRate > max:
 			out = append(out, finding{Critical, fmt.Sprintf("error rate %.3f > max_error_rate %g (rollback trigger)", *cur.ErrorRate, max)})
 		}
@@ -88,7 +85,7 @@ func judgeTriggers(in triggerInput, hit func(metric string, crossed bool) int) [
 		case in.base != nil && in.base.P95LatencyMS != nil && *in.base.P95LatencyMS > 0:
 			base := *in.base.P95LatencyMS
 			if cur.P95LatencyMS == nil {
-				notMeasured("p95 latency", fmt.Sprintf("max_p95_latency_increase_percent %g", max))
+				notMeasured("p95 latency", fmt.Sprintf("max_p95_latency_increase_percent %g", max), in.why.latency)
 				break
 			}
 			p := *cur.P95LatencyMS
@@ -98,7 +95,7 @@ func judgeTriggers(in triggerInput, hit func(metric string, crossed bool) int) [
 			}
 		case maxLat > 0:
 			if cur.P95LatencyMS == nil {
-				notMeasured("p95 latency", "functional max_latency, no pre-switch baseline on this device")
+				notMeasured("p95 latency", "functional max_latency, no pre-switch baseline on this device", in.why.latency)
 				break
 			}
 			if p := *cur.P95LatencyMS; p > maxLat {

@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"slices"
 	"sort"
-	"strings"
 	"sync"
 	"time"
 
@@ -33,9 +32,8 @@ type reading struct {
 	// m holds the current figures (error rate and p95 over the last
 	// scrapes for Prometheus; as reported for JSON).
 	m contract.Metrics
-	// why says why the application's figures are missing (empty when
-	// they are not).
-	why string
+	// why says why the application's figures are missing.
+	why missing
 	// temperature of the device, when known.
 	tempC *float64
 }
@@ -378,31 +376,39 @@ func nearestRank(xs []float64, q float64) float64 {
 
 func round3(v float64) float64 { return math.Round(v*1000) / 1000 }
 
+// missing says why the error rate or the latency is not measured ("":
+// measured, or not asked for).
+type missing struct {
+	errorRate, latency string
+}
+
+func both(why string) missing { return missing{why, why} }
+
 // fetchReading measures an instance's application metrics per its config
 // into m (the device's figures are already in it); why says what is
 // missing.
-func (a *Agent) fetchReading(ctx context.Context, in Instance, mc MetricsConfig, m *contract.Metrics, now time.Time) string {
+func (a *Agent) fetchReading(ctx context.Context, in Instance, mc MetricsConfig, m *contract.Metrics, now time.Time) missing {
 	path := mc.Path
 	if path == "" {
 		path = DefaultMetricsPath
 	}
 	if err := ValidProbePath(path); err != nil {
-		return "the policy's metrics path is refused: " + err.Error()
+		return both("the policy's metrics path is refused: " + err.Error())
 	}
 	url := instanceURL(in, path)
 	if mc.Format != MetricsFormatPrometheus {
 		err := a.app.fillAppMetrics(ctx, url, m)
 		a.metrics.appScrape(MetricsFormatJSON, err)
 		if err != nil {
-			return err.Error()
+			return both(err.Error())
 		}
 		a.meas.jsonWindow(in, m, now)
-		return ""
+		return missing{}
 	}
 	mapping, err := newPromMapping(mc)
 	if err != nil {
 		a.metrics.appScrape(MetricsFormatPrometheus, err)
-		return err.Error()
+		return both(err.Error())
 	}
 	code, body, _, err := a.app.fetchAccept(ctx, url, promAccept)
 	if err == nil && code != http.StatusOK {
@@ -411,34 +417,23 @@ func (a *Agent) fetchReading(ctx context.Context, in Instance, mc MetricsConfig,
 	if err != nil {
 		err = fmt.Errorf("GET %s: %w", url, err)
 		a.metrics.appScrape(MetricsFormatPrometheus, err)
-		return err.Error()
+		return both(err.Error())
 	}
 	sc, err := parsePrometheus(body, mapping)
 	if err != nil {
 		err = fmt.Errorf("GET %s: %w", url, err)
 		a.metrics.appScrape(MetricsFormatPrometheus, err)
-		return err.Error()
+		return both(err.Error())
 	}
 	a.metrics.appScrape(MetricsFormatPrometheus, nil)
-	if rss, ok := processRSS(body); ok {
-		m.RSSMB = ptr(round1(rss / (1 << 20)))
+	if sc.rss != nil {
+		m.RSSMB = ptr(round1(*sc.rss / (1 << 20)))
 	}
 	return a.meas.promRates(in, mapping, sc, m, now)
 }
 
 // promAccept asks for the text format (version 0.0.4).
 const promAccept = "text/plain;version=0.0.4;q=1,*/*;q=0.1"
-
-// processRSS reads process_resident_memory_bytes (the client libraries'
-// standard process metric) when the page has it.
-func processRSS(body []byte) (float64, bool) {
-	sel := contract.Selector{Name: "process_resident_memory_bytes"}
-	sc, err := parsePrometheus(body, promMapping{requests: &sel})
-	if err != nil || sc.requests == nil {
-		return 0, false
-	}
-	return *sc.requests, true
-}
 
 // jsonWindow adds a JSON reading's requests to the window: the
 // requests_total delta, and the errors it implies at the reported error
@@ -465,8 +460,8 @@ func (ms *measurements) jsonWindow(in Instance, m *contract.Metrics, now time.Ti
 
 // promRates adds a scrape to the instance's ring and sets m's error rate,
 // p95 latency and requests_total from it; it returns why a mapped figure
-// is missing ("" when none is).
-func (ms *measurements) promRates(in Instance, mp promMapping, sc promScrape, m *contract.Metrics, now time.Time) string {
+// is missing.
+func (ms *measurements) promRates(in Instance, mp promMapping, sc promScrape, m *contract.Metrics, now time.Time) missing {
 	ms.mu.Lock()
 	defer ms.mu.Unlock()
 	s := ms.state(in, now)
@@ -518,45 +513,46 @@ func (ms *measurements) promRates(in Instance, mp promMapping, sc promScrape, m 
 			dBuckets = addBuckets(dBuckets, bucketDelta(a.buckets, b.buckets))
 		}
 	}
-	var why []string
+	var why missing
 	switch {
 	case mp.errors == nil || mp.requests == nil:
+		why.errorRate = "the policy's metrics block maps no requests and errors counters"
 	case sc.requests == nil:
 		s.errRate = nil
-		why = append(why, fmt.Sprintf("requests counter %s is not on the page", mp.requests))
+		why.errorRate = fmt.Sprintf("requests counter %s is not on the page", mp.requests)
 	case sc.errors == nil:
-		// No series of the error counter yet is no error yet only when the
-		// counter family exists; a missing family is not measured.
+		// A counter with no series yet is not measured either: many
+		// libraries write a labelled series only once it counts.
 		s.errRate = nil
-		why = append(why, fmt.Sprintf("errors counter %s is not on the page", mp.errors))
+		why.errorRate = fmt.Sprintf("errors counter %s is not on the page", mp.errors)
 	case len(s.scrapes) < 2 || !reqOK || !errOK:
-		why = append(why, "error rate: waiting for a second scrape")
+		why.errorRate = "waiting for a second scrape"
 	case dReq > 0:
 		s.errRate = ptr(round4(math.Min(dErr/dReq, 1)))
 	case s.errRate == nil:
-		why = append(why, "error rate: no requests counted yet")
+		why.errorRate = "no requests counted yet"
 	}
 	m.ErrorRate = s.errRate
-	if mp.latency != nil {
-		switch {
-		case sc.buckets == nil:
-			s.p95, s.p50 = nil, nil
-			why = append(why, fmt.Sprintf("latency histogram %s is not on the page", mp.latency))
-		case len(s.scrapes) < 2:
-			why = append(why, "latency: waiting for a second scrape")
-		default:
-			if q, ok := bucketQuantile(0.95, dBuckets); ok {
-				s.p95 = ptr(round3(q * sc.scale))
-				if q50, ok := bucketQuantile(0.5, dBuckets); ok {
-					s.p50 = ptr(round3(q50 * sc.scale))
-				}
-			} else if s.p95 == nil {
-				why = append(why, "latency: no requests observed yet")
+	switch {
+	case mp.latency == nil:
+		why.latency = "the policy's metrics block maps no latency histogram"
+	case sc.buckets == nil:
+		s.p95, s.p50 = nil, nil
+		why.latency = fmt.Sprintf("latency histogram %s is not on the page", mp.latency)
+	case len(s.scrapes) < 2:
+		why.latency = "waiting for a second scrape"
+	default:
+		if q, ok := bucketQuantile(0.95, dBuckets); ok {
+			s.p95 = ptr(round3(q * sc.scale))
+			if q50, ok := bucketQuantile(0.5, dBuckets); ok {
+				s.p50 = ptr(round3(q50 * sc.scale))
 			}
+		} else if s.p95 == nil {
+			why.latency = "no requests observed yet"
 		}
-		m.P95LatencyMS = s.p95
 	}
-	return strings.Join(why, "; ")
+	m.P95LatencyMS = s.p95
+	return why
 }
 
 func round4(v float64) float64 { return math.Round(v*10000) / 10000 }

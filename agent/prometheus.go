@@ -91,6 +91,9 @@ type promScrape struct {
 	count   *float64
 	// scale turns a bucket bound into milliseconds.
 	scale float64
+	// rss is process_resident_memory_bytes (the client libraries'
+	// standard process metric), when the page has it.
+	rss *float64
 }
 
 // parsePrometheus reads a text exposition page and sums what the mapping
@@ -102,6 +105,7 @@ func parsePrometheus(body []byte, m promMapping) (promScrape, error) {
 		return promScrape{}, fmt.Errorf("not the Prometheus text format: %w", err)
 	}
 	var out promScrape
+	out.rss = sumCounter(fams, contract.Selector{Name: "process_resident_memory_bytes"})
 	if m.requests != nil {
 		out.requests = sumCounter(fams, *m.requests)
 	}
@@ -185,11 +189,15 @@ func sumHistogram(fams map[string]*dto.MetricFamily, s contract.Selector) ([]buc
 		}
 		found = true
 		total += float64(h.GetSampleCount())
+		hasInf := false
 		for _, b := range h.GetBucket() {
 			byLE[b.GetUpperBound()] += float64(b.GetCumulativeCount())
+			hasInf = hasInf || math.IsInf(b.GetUpperBound(), 1)
 		}
-		// The +Inf bucket is implicit in the parsed histogram.
-		byLE[math.Inf(1)] += float64(h.GetSampleCount())
+		if !hasInf {
+			// The +Inf bucket is the sample count.
+			byLE[math.Inf(1)] += float64(h.GetSampleCount())
+		}
 	}
 	if !found {
 		return nil, nil
