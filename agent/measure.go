@@ -77,16 +77,16 @@ type instState struct {
 
 // window accumulates a summary window.
 type window struct {
-	since              time.Time
-	samples            int
-	requests, errors   float64
-	hasReq, hasErr     bool
-	latency            []float64
-	buckets            []bucket
-	scale              float64
-	probeOK, probeTot  int
-	cpu, mem, rss      float64
-	cpuN, memN, rssN   int
+	since             time.Time
+	samples           int
+	requests, errors  float64
+	hasReq, hasErr    bool
+	latency           []float64
+	buckets           []bucket
+	scale             float64
+	probeOK, probeTot int
+	cpu, mem, rss     float64
+	cpuN, memN, rssN  int
 }
 
 func newWindow(at time.Time) window { return window{since: at} }
