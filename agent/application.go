@@ -26,8 +26,8 @@ const DefaultMetricsPath = "/metrics"
 const maxBody = 64 << 10
 
 // maxHealthLine bounds the health JSON echoed in the layer 3 output, so that
-// the metrics line still fits in what Consul keeps of a check output (4 KiB
-// by default).
+// the output fits in what Consul keeps of a check output (4 KiB by
+// default).
 const maxHealthLine = 2048
 
 // Instance is one fleetplan-managed service instance on the device: a

@@ -213,7 +213,7 @@ type MetricsReport struct {
 	Service       string    `json:"service,omitempty"`
 	App           string    `json:"app,omitempty"`
 	Version       string    `json:"version,omitempty"`
-	// Instance holds the metrics line's fields of the instance.
+	// Instance holds the instance's metrics record (contract.Metrics).
 	Instance *contract.Metrics `json:"instance,omitempty"`
 	Error    string            `json:"error,omitempty"`
 }
