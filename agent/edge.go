@@ -32,6 +32,10 @@ const (
 type finding struct {
 	status plugin.Status
 	reason string
+	// latency findings belong to layer 4 when the instance has a
+	// functional check (the controller's layering: the p95 is what the
+	// functional probe's users see), else to layer 3.
+	latency bool
 }
 
 // triggerInput is what judgeTriggers judges.
@@ -65,7 +69,7 @@ func judgeTriggers(in triggerInput, hit func(metric string, crossed bool) int) [
 		if why == "" {
 			why = "the metrics endpoint gives none"
 		}
-		out = append(out, finding{Warning, fmt.Sprintf("%s not measured (%s): %s", what, trigger, why)})
+		out = append(out, finding{Warning, fmt.Sprintf("%s not measured (%s): %s", what, trigger, why), what == "p95 latency"})
 	}
 	cur := in.cur
 	if max := cfg.MaxErrorRate; max > 0 {
@@ -73,7 +77,7 @@ func judgeTriggers(in triggerInput, hit func(metric string, crossed bool) int) [
 		case cur.ErrorRate == nil:
 			notMeasured("error rate", fmt.Sprintf("max_error_rate %g", max), in.why.errorRate)
 		case *cur.ErrorRate > max:
-			out = append(out, finding{Critical, fmt.Sprintf("error rate %.3f > max_error_rate %g (rollback trigger)", *cur.ErrorRate, max)})
+			out = append(out, finding{Critical, fmt.Sprintf("error rate %.3f > max_error_rate %g (rollback trigger)", *cur.ErrorRate, max), false})
 		}
 	}
 	maxLat := 0.0
@@ -91,7 +95,7 @@ func judgeTriggers(in triggerInput, hit func(metric string, crossed bool) int) [
 			p := *cur.P95LatencyMS
 			inc := (p - base) * 100 / base
 			if inc > max && p-base >= minLatencyIncreaseMS {
-				out = append(out, finding{Critical, fmt.Sprintf("p95 latency %.1f ms vs %.1f ms of %s before the switch (%+.0f%% > max_p95_latency_increase_percent %g, rollback trigger)", p, base, in.baseVersion, inc, max)})
+				out = append(out, finding{Critical, fmt.Sprintf("p95 latency %.1f ms vs %.1f ms of %s before the switch (%+.0f%% > max_p95_latency_increase_percent %g, rollback trigger)", p, base, in.baseVersion, inc, max), true})
 			}
 		case maxLat > 0:
 			if cur.P95LatencyMS == nil {
@@ -99,7 +103,7 @@ func judgeTriggers(in triggerInput, hit func(metric string, crossed bool) int) [
 				break
 			}
 			if p := *cur.P95LatencyMS; p > maxLat {
-				out = append(out, finding{Critical, fmt.Sprintf("p95 latency %.1f ms > functional max_latency %s (no pre-switch baseline on this device)", p, cfg.Functional.MaxLatency)})
+				out = append(out, finding{Critical, fmt.Sprintf("p95 latency %.1f ms > functional max_latency %s (no pre-switch baseline on this device)", p, cfg.Functional.MaxLatency), true})
 			}
 		}
 	}
@@ -107,7 +111,7 @@ func judgeTriggers(in triggerInput, hit func(metric string, crossed bool) int) [
 	if in.base != nil && in.base.RSSMB != nil && *in.base.RSSMB > 0 {
 		memLimit = 2 * *in.base.RSSMB
 		if cur.RSSMB != nil && *cur.RSSMB >= memLimit {
-			out = append(out, finding{Critical, fmt.Sprintf("memory %.1f MB, at least twice the %.1f MB of %s before the switch (degradation)", *cur.RSSMB, *in.base.RSSMB, in.baseVersion)})
+			out = append(out, finding{Critical, fmt.Sprintf("memory %.1f MB, at least twice the %.1f MB of %s before the switch (degradation)", *cur.RSSMB, *in.base.RSSMB, in.baseVersion), false})
 			memLimit = 0 // said already
 		}
 	}
@@ -132,7 +136,7 @@ func judgeTriggers(in triggerInput, hit func(metric string, crossed bool) int) [
 			n := hit(name, crossed)
 			if crossed && n >= trendConfirm {
 				d.Device, d.Metric, d.Unit = in.node, name, unit
-				out = append(out, finding{Critical, "gradual degradation: " + d.String()})
+				out = append(out, finding{Critical, "gradual degradation: " + d.String(), name == "p95 latency"})
 			}
 		}
 		check("memory", "MB", in.trend.mem, memLimit)
@@ -168,4 +172,17 @@ func worstFinding(fs []finding) plugin.Status {
 		st = worse(st, f.status)
 	}
 	return st
+}
+
+// splitFindings separates the latency findings (for the functional
+// check, when the instance has one) from the others.
+func splitFindings(fs []finding, hasFunctional bool) (l3, l4 []finding) {
+	for _, f := range fs {
+		if f.latency && hasFunctional {
+			l4 = append(l4, f)
+		} else {
+			l3 = append(l3, f)
+		}
+	}
+	return l3, l4
 }

@@ -148,7 +148,10 @@ func (a *Agent) handleApplication(w http.ResponseWriter, r *http.Request) {
 	cur, base, baseVersion, trend := a.meas.record(in, rd)
 	fs := judgeTriggers(triggerInput{cfg: cfg, node: a.nodeName(), cur: cur, why: why, base: base, baseVersion: baseVersion, trend: trend, now: now},
 		func(metric string, crossed bool) int { return a.meas.trendHit(in.ServiceID, metric, crossed) })
-	status, out = withFindings(status, out, fs)
+	hasL4 := cfg != nil && cfg.Functional != nil && cfg.Functional.Probe != ""
+	l3, l4 := splitFindings(fs, hasL4)
+	a.meas.setLatencyFindings(in.ServiceID, l4)
+	status, out = withFindings(status, out, l3)
 	a.layerVerdict(r, 3, in.ServiceID, contract.LayerApplication, status, out)
 	writeText(w, HTTPStatus(status), out)
 }
@@ -197,6 +200,8 @@ func (a *Agent) handleFunctional(w http.ResponseWriter, r *http.Request) {
 	defer cancel()
 	status, out := a.fn.ProbeFunctional(ctx, in, a.nodeName(), cfg.Functional)
 	a.meas.probeRun(in, a.now(), status == Passing)
+	// The latency triggers the layer 3 probe judged on the metrics.
+	status, out = withFindings(status, out, a.meas.latencyFindings(in.ServiceID))
 	a.layerVerdict(r, 4, in.ServiceID, contract.LayerFunctional, status, out)
 	writeText(w, HTTPStatus(status), out)
 }

@@ -73,6 +73,9 @@ type instState struct {
 	baselineVersion string
 	win             window
 	layers          map[string]contract.LayerStatus
+	// latency are the latency findings of the last measurement, for the
+	// functional check.
+	latency []finding
 }
 
 // window accumulates a summary window.
@@ -250,6 +253,27 @@ func (ms *measurements) setLayer(serviceID, layer string, ls contract.LayerStatu
 	prev, ok := s.layers[layer]
 	s.layers[layer] = ls
 	return s.inst.App, !ok || prev.Status != ls.Status
+}
+
+// setLatencyFindings keeps the latency findings of an instance's last
+// measurement.
+func (ms *measurements) setLatencyFindings(serviceID string, fs []finding) {
+	ms.mu.Lock()
+	defer ms.mu.Unlock()
+	if s := ms.insts[serviceID]; s != nil {
+		s.latency = fs
+	}
+}
+
+// latencyFindings are the latency findings of an instance's last
+// measurement.
+func (ms *measurements) latencyFindings(serviceID string) []finding {
+	ms.mu.Lock()
+	defer ms.mu.Unlock()
+	if s := ms.insts[serviceID]; s != nil {
+		return slices.Clone(s.latency)
+	}
+	return nil
 }
 
 // probeRun counts a functional probe run in the instance's window.
