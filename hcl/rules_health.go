@@ -201,11 +201,13 @@ func (d *decoder) appMetrics(b *hcl2.Block) *scheduler.AppMetrics {
 		}
 	}
 	sels := map[string]*string{"requests": &m.Requests, "errors": &m.Errors, "latency": &m.Latency}
+	written := map[string]bool{}
 	for _, name := range []string{"requests", "errors", "latency"} {
 		a := c.Attributes[name]
 		if a == nil {
 			continue
 		}
+		written[name] = true
 		s, ok := d.str(a)
 		if !ok {
 			continue
@@ -221,10 +223,10 @@ func (d *decoder) appMetrics(b *hcl2.Block) *scheduler.AppMetrics {
 		*sels[name] = s
 	}
 	if m.Format == "prometheus" {
-		if (m.Errors == "") != (m.Requests == "") {
-			d.add(errMetricsErrorsWithoutRequests(formatRange, m.Requests == ""))
-		}
-		if m.Requests == "" && m.Latency == "" {
+		switch {
+		case written["errors"] != written["requests"]:
+			d.add(errMetricsErrorsWithoutRequests(formatRange, !written["requests"]))
+		case !written["requests"] && !written["latency"]:
 			d.add(errMetricsNothingMapped(formatRange))
 		}
 	}
