@@ -242,7 +242,7 @@ func (ms *measurements) trendHit(serviceID, metric string, hit bool) int {
 }
 
 // setLayer records a layer's verdict of an instance; changed is true when
-// the status differs from the previous one.
+// it differs from the previous one (sameVerdict).
 func (ms *measurements) setLayer(serviceID, layer string, ls contract.LayerStatus) (app string, changed bool) {
 	ms.mu.Lock()
 	defer ms.mu.Unlock()
@@ -252,7 +252,14 @@ func (ms *measurements) setLayer(serviceID, layer string, ls contract.LayerStatu
 	}
 	prev, ok := s.layers[layer]
 	s.layers[layer] = ls
-	return s.inst.App, !ok || prev.Status != ls.Status
+	return s.inst.App, !ok || !sameVerdict(prev, ls)
+}
+
+// sameVerdict reports whether two layer verdicts say the same: the same
+// status and the same reason but for its numbers (a check's status does
+// not change when another trigger joins the first; its reason does).
+func sameVerdict(a, b contract.LayerStatus) bool {
+	return a.Status == b.Status && stableKey(0, []byte(a.Reason)) == stableKey(0, []byte(b.Reason))
 }
 
 // setLatencyFindings keeps the latency findings of an instance's last
@@ -287,12 +294,12 @@ func (ms *measurements) probeRun(in Instance, at time.Time, ok bool) {
 	}
 }
 
-// setSystem records the device's layer 2 verdict; changed when its status
-// differs from the previous one.
+// setSystem records the device's layer 2 verdict; changed when it differs
+// from the previous one (sameVerdict).
 func (ms *measurements) setSystem(ls contract.LayerStatus) bool {
 	ms.mu.Lock()
 	defer ms.mu.Unlock()
-	changed := ms.system.Status != ls.Status
+	changed := !sameVerdict(ms.system, ls)
 	ms.system = ls
 	return changed
 }
