@@ -559,6 +559,11 @@ func exampleFor(block, name string) string {
 var attrExamples = map[string]string{
 	"canary.percent":                   `percent = 2`,
 	"functional.path":                  `path = "/infer"`,
+	"metrics.path":                     `path = "/metrics"`,
+	"metrics.format":                   `format = "prometheus"`,
+	"metrics.requests":                 `requests = "http_requests_total"`,
+	"metrics.errors":                   `errors = "http_requests_total{code=~\"5..\"}"`,
+	"metrics.latency":                  `latency = "http_request_duration_seconds"`,
 	"functional.interval":              `interval = "30s"`,
 	"strategy":                         `strategy = "canary-rolling"`,
 	"max_parallel":                     `max_parallel = 10`,
@@ -627,4 +632,30 @@ var requiredWhy = map[string]string{
 	"notify.url":                   "it is where the notifications are POSTed. Keep a secret URL out of the policy with a reference: url = env.SLACK_WEBHOOK_URL or url = nomad_var(\"fleetplan/notify\", \"slack_url\").",
 	"functional.expect":            "it is what the answer to the test input must contain; without it the probe checks nothing.",
 	"functional.command":           "with probe = \"exec\" it names the check program to run, an entry of the allow-list in the device agent's own configuration (never a command line: the policy reaches the devices through Consul KV).",
+}
+
+// ---- health.application.metrics -------------------------------------------
+
+func errMetricsSelectorNeedsPrometheus(subject hcl2.Range, name string) *hcl2.Diagnostic {
+	return newError(subject, "Series selector without the prometheus format",
+		fmt.Sprintf("%s names a Prometheus series, but the metrics format is json (the default), whose record has fixed fields. Add format = \"prometheus\" to the metrics block, or remove %s.", name, name))
+}
+
+func errMetricsSelector(subject hcl2.Range, name string, err error) *hcl2.Diagnostic {
+	return newError(subject, "Invalid series selector",
+		fmt.Sprintf("%s: %v. Write a metric name, optionally with label matchers, for example %s = \"http_requests_total{code=~\\\"5..\\\"}\".", name, err, name))
+}
+
+func errMetricsErrorsWithoutRequests(subject hcl2.Range, requestsMissing bool) *hcl2.Diagnostic {
+	if requestsMissing {
+		return newError(subject, "Missing requests counter",
+			"The error rate is errors / requests over the same interval: with errors set, also set requests, for example requests = \"http_requests_total\".")
+	}
+	return newError(subject, "Missing errors counter",
+		"The error rate is errors / requests over the same interval: with requests set, also set errors, for example errors = \"http_requests_total{code=~\\\"5..\\\"}\".")
+}
+
+func errMetricsNothingMapped(subject hcl2.Range) *hcl2.Diagnostic {
+	return newError(subject, "Prometheus metrics without a mapping",
+		"With format = \"prometheus\" the agent needs to know which series to read: set requests and errors (counters, for the error rate) and/or latency (a histogram, for p95), for example requests = \"http_requests_total\", errors = \"http_requests_total{code=~\\\"5..\\\"}\", latency = \"http_request_duration_seconds\".")
 }

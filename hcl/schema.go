@@ -35,8 +35,11 @@ var (
 		Attrs: []string{"heartbeat_timeout"}}
 	systemSpec = &blockSpec{Type: "system",
 		Attrs: []string{"max_cpu_percent", "max_memory_percent", "max_disk_percent", "max_temperature_c"}}
+	appMetricsSpec = &blockSpec{Type: "metrics",
+		Attrs: []string{"path", "format", "requests", "errors", "latency"}}
 	applicationSpec = &blockSpec{Type: "application",
-		Attrs: []string{"port", "path", "interval", "timeout", "expect_version", "max_restarts"}}
+		Attrs:  []string{"port", "path", "interval", "timeout", "expect_version", "max_restarts"},
+		Blocks: []*blockSpec{appMetricsSpec}}
 	functionalSpec = &blockSpec{Type: "functional",
 		Attrs: []string{"probe", "path", "input", "input_file", "expect", "max_latency", "command", "args", "interval"}}
 	healthSpec = &blockSpec{Type: "health",

@@ -166,7 +166,26 @@ type Application struct {
 	Timeout       time.Duration
 	ExpectVersion bool
 	MaxRestarts   int
-	Range         hcl.Range
+	// Metrics is the application's metrics block (nil: fleetplan's JSON
+	// record at /metrics).
+	Metrics *AppMetrics
+	Range   hcl.Range
+}
+
+// AppMetrics says where the device agent reads an application's metrics
+// and, for the Prometheus text format, which series give the request and
+// error counts and the latency histogram.
+type AppMetrics struct {
+	Path string
+	// Format is "json" (fleetplan's JSON record, the default) or
+	// "prometheus".
+	Format string
+	// Requests, Errors and Latency are series selectors, `name` or
+	// `name{label="value",code=~"5.."}` (prometheus only).
+	Requests string
+	Errors   string
+	Latency  string
+	Range    hcl.Range
 }
 
 // Functional is health layer 4: a probe plugin sends a test input.
