@@ -10,8 +10,25 @@ import (
 	"github.com/fleetplan/fleetplan/scheduler"
 )
 
-// deviceHealthLocked assembles one device's health from the caches.
-func (w *Watcher) deviceHealthLocked(jw *jobWatch, d scheduler.DeviceRef) scheduler.DeviceHealth {
+// deviceHealthLocked is one device's health from the caches: computed
+// again only when the device's node, its checks, or the allocations
+// changed since it was last computed.
+func (w *Watcher) deviceHealthLocked(jw *jobWatch, d scheduler.DeviceRef, key string) scheduler.DeviceHealth {
+	name := d.Name
+	if name == "" {
+		name = w.nodes[d.ID].Name
+	}
+	gen := w.cs.nodeGen(name)
+	if c, ok := jw.cache[key]; ok && c.nodesGen == w.nodesGen && c.allocGen == w.allocGen && c.checkGen == gen {
+		return c.h
+	}
+	h := w.computeHealthLocked(jw, d)
+	jw.cache[key] = cachedHealth{nodesGen: w.nodesGen, allocGen: w.allocGen, checkGen: gen, h: h}
+	return h
+}
+
+// computeHealthLocked assembles one device's health from the caches.
+func (w *Watcher) computeHealthLocked(jw *jobWatch, d scheduler.DeviceRef) scheduler.DeviceHealth {
 	nodeID, name := d.ID, d.Name
 	node, known := w.nodes[nodeID]
 	if !known && name != "" {
@@ -24,8 +41,31 @@ func (w *Watcher) deviceHealthLocked(jw *jobWatch, d scheduler.DeviceRef) schedu
 	}
 
 	var h scheduler.DeviceHealth
+	if a, ok := pickAlloc(jw.allocs[nodeID], jw.view); ok && nodeID != "" {
+		h.Alloc = &scheduler.AllocHealth{ID: a.ID, Status: a.ClientStatus, Restarts: a.Restarts}
+		if jw.view.Found {
+			h.Alloc.Version = jw.view.Versions[a.JobVersion]
+		}
+	}
+
+	var nodeChecks, app, agent []checkInfo
+	if nc := w.cs.byNode[name]; nc != nil && name != "" {
+		for _, c := range nc.checks {
+			switch {
+			case c.ServiceID == "":
+				nodeChecks = append(nodeChecks, c)
+			case w.isAgentService(c.ServiceName):
+				agent = append(agent, c)
+			case h.Alloc != nil && jw.follows(c) && instanceOf(c.ServiceID, h.Alloc.ID):
+				// The slot's service checks, of the allocation's own
+				// instances only: a replaced allocation's instance must
+				// not speak for the new one.
+				app = append(app, c)
+			}
+		}
+	}
 	serfPassing := false
-	for _, c := range w.nodeChecks[name] {
+	for _, c := range orderChecks(nodeChecks) {
 		cr := checkResult(c)
 		if c.CheckID == contract.SerfHealthCheck {
 			cr.Name, cr.Layer = contract.SerfHealthCheck, 1
@@ -35,53 +75,78 @@ func (w *Watcher) deviceHealthLocked(jw *jobWatch, d scheduler.DeviceRef) schedu
 	}
 	h.Online = known && node.Status == "ready" && serfPassing
 
-	if a, ok := pickAlloc(jw.allocs[nodeID], jw.view); ok && nodeID != "" {
-		h.Alloc = &scheduler.AllocHealth{ID: a.ID, Status: a.ClientStatus, Restarts: a.Restarts}
-		if jw.view.Found {
-			h.Alloc.Version = jw.view.Versions[a.JobVersion]
-		}
-	}
+	appResults := results(orderChecks(app))
+	sortChecks(appResults)
+	h.Version = versionOf(appResults)
+	h.Metrics = metricsOf(appResults)
 
-	// The slot's service checks, of the allocation's own instances only:
-	// a replaced allocation's instance must not speak for the new one.
-	var app []scheduler.CheckResult
-	if h.Alloc != nil {
-		svcs := make([]string, 0, len(jw.instances))
-		for s := range jw.instances {
-			svcs = append(svcs, s)
-		}
-		sort.Strings(svcs)
-		for _, s := range svcs {
-			for _, in := range jw.instances[s][name] {
-				if !instanceOf(in.ServiceID, h.Alloc.ID) {
-					continue
-				}
-				for _, c := range in.Checks {
-					app = append(app, checkResult(c))
-				}
-			}
-		}
-	}
-	sortChecks(app)
-	h.Version = versionOf(app)
-	h.Metrics = metricsOf(app)
-
-	var agent []scheduler.CheckResult
-	for _, s := range w.cfg.AgentServices {
-		for _, in := range w.agent[s][name] {
-			for _, c := range in.Checks {
-				agent = append(agent, checkResult(c))
-			}
-		}
-	}
-	sortChecks(agent)
+	agentResults := results(orderChecks(agent))
+	sortChecks(agentResults)
 	if h.Version == "" {
-		h.Version = versionOf(agent)
+		h.Version = versionOf(agentResults)
 	}
 
-	h.Checks = append(append(h.Checks, app...), agent...)
+	h.Checks = append(append(h.Checks, appResults...), agentResults...)
 	sortChecks(h.Checks)
 	return h
+}
+
+// follows reports whether a service check belongs to one of the job's
+// services in its slot.
+func (jw *jobWatch) follows(c checkInfo) bool {
+	found := false
+	for _, s := range jw.view.Services {
+		if s == c.ServiceName {
+			found = true
+			break
+		}
+	}
+	if !found {
+		return false
+	}
+	tag := contract.SlotTag(jw.slot)
+	for _, t := range c.ServiceTags {
+		if t == tag {
+			return true
+		}
+	}
+	return false
+}
+
+func (w *Watcher) isAgentService(name string) bool {
+	for _, s := range w.cfg.AgentServices {
+		if s == name {
+			return true
+		}
+	}
+	return false
+}
+
+// orderChecks sorts checks by service, service ID and check ID, so that
+// the health of a device does not depend on map order.
+func orderChecks(cs []checkInfo) []checkInfo {
+	sort.Slice(cs, func(i, j int) bool {
+		a, b := cs[i], cs[j]
+		if a.ServiceName != b.ServiceName {
+			return a.ServiceName < b.ServiceName
+		}
+		if a.ServiceID != b.ServiceID {
+			return a.ServiceID < b.ServiceID
+		}
+		return a.CheckID < b.CheckID
+	})
+	return cs
+}
+
+func results(cs []checkInfo) []scheduler.CheckResult {
+	if len(cs) == 0 {
+		return nil
+	}
+	out := make([]scheduler.CheckResult, 0, len(cs))
+	for _, c := range cs {
+		out = append(out, checkResult(c))
+	}
+	return out
 }
 
 func checkResult(c checkInfo) scheduler.CheckResult {

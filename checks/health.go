@@ -4,8 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sort"
-	"time"
+		"time"
 
 	"github.com/fleetplan/fleetplan/contract"
 	"github.com/fleetplan/fleetplan/scheduler"
@@ -42,7 +41,7 @@ func (w *Watcher) Health(ctx context.Context, r *scheduler.Rollout, devices []sc
 		if key == "" {
 			key = d.Name
 		}
-		out[key] = w.deviceHealthLocked(jw, d)
+		out[key] = w.deviceHealthLocked(jw, d, key)
 	}
 	return out, nil
 }
@@ -81,14 +80,11 @@ func (w *Watcher) await(ctx context.Context, jw *jobWatch) error {
 // (nil when all did), or the stale error.
 func (w *Watcher) pending(jw *jobWatch, behindSince *time.Time) (<-chan struct{}, error) {
 	w.mu.Lock()
-	loops := append(append([]watch{}, w.global...), jw.loops...)
-	names := make([]string, 0, len(jw.services))
-	for n := range jw.services {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	for _, n := range names {
-		loops = append(loops, jw.services[n])
+	var loops []watch
+	for _, l := range []watch{w.nodesW, w.loopOf(w.allocsW), w.loopOf(w.checksW)} {
+		if l != nil {
+			loops = append(loops, l)
+		}
 	}
 	behind := false
 	if jw.view.Found {
@@ -121,13 +117,13 @@ func (w *Watcher) pending(jw *jobWatch, behindSince *time.Time) (<-chan struct{}
 		return wait, nil
 	}
 	if behind {
-		// The allocations name a job version the job watch has not seen
-		// yet: it is about to answer.
+		// The allocations name a job version the job read did not see
+		// yet: the next answer reads it again.
 		if behindSince.IsZero() {
 			*behindSince = now
 		} else if now.Sub(*behindSince) >= w.cfg.StaleAfter {
 			return nil, &StaleError{Watch: "nomad-job " + jw.id, Since: *behindSince,
-				Err: errors.New("allocations run a job version the job watch has not seen")}
+				Err: errors.New("allocations run a job version the job read has not seen")}
 		}
 		never := make(chan struct{})
 		return never, nil

@@ -1,0 +1,124 @@
+package checks
+
+// checkCache holds the followed Consul checks by node. An answer of the
+// checks query replaces it; when the answer only differs by checks whose
+// ModifyIndex moved past the previous answer's index (the common case: a
+// check changed status), only those are applied, so one changed check
+// costs one scan of the answer and touches one node, whatever the fleet
+// size (BenchmarkOneCheckChange).
+type checkCache struct {
+	// index is the previous answer's index (0: none, or to be rebuilt).
+	index uint64
+	count int
+	// byNode maps a node name to its checks by check ID.
+	byNode map[string]*nodeChecks
+	// gen is handed out to the nodes that change.
+	gen uint64
+}
+
+// nodeChecks are one node's checks; gen moves whenever one of them
+// changes, so health computed from them can be cached.
+type nodeChecks struct {
+	gen    uint64
+	checks map[string]checkInfo
+}
+
+func newCheckCache() checkCache {
+	return checkCache{byNode: map[string]*nodeChecks{}}
+}
+
+// reset makes the next merge rebuild the cache.
+func (c *checkCache) reset() { c.index = 0 }
+
+// key of a check: check IDs are unique on a node.
+func (c *checkCache) lookup(node, checkID string) (checkInfo, bool) {
+	n := c.byNode[node]
+	if n == nil {
+		return checkInfo{}, false
+	}
+	ci, ok := n.checks[checkID]
+	return ci, ok
+}
+
+// merge applies an answer of the checks query at index.
+func (c *checkCache) merge(cs []checkInfo, index uint64) {
+	if c.index != 0 && index >= c.index && c.applyChanges(cs, index) {
+		return
+	}
+	c.rebuild(cs, index)
+}
+
+// applyChanges applies the checks modified after the previous answer, if
+// those explain the whole answer (no check left the answer); it reports
+// whether it did.
+func (c *checkCache) applyChanges(cs []checkInfo, index uint64) bool {
+	prev := c.index
+	unchanged, changedKnown := 0, 0
+	var changed []int
+	for i := range cs {
+		mi := cs[i].ModifyIndex
+		if mi == 0 {
+			// No index to compare: rebuild.
+			return false
+		}
+		if mi <= prev {
+			unchanged++
+			continue
+		}
+		changed = append(changed, i)
+	}
+	for _, i := range changed {
+		if _, ok := c.lookup(cs[i].Node, cs[i].CheckID); ok {
+			changedKnown++
+		}
+	}
+	if unchanged+changedKnown != c.count {
+		// Some check left the answer (deregistered, or no longer
+		// selected): rebuild.
+		return false
+	}
+	for _, i := range changed {
+		c.put(cs[i])
+	}
+	c.count = len(cs)
+	c.index = index
+	return true
+}
+
+func (c *checkCache) put(ci checkInfo) {
+	n := c.byNode[ci.Node]
+	if n == nil {
+		n = &nodeChecks{checks: map[string]checkInfo{}}
+		c.byNode[ci.Node] = n
+	}
+	n.checks[ci.CheckID] = ci
+	c.gen++
+	n.gen = c.gen
+}
+
+// rebuild replaces the cache by the answer; every node gets a new
+// generation.
+func (c *checkCache) rebuild(cs []checkInfo, index uint64) {
+	c.gen++
+	byNode := make(map[string]*nodeChecks, len(c.byNode))
+	for i := range cs {
+		ci := cs[i]
+		n := byNode[ci.Node]
+		if n == nil {
+			n = &nodeChecks{gen: c.gen, checks: make(map[string]checkInfo, 4)}
+			byNode[ci.Node] = n
+		}
+		n.checks[ci.CheckID] = ci
+	}
+	c.byNode = byNode
+	c.count = len(cs)
+	c.index = index
+}
+
+// nodeGen is the generation of a node's checks (0 for a node without).
+func (c *checkCache) nodeGen(node string) uint64 {
+	if n := c.byNode[node]; n != nil {
+		return n.gen
+	}
+	return 0
+}
