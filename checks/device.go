@@ -184,23 +184,12 @@ func metricsOf(cs []scheduler.CheckResult) *scheduler.Metrics {
 			continue
 		}
 		m, ok := contract.ParseMetrics(c.Output)
-		if !ok || !m.Measured() {
+		if !ok {
 			continue
 		}
-		out := &scheduler.Metrics{}
-		if m.ErrorRate != nil {
-			out.ErrorRate = *m.ErrorRate
+		if out := schedulerMetrics(&m); out != nil {
+			return out
 		}
-		if m.P95LatencyMS != nil {
-			out.P95LatencyMS = *m.P95LatencyMS
-		}
-		if m.RSSMB != nil {
-			out.MemoryMB = *m.RSSMB
-		}
-		if m.CPUPercent != nil {
-			out.CPUPercent = *m.CPUPercent
-		}
-		return out
 	}
 	return nil
 }

@@ -45,6 +45,22 @@ type source interface {
 	// Allocations lists the allocations of the jobs (one call, filtered
 	// on the job IDs).
 	Allocations(ctx context.Context, jobIDs []string, q query) ([]allocInfo, uint64, error)
+
+	// GetKV reads one Consul KV key: its value and ModifyIndex, found
+	// false when it does not exist.
+	GetKV(ctx context.Context, key string) (value []byte, index uint64, found bool, err error)
+	// CASKV writes a key if it was not modified since index; ok false
+	// when it was.
+	CASKV(ctx context.Context, key string, value []byte, index uint64) (ok bool, err error)
+	// ListKV lists the keys under a prefix with their values (a blocking
+	// query).
+	ListKV(ctx context.Context, prefix string, q query) ([]kvPair, uint64, error)
+}
+
+// kvPair is one Consul KV entry.
+type kvPair struct {
+	Key   string
+	Value []byte
 }
 
 type nodeInfo struct {
@@ -198,6 +214,31 @@ func (s apiSource) Allocations(ctx context.Context, jobIDs []string, q query) ([
 			}
 		}
 		out = append(out, ai)
+	}
+	return out, meta.LastIndex, nil
+}
+
+func (s apiSource) GetKV(ctx context.Context, key string) ([]byte, uint64, bool, error) {
+	p, _, err := s.consul.KV().Get(key, s.cq(ctx, query{}))
+	if err != nil || p == nil {
+		return nil, 0, false, err
+	}
+	return p.Value, p.ModifyIndex, true, nil
+}
+
+func (s apiSource) CASKV(ctx context.Context, key string, value []byte, index uint64) (bool, error) {
+	ok, _, err := s.consul.KV().CAS(&consulapi.KVPair{Key: key, Value: value, ModifyIndex: index}, (&consulapi.WriteOptions{}).WithContext(ctx))
+	return ok, err
+}
+
+func (s apiSource) ListKV(ctx context.Context, prefix string, q query) ([]kvPair, uint64, error) {
+	ps, meta, err := s.consul.KV().List(prefix, s.cq(ctx, q))
+	if err != nil {
+		return nil, 0, err
+	}
+	out := make([]kvPair, 0, len(ps))
+	for _, p := range ps {
+		out = append(out, kvPair{Key: p.Key, Value: p.Value})
 	}
 	return out, meta.LastIndex, nil
 }

@@ -38,6 +38,12 @@ type Config struct {
 	// on every device, e.g. the device agent's service when it registers
 	// its layer checks there. Node-level checks are always included.
 	AgentServices []string
+	// AgentConfigFolder and SummaryFolder are the Consul KV folders of
+	// the agents' configuration and of their summaries ("": the
+	// defaults, store.DefaultAgentConfigPrefix and
+	// contract.DefaultSummaryPrefix).
+	AgentConfigFolder string
+	SummaryFolder     string
 }
 
 // DefaultConfig is the configuration NewWatcher uses.
@@ -77,6 +83,7 @@ func WithConfig(c Config) Option {
 			d.StaleAfter = c.StaleAfter
 		}
 		d.AgentServices = c.AgentServices
+		d.AgentConfigFolder, d.SummaryFolder = c.AgentConfigFolder, c.SummaryFolder
 		w.cfg = d
 	}
 }
@@ -172,7 +179,11 @@ type restartable struct {
 	gen    uint64
 }
 
-var _ scheduler.HealthSource = (*Watcher)(nil)
+var (
+	_ scheduler.HealthSource   = (*Watcher)(nil)
+	_ scheduler.BaselineSource = (*Watcher)(nil)
+	_ scheduler.SummarySource  = (*Watcher)(nil)
+)
 
 // NewWatcher returns a watcher on the clients. It starts nothing until
 // Health or WatchJob is called.

@@ -31,6 +31,14 @@ type fakeSource struct {
 	hold    map[string]chan struct{}
 	calls   map[string]int
 	filters []string
+	kv      map[string]kvEntry
+	// casConflicts makes that many CAS writes fail as if the key changed.
+	casConflicts int
+}
+
+type kvEntry struct {
+	value []byte
+	index uint64
 }
 
 func newFakeSource() *fakeSource {
@@ -42,7 +50,55 @@ func newFakeSource() *fakeSource {
 		fail:    map[string]error{},
 		hold:    map[string]chan struct{}{},
 		calls:   map[string]int{},
+		kv:      map[string]kvEntry{},
 	}
+}
+
+func (f *fakeSource) GetKV(ctx context.Context, key string) ([]byte, uint64, bool, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.calls["kv-get"]++
+	if err := f.fail["kv"]; err != nil {
+		return nil, 0, false, err
+	}
+	e, ok := f.kv[key]
+	return e.value, e.index, ok, nil
+}
+
+func (f *fakeSource) CASKV(ctx context.Context, key string, value []byte, index uint64) (bool, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.calls["kv-cas"]++
+	if f.casConflicts > 0 {
+		f.casConflicts--
+		return false, nil
+	}
+	if e, ok := f.kv[key]; ok && e.index != index || !ok && index != 0 {
+		return false, nil
+	}
+	f.index++
+	f.kv[key] = kvEntry{value: value, index: f.index}
+	close(f.changed)
+	f.changed = make(chan struct{})
+	return true, nil
+}
+
+// putKV writes a key (as an agent would) and wakes the blocked calls.
+func (f *fakeSource) putKV(key string, value []byte) {
+	f.update(func() { f.kv[key] = kvEntry{value: value, index: f.index + 1} })
+}
+
+func (f *fakeSource) ListKV(ctx context.Context, prefix string, q query) ([]kvPair, uint64, error) {
+	idx, err := f.block(ctx, "kv", q)
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []kvPair
+	for k, e := range f.kv {
+		if strings.HasPrefix(k, prefix) {
+			out = append(out, kvPair{Key: k, Value: e.value})
+		}
+	}
+	return out, idx, err
 }
 
 // update changes the data under the lock and wakes the blocked calls.
