@@ -14,13 +14,27 @@ type checkCache struct {
 	byNode map[string]*nodeChecks
 	// gen is handed out to the nodes that change.
 	gen uint64
+	// epoch moves when byNode gets new entries (a rebuild, a node's first
+	// check): a pointer to an entry taken in another epoch may be stale.
+	epoch uint64
 }
 
-// nodeChecks are one node's checks; gen moves whenever one of them
-// changes, so health computed from them can be cached.
+// nodeChecks are one node's checks (a handful: a slice, searched by check
+// ID); gen moves whenever one of them changes, so health computed from
+// them can be cached.
 type nodeChecks struct {
 	gen    uint64
-	checks map[string]checkInfo
+	checks []checkInfo
+}
+
+// find is the position of a check, -1 when absent.
+func (n *nodeChecks) find(checkID string) int {
+	for i := range n.checks {
+		if n.checks[i].CheckID == checkID {
+			return i
+		}
+	}
+	return -1
 }
 
 func newCheckCache() checkCache {
@@ -36,8 +50,10 @@ func (c *checkCache) lookup(node, checkID string) (checkInfo, bool) {
 	if n == nil {
 		return checkInfo{}, false
 	}
-	ci, ok := n.checks[checkID]
-	return ci, ok
+	if i := n.find(checkID); i >= 0 {
+		return n.checks[i], true
+	}
+	return checkInfo{}, false
 }
 
 // merge applies an answer of the checks query at index.
@@ -88,10 +104,15 @@ func (c *checkCache) applyChanges(cs []checkInfo, index uint64) bool {
 func (c *checkCache) put(ci checkInfo) {
 	n := c.byNode[ci.Node]
 	if n == nil {
-		n = &nodeChecks{checks: map[string]checkInfo{}}
+		n = &nodeChecks{}
 		c.byNode[ci.Node] = n
+		c.epoch++
 	}
-	n.checks[ci.CheckID] = ci
+	if i := n.find(ci.CheckID); i >= 0 {
+		n.checks[i] = ci
+	} else {
+		n.checks = append(n.checks, ci)
+	}
 	c.gen++
 	n.gen = c.gen
 }
@@ -101,16 +122,29 @@ func (c *checkCache) put(ci checkInfo) {
 func (c *checkCache) rebuild(cs []checkInfo, index uint64) {
 	c.gen++
 	byNode := make(map[string]*nodeChecks, len(c.byNode))
+	// One allocation for the nodes' entries; the checks of a node mostly
+	// come together in an answer (sorted by node), so each node's slice
+	// is grown rarely.
+	entries := make([]nodeChecks, 0, len(c.byNode)+16)
 	for i := range cs {
-		ci := cs[i]
+		ci := &cs[i]
 		n := byNode[ci.Node]
 		if n == nil {
-			n = &nodeChecks{gen: c.gen, checks: make(map[string]checkInfo, 4)}
+			if len(entries) == cap(entries) {
+				entries = make([]nodeChecks, 0, max(64, len(cs)/3))
+			}
+			entries = append(entries, nodeChecks{gen: c.gen})
+			n = &entries[len(entries)-1]
 			byNode[ci.Node] = n
 		}
-		n.checks[ci.CheckID] = ci
+		if j := n.find(ci.CheckID); j >= 0 {
+			n.checks[j] = *ci
+		} else {
+			n.checks = append(n.checks, *ci)
+		}
 	}
 	c.byNode = byNode
+	c.epoch++
 	c.count = len(cs)
 	c.index = index
 }

@@ -1,7 +1,7 @@
 package checks
 
 import (
-	"sort"
+	"slices"
 	"strings"
 
 	consulapi "github.com/hashicorp/consul/api"
@@ -14,16 +14,21 @@ import (
 // again only when the device's node, its checks, or the allocations
 // changed since it was last computed.
 func (w *Watcher) deviceHealthLocked(jw *jobWatch, d scheduler.DeviceRef, key string) scheduler.DeviceHealth {
+	c, ok := jw.cache[key]
+	if ok && c != nil && c.nodesGen == w.nodesGen && c.allocGen == w.allocGen && c.epoch == w.cs.epoch && (c.nc == nil || c.nc.gen == c.checkGen) {
+		return c.h
+	}
 	name := d.Name
 	if name == "" {
 		name = w.nodes[d.ID].Name
 	}
-	gen := w.cs.nodeGen(name)
-	if c, ok := jw.cache[key]; ok && c.nodesGen == w.nodesGen && c.allocGen == w.allocGen && c.checkGen == gen {
-		return c.h
+	nc := w.cs.byNode[name]
+	var gen uint64
+	if nc != nil {
+		gen = nc.gen
 	}
 	h := w.computeHealthLocked(jw, d)
-	jw.cache[key] = cachedHealth{nodesGen: w.nodesGen, allocGen: w.allocGen, checkGen: gen, h: h}
+	jw.cache[key] = &cachedHealth{nodesGen: w.nodesGen, allocGen: w.allocGen, epoch: w.cs.epoch, nc: nc, checkGen: gen, h: h}
 	return h
 }
 
@@ -48,52 +53,114 @@ func (w *Watcher) computeHealthLocked(jw *jobWatch, d scheduler.DeviceRef) sched
 		}
 	}
 
-	var nodeChecks, app, agent []checkInfo
-	if nc := w.cs.byNode[name]; nc != nil && name != "" {
-		for _, c := range nc.checks {
-			switch {
-			case c.ServiceID == "":
-				nodeChecks = append(nodeChecks, c)
-			case w.isAgentService(c.ServiceName):
-				agent = append(agent, c)
-			case h.Alloc != nil && jw.follows(c) && instanceOf(c.ServiceID, h.Alloc.ID):
-				// The slot's service checks, of the allocation's own
-				// instances only: a replaced allocation's instance must
-				// not speak for the new one.
-				app = append(app, c)
+	// One pass over the node's checks: the node-level ones, the agent
+	// services' and the slot's service checks of the allocation's own
+	// instances only (a replaced allocation's instance must not speak for
+	// the new one).
+	var (
+		nc                  *nodeChecks
+		nNode, nApp, nAgent int
+		serfPassing         bool
+	)
+	if name != "" {
+		nc = w.cs.byNode[name]
+	}
+	kind := func(c *checkInfo) int {
+		switch {
+		case c.ServiceID == "":
+			return kindNode
+		case w.isAgentService(c.ServiceName):
+			return kindAgent
+		case h.Alloc != nil && jw.follows(c) && instanceOf(c.ServiceID, h.Alloc.ID):
+			return kindApp
+		}
+		return kindNone
+	}
+	var kinds [8]int
+	var checks []checkInfo
+	if nc != nil {
+		checks = nc.checks
+	}
+	ks := kinds[:0]
+	if len(checks) > len(kinds) {
+		ks = make([]int, 0, len(checks))
+	}
+	for i := range checks {
+		k := kind(&checks[i])
+		ks = append(ks, k)
+		switch k {
+		case kindNode:
+			nNode++
+		case kindApp:
+			nApp++
+		case kindAgent:
+			nAgent++
+		}
+	}
+	if total := nNode + nApp + nAgent; total > 0 {
+		h.Checks = make([]scheduler.CheckResult, 0, total)
+	}
+	// The node's checks first, then the application's, then the agent's:
+	// each group ordered by service, service ID and check ID so that the
+	// result does not depend on the order of the answer.
+	for _, group := range []int{kindNode, kindApp, kindAgent} {
+		from := len(h.Checks)
+		var members []*checkInfo
+		var buf [8]*checkInfo
+		members = buf[:0]
+		for i := range checks {
+			if ks[i] == group {
+				members = append(members, &checks[i])
+			}
+		}
+		slices.SortFunc(members, compareChecks)
+		for _, c := range members {
+			cr := checkResult(*c)
+			if group == kindNode && c.CheckID == contract.SerfHealthCheck {
+				cr.Name, cr.Layer = contract.SerfHealthCheck, 1
+				serfPassing = c.Status == consulapi.HealthPassing
+			}
+			h.Checks = append(h.Checks, cr)
+		}
+		part := h.Checks[from:]
+		sortChecks(part)
+		switch group {
+		case kindApp:
+			h.Version = w.versionOf(part)
+			h.Metrics = metricsOf(part)
+		case kindAgent:
+			if h.Version == "" {
+				h.Version = w.versionOf(part)
 			}
 		}
 	}
-	serfPassing := false
-	for _, c := range orderChecks(nodeChecks) {
-		cr := checkResult(c)
-		if c.CheckID == contract.SerfHealthCheck {
-			cr.Name, cr.Layer = contract.SerfHealthCheck, 1
-			serfPassing = c.Status == consulapi.HealthPassing
-		}
-		h.Checks = append(h.Checks, cr)
-	}
 	h.Online = known && node.Status == "ready" && serfPassing
-
-	appResults := results(orderChecks(app))
-	sortChecks(appResults)
-	h.Version = versionOf(appResults)
-	h.Metrics = metricsOf(appResults)
-
-	agentResults := results(orderChecks(agent))
-	sortChecks(agentResults)
-	if h.Version == "" {
-		h.Version = versionOf(agentResults)
-	}
-
-	h.Checks = append(append(h.Checks, appResults...), agentResults...)
 	sortChecks(h.Checks)
 	return h
 }
 
+// Kinds of a node's checks for a device's health.
+const (
+	kindNone = iota
+	kindNode
+	kindApp
+	kindAgent
+)
+
+// compareChecks orders checks by service, service ID and check ID.
+func compareChecks(a, b *checkInfo) int {
+	if c := strings.Compare(a.ServiceName, b.ServiceName); c != 0 {
+		return c
+	}
+	if c := strings.Compare(a.ServiceID, b.ServiceID); c != 0 {
+		return c
+	}
+	return strings.Compare(a.CheckID, b.CheckID)
+}
+
 // follows reports whether a service check belongs to one of the job's
 // services in its slot.
-func (jw *jobWatch) follows(c checkInfo) bool {
+func (jw *jobWatch) follows(c *checkInfo) bool {
 	found := false
 	for _, s := range jw.view.Services {
 		if s == c.ServiceName {
@@ -122,58 +189,48 @@ func (w *Watcher) isAgentService(name string) bool {
 	return false
 }
 
-// orderChecks sorts checks by service, service ID and check ID, so that
-// the health of a device does not depend on map order.
-func orderChecks(cs []checkInfo) []checkInfo {
-	sort.Slice(cs, func(i, j int) bool {
-		a, b := cs[i], cs[j]
-		if a.ServiceName != b.ServiceName {
-			return a.ServiceName < b.ServiceName
-		}
-		if a.ServiceID != b.ServiceID {
-			return a.ServiceID < b.ServiceID
-		}
-		return a.CheckID < b.CheckID
-	})
-	return cs
-}
-
-func results(cs []checkInfo) []scheduler.CheckResult {
-	if len(cs) == 0 {
-		return nil
-	}
-	out := make([]scheduler.CheckResult, 0, len(cs))
-	for _, c := range cs {
-		out = append(out, checkResult(c))
-	}
-	return out
-}
-
 func checkResult(c checkInfo) scheduler.CheckResult {
 	return scheduler.CheckResult{Name: c.Name, Layer: CheckLayer(c.Name), Status: c.Status, Output: c.Output}
 }
 
 func sortChecks(cs []scheduler.CheckResult) {
-	sort.SliceStable(cs, func(i, j int) bool {
-		if cs[i].Layer != cs[j].Layer {
-			return cs[i].Layer < cs[j].Layer
+	less := func(a, b scheduler.CheckResult) int {
+		if a.Layer != b.Layer {
+			return a.Layer - b.Layer
 		}
-		return cs[i].Name < cs[j].Name
-	})
+		return strings.Compare(a.Name, b.Name)
+	}
+	if slices.IsSortedFunc(cs, less) {
+		return
+	}
+	slices.SortStableFunc(cs, less)
 }
 
 // versionOf is the version the first layer-3 check's output reports.
-func versionOf(cs []scheduler.CheckResult) string {
+// Outputs repeat across a fleet (the same release answers the same
+// body), so parsed outputs are remembered (a bounded memo).
+func (w *Watcher) versionOf(cs []scheduler.CheckResult) string {
 	for _, c := range cs {
 		if c.Layer != 3 {
 			continue
 		}
-		if _, v, ok := ParseCheckOutput(c.Output); ok && v != "" {
+		v, ok := w.versions[c.Output]
+		if !ok {
+			_, v, _ = ParseCheckOutput(c.Output)
+			if len(w.versions) >= maxVersionMemo {
+				clear(w.versions)
+			}
+			w.versions[c.Output] = v
+		}
+		if v != "" {
 			return v
 		}
 	}
 	return ""
 }
+
+// maxVersionMemo bounds the memo of parsed check outputs.
+const maxVersionMemo = 4096
 
 // metricsOf reads the device agent's measurements from the metrics record
 // (contract.Metrics) of its layer-3 check output: no device is polled for

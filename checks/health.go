@@ -35,6 +35,12 @@ func (w *Watcher) Health(ctx context.Context, r *scheduler.Rollout, devices []sc
 
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	return w.healthLocked(jw, devices), nil
+}
+
+// healthLocked is the devices' health from the caches, keyed by device ID
+// (name when it has none).
+func (w *Watcher) healthLocked(jw *jobWatch, devices []scheduler.DeviceRef) map[string]scheduler.DeviceHealth {
 	out := make(map[string]scheduler.DeviceHealth, len(devices))
 	for _, d := range devices {
 		key := d.ID
@@ -43,7 +49,7 @@ func (w *Watcher) Health(ctx context.Context, r *scheduler.Rollout, devices []sc
 		}
 		out[key] = w.deviceHealthLocked(jw, d, key)
 	}
-	return out, nil
+	return out
 }
 
 // awaitPoll is how often await re-reads the loops' states while waiting.

@@ -154,6 +154,9 @@ type Watcher struct {
 	allocsW  *restartable
 	allocGen uint64
 	jobs     map[string]*jobWatch
+
+	// versions remembers the version parsed from check outputs.
+	versions map[string]string
 }
 
 // jobWatch is one slot job's data.
@@ -163,12 +166,14 @@ type jobWatch struct {
 	allocs   map[string][]allocInfo // by node ID
 	// cache holds the health computed per device key, valid while the
 	// generations it was computed at hold.
-	cache map[string]cachedHealth
+	cache map[string]*cachedHealth
 }
 
 type cachedHealth struct {
-	nodesGen, allocGen, checkGen uint64
-	h                            scheduler.DeviceHealth
+	nodesGen, allocGen, epoch, checkGen uint64
+	// nc is the node's checks entry (nil: none) in epoch.
+	nc *nodeChecks
+	h  scheduler.DeviceHealth
 }
 
 // restartable is a loop that is replaced when what it queries changes
@@ -197,16 +202,17 @@ func newWatcher(src source, logger hclog.Logger, clk blocking.Clock, opts ...Opt
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	w := &Watcher{
-		src:     src,
-		cfg:     DefaultConfig(),
-		clk:     clk,
-		logger:  logger.Named("watcher"),
-		ctx:     ctx,
-		cancel:  cancel,
-		nodes:   map[string]nodeInfo{},
-		nodeIDs: map[string]string{},
-		cs:      newCheckCache(),
-		jobs:    map[string]*jobWatch{},
+		src:      src,
+		cfg:      DefaultConfig(),
+		clk:      clk,
+		logger:   logger.Named("watcher"),
+		ctx:      ctx,
+		cancel:   cancel,
+		nodes:    map[string]nodeInfo{},
+		nodeIDs:  map[string]string{},
+		cs:       newCheckCache(),
+		jobs:     map[string]*jobWatch{},
+		versions: map[string]string{},
 	}
 	for _, o := range opts {
 		o(w)
@@ -275,20 +281,25 @@ func (w *Watcher) startGlobalLocked() {
 			return blockingCall(w, func() ([]nodeInfo, uint64, error) { return w.src.Nodes(ctx, query{idx, wt}) })
 		},
 		func(ns []nodeInfo) {
-			byID := make(map[string]nodeInfo, len(ns))
-			ids := make(map[string]string, len(ns))
-			for _, n := range ns {
-				byID[n.ID] = n
-				ids[n.Name] = n.ID
-			}
 			w.mu.Lock()
-			w.nodes, w.nodeIDs = byID, ids
-			w.nodesGen++
+			w.publishNodesLocked(ns)
 			w.mu.Unlock()
 		})
 	w.nodesW = nodes
 	w.goLoop(w.ctx, nodes.Run)
 	w.restartChecksLocked()
+}
+
+// publishNodesLocked replaces the nodes by an answer.
+func (w *Watcher) publishNodesLocked(ns []nodeInfo) {
+	byID := make(map[string]nodeInfo, len(ns))
+	ids := make(map[string]string, len(ns))
+	for _, n := range ns {
+		byID[n.ID] = n
+		ids[n.Name] = n.ID
+	}
+	w.nodes, w.nodeIDs = byID, ids
+	w.nodesGen++
 }
 
 // followedServices are the slot services of the followed jobs, sorted.
@@ -515,7 +526,7 @@ func (w *Watcher) watchJobLocked(jobID, slot string) *jobWatch {
 		id:     jobID,
 		slot:   slot,
 		allocs: map[string][]allocInfo{},
-		cache:  map[string]cachedHealth{},
+		cache:  map[string]*cachedHealth{},
 	}
 	w.jobs[jobID] = jw
 	w.restartAllocsLocked()
