@@ -19,6 +19,9 @@ import (
 // request: an agent that sees a new value answers with a fresh summary.
 const SummaryRequestField = "summary_request"
 
+// errNoAgentConfig: the application has no agent configuration.
+var errNoAgentConfig = errors.New("no agent configuration")
+
 // casAttempts bounds the check-and-set retries of a summary request when
 // the agent configuration changes under it.
 const casAttempts = 5
@@ -41,7 +44,12 @@ func (w *Watcher) Summaries(ctx context.Context, r *scheduler.Rollout, devices [
 		return out, nil
 	}
 	id := r.ID + "-" + strconv.FormatInt(w.clk.Now().UnixNano(), 36)
-	if err := w.requestSummaries(ctx, r.App, id); err != nil {
+	if err := w.requestSummaries(ctx, r.App, id); errors.Is(err, errNoAgentConfig) {
+		// No agent is configured for the application: none writes
+		// summaries, there is nobody to ask.
+		w.logger.Debug("no summary requested", "app", r.App, "reason", err)
+		return out, nil
+	} else if err != nil {
 		return out, fmt.Errorf("asking the device agents of %s for a summary: %w", r.App, err)
 	}
 	return w.collectSummaries(ctx, r.App, id, devices)
@@ -57,7 +65,7 @@ func (w *Watcher) requestSummaries(ctx context.Context, app, id string) error {
 			return fmt.Errorf("reading %s: %w", key, err)
 		}
 		if !found {
-			return fmt.Errorf("no agent configuration at %s: the application's device agents are not configured (publish it by applying the policy), so none can be asked", key)
+			return fmt.Errorf("%w at %s", errNoAgentConfig, key)
 		}
 		b, err := withSummaryRequest(value, id)
 		if err != nil {
