@@ -6,6 +6,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 )
 
 // summaryHealth is fakeHealth that also answers summary requests.
@@ -131,5 +132,21 @@ func TestGateSummaryKeepsMeasuredBaseline(t *testing.T) {
 		if rec.Baseline == nil || rec.Baseline.P95LatencyMS != 7 {
 			t.Errorf("%s: baseline %+v, want the one measured before the switch", rec.ID, rec.Baseline)
 		}
+	}
+}
+
+// A stale check output read again is not a new sample: only changes of a
+// metric's value are recorded, at the reading that saw them.
+func TestTrendSamplesSkipRepeatedReadings(t *testing.T) {
+	var s TrendSamples
+	t0 := time.Unix(1_700_000_000, 0)
+	for i, mem := range []float64{10, 10, 10, 12, 12, 14} {
+		s.add(t0.Add(time.Duration(i)*2*time.Second), &Metrics{MemoryMB: mem, P95LatencyMS: 5})
+	}
+	if len(s.Memory) != 3 || s.Memory[1].Value != 12 || !s.Memory[1].At.Equal(t0.Add(6*time.Second)) {
+		t.Errorf("memory samples %+v, want 10, 12 (at 6 s), 14", s.Memory)
+	}
+	if len(s.Latency) != 1 {
+		t.Errorf("latency samples %+v, want one", s.Latency)
 	}
 }
