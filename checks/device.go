@@ -27,13 +27,14 @@ func (w *Watcher) deviceHealthLocked(jw *jobWatch, d scheduler.DeviceRef, key st
 	if nc != nil {
 		gen = nc.gen
 	}
-	h := w.computeHealthLocked(jw, d)
+	h := w.computeHealthLocked(jw, d, nc)
 	jw.cache[key] = &cachedHealth{nodesGen: w.nodesGen, allocGen: w.allocGen, epoch: w.cs.epoch, nc: nc, checkGen: gen, h: h}
 	return h
 }
 
-// computeHealthLocked assembles one device's health from the caches.
-func (w *Watcher) computeHealthLocked(jw *jobWatch, d scheduler.DeviceRef) scheduler.DeviceHealth {
+// computeHealthLocked assembles one device's health from the caches; nc
+// are its node's checks (nil: none, or looked up by the name found here).
+func (w *Watcher) computeHealthLocked(jw *jobWatch, d scheduler.DeviceRef, nc *nodeChecks) scheduler.DeviceHealth {
 	nodeID, name := d.ID, d.Name
 	node, known := w.nodes[nodeID]
 	if !known && name != "" {
@@ -58,11 +59,10 @@ func (w *Watcher) computeHealthLocked(jw *jobWatch, d scheduler.DeviceRef) sched
 	// instances only (a replaced allocation's instance must not speak for
 	// the new one).
 	var (
-		nc                  *nodeChecks
 		nNode, nApp, nAgent int
 		serfPassing         bool
 	)
-	if name != "" {
+	if nc == nil && name != "" {
 		nc = w.cs.byNode[name]
 	}
 	kind := func(c *checkInfo) int {
