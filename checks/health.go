@@ -60,7 +60,7 @@ const awaitPoll = 100 * time.Millisecond
 func (w *Watcher) await(ctx context.Context, jw *jobWatch) error {
 	var behindSince time.Time
 	for {
-		wait, err := w.pending(jw, &behindSince)
+		wait, waiting, err := w.pending(jw, &behindSince)
 		if err != nil {
 			return err
 		}
@@ -71,7 +71,7 @@ func (w *Watcher) await(ctx context.Context, jw *jobWatch) error {
 		select {
 		case <-ctx.Done():
 			t.Stop()
-			return fmt.Errorf("health of %s: waiting for the first answer of the watches: %w", jw.id, ctx.Err())
+			return fmt.Errorf("health of %s: waiting for %s: %w", jw.id, waiting, ctx.Err())
 		case <-w.ctx.Done():
 			t.Stop()
 			return ErrStopped
@@ -84,7 +84,7 @@ func (w *Watcher) await(ctx context.Context, jw *jobWatch) error {
 
 // pending returns a channel to wait on when a watch has not answered yet
 // (nil when all did), or the stale error.
-func (w *Watcher) pending(jw *jobWatch, behindSince *time.Time) (<-chan struct{}, error) {
+func (w *Watcher) pending(jw *jobWatch, behindSince *time.Time) (<-chan struct{}, string, error) {
 	w.mu.Lock()
 	var loops []watch
 	for _, l := range []watch{w.nodesW, w.loopOf(w.allocsW), w.loopOf(w.checksW)} {
@@ -105,22 +105,25 @@ func (w *Watcher) pending(jw *jobWatch, behindSince *time.Time) (<-chan struct{}
 	w.mu.Unlock()
 
 	now := w.clk.Now()
-	var wait <-chan struct{}
+	var (
+		wait    <-chan struct{}
+		waiting string
+	)
 	for _, l := range loops {
 		st := l.State()
 		if !st.FailingSince.IsZero() && now.Sub(st.FailingSince) >= w.cfg.StaleAfter {
-			return nil, &StaleError{Watch: st.Name, Since: st.FailingSince, Err: st.LastErr}
+			return nil, "", &StaleError{Watch: st.Name, Since: st.FailingSince, Err: st.LastErr}
 		}
 		select {
 		case <-st.Ready:
 		default:
 			if wait == nil {
-				wait = st.Ready
+				wait, waiting = st.Ready, "the first answer of watch "+st.Name
 			}
 		}
 	}
 	if wait != nil {
-		return wait, nil
+		return wait, waiting, nil
 	}
 	if behind {
 		// The allocations name a job version the job read did not see
@@ -128,13 +131,13 @@ func (w *Watcher) pending(jw *jobWatch, behindSince *time.Time) (<-chan struct{}
 		if behindSince.IsZero() {
 			*behindSince = now
 		} else if now.Sub(*behindSince) >= w.cfg.StaleAfter {
-			return nil, &StaleError{Watch: "nomad-job " + jw.id, Since: *behindSince,
+			return nil, "", &StaleError{Watch: "nomad-job " + jw.id, Since: *behindSince,
 				Err: errors.New("allocations run a job version the job read has not seen")}
 		}
 		never := make(chan struct{})
-		return never, nil
+		return never, "the versions of job " + jw.id, nil
 	}
-	return nil, nil
+	return nil, "", nil
 }
 
 // Baseline reports the active slot's measurements on each device (the

@@ -452,9 +452,12 @@ func (w *Watcher) readJobs(ctx context.Context, ids []string, as []allocInfo, vi
 		if err != nil {
 			return nil, fmt.Errorf("reading the versions of job %s: %w", id, err)
 		}
-		r := jobRead{view: v, maxAlloc: maxAlloc}
+		out[id] = jobRead{view: v, maxAlloc: maxAlloc}
+	}
+	// Remembered only once every read succeeded: an answer that fails is
+	// not published, so its reads must be made again.
+	for id, r := range out {
 		views[id] = r
-		out[id] = r
 	}
 	return out, nil
 }
