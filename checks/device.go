@@ -275,6 +275,9 @@ func pickAlloc(as []allocInfo, v jobView) (allocInfo, bool) {
 	var best allocInfo
 	found := false
 	for _, a := range as {
+		if v.leftover(a) {
+			continue
+		}
 		if rank(a) == 0 && (a.DesiredStatus != "run" || (v.Found && a.JobVersion < v.Latest)) {
 			continue
 		}
@@ -283,6 +286,13 @@ func pickAlloc(as []allocInfo, v jobView) (allocInfo, bool) {
 		}
 	}
 	return best, found
+}
+
+// leftover reports an allocation of an earlier incarnation of the job (a
+// job purged and registered again: its versions start again at 0), which
+// Nomad lists until it collects it: it says nothing about this one.
+func (v jobView) leftover(a allocInfo) bool {
+	return v.Found && v.CreateIndex > 0 && a.CreateIndex < v.CreateIndex
 }
 
 // instanceOf reports whether a Consul service instance belongs to the

@@ -96,7 +96,7 @@ func (w *Watcher) pending(jw *jobWatch, behindSince *time.Time) (<-chan struct{}
 	if jw.view.Found {
 		for _, as := range jw.allocs {
 			for _, a := range as {
-				if a.JobVersion > jw.view.Latest {
+				if a.JobVersion > jw.view.Latest && !jw.view.leftover(a) {
 					behind = true
 				}
 			}

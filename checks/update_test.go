@@ -66,3 +66,31 @@ func TestHealthFollowsNewJobVersion(t *testing.T) {
 		time.Sleep(5 * time.Millisecond)
 	}
 }
+
+// A job purged and registered again starts its versions at 0; the earlier
+// incarnation's allocations (a newer version number) stay listed until
+// Nomad collects them. They neither block the watcher ("the job read is
+// behind") nor speak for the device.
+func TestHealthIgnoresPurgedIncarnation(t *testing.T) {
+	f := newFakeSource()
+	fleet(f)
+	f.jobs["app-blue"] = jobView{Found: true, Latest: 0, Versions: map[uint64]string{0: "1.0.0+t1"}, Services: []string{"app"}, CreateIndex: 8}
+	f.allocs["app-blue"] = []allocInfo{
+		{ID: "old-incarnation", NodeID: "id-1", ClientStatus: "failed", DesiredStatus: "run", JobVersion: 3, CreateIndex: 5},
+		{ID: "new-alloc", NodeID: "id-1", ClientStatus: "running", DesiredStatus: "run", JobVersion: 0, CreateIndex: 9},
+	}
+	w := startFake(t, f, testConfig())
+	h := health(t, w)["id-1"]
+	if h.Alloc == nil || h.Alloc.ID != "new-alloc" || h.Alloc.Version != "1.0.0+t1" {
+		t.Fatalf("alloc %+v, want new-alloc of version 1.0.0+t1", h.Alloc)
+	}
+	// Only the leftover on a device: no allocation of this job there.
+	f.update(func() { f.allocs["app-blue"] = f.allocs["app-blue"][:1] })
+	deadline := time.Now().Add(5 * time.Second)
+	for health(t, w)["id-1"].Alloc != nil {
+		if time.Now().After(deadline) {
+			t.Fatalf("the earlier incarnation's allocation speaks for the device: %+v", health(t, w)["id-1"].Alloc)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}

@@ -476,7 +476,7 @@ func behindView(v jobView, id string, as []allocInfo) bool {
 		return false
 	}
 	for _, a := range as {
-		if a.JobID == id && a.JobVersion > v.Latest {
+		if a.JobID == id && a.JobVersion > v.Latest && !v.leftover(a) {
 			return true
 		}
 	}
