@@ -36,7 +36,7 @@ func TestHealthFollowsNewJobVersion(t *testing.T) {
 			}
 		}
 		f.checks = append(keep, checkInfo{Node: "n1", CheckID: "c-v2", Name: "fleetplan L3 application", Status: "critical",
-			Output: `HTTP GET x: 503 Output: {"status":"unhealthy","version":"2.0.0"}`,
+			Output:    `HTTP GET x: 503 Output: {"status":"unhealthy","version":"2.0.0"}`,
 			ServiceID: "_nomad-task-v2-alloc-app-app-http", ServiceName: "app", ServiceTags: tags, ModifyIndex: f.index + 1})
 	})
 	deadline := time.Now().Add(5 * time.Second)
