@@ -297,6 +297,7 @@ var liveProgram atomic.Pointer[tea.Program]
 // the view (q) stops the controller, whose state stays in Consul.
 func runWithLiveView(ctx context.Context, cancel context.CancelFunc, ctl *scheduler.Controller, op *operator.Operator, app string) (*scheduler.Rollout, error) {
 	m := newLiveModel(ctx, op.Loader(app), cancel)
+	m.changes = rolloutChanges(op, app)
 	prog := tea.NewProgram(m)
 	liveProgram.Store(prog)
 	type result struct {
@@ -479,6 +480,7 @@ func followRequest(ctx context.Context, c *cli.Context, op *operator.Operator, r
 	if isTerminal(out) {
 		detachedByKey := false
 		m := newLiveModel(ctx, t.load, func() { detachedByKey = true })
+		m.changes = rolloutChanges(op, req.App)
 		m.leaveHint = fmt.Sprintf("q: detach (the rollout goes on in the controller service; follow it again with `fleetplan status -watch %s`)", req.App)
 		prog := tea.NewProgram(m)
 		go func() {

@@ -342,6 +342,36 @@ type BaselineSource interface {
 	Baseline(ctx context.Context, r *Rollout, devices []DeviceRef) (map[string]*Metrics, error)
 }
 
+// SummarySource is implemented by health sources that can ask the device
+// agents for a fresh summary of their own measurements and collect the
+// answers. The agents judge the policy's triggers on the device (their
+// check statuses carry the verdicts, and propagate at once); the numbers
+// travel in these summaries, once per request, because check outputs may
+// reach the servers minutes late.
+type SummarySource interface {
+	// Summaries asks the devices for a fresh summary and returns the
+	// answers that came before ctx ended, keyed by device ID. A device
+	// missing from the result did not answer: no evidence, neither a
+	// pass nor a failure. An error says the request could not be made or
+	// no answer could be read; what came is still returned.
+	Summaries(ctx context.Context, r *Rollout, devices []DeviceRef) (map[string]DeviceSummary, error)
+}
+
+// DeviceSummary is one device's answer to a summary request.
+type DeviceSummary struct {
+	// Version is the version the agent measured (the live instance).
+	Version string
+	// Current is the agent's latest measurement; nil when it had none.
+	Current *Metrics
+	// Baseline is the device's own measurement of the version before the
+	// switch (BaselineVersion), nil when the agent saw no other version.
+	Baseline        *Metrics
+	BaselineVersion string
+	// Layers are the agent's verdicts per layer ("passing", "warning",
+	// "critical"), by layer name.
+	Layers map[string]string
+}
+
 // DeviceHealth is what the cluster says about the candidate on one device.
 type DeviceHealth struct {
 	// Online: Nomad reports the node ready and its Consul agent is alive.
