@@ -165,7 +165,7 @@ func (d *decoder) rollout(b *hcl2.Block) *scheduler.Policy {
 
 	canaryOK := false
 	if cb := single(blocks, "canary"); cb != nil {
-		p.Canary, canaryOK = d.canary(cb)
+		p.Canary, canaryOK = d.canary(cb, p.Strategy)
 	} else {
 		missing("canary")
 	}

@@ -43,6 +43,17 @@ type Report struct {
 	AB        *ABReport            `json:"ab,omitempty"`
 	Excluded  []DeviceRef          `json:"excluded"`
 	Decisions []scheduler.Decision `json:"decisions"`
+	// RollbackTimes are the run's rollback times from its trigger.
+	RollbackTimes *RollbackTimes `json:"rollback_times,omitempty"`
+}
+
+// RollbackTimes measure a rollback from its trigger: to the traffic back
+// on the old slot (blue-green; 0 when not measured) and to the candidate
+// stopped on every reachable device it covered.
+type RollbackTimes struct {
+	TrafficBackSeconds      float64 `json:"traffic_back_seconds,omitempty"`
+	CandidateStoppedSeconds float64 `json:"candidate_stopped_seconds,omitempty"`
+	Devices                 int     `json:"devices"`
 }
 
 // Slots names the slot colours of the run.
@@ -185,6 +196,9 @@ func Build(r *scheduler.Rollout) *Report {
 			rep.Restores = append(rep.Restores, Restore{Device: d.Name, Class: d.Class, Seconds: d.RestoredAt.Sub(d.RollbackAt).Seconds()})
 		}
 	}
+	if t := r.RollbackTimes; t != nil && (!t.TrafficBackAt.IsZero() || !t.CandidateStoppedAt.IsZero()) {
+		rep.RollbackTimes = &RollbackTimes{TrafficBackSeconds: t.TrafficBack().Seconds(), CandidateStoppedSeconds: t.CandidateStopped().Seconds(), Devices: t.Devices}
+	}
 	if a := r.LastAnalysis(); a != nil {
 		rep.Analysis = a
 		rep.FailureAnalysis = a.String()
@@ -284,6 +298,13 @@ func WriteMarkdown(w io.Writer, rep *Report) error {
 	}
 	if rep.FailureAnalysis != "" {
 		fmt.Fprintf(&b, "\n**Failure Analysis**: %s\n", rep.FailureAnalysis)
+	}
+	if t := rep.RollbackTimes; t != nil {
+		b.WriteString("\n**Rollback times** (from the trigger): ")
+		if t.TrafficBackSeconds > 0 {
+			fmt.Fprintf(&b, "traffic back on slot %s after %.1f s; ", active, t.TrafficBackSeconds)
+		}
+		fmt.Fprintf(&b, "candidate stopped after %.1f s (%d device(s))\n", t.CandidateStoppedSeconds, t.Devices)
 	}
 	if len(rep.Restores) > 0 {
 		b.WriteString("\n**Rollback verification** (old slot running and passing its checks)\n\n| Device | Class | Restored after |\n|---|---|---|\n")

@@ -395,6 +395,9 @@ func PlanRollout(p *Policy, devices []Device) (*Plan, error) {
 		plan.warnf("the last stage (%s) reaches %s%%: %d deployable device(s) stay on the current version",
 			last.Name, fmtPct(last.Percent), deployable-cumulative)
 	}
+	if p.Strategy == StrategyRollingUpdate {
+		rollingBatches(p, plan)
+	}
 	return plan, nil
 }
 
