@@ -241,6 +241,8 @@ server {
   min_heartbeat_ttl = "5s"
   heartbeat_grace   = "5s"
 }
+# make scale's simulated devices (dev-cluster/nodesim) all connect from 127.0.0.1.
+limits { rpc_max_conns_per_client = 4096 }
 $(nomad_consul_block 127.0.0.1:8500)
 HCL
 	chmod 600 "$STATE/server/nomad.hcl"
