@@ -2,120 +2,68 @@ package checks
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"strings"
-	"sync"
-
-	consulapi "github.com/hashicorp/consul/api"
-	"github.com/hashicorp/go-hclog"
+	"strconv"
 
 	"github.com/fleetplan/fleetplan/contract"
 	"github.com/fleetplan/fleetplan/scheduler"
-	"github.com/fleetplan/fleetplan/store"
 )
 
-// SummaryKV is the part of Consul's KV API the summary reader uses; the
-// *consulapi.KV of a client implements it.
-type SummaryKV interface {
-	List(prefix string, q *consulapi.QueryOptions) (consulapi.KVPairs, *consulapi.QueryMeta, error)
-}
+var _ scheduler.ComparisonSource = (*Watcher)(nil)
 
-// SummaryReader yields an a-b comparison's measurements
-// (scheduler.ComparisonSource) from the device summaries the device agents
-// write to Consul KV (contract.SummaryKey): one KV list of the
-// application's folder per call, never a read per device. A device
-// without a summary, or whose summary has no window, is left out: no
-// evidence, never a pass (the comparison then says "not enough data").
-type SummaryReader struct {
-	KV SummaryKV
-	// Folder is the summaries' KV folder ("": contract.DefaultSummaryPrefix).
-	Folder string
-	// Request, when set, asks the agents for fresh summaries (the
-	// application's summary_request, named SummaryRequestID); it is called
-	// once per rollout run, before the first read, so that the windows end
-	// at the comparison. Only the summaries that answer it are used then.
-	Request func(ctx context.Context, r *scheduler.Rollout) error
-	Logger  hclog.Logger
-
-	mu        sync.Mutex
-	requested map[string]bool // run IDs
-}
-
-// NewSummaryReader reads the summaries through a Consul client.
-func NewSummaryReader(client *consulapi.Client, logger hclog.Logger) *SummaryReader {
-	if logger == nil {
-		logger = hclog.NewNullLogger()
-	}
-	return &SummaryReader{KV: client.KV(), Logger: logger.Named("summaries")}
-}
-
-var _ scheduler.ComparisonSource = (*SummaryReader)(nil)
-
-// Samples returns, by device ID, the measurements of the devices whose
-// summary for r.App is in KV. A summary is matched to a device by its key
-// (the node's name, or its ID) and its Node field.
-func (s *SummaryReader) Samples(ctx context.Context, r *scheduler.Rollout, devices []scheduler.DeviceRef) (map[string]scheduler.GroupSample, error) {
-	log := s.Logger
-	if log == nil {
-		log = hclog.NewNullLogger()
-	}
-	if s.Request != nil && s.needsRequest(r.ID) {
-		if err := s.Request(ctx, r); err != nil {
-			return nil, fmt.Errorf("requesting the device summaries of %s (run %s): %w", r.App, r.ID, err)
-		}
-		s.mu.Lock()
-		s.requested[r.ID] = true
-		s.mu.Unlock()
-	}
-	folder := contract.SummaryFolder(s.Folder, r.App)
-	pairs, _, err := s.KV.List(folder, (&consulapi.QueryOptions{}).WithContext(ctx))
-	if err != nil {
-		return nil, fmt.Errorf("listing the device summaries of %s under %s: %w (%w)", r.App, folder, err, scheduler.ErrControlPlane)
-	}
-	byKey := map[string]string{}
-	for _, d := range devices {
-		if d.Name != "" {
-			byKey[d.Name] = d.ID
-		}
-		byKey[d.ID] = d.ID
-	}
+// Samples implements scheduler.ComparisonSource: an a-b comparison's
+// measurements, by device ID, from the device summaries (contract.Summary)
+// the agents wrote. The comparison follows the last gate of group B, which
+// already asked every agent of the application for a summary: the answers
+// to that request close windows that cover the hold, so they are used
+// (collected again for all devices, group A included, until they all
+// answered or scheduler.SummaryWait passed). Asking again would start new
+// windows of a few seconds. Only when this run made no request does
+// Samples make one. A device without an answer, or whose answer has no
+// window, is missing: no evidence, never a pass (the comparison then says
+// "not enough data").
+func (w *Watcher) Samples(ctx context.Context, r *scheduler.Rollout, devices []scheduler.DeviceRef) (map[string]scheduler.GroupSample, error) {
 	out := map[string]scheduler.GroupSample{}
-	for _, p := range pairs {
-		node := strings.TrimPrefix(p.Key, folder)
-		id, ok := byKey[node]
-		if !ok {
+	if r == nil || r.App == "" {
+		return out, errors.New("comparison samples: the rollout names no application")
+	}
+	if len(devices) == 0 {
+		return out, nil
+	}
+	w.sumMu.Lock()
+	last, ok := w.lastRequest[r.App]
+	w.sumMu.Unlock()
+	id := last.id
+	if !ok || last.run != r.ID {
+		id = r.ID + "-ab-" + strconv.FormatInt(w.clk.Now().UnixNano(), 36)
+		if err := w.requestSummaries(ctx, r.App, id); errors.Is(err, errNoAgentConfig) {
+			return out, nil // no agent writes summaries: no evidence
+		} else if err != nil {
+			return out, fmt.Errorf("asking the device agents of %s for the comparison's summaries: %w (%w)", r.App, err, scheduler.ErrControlPlane)
+		}
+		w.sumMu.Lock()
+		if w.lastRequest == nil {
+			w.lastRequest = map[string]summaryRequest{}
+		}
+		w.lastRequest[r.App] = summaryRequest{run: r.ID, id: id}
+		w.sumMu.Unlock()
+	}
+	wctx, cancel := context.WithTimeout(ctx, scheduler.SummaryWait)
+	defer cancel()
+	got, err := w.collectSummaries(wctx, r.App, id, devices)
+	for k, s := range got {
+		if s.App != "" && s.App != r.App {
 			continue
 		}
-		sum, err := contract.DecodeSummary(p.Value)
-		if err != nil {
-			// A record the agent could not have written: no evidence.
-			log.Warn("ignoring an unreadable device summary", "key", p.Key, "error", err)
-			continue
+		if g, ok := sampleOf(k, s); ok {
+			out[k] = g
 		}
-		if sum.App != "" && sum.App != r.App {
-			continue
-		}
-		if s.Request != nil && sum.Request != SummaryRequestID(r) {
-			// Written before the request was answered (a status change):
-			// not the comparison's window yet.
-			continue
-		}
-		if g, ok := sampleOf(id, sum); ok {
-			out[id] = g
-		}
+	}
+	if err != nil && len(out) == 0 {
+		return out, fmt.Errorf("reading the comparison's summaries of %s: %w (%w)", r.App, err, scheduler.ErrControlPlane)
 	}
 	return out, nil
-}
-
-func (s *SummaryReader) needsRequest(run string) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.requested == nil {
-		s.requested = map[string]bool{}
-	}
-	return !s.requested[run]
 }
 
 // sampleOf converts a summary's window; false when it has none.
@@ -142,54 +90,4 @@ func sampleOf(id string, sum contract.Summary) (scheduler.GroupSample, bool) {
 		}
 	}
 	return g, true
-}
-
-// AgentConfigKV is the part of Consul's KV API RequestSummaries uses.
-type AgentConfigKV interface {
-	Get(key string, q *consulapi.QueryOptions) (*consulapi.KVPair, *consulapi.QueryMeta, error)
-	CAS(p *consulapi.KVPair, q *consulapi.WriteOptions) (bool, *consulapi.WriteMeta, error)
-}
-
-// SummaryRequestField is the field of an application's agent configuration
-// that names the summary request the device agents answer.
-const SummaryRequestField = "summary_request"
-
-// SummaryRequestID names the summary request of a run's comparison.
-func SummaryRequestID(r *scheduler.Rollout) string { return r.ID + "-ab" }
-
-// RequestSummaries returns a SummaryReader.Request that asks the device
-// agents for fresh summaries: it names a new request (the run's ID with
-// "-ab") in the application's agent configuration (folder "" is the
-// default), keeping every other field, with a check-and-set write.
-func RequestSummaries(kv AgentConfigKV, folder string) func(ctx context.Context, r *scheduler.Rollout) error {
-	return func(ctx context.Context, r *scheduler.Rollout) error {
-		key := store.AgentConfigKey(folder, r.App)
-		for attempt := 0; attempt < 5; attempt++ {
-			pair, _, err := kv.Get(key, (&consulapi.QueryOptions{}).WithContext(ctx))
-			if err != nil {
-				return fmt.Errorf("reading the agent configuration %s: %w (%w)", key, err, scheduler.ErrControlPlane)
-			}
-			if pair == nil {
-				return fmt.Errorf("the agent configuration %s of %s is missing: the device agents cannot be asked for summaries (it is published when a rollout starts)", key, r.App)
-			}
-			cfg := map[string]json.RawMessage{}
-			if err := json.Unmarshal(pair.Value, &cfg); err != nil {
-				return fmt.Errorf("reading the agent configuration %s: %w", key, err)
-			}
-			req, _ := json.Marshal(SummaryRequestID(r))
-			cfg[SummaryRequestField] = req
-			b, err := json.Marshal(cfg)
-			if err != nil {
-				return fmt.Errorf("encoding the agent configuration %s: %w", key, err)
-			}
-			ok, _, err := kv.CAS(&consulapi.KVPair{Key: key, Value: b, ModifyIndex: pair.ModifyIndex}, (&consulapi.WriteOptions{}).WithContext(ctx))
-			if err != nil {
-				return fmt.Errorf("writing the summary request to %s: %w (%w)", key, err, scheduler.ErrControlPlane)
-			}
-			if ok {
-				return nil
-			}
-		}
-		return fmt.Errorf("writing the summary request to %s: %w", key, errors.New("the configuration kept changing underneath (check-and-set lost 5 times)"))
-	}
 }

@@ -52,7 +52,17 @@ func (w *Watcher) Summaries(ctx context.Context, r *scheduler.Rollout, devices [
 	} else if err != nil {
 		return out, fmt.Errorf("asking the device agents of %s for a summary: %w", r.App, err)
 	}
-	return w.collectSummaries(ctx, r.App, id, devices)
+	w.sumMu.Lock()
+	if w.lastRequest == nil {
+		w.lastRequest = map[string]summaryRequest{}
+	}
+	w.lastRequest[r.App] = summaryRequest{run: r.ID, id: id}
+	w.sumMu.Unlock()
+	got, err := w.collectSummaries(ctx, r.App, id, devices)
+	for k, s := range got {
+		out[k] = deviceSummary(s)
+	}
+	return out, err
 }
 
 // requestSummaries sets the summary request of the application's agent
@@ -103,8 +113,8 @@ func withSummaryRequest(config []byte, id string) ([]byte, error) {
 
 // collectSummaries follows the summary folder until the devices answered
 // request id or ctx ends.
-func (w *Watcher) collectSummaries(ctx context.Context, app, id string, devices []scheduler.DeviceRef) (map[string]scheduler.DeviceSummary, error) {
-	out := map[string]scheduler.DeviceSummary{}
+func (w *Watcher) collectSummaries(ctx context.Context, app, id string, devices []scheduler.DeviceRef) (map[string]contract.Summary, error) {
+	out := map[string]contract.Summary{}
 	keyOf := map[string]string{} // node name or ID -> result key
 	for _, d := range devices {
 		k := d.ID
@@ -172,7 +182,7 @@ func (w *Watcher) collectSummaries(ctx context.Context, app, id string, devices 
 					node = strings.TrimPrefix(p.Key, folder)
 				}
 				if k, ok := keyOf[node]; ok {
-					out[k] = deviceSummary(s)
+					out[k] = s
 				}
 			}
 		}
@@ -187,7 +197,7 @@ func (w *Watcher) collectSummaries(ctx context.Context, app, id string, devices 
 }
 
 // answeredAll reports whether every capable device answered.
-func answeredAll(out map[string]scheduler.DeviceSummary, capable map[string]bool) bool {
+func answeredAll(out map[string]contract.Summary, capable map[string]bool) bool {
 	for k := range capable {
 		if _, ok := out[k]; !ok {
 			return false

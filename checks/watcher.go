@@ -157,7 +157,14 @@ type Watcher struct {
 
 	// versions remembers the version parsed from check outputs.
 	versions map[string]string
+
+	// lastRequest is the latest summary request per application (sumMu).
+	sumMu       sync.Mutex
+	lastRequest map[string]summaryRequest
 }
+
+// summaryRequest is a summary request the watcher made for a run.
+type summaryRequest struct{ run, id string }
 
 // jobWatch is one slot job's data.
 type jobWatch struct {

@@ -90,12 +90,6 @@ func (o *Operator) Controller(run Run) (ctl *scheduler.Controller, stop func()) 
 		watcher := checks.NewWatcher(o.Nomad, o.Consul, o.Log)
 		ctl.Health, stop = watcher, watcher.Stop
 	}
-	if o.Consul != nil {
-		// An a-b rollout compares its groups from the device summaries.
-		summaries := checks.NewSummaryReader(o.Consul, o.Log)
-		summaries.Request = checks.RequestSummaries(o.Consul.KV(), "")
-		ctl.Compare = summaries
-	}
 	return ctl, stop
 }
 
