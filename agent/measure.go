@@ -138,15 +138,21 @@ func (ms *measurements) state(in Instance, now time.Time) *instState {
 	return st
 }
 
-// forget drops the instances no longer on the device.
-func (ms *measurements) forget(keep func(serviceID string) bool) {
+// forget drops the instances no longer on the device and returns their
+// applications (whose summary may now speak for another instance).
+func (ms *measurements) forget(keep func(serviceID string) bool) []string {
 	ms.mu.Lock()
 	defer ms.mu.Unlock()
-	for id := range ms.insts {
+	var apps []string
+	for id, s := range ms.insts {
 		if !keep(id) {
 			delete(ms.insts, id)
+			if !slices.Contains(apps, s.inst.App) {
+				apps = append(apps, s.inst.App)
+			}
 		}
 	}
+	return apps
 }
 
 // record adds a measurement of an instance and returns the state's

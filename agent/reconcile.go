@@ -149,7 +149,11 @@ func (a *Agent) reconcile(ctx context.Context) error {
 		}
 		return a.instances[id].ServiceID != "" || services[id] != nil
 	})
-	a.meas.forget(func(id string) bool { _, ok := services[id]; return ok })
+	// An instance gone (a switch, a rollback): the application's summary
+	// now speaks for the one left.
+	for _, app := range a.meas.forget(func(id string) bool { _, ok := services[id]; return ok }) {
+		a.statusChanged(app)
+	}
 	a.ensureService(ctx, services)
 	if len(errs) > 0 {
 		for range errs {
