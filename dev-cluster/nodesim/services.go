@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"hash/fnv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -229,11 +228,4 @@ func (s *services) deregisterID(d *device, id string) {
 		return err
 	})
 	s.deregistered.Add(1)
-}
-
-// hashOf is a stable small hash (device ports, IDs).
-func hashOf(s string) uint32 {
-	h := fnv.New32a()
-	_, _ = h.Write([]byte(s))
-	return h.Sum32()
 }

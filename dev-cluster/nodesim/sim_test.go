@@ -1,3 +1,5 @@
+// The tests link Nomad's client, whose helper/subproc panics in a test binary
+// unless a nomad binary is on PATH: PATH=~/.cache/fleetplan/bin:$PATH go test .
 package main
 
 import (
@@ -5,6 +7,8 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/hashicorp/go-hclog"
 )
 
 func TestHealthPolicyBadAfter(t *testing.T) {
@@ -35,7 +39,7 @@ func TestNodeUUIDStable(t *testing.T) {
 }
 
 func TestDeviceNamesAndAddresses(t *testing.T) {
-	s := &simulator{cfg: simConfig{prefix: "sim"}}
+	s := &simulator{cfg: simConfig{prefix: "sim"}, logger: hclog.NewNullLogger()}
 	seen := map[string]bool{}
 	for i := 0; i < 2000; i++ {
 		d := newDevice(s, i)
