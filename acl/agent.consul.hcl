@@ -25,3 +25,9 @@ service_prefix "" {
 key_prefix "fleetplan/agent/apps/" {
   policy = "read"
 }
+
+# agent/summary.go: KV().Put of the device summaries, one key per
+# application and device (<folder>/<app>/<node>).
+key_prefix "fleetplan/agent/summaries/" {
+  policy = "write"
+}

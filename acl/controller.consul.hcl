@@ -18,5 +18,16 @@ node_prefix "" {
 }
 
 service_prefix "" {
-  policy = "read"
+  policy = "write"
+}
+
+# Blue-green traffic (jobs/traffic.go): one catalog entry per device and
+# service on the Consul node "fleetplan-traffic", tagged "live"
+# (Catalog().Register/Deregister). Registering a service in the catalog
+# needs node write on that node and service write on the application's
+# service name; the names are the applications', so service_prefix "" above
+# is write (read would do otherwise). Narrow it to your applications'
+# service names when you know them, e.g. service "edgeinfer" { policy = "write" }.
+node "fleetplan-traffic" {
+  policy = "write"
 }

@@ -40,3 +40,12 @@ node_prefix "" {
 service_prefix "" {
   policy = "read"
 }
+
+# `apply -local` of a blue-green rollout moves traffic itself (see
+# controller.consul.hcl): node write on "fleetplan-traffic" and service
+# write on the application's service name. Without them a blue-green
+# rollout run from the operator's machine stops at its pre-flight
+# checklist; through the controller service nothing more is needed here.
+node "fleetplan-traffic" {
+  policy = "write"
+}

@@ -14,6 +14,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 	nomadapi "github.com/hashicorp/nomad/api"
 
+	"github.com/fleetplan/fleetplan/contract"
 	"github.com/fleetplan/fleetplan/internal/blocking"
 	"github.com/fleetplan/fleetplan/plugin"
 )
@@ -81,7 +82,19 @@ type Config struct {
 	ExecAllow ExecAllowList
 	// NewProbe makes functional probe plugins (plugin.NewProbe).
 	NewProbe ProbeFactory
-	Logger   hclog.Logger
+	// SummaryPrefix is the Consul KV folder of the device summaries
+	// (contract.DefaultSummaryPrefix).
+	SummaryPrefix string
+	// SummaryJitter bounds the random delay before a summary request is
+	// answered (DefaultSummaryJitter; negative: none).
+	SummaryJitter time.Duration
+	// ServiceName is the Consul service the agent registers itself as on
+	// its local Consul agent, for Prometheus' Consul discovery
+	// (DefaultServiceName; "-" registers none). Its ID is the name, or,
+	// for an agent limited to some applications (Apps), the name followed
+	// by them, so that two agents on one device do not share one.
+	ServiceName string
+	Logger      hclog.Logger
 }
 
 func (c *Config) defaults() {
@@ -125,6 +138,16 @@ func (c *Config) defaults() {
 	if c.ProbeMinAge == 0 {
 		c.ProbeMinAge = DefaultProbeMinAge
 	}
+	if c.SummaryPrefix == "" {
+		c.SummaryPrefix = contract.DefaultSummaryPrefix
+	}
+	c.SummaryPrefix = strings.TrimSuffix(c.SummaryPrefix, "/")
+	if c.SummaryJitter == 0 {
+		c.SummaryJitter = DefaultSummaryJitter
+	}
+	if c.ServiceName == "" {
+		c.ServiceName = DefaultServiceName
+	}
 }
 
 // Agent is the fleetplan device agent: it serves the probe endpoints and
@@ -149,10 +172,18 @@ type Agent struct {
 	log    hclog.Logger
 	now    func() time.Time
 
-	sys    *systemSampler
-	app    *appProber
-	probes *probeCache
-	fn     *functionalProbes
+	sys     *systemSampler
+	app     *appProber
+	probes  *probeCache
+	fn      *functionalProbes
+	meas    *measurements
+	metrics *agentMetrics
+	nodeSt  *nodeFollower
+
+	sumPoke     chan struct{}
+	sumMu       sync.Mutex
+	sumAnswered map[string]string // app -> request answered
+	sumChanged  map[string]bool
 
 	trigger   chan struct{}
 	ready     chan struct{}
@@ -169,6 +200,9 @@ type Agent struct {
 	// Owned by the reconciling goroutine (and Run, once it has ended).
 	registered map[string]string // check ID -> fingerprint
 	appCache   map[string]string // allocation ID -> application
+	// service is the fingerprint of the agent's own service registration
+	// ("" when not registered by this run).
+	service string
 }
 
 // New builds an agent on the device's Consul agent and Nomad client.
@@ -188,20 +222,26 @@ func New(cfg Config, consul *consulapi.Client, nomad *nomadapi.Client) (*Agent, 
 		cfg.Token = t
 	}
 	a := &Agent{
-		cfg:        cfg,
-		consul:     consul,
-		nomad:      nomad,
-		log:        cfg.Logger.Named("agent"),
-		now:        time.Now,
-		app:        &appProber{client: &http.Client{Transport: &http.Transport{Proxy: nil, DisableKeepAlives: true}, CheckRedirect: noRedirects}, now: time.Now},
-		fn:         newFunctionalProbes(cfg.NewProbe),
-		trigger:    make(chan struct{}, 1),
-		ready:      make(chan struct{}),
-		kvReady:    make(chan struct{}),
-		configs:    map[string]*AppConfig{},
-		instances:  map[string]Instance{},
-		registered: map[string]string{},
-		appCache:   map[string]string{},
+		cfg:         cfg,
+		consul:      consul,
+		nomad:       nomad,
+		log:         cfg.Logger.Named("agent"),
+		now:         time.Now,
+		app:         &appProber{client: &http.Client{Transport: &http.Transport{Proxy: nil, DisableKeepAlives: true}, CheckRedirect: noRedirects}, now: time.Now},
+		fn:          newFunctionalProbes(cfg.NewProbe),
+		trigger:     make(chan struct{}, 1),
+		ready:       make(chan struct{}),
+		kvReady:     make(chan struct{}),
+		configs:     map[string]*AppConfig{},
+		instances:   map[string]Instance{},
+		registered:  map[string]string{},
+		appCache:    map[string]string{},
+		meas:        newMeasurements(),
+		metrics:     newAgentMetrics(),
+		nodeSt:      &nodeFollower{},
+		sumPoke:     make(chan struct{}, 1),
+		sumAnswered: map[string]string{},
+		sumChanged:  map[string]bool{},
 	}
 	a.fn.allow = cfg.ExecAllow
 	a.probes = newProbeCache(cfg.ProbeMinAge, a.now)
@@ -231,10 +271,18 @@ func (a *Agent) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	if err := a.resolveNode(ctx); err == nil {
 		log := a.log.With("node", a.nodeName())
-		wg.Add(3)
+		wg.Add(5)
 		go func() {
 			defer wg.Done()
-			follow(ctx, log.Named("kv"), a.cfg.Timing, a.fetchConfigs, a.poke)
+			follow(ctx, log.Named("kv"), a.cfg.Timing, a.fetchConfigs, func() { a.poke(); a.pokeSummaries() })
+		}()
+		go func() {
+			defer wg.Done()
+			a.followNode(ctx, log.Named("nomad-node"))
+		}()
+		go func() {
+			defer wg.Done()
+			a.summaryLoop(ctx)
 		}()
 		go func() {
 			defer wg.Done()

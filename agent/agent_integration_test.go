@@ -4,10 +4,12 @@ package agent_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"sort"
 	"strings"
@@ -32,11 +34,18 @@ import (
 //
 //  1. slot blue, version 1.0.0, healthy: fleetplan L1 connectivity, L2
 //     system and L3 version and metrics pass, the L3 output has the health
-//     JSON (version 1.0.0) and a metrics line with the app's numbers;
+//     JSON (version 1.0.0) and no metrics line (the numbers are in the
+//     summary);
 //  2. slot green, version 2.0.0 with EDGEINFER_FAULT_WRONG_OUTPUT=1 and a
 //     functional block in the config: fleetplan L4 functional is critical
 //     on green with an output naming the wrong field, passing on blue;
 //  3. purging the agent job removes its checks (graceful stop).
+//
+// Between 1 and 2 a summary request makes every device write its summary;
+// after 2, blue is redeployed serving only Prometheus metrics with half its
+// requests failing and each 300 ms slow: the agent judges the error rate
+// (layer 3 critical) and the p95 (layer 4) from the counters and the
+// histogram.
 //
 // Everything it made is purged at the end; the cluster keeps running.
 func TestAgentOnDevCluster(t *testing.T) {
@@ -59,6 +68,9 @@ func TestAgentOnDevCluster(t *testing.T) {
 		}
 		if _, err := c.Consul.KV().DeleteTree("fleetplan-test/"+app+"/", (&consulapi.WriteOptions{}).WithContext(cctx)); err != nil {
 			t.Logf("cleanup: deleting KV: %v", err)
+		}
+		if _, err := c.Consul.KV().DeleteTree(contract.SummaryFolder("", app), (&consulapi.WriteOptions{}).WithContext(cctx)); err != nil {
+			t.Logf("cleanup: deleting the summaries: %v", err)
 		}
 	})
 
@@ -115,9 +127,8 @@ func TestAgentOnDevCluster(t *testing.T) {
 			if _, v, ok := checks.ParseCheckOutput(out); !ok || v != "1.0.0" {
 				return fmt.Sprintf("%s: the watcher reads version %q from the L3 output %q", node, v, out)
 			}
-			m, ok := contract.ParseMetrics(out)
-			if !ok || m.ErrorRate == nil || m.P95LatencyMS == nil || m.RSSMB == nil || m.MemoryPercent == nil {
-				return fmt.Sprintf("%s: no complete metrics line in %q", node, out)
+			if _, ok := contract.ParseMetrics(out); ok {
+				return fmt.Sprintf("%s: the L3 output streams a metrics line: %q", node, out)
 			}
 			if cs[contract.CheckFunctional] != nil {
 				return fmt.Sprintf("%s: a functional check without a functional block", node)
@@ -125,8 +136,33 @@ func TestAgentOnDevCluster(t *testing.T) {
 			return ""
 		})
 	})
-	t.Logf("layers 1-3 passing with a metrics line on %d devices after %s", len(devices), time.Since(start).Round(time.Second))
+	t.Logf("layers 1-3 passing on %d devices after %s", len(devices), time.Since(start).Round(time.Second))
 	logChecks(t, c, app, devices[0])
+
+	// 1b. A summary request: every device writes its summary once.
+	writeConfig(t, ctx, c, prefix, p, "req-1")
+	start = time.Now()
+	testcluster.Eventually(t, 2*time.Minute, func() (bool, string) {
+		for _, d := range stillReady(t, c, devices) {
+			key := contract.SummaryKey("", app, d)
+			kv, _, err := c.Consul.KV().Get(key, (&consulapi.QueryOptions{}).WithContext(ctx))
+			if err != nil || kv == nil {
+				return false, fmt.Sprintf("%s: no summary at %s yet (%v)", d, key, err)
+			}
+			s, err := contract.DecodeSummary(kv.Value)
+			if err != nil {
+				return false, err.Error()
+			}
+			if s.Request != "req-1" || s.Version != "1.0.0" || s.Current == nil || s.Current.RSSMB == nil || s.Window == nil || s.Window.Samples < 1 ||
+				s.Layers[contract.LayerApplication].Status != "passing" {
+				return false, fmt.Sprintf("%s: summary %s", d, kv.Value)
+			}
+		}
+		return true, ""
+	})
+	if kv, _, err := c.Consul.KV().Get(contract.SummaryKey("", app, devices[0]), nil); err == nil && kv != nil {
+		t.Logf("summaries written after %s; %s: %d bytes: %s", time.Since(start).Round(time.Second), devices[0], len(kv.Value), kv.Value)
+	}
 
 	// 2. A functional block, and a green release that answers wrongly.
 	p.Health.Functional = &scheduler.Functional{
@@ -149,8 +185,12 @@ func TestAgentOnDevCluster(t *testing.T) {
 			}
 			switch slot(e) {
 			case "green":
-				if l4.Status != consulapi.HealthCritical || !strings.Contains(l4.Output, `label = "dog", expected "cat"`) {
-					return fmt.Sprintf("%s/green: L4 is %s: %q", node, l4.Status, l4.Output)
+				// A check whose first verdict is critical, the status it
+				// was registered with, keeps its empty output in the
+				// catalog for up to check_update_interval: the reason is
+				// in the device summary (written on the change).
+				if why := reasonOf(ctx, c, app, node, contract.LayerFunctional, l4); l4.Status != consulapi.HealthCritical || !strings.Contains(why, `label = "dog", expected "cat"`) {
+					return fmt.Sprintf("%s/green: L4 is %s: %q", node, l4.Status, why)
 				}
 				if l3 := cs[contract.CheckVersionMetrics]; l3 == nil || l3.Status != consulapi.HealthPassing || !strings.Contains(l3.Output, `"version":"2.0.0"`) {
 					return fmt.Sprintf("%s/green: L3 should pass with version 2.0.0: %+v", node, l3)
@@ -164,6 +204,49 @@ func TestAgentOnDevCluster(t *testing.T) {
 		})
 	})
 	t.Logf("layer 4 critical on green (wrong label), passing on blue, on %d devices after %s", len(devices), time.Since(start).Round(time.Second))
+	logChecks(t, c, app, devices[0])
+
+	// 2b. Blue serves only Prometheus metrics, with half its requests
+	// failing and every one 300 ms slow (the functional probe is its
+	// traffic): the agent judges the error rate and the p95 from the
+	// Prometheus counters and histogram, and fails blue's layer 3.
+	p.Health.Application.Metrics = &scheduler.AppMetrics{Path: "/metrics", Format: "prometheus",
+		Requests: "http_requests_total", Errors: `http_requests_total{code=~"5.."}`, Latency: "http_request_duration_seconds"}
+	p.Rollback.MaxErrorRate = 0.05
+	p.Rollback.MaxP95LatencyIncreasePercent = 100
+	p.Health.Functional.MaxLatency = 100 * time.Millisecond
+	writeConfig(t, ctx, c, prefix, p, "req-1")
+	if _, _, err := c.Nomad.Jobs().Register(appJob(app, "blue", "1.0.0", map[string]string{
+		"EDGEINFER_METRICS_FORMAT": "prometheus", "EDGEINFER_FAULT_ERROR_RATE": "0.5", "EDGEINFER_FAULT_SLOW": "300ms"}), wo()); err != nil {
+		t.Fatalf("re-registering the blue app job: %v", err)
+	}
+	waitRunning(t, c, contract.SlotJobID(app, "blue"), devices)
+	start = time.Now()
+	errRate := regexp.MustCompile(`error rate 0\.[0-9]+ > max_error_rate 0\.05 \(rollback trigger\)`)
+	testcluster.Eventually(t, 3*time.Minute, func() (bool, string) {
+		return everyDevice(t, c, app, devices, func(node string, e *consulapi.ServiceEntry, cs map[string]*consulapi.HealthCheck) string {
+			if slot(e) != "blue" {
+				return ""
+			}
+			l3 := cs[contract.CheckVersionMetrics]
+			if l3 == nil || l3.Status != consulapi.HealthCritical {
+				return fmt.Sprintf("%s/blue: L3 should fail on the error rate from the Prometheus counters: %+v", node, l3)
+			}
+			if why := reasonOf(ctx, c, app, node, contract.LayerApplication, l3); !errRate.MatchString(why) {
+				return fmt.Sprintf("%s/blue: L3 fails for another reason: %q", node, why)
+			}
+			// The latency triggers go to the functional check.
+			l4 := cs[contract.CheckFunctional]
+			if l4 == nil || l4.Status != consulapi.HealthCritical {
+				return fmt.Sprintf("%s/blue: L4 should fail on the p95 from the Prometheus histogram: %+v", node, l4)
+			}
+			if why := reasonOf(ctx, c, app, node, contract.LayerFunctional, l4); !strings.Contains(why, "p95 latency ") {
+				return fmt.Sprintf("%s/blue: L4 fails for another reason: %q", node, why)
+			}
+			return ""
+		})
+	})
+	t.Logf("layer 3 critical on the Prometheus-only blue (error rate, p95) on %d devices after %s", len(devices), time.Since(start).Round(time.Second))
 	logChecks(t, c, app, devices[0])
 
 	// 3. Stopping the agent removes its checks from the still running
@@ -185,6 +268,39 @@ func TestAgentOnDevCluster(t *testing.T) {
 		}
 		return true, ""
 	})
+}
+
+// reasonOf is a check's output and the device summary's reason for the
+// layer (the newest instance's), joined: statuses propagate at once, an
+// output without a status change may lag by check_update_interval.
+func reasonOf(ctx context.Context, c *testcluster.Cluster, app, node, layer string, hc *consulapi.HealthCheck) string {
+	out := hc.Output
+	kv, _, err := c.Consul.KV().Get(contract.SummaryKey("", app, node), (&consulapi.QueryOptions{}).WithContext(ctx))
+	if err != nil || kv == nil {
+		return out
+	}
+	s, err := contract.DecodeSummary(kv.Value)
+	if err != nil {
+		return out
+	}
+	return out + " | summary: " + s.Layers[layer].Status + ": " + s.Layers[layer].Reason
+}
+
+// writeConfig writes the policy's agent config with a summary request.
+func writeConfig(t *testing.T, ctx context.Context, c *testcluster.Cluster, prefix string, p *scheduler.Policy, request string) {
+	t.Helper()
+	cfg, err := agent.NewAppConfig(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.SummaryRequest = request
+	b, err := json.Marshal(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Consul.KV().Put(&consulapi.KVPair{Key: agent.AppConfigKey(prefix, p.Name), Value: b}, (&consulapi.WriteOptions{}).WithContext(ctx)); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // testPolicy is the part of a policy the agent reads.

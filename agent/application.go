@@ -26,8 +26,8 @@ const DefaultMetricsPath = "/metrics"
 const maxBody = 64 << 10
 
 // maxHealthLine bounds the health JSON echoed in the layer 3 output, so that
-// the metrics line still fits in what Consul keeps of a check output (4 KiB
-// by default).
+// the output fits in what Consul keeps of a check output (4 KiB by
+// default).
 const maxHealthLine = 2048
 
 // Instance is one fleetplan-managed service instance on the device: a
@@ -72,15 +72,20 @@ type appProber struct {
 	now    func() time.Time
 }
 
-// fetch GETs url and returns the status code, the body (at most maxBody)
+// fetch GETs url (asking for JSON) and returns the status code, the body (at most maxBody)
 // and how long the answer took.
 func (p *appProber) fetch(ctx context.Context, url string) (int, []byte, time.Duration, error) {
+	return p.fetchAccept(ctx, url, "application/json")
+}
+
+// fetchAccept is fetch with another Accept header.
+func (p *appProber) fetchAccept(ctx context.Context, url, accept string) (int, []byte, time.Duration, error) {
 	start := p.now()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return 0, nil, 0, err
 	}
-	req.Header.Set("Accept", "application/json")
+	req.Header.Set("Accept", accept)
 	resp, err := p.client.Do(req)
 	if err != nil {
 		return 0, nil, p.now().Sub(start), err
@@ -97,22 +102,21 @@ func (p *appProber) fetch(ctx context.Context, url string) (int, []byte, time.Du
 // ApplicationInput is what one layer 3 agent probe judges.
 type ApplicationInput struct {
 	Instance Instance
-	// HealthPath and MetricsPath on the instance's address.
+	// HealthPath on the instance's address.
 	HealthPath    string
-	MetricsPath   string
 	ExpectVersion bool
-	// System gives the device's cpu and memory for the metrics line.
-	System SystemSample
 }
 
-// ProbeApplication runs the layer 3 agent probe: it fetches the instance's
-// health endpoint and judges it (healthy passes, degraded warns, unhealthy,
-// an unreadable answer or a version other than the instance's
-// fleetplan-version tag fails), then fetches the metrics endpoint and
-// appends the metrics line. The output format is the contract described
-// in the package documentation.
+// ProbeApplication runs the health part of the layer 3 agent probe: it
+// fetches the instance's health endpoint and judges it (healthy passes,
+// degraded warns, unhealthy, an unreadable answer or a version other than
+// the instance's fleetplan-version tag fails). The output (a verdict line,
+// then the health line) is the contract described in the package
+// documentation; the agent adds its metric findings to the verdict line
+// (withFindings). It holds no figure that changes at every run (no
+// timing), so that it stays the same while the verdict does.
 //
-// Each of the two requests may take up to fetch.
+// The request may take up to fetch.
 func (p *appProber) ProbeApplication(ctx context.Context, in ApplicationInput, fetch time.Duration) (plugin.Status, string) {
 	inst := in.Instance
 	var status plugin.Status
@@ -126,27 +130,11 @@ func (p *appProber) ProbeApplication(ctx context.Context, in ApplicationInput, f
 		cancel()
 	}
 
-	var lines []string
-	lines = append(lines, summary)
+	out := summary + "\n"
 	if healthLine != "" {
-		lines = append(lines, "health: "+healthLine)
+		out += "health: " + healthLine + "\n"
 	}
-	m := contract.Metrics{}
-	if in.System.CPUKnown {
-		m.CPUPercent = ptr(round1(in.System.CPUPercent))
-	}
-	if in.System.MemTotalKB > 0 {
-		m.MemoryPercent = ptr(round1(in.System.MemoryPercent))
-	}
-	if in.MetricsPath != "" {
-		mctx, cancel := context.WithTimeout(ctx, fetch)
-		if err := p.fillAppMetrics(mctx, instanceURL(inst, in.MetricsPath), &m); err != nil {
-			lines = append(lines, "app metrics: "+oneLine(err.Error()))
-		}
-		cancel()
-	}
-	lines = append(lines, m.Format())
-	return status, strings.Join(lines, "\n") + "\n"
+	return status, out
 }
 
 // fillAppMetrics reads the application's metrics endpoint into m.
@@ -173,11 +161,14 @@ func (p *appProber) judgeHealth(ctx context.Context, url string, inst Instance, 
 	code, body, took, err := p.fetch(ctx, url)
 	if err != nil {
 		if ctx.Err() != nil && errors.Is(err, ctx.Err()) {
-			return Critical, oneLine(fmt.Sprintf("critical: GET %s gave no answer within %s", url, took.Round(time.Millisecond))), ""
+			return Critical, oneLine(fmt.Sprintf("critical: GET %s gave no answer within the timeout (%s)", url, took.Round(100*time.Millisecond))), ""
 		}
 		return Critical, oneLine(fmt.Sprintf("critical: GET %s failed: %v", url, err)), ""
 	}
-	answered := fmt.Sprintf("GET %s: %d in %s", url, code, took.Round(time.Millisecond))
+	// No timing here: the output must not change while the verdict does
+	// not.
+	_ = took
+	answered := fmt.Sprintf("GET %s: %d", url, code)
 
 	var doc healthDoc
 	healthLine := compactJSON(body)
@@ -284,3 +275,27 @@ func orNone(s string) string {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// withFindings adds the metric findings to a layer 3 output: the verdict
+// becomes the worst of the health verdict and the findings, and the
+// findings' reasons lead the verdict line.
+func withFindings(status plugin.Status, out string, fs []finding) (plugin.Status, string) {
+	if len(fs) == 0 {
+		return status, out
+	}
+	first, rest, _ := strings.Cut(out, "\n")
+	_, healthPart, ok := strings.Cut(first, ": ")
+	if !ok {
+		healthPart = first
+	}
+	st := worse(status, worstFinding(fs))
+	reasons := make([]string, len(fs))
+	for i, f := range fs {
+		reasons[i] = f.reason
+	}
+	line := fmt.Sprintf("%s: %s; %s", st, strings.Join(reasons, "; "), healthPart)
+	if rest != "" {
+		return st, oneLine(line) + "\n" + rest
+	}
+	return st, oneLine(line) + "\n"
+}

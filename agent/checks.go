@@ -169,8 +169,24 @@ func ApplicationNotes(in Instance, cfg *AppConfig) string {
 	if expect {
 		ver = fmt.Sprintf("a version other than %s fails", contract.VersionTag(in.Version))
 	}
-	return fmt.Sprintf("fleetplan device agent, layer 3: GET %s on the instance: healthy passes, degraded warns, unhealthy fails; %s. The last output line is %s{...} with error_rate, p95_latency_ms, rss_mb, requests_total, cpu_percent, memory_percent (%s).",
-		path, ver, contract.MetricsLinePrefix, source)
+	triggers := "no metric trigger"
+	if cfg != nil {
+		var ts []string
+		if cfg.MaxErrorRate > 0 {
+			ts = append(ts, fmt.Sprintf("max_error_rate %g", cfg.MaxErrorRate))
+		}
+		if cfg.MaxP95LatencyIncreasePercent > 0 {
+			ts = append(ts, fmt.Sprintf("max_p95_latency_increase_percent %g over this device's pre-switch baseline", cfg.MaxP95LatencyIncreasePercent))
+		}
+		if cfg.TrendHorizon > 0 {
+			ts = append(ts, "resource trends over "+cfg.TrendHorizon.String())
+		}
+		if len(ts) > 0 {
+			triggers = "metric triggers judged here: " + strings.Join(ts, ", ")
+		}
+	}
+	return fmt.Sprintf("fleetplan device agent, layer 3: GET %s on the instance: healthy passes, degraded warns, unhealthy fails; %s; %s (a missing figure warns). The numbers are in the device summary in Consul KV (%s).",
+		path, ver, triggers, source)
 }
 
 // fingerprint identifies a registration's definition (not its status).

@@ -3,6 +3,7 @@ package agent
 import (
 	"bytes"
 	"net/http"
+	"strconv"
 	"sync"
 	"time"
 )
@@ -35,6 +36,39 @@ type probeEntry struct {
 	code int
 	ctyp string
 	body []byte
+	// key identifies the answer's verdict (stableKey); while it stays the
+	// same, the body served stays the one first served with it.
+	key string
+}
+
+// stableKey is what must change for a probe's answer to change: its code
+// (the check's status) and its verdict line with the numbers blanked out.
+// Consul sends a check's output to the servers at once only with a status
+// change (else at most every check_update_interval, and with 0s every
+// change is a Raft write): an output that changes at every run while the
+// verdict stays would be a stream of writes or stale anyway. A new reason
+// (another trigger, another version) is a new key.
+func stableKey(code int, body []byte) string {
+	line := body
+	if i := bytes.IndexByte(line, '\n'); i >= 0 {
+		line = line[:i]
+	}
+	b := make([]byte, 0, len(line)+4)
+	b = strconv.AppendInt(b, int64(code), 10)
+	b = append(b, ' ')
+	digits := false
+	for _, c := range line {
+		if (c >= '0' && c <= '9') || (digits && c == '.') {
+			if !digits {
+				b = append(b, '#')
+			}
+			digits = true
+			continue
+		}
+		digits = false
+		b = append(b, c)
+	}
+	return string(b)
 }
 
 func newProbeCache(minAge time.Duration, now func() time.Time) *probeCache {
@@ -67,19 +101,20 @@ func (c *probeCache) entry(key string) *probeEntry {
 	return e
 }
 
-// wrap serves next through the cache.
+// wrap serves next through the cache, with stable answers (stableKey).
 func (c *probeCache) wrap(next http.Handler) http.Handler {
-	if c.minAge <= 0 {
-		return next
-	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		e := c.entry(r.URL.Path + "?" + r.URL.RawQuery)
 		e.run.Lock()
 		defer e.run.Unlock()
-		if e.at.IsZero() || c.now().Sub(e.at) >= c.minAge {
+		if c.minAge <= 0 || e.at.IsZero() || c.now().Sub(e.at) >= c.minAge {
 			rec := &recorder{header: http.Header{}, code: http.StatusOK}
 			next.ServeHTTP(rec, r)
-			e.code, e.ctyp, e.body = rec.code, rec.header.Get("Content-Type"), rec.buf.Bytes()
+			body := rec.buf.Bytes()
+			if k := stableKey(rec.code, body); k != e.key || e.body == nil {
+				e.key, e.body = k, body
+			}
+			e.code, e.ctyp = rec.code, rec.header.Get("Content-Type")
 			e.at = c.now()
 			if r.Context().Err() != nil {
 				// The caller went away mid-probe: its answer may be cut

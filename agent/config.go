@@ -58,6 +58,23 @@ type AppConfig struct {
 	// HeartbeatTimeout is the longest accepted age of the Nomad client's
 	// last heartbeat (layer 1); 0 is unknown.
 	HeartbeatTimeout Duration `json:"heartbeat_timeout,omitempty"`
+	// Metrics says where and how the application's metrics are read (nil:
+	// JSON at DefaultMetricsPath).
+	Metrics *MetricsConfig `json:"metrics,omitempty"`
+	// The policy's metric triggers, judged on the device (edge-local
+	// verdicts, see verdicts.go): the error rate, and the p95 latency
+	// against the device's own pre-switch baseline (or, without one, the
+	// functional block's max_latency); 0 is not set.
+	MaxErrorRate                 float64 `json:"max_error_rate,omitempty"`
+	MaxP95LatencyIncreasePercent float64 `json:"max_p95_latency_increase_percent,omitempty"`
+	// TrendHorizon is how far ahead the resource trends are projected
+	// against their limits (the soak of the stage after the canary); 0
+	// judges no trend.
+	TrendHorizon Duration `json:"trend_horizon,omitempty"`
+	// SummaryRequest names the controller's latest request for device
+	// summaries: each agent running an instance of the application writes
+	// its summary (contract.SummaryKey) once per new value.
+	SummaryRequest string `json:"summary_request,omitempty"`
 }
 
 // SystemThresholds are the layer 2 limits; a zero field is not set.
@@ -134,6 +151,26 @@ func NewAppConfig(p *scheduler.Policy) (*AppConfig, error) {
 	}
 	if c.HealthPath == "" {
 		c.HealthPath = DefaultHealthPath
+	}
+	c.MaxErrorRate = p.Rollback.MaxErrorRate
+	c.MaxP95LatencyIncreasePercent = p.Rollback.MaxP95LatencyIncreasePercent
+	if st := p.Stages(); len(st) > 1 {
+		c.TrendHorizon = Duration(st[1].Soak)
+	} else if len(st) == 1 {
+		c.TrendHorizon = Duration(st[0].Soak)
+	}
+	if m := h.Application.Metrics; m != nil {
+		c.Metrics = &MetricsConfig{Path: m.Path, Format: m.Format, Requests: m.Requests, Errors: m.Errors, Latency: m.Latency}
+		if c.Metrics.Path != "" {
+			if err := ValidProbePath(c.Metrics.Path); err != nil {
+				return nil, fmt.Errorf("agent app config of %s: metrics path: %w", p.Name, err)
+			}
+		}
+		if c.Metrics.Format == MetricsFormatPrometheus {
+			if _, err := newPromMapping(*c.Metrics); err != nil {
+				return nil, fmt.Errorf("agent app config of %s: %w", p.Name, err)
+			}
+		}
 	}
 	if s := h.System; s != nil {
 		c.System = &SystemThresholds{

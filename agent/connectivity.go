@@ -4,10 +4,13 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
+	"github.com/hashicorp/go-hclog"
 	nomadapi "github.com/hashicorp/nomad/api"
 
+	"github.com/fleetplan/fleetplan/internal/blocking"
 	"github.com/fleetplan/fleetplan/plugin"
 )
 
@@ -35,9 +38,12 @@ type NomadClientState struct {
 	Took         time.Duration
 }
 
-// readNomadClient asks the device's Nomad client (its /v1/agent/self, then
-// /v1/node/<id>, which the client forwards to the servers).
-func readNomadClient(ctx context.Context, nc *nomadapi.Client, now func() time.Time) NomadClientState {
+// readNomadClient asks the device's Nomad client its /v1/agent/self (a
+// local answer: no server request) and takes the node's status from the
+// node follower (one blocking query on /v1/node/<id>, which returns only
+// when the node changes); until the follower has an answer, it reads the
+// node once.
+func readNomadClient(ctx context.Context, nc *nomadapi.Client, nf *nodeFollower, now func() time.Time) NomadClientState {
 	start := now()
 	var self nomadapi.AgentSelf
 	if _, err := nc.Raw().Query("/v1/agent/self", &self, (&nomadapi.QueryOptions{}).WithContext(ctx)); err != nil {
@@ -53,7 +59,10 @@ func readNomadClient(ctx context.Context, nc *nomadapi.Client, now func() time.T
 	st.NodeID = client["node_id"]
 	st.HeartbeatAge, _ = time.ParseDuration(client["last_heartbeat"])
 	st.HeartbeatTTL, _ = time.ParseDuration(client["heartbeat_ttl"])
-	node, _, err := nc.Nodes().Info(st.NodeID, (&nomadapi.QueryOptions{AllowStale: true}).WithContext(ctx))
+	node, err, ok := nf.get(st.NodeID)
+	if !ok {
+		node, _, err = nc.Nodes().Info(st.NodeID, (&nomadapi.QueryOptions{AllowStale: true}).WithContext(ctx))
+	}
 	st.Took = now().Sub(start)
 	if err != nil {
 		st.NodeErr = err
@@ -85,17 +94,15 @@ func ConnectivityVerdict(st NomadClientState, nomadAddr string, heartbeatTimeout
 		status = Critical
 		problems = append(problems, fmt.Sprintf("node status is %q, not ready", st.Status))
 	}
-	hb := fmt.Sprintf("last heartbeat %s ago", fmtAge(st.HeartbeatAge))
 	var limits []string
 	if heartbeatTimeout > 0 {
-		limits = append(limits, "limit "+heartbeatTimeout.String())
+		limits = append(limits, "heartbeat timeout "+heartbeatTimeout.String())
 		if st.HeartbeatAge >= heartbeatTimeout {
 			status = worse(status, Critical)
 			problems = append(problems, fmt.Sprintf("last heartbeat %s ago, at or above the heartbeat timeout %s", fmtAge(st.HeartbeatAge), heartbeatTimeout))
 		}
 	}
 	if st.HeartbeatTTL > 0 {
-		limits = append(limits, "TTL "+fmtAge(st.HeartbeatTTL))
 		if heartbeatTimeout <= 0 && st.HeartbeatAge > st.HeartbeatTTL {
 			status = worse(status, Warning)
 			problems = append(problems, fmt.Sprintf("last heartbeat %s ago, older than its TTL %s", fmtAge(st.HeartbeatAge), fmtAge(st.HeartbeatTTL)))
@@ -104,7 +111,6 @@ func ConnectivityVerdict(st NomadClientState, nomadAddr string, heartbeatTimeout
 	if heartbeatTimeout <= 0 {
 		limits = append(limits, "no heartbeat timeout configured")
 	}
-	hb += " (" + strings.Join(limits, ", ") + ")"
 	if st.Draining {
 		status = worse(status, Warning)
 		problems = append(problems, "node is draining")
@@ -117,8 +123,11 @@ func ConnectivityVerdict(st NomadClientState, nomadAddr string, heartbeatTimeout
 	if len(problems) > 0 {
 		summary = fmt.Sprintf("%s: %s", status, strings.Join(problems, "; "))
 	}
-	detail := fmt.Sprintf("node %s (%s) status %s, eligibility %s; %s; Nomad client %s answered in %s",
-		st.NodeName, st.NodeID, st.Status, orNone(st.Eligibility), hb, nomadAddr, st.Took.Round(time.Millisecond))
+	// No timing (the heartbeat's age, the answer's time) in the output
+	// unless it is the problem: the output must not change while the
+	// verdict does not.
+	detail := fmt.Sprintf("node %s (%s) status %s, eligibility %s; %s; Nomad client %s answered",
+		st.NodeName, st.NodeID, st.Status, orNone(st.Eligibility), strings.Join(limits, ", "), nomadAddr)
 	return status, oneLine(summary) + "\n" + oneLine(detail) + "\n"
 }
 
@@ -140,4 +149,70 @@ func fmtAge(d time.Duration) string {
 	default:
 		return d.Round(100 * time.Millisecond).String()
 	}
+}
+
+// nodeFollower keeps the device's Nomad node as the servers last
+// described it, from one blocking query (followNode).
+type nodeFollower struct {
+	mu   sync.Mutex
+	id   string
+	node *nomadapi.Node
+	err  error
+}
+
+// get returns the node's last state; ok is false until the follower has
+// an answer for that node ID.
+func (f *nodeFollower) get(id string) (*nomadapi.Node, error, bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.id != id || (f.node == nil && f.err == nil) {
+		return nil, nil, false
+	}
+	return f.node, f.err, true
+}
+
+func (f *nodeFollower) set(id string, n *nomadapi.Node, err error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.id != id {
+		f.id, f.node = id, nil
+	}
+	f.err = err
+	if n != nil {
+		f.node = n
+	}
+}
+
+// followNode learns the node ID from the local Nomad client, then follows
+// the node with a blocking query until ctx ends: one server request per
+// node change (or per WaitTime), instead of one per check interval.
+func (a *Agent) followNode(ctx context.Context, log hclog.Logger) {
+	var id string
+	for failures := 1; id == ""; failures++ {
+		var self nomadapi.AgentSelf
+		_, err := a.nomad.Raw().Query("/v1/agent/self", &self, (&nomadapi.QueryOptions{}).WithContext(ctx))
+		if err == nil && self.Stats["client"] != nil {
+			id = self.Stats["client"]["node_id"]
+		}
+		if id != "" {
+			break
+		}
+		d := blocking.Backoff(failures, a.cfg.Timing.BackoffBase, a.cfg.Timing.BackoffMax)
+		log.Debug("the Nomad client does not name its node yet", "error", err, "retry_in", d)
+		if blocking.Sleep(ctx, d) != nil {
+			return
+		}
+	}
+	follow(ctx, log, a.cfg.Timing, func(ctx context.Context, waitIndex uint64) (uint64, error) {
+		q := (&nomadapi.QueryOptions{AllowStale: true, WaitIndex: waitIndex, WaitTime: a.cfg.Timing.WaitTime}).WithContext(ctx)
+		n, meta, err := a.nomad.Nodes().Info(id, q)
+		if err != nil {
+			if ctx.Err() == nil {
+				a.nodeSt.set(id, nil, err)
+			}
+			return 0, fmt.Errorf("following Nomad node %s through the local client: %w", id, err)
+		}
+		a.nodeSt.set(id, n, nil)
+		return meta.LastIndex, nil
+	}, func() {})
 }

@@ -72,31 +72,31 @@
 // health endpoint (the policy's health.application path, /health by
 // default): healthy passes, degraded warns, unhealthy, a non-2xx answer, an
 // answer that is not the health JSON, or (with expect_version) a version
-// other than the instance's fleetplan-version tag fails. Then it fetches
-// the instance's /metrics (JSON; optional). The output has these lines:
+// other than the instance's fleetplan-version tag fails. Then it reads the
+// instance's metrics (the policy's metrics block: fleetplan's JSON record
+// at /metrics by default, or the Prometheus text format) and judges the
+// policy's metric triggers on the device (edge.go): max_error_rate,
+// max_p95_latency_increase_percent against the device's own pre-switch
+// baseline (without one, functional.max_latency), memory at twice the
+// baseline, and resource trends projected past their limit. The output has
+// these lines:
 //
-//	passing: healthy; version 2.0.0 as released (fleetplan-version=2.0.0); GET http://127.0.0.1:20123/health: 200 in 2ms
+//	critical: error rate 0.072 > max_error_rate 0.05 (rollback trigger); healthy; version 2.0.0 as released (fleetplan-version=2.0.0); GET http://127.0.0.1:20123/health: 200
 //	health: {"status":"healthy","version":"2.0.0","build":"2.0.0+r1","checks":{"model":"loaded"}}
-//	metrics: {"error_rate":0.01,"p95_latency_ms":12.5,"rss_mb":9.4,"requests_total":120,"cpu_percent":22.5,"memory_percent":41}
 //
-// Line 1 is the verdict and never contains '{' or '}', so the first JSON
-// object of the output is the application's health answer (compacted, cut
-// at 2 KiB): checks.ParseCheckOutput reads status and version from it as
-// from Nomad's own layer 3 check. The health line is missing when the
-// application did not answer with JSON. An "app metrics: ..." line may
-// follow when /metrics could not be read.
+// Line 1 is the verdict, the findings' reasons first, and never contains
+// '{' or '}', so the first JSON object of the output is the application's
+// health answer (compacted, cut at 2 KiB): checks.ParseCheckOutput reads
+// status and version from it as from Nomad's own layer 3 check. The health
+// line is missing when the application did not answer with JSON. A trigger
+// whose figure is missing warns ("not measured" and why).
 //
-// The last line always starts with "metrics: " followed by one JSON object
-// with exactly these keys, in this order: error_rate (the application's
-// errors / requests since it started), p95_latency_ms, rss_mb (the
-// application's resident memory, from rss_mb or rss_bytes), requests_total,
-// cpu_percent and memory_percent (the device's, as layer 2 measures them).
-// A value the agent could not get is null. contract.ParseMetrics reads it back.
-//
-// So the watcher has each instance's measurements with every check update,
-// without polling devices. For a before/after sample outside Consul, GET
-// /v1/metrics?service=<service ID> answers the same numbers as JSON (plus
-// disk and temperature).
+// The output holds no number that changes at every run, and a probe
+// endpoint serves the same body as long as its status and its verdict line
+// (numbers aside) stay the same (stableKey): Consul forwards an
+// output-only change at most every check_update_interval. The numbers
+// travel in the device summary (summary.go, contract.Summary); for a sample
+// outside Consul, GET /v1/metrics?service=<service ID> answers them as JSON.
 //
 // # Configuration
 //

@@ -8,9 +8,11 @@ import (
 	"maps"
 	"net/http"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/fleetplan/fleetplan/contract"
+	"github.com/fleetplan/fleetplan/plugin"
 )
 
 // Handler serves the endpoints: /v1/health and the probe endpoints Consul's
@@ -34,6 +36,7 @@ func (a *Agent) Handler() http.Handler {
 	for _, p := range []string{PathConnectivity, PathSystem, PathApplication, PathFunctional} {
 		mux.Handle(p, cached)
 	}
+	mux.Handle("GET "+PathPrometheus, a.metrics.handler())
 	mux.HandleFunc("GET "+PathHealth, func(w http.ResponseWriter, _ *http.Request) {
 		writeText(w, http.StatusOK, "ok\n")
 	})
@@ -75,15 +78,17 @@ func (a *Agent) handleConnectivity(w http.ResponseWriter, r *http.Request) {
 	hb := StrictestHeartbeatTimeout(relevantApps(slices.Collect(maps.Values(insts)), configs))
 	ctx, cancel := a.probeCtx(r, a.cfg.CheckTimeout)
 	defer cancel()
-	st := readNomadClient(ctx, a.nomad, a.now)
+	st := readNomadClient(ctx, a.nomad, a.nodeSt, a.now)
 	status, out := ConnectivityVerdict(st, a.cfg.NomadAddr, hb)
+	a.metrics.probe(r.URL.Path, 1, status)
 	writeText(w, HTTPStatus(status), out)
 }
 
-func (a *Agent) handleSystem(w http.ResponseWriter, _ *http.Request) {
+func (a *Agent) handleSystem(w http.ResponseWriter, r *http.Request) {
 	configs, insts := a.snapshot()
 	t := strictestThresholds(relevantApps(slices.Collect(maps.Values(insts)), configs), a.cfg.Defaults)
 	status, out := SystemVerdict(a.sys.Sample(), t)
+	a.layerVerdict(r, 2, "", contract.LayerSystem, status, out)
 	writeText(w, HTTPStatus(status), out)
 }
 
@@ -107,20 +112,78 @@ func (a *Agent) handleApplication(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	input := ApplicationInput{Instance: in, HealthPath: DefaultHealthPath, MetricsPath: DefaultMetricsPath, ExpectVersion: true}
+	input := ApplicationInput{Instance: in, HealthPath: DefaultHealthPath, ExpectVersion: true}
 	fetch := DefaultFetchTimeout
+	var mc MetricsConfig
 	if cfg != nil {
 		input.HealthPath, input.ExpectVersion = cfg.HealthPath, cfg.ExpectVersion
 		if cfg.Timeout > 0 {
 			fetch = cfg.Timeout.D()
 		}
+		if cfg.Metrics != nil {
+			mc = *cfg.Metrics
+		}
 	}
-	input.System = a.sys.Sample()
+	sys := a.sys.Sample()
 	ctx, cancel := a.probeCtx(r, applicationCheckTimeout(fetch))
 	defer cancel()
 	status, out := a.app.ProbeApplication(ctx, input, fetch)
+
+	// The measurement: the device's figures, then the application's.
+	now := a.now()
+	m := contract.Metrics{}
+	if sys.CPUKnown {
+		m.CPUPercent = ptr(round1(sys.CPUPercent))
+	}
+	if sys.MemTotalKB > 0 {
+		m.MemoryPercent = ptr(round1(sys.MemoryPercent))
+	}
+	mctx, mcancel := context.WithTimeout(ctx, fetch)
+	why := a.fetchReading(mctx, in, mc, &m, now)
+	mcancel()
+	rd := reading{at: now, m: m, why: why}
+	if sys.TempKnown {
+		rd.tempC = ptr(round1(sys.TemperatureC))
+	}
+	cur, base, baseVersion, trend := a.meas.record(in, rd)
+	fs := judgeTriggers(triggerInput{cfg: cfg, node: a.nodeName(), cur: cur, why: why, base: base, baseVersion: baseVersion, trend: trend, now: now},
+		func(metric string, crossed bool) int { return a.meas.trendHit(in.ServiceID, metric, crossed) })
+	hasL4 := cfg != nil && cfg.Functional != nil && cfg.Functional.Probe != ""
+	l3, l4 := splitFindings(fs, hasL4)
+	a.meas.setLatencyFindings(in.ServiceID, l4)
+	status, out = withFindings(status, out, l3)
+	a.layerVerdict(r, 3, in.ServiceID, contract.LayerApplication, status, out)
 	writeText(w, HTTPStatus(status), out)
 }
+
+// layerVerdict records a check's verdict: the agent's metrics, and the
+// instance's layer status for its summary (a status change asks for a
+// summary).
+func (a *Agent) layerVerdict(r *http.Request, layer int, serviceID, name string, status plugin.Status, out string) {
+	a.metrics.probe(r.URL.Path+"?"+r.URL.RawQuery, layer, status)
+	reason, _, _ := strings.Cut(out, "\n")
+	if _, rest, ok := strings.Cut(reason, ": "); ok {
+		reason = rest
+	}
+	if len(reason) > maxReason {
+		reason = reason[:maxReason] + "..."
+	}
+	ls := contract.LayerStatus{Status: string(status), Reason: reason}
+	if serviceID == "" {
+		if a.meas.setSystem(ls) {
+			for _, app := range a.meas.apps() {
+				a.statusChanged(app)
+			}
+		}
+		return
+	}
+	if app, changed := a.meas.setLayer(serviceID, name, ls); changed {
+		a.statusChanged(app)
+	}
+}
+
+// maxReason bounds a layer's reason in a summary.
+const maxReason = 300
 
 func (a *Agent) handleFunctional(w http.ResponseWriter, r *http.Request) {
 	in, cfg, ok := a.instanceFor(w, r)
@@ -136,6 +199,10 @@ func (a *Agent) handleFunctional(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), a.fn.allow.checkTimeout(cfg.Functional)-250*time.Millisecond)
 	defer cancel()
 	status, out := a.fn.ProbeFunctional(ctx, in, a.nodeName(), cfg.Functional)
+	a.meas.probeRun(in, a.now(), status == Passing)
+	// The latency triggers the layer 3 probe judged on the metrics.
+	status, out = withFindings(status, out, a.meas.latencyFindings(in.ServiceID))
+	a.layerVerdict(r, 4, in.ServiceID, contract.LayerFunctional, status, out)
 	writeText(w, HTTPStatus(status), out)
 }
 
@@ -151,7 +218,7 @@ type MetricsReport struct {
 	Service       string    `json:"service,omitempty"`
 	App           string    `json:"app,omitempty"`
 	Version       string    `json:"version,omitempty"`
-	// Instance holds the metrics line's fields of the instance.
+	// Instance holds the instance's metrics record (contract.Metrics).
 	Instance *contract.Metrics `json:"instance,omitempty"`
 	Error    string            `json:"error,omitempty"`
 }

@@ -5,7 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"net"
+	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -135,11 +138,102 @@ func (a *Agent) reconcile(ctx context.Context) error {
 			delete(a.registered, id)
 		}
 	}
+	a.metrics.forget(func(key string) bool {
+		// The instance checks' keys name their service.
+		_, id, ok := strings.Cut(key, "?service=")
+		if !ok {
+			return true
+		}
+		if u, err := url.QueryUnescape(id); err == nil {
+			id = u
+		}
+		return a.instances[id].ServiceID != "" || services[id] != nil
+	})
+	// An instance gone (a switch, a rollback): the application's summary
+	// now speaks for the one left.
+	for _, app := range a.meas.forget(func(id string) bool { _, ok := services[id]; return ok }) {
+		a.statusChanged(app)
+	}
+	a.ensureService(ctx, services)
 	if len(errs) > 0 {
+		for range errs {
+			a.metrics.consulError("check_register")
+		}
 		return errors.Join(errs...)
 	}
 	a.readyOnce.Do(func() { close(a.ready) })
 	return nil
+}
+
+// DefaultServiceName is the Consul service the agent registers itself as.
+const DefaultServiceName = "fleetplan-agent"
+
+// Service tags and meta of the agent's own service: Prometheus' consul_sd
+// keeps the targets tagged "prometheus" and reads the metrics path from
+// the meta (relabel __meta_consul_service_metadata_metrics_path).
+const (
+	ServiceTagPrometheus = "prometheus"
+	ServiceMetaPath      = "metrics_path"
+)
+
+// serviceID is the agent's own service ID ("" when it registers none).
+func (a *Agent) serviceID() string {
+	if a.cfg.ServiceName == "-" {
+		return ""
+	}
+	if len(a.cfg.Apps) == 0 {
+		return a.cfg.ServiceName
+	}
+	return a.cfg.ServiceName + "-" + strings.Join(slices.Sorted(slices.Values(a.cfg.Apps)), "-")
+}
+
+// serviceRegistration is the agent's own service on its local Consul
+// agent, so that Prometheus' Consul discovery finds its /metrics.
+func (a *Agent) serviceRegistration() *consulapi.AgentServiceRegistration {
+	a.mu.RLock()
+	base := a.base
+	a.mu.RUnlock()
+	host, port := base, 0
+	if u, err := url.Parse(base); err == nil {
+		h, p, err := net.SplitHostPort(u.Host)
+		if err == nil {
+			host = h
+			port, _ = strconv.Atoi(p)
+		}
+	}
+	return &consulapi.AgentServiceRegistration{
+		ID:      a.serviceID(),
+		Name:    a.cfg.ServiceName,
+		Tags:    []string{ServiceTagPrometheus, "fleetplan"},
+		Address: host,
+		Port:    port,
+		Meta:    map[string]string{ServiceMetaPath: PathPrometheus, "fleetplan_component": contract.ComponentAgent},
+	}
+}
+
+// ensureService registers the agent's own service when the local Consul
+// agent lacks it or holds another definition (idempotent: nothing is sent
+// while it matches). A failure is logged and counted, and tried again at
+// the next reconciliation; the checks do not depend on it.
+func (a *Agent) ensureService(ctx context.Context, services map[string]*consulapi.AgentService) {
+	id := a.serviceID()
+	if id == "" {
+		return
+	}
+	want := a.serviceRegistration()
+	if cur := services[id]; cur != nil && cur.Service == want.Name && cur.Port == want.Port && cur.Address == want.Address &&
+		slices.Equal(cur.Tags, want.Tags) && maps.Equal(cur.Meta, want.Meta) {
+		a.service = id
+		return
+	}
+	if err := a.consul.Agent().ServiceRegisterOpts(want, consulapi.ServiceRegisterOpts{}.WithContext(ctx)); err != nil {
+		a.metrics.consulError("service_register")
+		a.log.Warn("cannot register the agent's own service (Prometheus' Consul discovery will not find it); retrying at the next reconciliation",
+			"service", id, "error", err)
+		return
+	}
+	a.service = id
+	a.log.Info("registered the agent's service", "service", id, "address", want.Address, "port", want.Port, "metrics_path", PathPrometheus)
 }
 
 // inScope reports whether the agent registers checks for the application's
@@ -222,4 +316,10 @@ func (a *Agent) deregisterAll() {
 		a.log.Debug("deregistered check at stop", "id", id)
 	}
 	clear(a.registered)
+	if a.service != "" {
+		if err := a.consul.Agent().ServiceDeregisterOpts(a.service, q); err != nil {
+			a.log.Warn("deregistering the agent's service at stop", "service", a.service, "error", err)
+		}
+		a.service = ""
+	}
 }

@@ -170,7 +170,7 @@ func TestNoRequestToOtherHosts(t *testing.T) {
 	inst := app.start(t)
 	prober := &appProber{client: &http.Client{CheckRedirect: noRedirects}, now: time.Now}
 	for _, path := range []string{"@" + other + "/latest", "//" + other + "/latest", "/@" + other, "http://" + other + "/"} {
-		st, out := prober.ProbeApplication(context.Background(), ApplicationInput{Instance: inst, HealthPath: path, MetricsPath: "/metrics", ExpectVersion: true}, time.Second)
+		st, out := prober.ProbeApplication(context.Background(), ApplicationInput{Instance: inst, HealthPath: path, ExpectVersion: true}, time.Second)
 		if st != Critical || !strings.HasPrefix(out, "critical: the policy's health path is refused: ") || strings.Contains(out, "SECRET") {
 			t.Errorf("health path %q: %s\n%s", path, st, out)
 		}
@@ -185,7 +185,7 @@ func TestNoRequestToOtherHosts(t *testing.T) {
 	host, port, _ := net.SplitHostPort(redirect.Listener.Addr().String())
 	p, _ := strconv.Atoi(port)
 	rinst := Instance{ServiceID: "r", Address: host, Port: p, Version: "1.0.0"}
-	st, out := prober.ProbeApplication(context.Background(), ApplicationInput{Instance: rinst, HealthPath: "/health", MetricsPath: "/metrics", ExpectVersion: true}, time.Second)
+	st, out := prober.ProbeApplication(context.Background(), ApplicationInput{Instance: rinst, HealthPath: "/health", ExpectVersion: true}, time.Second)
 	if st != Critical || strings.Contains(out, "SECRET") {
 		t.Errorf("redirected health: %s\n%s", st, out)
 	}

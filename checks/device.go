@@ -1,7 +1,7 @@
 package checks
 
 import (
-	"sort"
+	"slices"
 	"strings"
 
 	consulapi "github.com/hashicorp/consul/api"
@@ -10,8 +10,31 @@ import (
 	"github.com/fleetplan/fleetplan/scheduler"
 )
 
-// deviceHealthLocked assembles one device's health from the caches.
-func (w *Watcher) deviceHealthLocked(jw *jobWatch, d scheduler.DeviceRef) scheduler.DeviceHealth {
+// deviceHealthLocked is one device's health from the caches: computed
+// again only when the device's node, its checks, or the allocations
+// changed since it was last computed.
+func (w *Watcher) deviceHealthLocked(jw *jobWatch, d scheduler.DeviceRef, key string) scheduler.DeviceHealth {
+	c, ok := jw.cache[key]
+	if ok && c != nil && c.nodesGen == w.nodesGen && c.allocGen == w.allocGen && c.epoch == w.cs.epoch && (c.nc == nil || c.nc.gen == c.checkGen) {
+		return c.h
+	}
+	name := d.Name
+	if name == "" {
+		name = w.nodes[d.ID].Name
+	}
+	nc := w.cs.byNode[name]
+	var gen uint64
+	if nc != nil {
+		gen = nc.gen
+	}
+	h := w.computeHealthLocked(jw, d, nc)
+	jw.cache[key] = &cachedHealth{nodesGen: w.nodesGen, allocGen: w.allocGen, epoch: w.cs.epoch, nc: nc, checkGen: gen, h: h}
+	return h
+}
+
+// computeHealthLocked assembles one device's health from the caches; nc
+// are its node's checks (nil: none, or looked up by the name found here).
+func (w *Watcher) computeHealthLocked(jw *jobWatch, d scheduler.DeviceRef, nc *nodeChecks) scheduler.DeviceHealth {
 	nodeID, name := d.ID, d.Name
 	node, known := w.nodes[nodeID]
 	if !known && name != "" {
@@ -24,17 +47,6 @@ func (w *Watcher) deviceHealthLocked(jw *jobWatch, d scheduler.DeviceRef) schedu
 	}
 
 	var h scheduler.DeviceHealth
-	serfPassing := false
-	for _, c := range w.nodeChecks[name] {
-		cr := checkResult(c)
-		if c.CheckID == contract.SerfHealthCheck {
-			cr.Name, cr.Layer = contract.SerfHealthCheck, 1
-			serfPassing = c.Status == consulapi.HealthPassing
-		}
-		h.Checks = append(h.Checks, cr)
-	}
-	h.Online = known && node.Status == "ready" && serfPassing
-
 	if a, ok := pickAlloc(jw.allocs[nodeID], jw.view); ok && nodeID != "" {
 		h.Alloc = &scheduler.AllocHealth{ID: a.ID, Status: a.ClientStatus, Restarts: a.Restarts}
 		if jw.view.Found {
@@ -42,46 +54,139 @@ func (w *Watcher) deviceHealthLocked(jw *jobWatch, d scheduler.DeviceRef) schedu
 		}
 	}
 
-	// The slot's service checks, of the allocation's own instances only:
-	// a replaced allocation's instance must not speak for the new one.
-	var app []scheduler.CheckResult
-	if h.Alloc != nil {
-		svcs := make([]string, 0, len(jw.instances))
-		for s := range jw.instances {
-			svcs = append(svcs, s)
+	// One pass over the node's checks: the node-level ones, the agent
+	// services' and the slot's service checks of the allocation's own
+	// instances only (a replaced allocation's instance must not speak for
+	// the new one).
+	var (
+		nNode, nApp, nAgent int
+		serfPassing         bool
+	)
+	if nc == nil && name != "" {
+		nc = w.cs.byNode[name]
+	}
+	kind := func(c *checkInfo) int {
+		switch {
+		case c.ServiceID == "":
+			return kindNode
+		case w.isAgentService(c.ServiceName):
+			return kindAgent
+		case h.Alloc != nil && jw.follows(c) && instanceOf(c.ServiceID, h.Alloc.ID):
+			return kindApp
 		}
-		sort.Strings(svcs)
-		for _, s := range svcs {
-			for _, in := range jw.instances[s][name] {
-				if !instanceOf(in.ServiceID, h.Alloc.ID) {
-					continue
-				}
-				for _, c := range in.Checks {
-					app = append(app, checkResult(c))
-				}
+		return kindNone
+	}
+	var kinds [8]int
+	var checks []checkInfo
+	if nc != nil {
+		checks = nc.checks
+	}
+	ks := kinds[:0]
+	if len(checks) > len(kinds) {
+		ks = make([]int, 0, len(checks))
+	}
+	for i := range checks {
+		k := kind(&checks[i])
+		ks = append(ks, k)
+		switch k {
+		case kindNode:
+			nNode++
+		case kindApp:
+			nApp++
+		case kindAgent:
+			nAgent++
+		}
+	}
+	if total := nNode + nApp + nAgent; total > 0 {
+		h.Checks = make([]scheduler.CheckResult, 0, total)
+	}
+	// The node's checks first, then the application's, then the agent's:
+	// each group ordered by service, service ID and check ID so that the
+	// result does not depend on the order of the answer.
+	for _, group := range []int{kindNode, kindApp, kindAgent} {
+		from := len(h.Checks)
+		var members []*checkInfo
+		var buf [8]*checkInfo
+		members = buf[:0]
+		for i := range checks {
+			if ks[i] == group {
+				members = append(members, &checks[i])
+			}
+		}
+		slices.SortFunc(members, compareChecks)
+		for _, c := range members {
+			cr := checkResult(*c)
+			if group == kindNode && c.CheckID == contract.SerfHealthCheck {
+				cr.Name, cr.Layer = contract.SerfHealthCheck, 1
+				serfPassing = c.Status == consulapi.HealthPassing
+			}
+			h.Checks = append(h.Checks, cr)
+		}
+		part := h.Checks[from:]
+		sortChecks(part)
+		switch group {
+		case kindApp:
+			h.Version = w.versionOf(part)
+			h.Metrics = metricsOf(part)
+		case kindAgent:
+			if h.Version == "" {
+				h.Version = w.versionOf(part)
 			}
 		}
 	}
-	sortChecks(app)
-	h.Version = versionOf(app)
-	h.Metrics = metricsOf(app)
-
-	var agent []scheduler.CheckResult
-	for _, s := range w.cfg.AgentServices {
-		for _, in := range w.agent[s][name] {
-			for _, c := range in.Checks {
-				agent = append(agent, checkResult(c))
-			}
-		}
-	}
-	sortChecks(agent)
-	if h.Version == "" {
-		h.Version = versionOf(agent)
-	}
-
-	h.Checks = append(append(h.Checks, app...), agent...)
+	h.Online = known && node.Status == "ready" && serfPassing
 	sortChecks(h.Checks)
 	return h
+}
+
+// Kinds of a node's checks for a device's health.
+const (
+	kindNone = iota
+	kindNode
+	kindApp
+	kindAgent
+)
+
+// compareChecks orders checks by service, service ID and check ID.
+func compareChecks(a, b *checkInfo) int {
+	if c := strings.Compare(a.ServiceName, b.ServiceName); c != 0 {
+		return c
+	}
+	if c := strings.Compare(a.ServiceID, b.ServiceID); c != 0 {
+		return c
+	}
+	return strings.Compare(a.CheckID, b.CheckID)
+}
+
+// follows reports whether a service check belongs to one of the job's
+// services in its slot.
+func (jw *jobWatch) follows(c *checkInfo) bool {
+	found := false
+	for _, s := range jw.view.Services {
+		if s == c.ServiceName {
+			found = true
+			break
+		}
+	}
+	if !found {
+		return false
+	}
+	tag := contract.SlotTag(jw.slot)
+	for _, t := range c.ServiceTags {
+		if t == tag {
+			return true
+		}
+	}
+	return false
+}
+
+func (w *Watcher) isAgentService(name string) bool {
+	for _, s := range w.cfg.AgentServices {
+		if s == name {
+			return true
+		}
+	}
+	return false
 }
 
 func checkResult(c checkInfo) scheduler.CheckResult {
@@ -89,26 +194,43 @@ func checkResult(c checkInfo) scheduler.CheckResult {
 }
 
 func sortChecks(cs []scheduler.CheckResult) {
-	sort.SliceStable(cs, func(i, j int) bool {
-		if cs[i].Layer != cs[j].Layer {
-			return cs[i].Layer < cs[j].Layer
+	less := func(a, b scheduler.CheckResult) int {
+		if a.Layer != b.Layer {
+			return a.Layer - b.Layer
 		}
-		return cs[i].Name < cs[j].Name
-	})
+		return strings.Compare(a.Name, b.Name)
+	}
+	if slices.IsSortedFunc(cs, less) {
+		return
+	}
+	slices.SortStableFunc(cs, less)
 }
 
 // versionOf is the version the first layer-3 check's output reports.
-func versionOf(cs []scheduler.CheckResult) string {
+// Outputs repeat across a fleet (the same release answers the same
+// body), so parsed outputs are remembered (a bounded memo).
+func (w *Watcher) versionOf(cs []scheduler.CheckResult) string {
 	for _, c := range cs {
 		if c.Layer != 3 {
 			continue
 		}
-		if _, v, ok := ParseCheckOutput(c.Output); ok && v != "" {
+		v, ok := w.versions[c.Output]
+		if !ok {
+			_, v, _ = ParseCheckOutput(c.Output)
+			if len(w.versions) >= maxVersionMemo {
+				clear(w.versions)
+			}
+			w.versions[c.Output] = v
+		}
+		if v != "" {
 			return v
 		}
 	}
 	return ""
 }
+
+// maxVersionMemo bounds the memo of parsed check outputs.
+const maxVersionMemo = 4096
 
 // metricsOf reads the device agent's measurements from the metrics record
 // (contract.Metrics) of its layer-3 check output: no device is polled for
@@ -119,23 +241,12 @@ func metricsOf(cs []scheduler.CheckResult) *scheduler.Metrics {
 			continue
 		}
 		m, ok := contract.ParseMetrics(c.Output)
-		if !ok || !m.Measured() {
+		if !ok {
 			continue
 		}
-		out := &scheduler.Metrics{}
-		if m.ErrorRate != nil {
-			out.ErrorRate = *m.ErrorRate
+		if out := schedulerMetrics(&m); out != nil {
+			return out
 		}
-		if m.P95LatencyMS != nil {
-			out.P95LatencyMS = *m.P95LatencyMS
-		}
-		if m.RSSMB != nil {
-			out.MemoryMB = *m.RSSMB
-		}
-		if m.CPUPercent != nil {
-			out.CPUPercent = *m.CPUPercent
-		}
-		return out
 	}
 	return nil
 }
@@ -164,6 +275,9 @@ func pickAlloc(as []allocInfo, v jobView) (allocInfo, bool) {
 	var best allocInfo
 	found := false
 	for _, a := range as {
+		if v.leftover(a) {
+			continue
+		}
 		if rank(a) == 0 && (a.DesiredStatus != "run" || (v.Found && a.JobVersion < v.Latest)) {
 			continue
 		}
@@ -172,6 +286,13 @@ func pickAlloc(as []allocInfo, v jobView) (allocInfo, bool) {
 		}
 	}
 	return best, found
+}
+
+// leftover reports an allocation of an earlier incarnation of the job (a
+// job purged and registered again: its versions start again at 0), which
+// Nomad lists until it collects it: it says nothing about this one.
+func (v jobView) leftover(a allocInfo) bool {
+	return v.Found && v.CreateIndex > 0 && a.CreateIndex < v.CreateIndex
 }
 
 // instanceOf reports whether a Consul service instance belongs to the

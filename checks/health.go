@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sort"
 	"time"
 
 	"github.com/fleetplan/fleetplan/contract"
@@ -36,15 +35,21 @@ func (w *Watcher) Health(ctx context.Context, r *scheduler.Rollout, devices []sc
 
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	return w.healthLocked(jw, devices), nil
+}
+
+// healthLocked is the devices' health from the caches, keyed by device ID
+// (name when it has none).
+func (w *Watcher) healthLocked(jw *jobWatch, devices []scheduler.DeviceRef) map[string]scheduler.DeviceHealth {
 	out := make(map[string]scheduler.DeviceHealth, len(devices))
 	for _, d := range devices {
 		key := d.ID
 		if key == "" {
 			key = d.Name
 		}
-		out[key] = w.deviceHealthLocked(jw, d)
+		out[key] = w.deviceHealthLocked(jw, d, key)
 	}
-	return out, nil
+	return out
 }
 
 // awaitPoll is how often await re-reads the loops' states while waiting.
@@ -55,7 +60,7 @@ const awaitPoll = 100 * time.Millisecond
 func (w *Watcher) await(ctx context.Context, jw *jobWatch) error {
 	var behindSince time.Time
 	for {
-		wait, err := w.pending(jw, &behindSince)
+		wait, waiting, err := w.pending(jw, &behindSince)
 		if err != nil {
 			return err
 		}
@@ -66,7 +71,7 @@ func (w *Watcher) await(ctx context.Context, jw *jobWatch) error {
 		select {
 		case <-ctx.Done():
 			t.Stop()
-			return fmt.Errorf("health of %s: waiting for the first answer of the watches: %w", jw.id, ctx.Err())
+			return fmt.Errorf("health of %s: waiting for %s: %w", jw.id, waiting, ctx.Err())
 		case <-w.ctx.Done():
 			t.Stop()
 			return ErrStopped
@@ -79,22 +84,19 @@ func (w *Watcher) await(ctx context.Context, jw *jobWatch) error {
 
 // pending returns a channel to wait on when a watch has not answered yet
 // (nil when all did), or the stale error.
-func (w *Watcher) pending(jw *jobWatch, behindSince *time.Time) (<-chan struct{}, error) {
+func (w *Watcher) pending(jw *jobWatch, behindSince *time.Time) (<-chan struct{}, string, error) {
 	w.mu.Lock()
-	loops := append(append([]watch{}, w.global...), jw.loops...)
-	names := make([]string, 0, len(jw.services))
-	for n := range jw.services {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	for _, n := range names {
-		loops = append(loops, jw.services[n])
+	var loops []watch
+	for _, l := range []watch{w.nodesW, w.loopOf(w.allocsW), w.loopOf(w.checksW)} {
+		if l != nil {
+			loops = append(loops, l)
+		}
 	}
 	behind := false
 	if jw.view.Found {
 		for _, as := range jw.allocs {
 			for _, a := range as {
-				if a.JobVersion > jw.view.Latest {
+				if a.JobVersion > jw.view.Latest && !jw.view.leftover(a) {
 					behind = true
 				}
 			}
@@ -103,36 +105,39 @@ func (w *Watcher) pending(jw *jobWatch, behindSince *time.Time) (<-chan struct{}
 	w.mu.Unlock()
 
 	now := w.clk.Now()
-	var wait <-chan struct{}
+	var (
+		wait    <-chan struct{}
+		waiting string
+	)
 	for _, l := range loops {
 		st := l.State()
 		if !st.FailingSince.IsZero() && now.Sub(st.FailingSince) >= w.cfg.StaleAfter {
-			return nil, &StaleError{Watch: st.Name, Since: st.FailingSince, Err: st.LastErr}
+			return nil, "", &StaleError{Watch: st.Name, Since: st.FailingSince, Err: st.LastErr}
 		}
 		select {
 		case <-st.Ready:
 		default:
 			if wait == nil {
-				wait = st.Ready
+				wait, waiting = st.Ready, "the first answer of watch "+st.Name
 			}
 		}
 	}
 	if wait != nil {
-		return wait, nil
+		return wait, waiting, nil
 	}
 	if behind {
-		// The allocations name a job version the job watch has not seen
-		// yet: it is about to answer.
+		// The allocations name a job version the job read did not see
+		// yet: the next answer reads it again.
 		if behindSince.IsZero() {
 			*behindSince = now
 		} else if now.Sub(*behindSince) >= w.cfg.StaleAfter {
-			return nil, &StaleError{Watch: "nomad-job " + jw.id, Since: *behindSince,
-				Err: errors.New("allocations run a job version the job watch has not seen")}
+			return nil, "", &StaleError{Watch: "nomad-job " + jw.id, Since: *behindSince,
+				Err: errors.New("allocations run a job version the job read has not seen")}
 		}
 		never := make(chan struct{})
-		return never, nil
+		return never, "the versions of job " + jw.id, nil
 	}
-	return nil, nil
+	return nil, "", nil
 }
 
 // Baseline reports the active slot's measurements on each device (the

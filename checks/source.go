@@ -3,8 +3,11 @@ package checks
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
+	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -23,21 +26,41 @@ type query struct {
 // source is the narrow view of Nomad and Consul the watcher follows. Every
 // method is one HTTP call (except Job: one list call, plus one versions call
 // when the job changed); the results are converted to the small types below
-// so that the watcher is tested with a fake.
+// so that the watcher is tested with a fake. Three of them are blocking
+// queries (Nodes, Checks, Allocations): the watcher keeps exactly one of
+// each open, whatever the fleet size and the number of slot jobs it
+// follows. Job is an ordinary read, made when the allocations name a job
+// version the watcher has not seen.
 type source interface {
 	// Nodes lists the Nomad nodes.
 	Nodes(ctx context.Context, q query) ([]nodeInfo, uint64, error)
-	// NodeChecks lists the Consul checks not tied to a service (serfHealth,
-	// maintenance, node checks of the device agent) on every node.
-	NodeChecks(ctx context.Context, q query) ([]checkInfo, uint64, error)
+	// Checks lists the Consul checks the filter expression selects
+	// (/v1/health/state/any?filter=...): the node-level checks fleetplan
+	// uses and the checks of the followed services.
+	Checks(ctx context.Context, filter string, q query) ([]checkInfo, uint64, error)
 	// Job reports a job's versions; prev is the last result, returned
-	// as is (no versions call) when the job did not change.
-	Job(ctx context.Context, jobID string, prev jobView, q query) (jobView, uint64, error)
-	// Allocations lists the job's allocations.
-	Allocations(ctx context.Context, jobID string, q query) ([]allocInfo, uint64, error)
-	// Service lists the instances of a Consul service with a tag ("" for
-	// any) and their service checks.
-	Service(ctx context.Context, name, tag string, q query) ([]instance, uint64, error)
+	// as is (no versions call) when the job did not change. It does not
+	// block.
+	Job(ctx context.Context, jobID string, prev jobView) (jobView, error)
+	// Allocations lists the allocations of the jobs (one call, filtered
+	// on the job IDs).
+	Allocations(ctx context.Context, jobIDs []string, q query) ([]allocInfo, uint64, error)
+
+	// GetKV reads one Consul KV key: its value and ModifyIndex, found
+	// false when it does not exist.
+	GetKV(ctx context.Context, key string) (value []byte, index uint64, found bool, err error)
+	// CASKV writes a key if it was not modified since index; ok false
+	// when it was.
+	CASKV(ctx context.Context, key string, value []byte, index uint64) (ok bool, err error)
+	// ListKV lists the keys under a prefix with their values (a blocking
+	// query).
+	ListKV(ctx context.Context, prefix string, q query) ([]kvPair, uint64, error)
+}
+
+// kvPair is one Consul KV entry.
+type kvPair struct {
+	Key   string
+	Value []byte
 }
 
 type nodeInfo struct {
@@ -46,6 +69,7 @@ type nodeInfo struct {
 
 type allocInfo struct {
 	ID            string
+	JobID         string
 	NodeID        string
 	ClientStatus  string
 	DesiredStatus string
@@ -71,19 +95,18 @@ type jobView struct {
 }
 
 type checkInfo struct {
-	Node      string
-	CheckID   string
-	Name      string
-	Status    string
-	Output    string
-	ServiceID string
-}
-
-// instance is one service instance on one node, with its service checks.
-type instance struct {
-	Node      string
-	ServiceID string
-	Checks    []checkInfo
+	Node        string
+	CheckID     string
+	Name        string
+	Status      string
+	Output      string
+	ServiceID   string
+	ServiceName string
+	ServiceTags []string
+	// ModifyIndex is the Raft index of the check's last change: a check
+	// whose ModifyIndex is not above the previous answer's index did not
+	// change since (see Watcher.mergeChecks).
+	ModifyIndex uint64
 }
 
 // apiSource is source on the real clients.
@@ -112,9 +135,9 @@ func (s apiSource) Nodes(ctx context.Context, q query) ([]nodeInfo, uint64, erro
 	return out, meta.LastIndex, nil
 }
 
-func (s apiSource) NodeChecks(ctx context.Context, q query) ([]checkInfo, uint64, error) {
+func (s apiSource) Checks(ctx context.Context, filter string, q query) ([]checkInfo, uint64, error) {
 	opts := s.cq(ctx, q)
-	opts.Filter = `ServiceID == ""`
+	opts.Filter = filter
 	hcs, meta, err := s.consul.Health().State(consulapi.HealthAny, opts)
 	if err != nil {
 		return nil, 0, err
@@ -126,12 +149,12 @@ func (s apiSource) NodeChecks(ctx context.Context, q query) ([]checkInfo, uint64
 	return out, meta.LastIndex, nil
 }
 
-func (s apiSource) Job(ctx context.Context, jobID string, prev jobView, q query) (jobView, uint64, error) {
-	opts := s.nq(ctx, q)
+func (s apiSource) Job(ctx context.Context, jobID string, prev jobView) (jobView, error) {
+	opts := s.nq(ctx, query{})
 	opts.Prefix = jobID
-	stubs, meta, err := s.nomad.Jobs().List(opts)
+	stubs, _, err := s.nomad.Jobs().List(opts)
 	if err != nil {
-		return prev, 0, err
+		return prev, err
 	}
 	var stub *nomadapi.JobListStub
 	for _, st := range stubs {
@@ -140,26 +163,37 @@ func (s apiSource) Job(ctx context.Context, jobID string, prev jobView, q query)
 		}
 	}
 	if stub == nil {
-		return jobView{}, meta.LastIndex, nil
+		return jobView{}, nil
 	}
 	if prev.Found && prev.CreateIndex == stub.CreateIndex && prev.JobModifyIndex == stub.JobModifyIndex {
-		return prev, meta.LastIndex, nil
+		return prev, nil
 	}
 	versions, _, _, err := s.nomad.Jobs().Versions(jobID, false, s.nq(ctx, query{}))
 	if isNotFound(err) {
 		// Purged between the two calls: the next list says so.
-		return jobView{}, meta.LastIndex, nil
+		return jobView{}, nil
 	}
 	if err != nil {
-		return prev, 0, err
+		return prev, err
 	}
 	v := viewOfVersions(versions)
 	v.CreateIndex, v.JobModifyIndex = stub.CreateIndex, stub.JobModifyIndex
-	return v, meta.LastIndex, nil
+	return v, nil
 }
 
-func (s apiSource) Allocations(ctx context.Context, jobID string, q query) ([]allocInfo, uint64, error) {
-	allocs, meta, err := s.nomad.Jobs().Allocations(jobID, false, s.nq(ctx, q))
+// allocFilter selects the allocations of the jobs.
+func allocFilter(jobIDs []string) string {
+	parts := make([]string, 0, len(jobIDs))
+	for _, id := range jobIDs {
+		parts = append(parts, "JobID == "+strconv.Quote(id))
+	}
+	return strings.Join(parts, " or ")
+}
+
+func (s apiSource) Allocations(ctx context.Context, jobIDs []string, q query) ([]allocInfo, uint64, error) {
+	opts := s.nq(ctx, q)
+	opts.Filter = allocFilter(jobIDs)
+	allocs, meta, err := s.nomad.Allocations().List(opts)
 	if err != nil {
 		return nil, 0, err
 	}
@@ -167,6 +201,7 @@ func (s apiSource) Allocations(ctx context.Context, jobID string, q query) ([]al
 	for _, a := range allocs {
 		ai := allocInfo{
 			ID:            a.ID,
+			JobID:         a.JobID,
 			NodeID:        a.NodeID,
 			ClientStatus:  a.ClientStatus,
 			DesiredStatus: a.DesiredStatus,
@@ -183,32 +218,61 @@ func (s apiSource) Allocations(ctx context.Context, jobID string, q query) ([]al
 	return out, meta.LastIndex, nil
 }
 
-func (s apiSource) Service(ctx context.Context, name, tag string, q query) ([]instance, uint64, error) {
-	entries, meta, err := s.consul.Health().Service(name, tag, false, s.cq(ctx, q))
+func (s apiSource) GetKV(ctx context.Context, key string) ([]byte, uint64, bool, error) {
+	p, _, err := s.consul.KV().Get(key, s.cq(ctx, query{}))
+	if err != nil || p == nil {
+		return nil, 0, false, err
+	}
+	return p.Value, p.ModifyIndex, true, nil
+}
+
+func (s apiSource) CASKV(ctx context.Context, key string, value []byte, index uint64) (bool, error) {
+	ok, _, err := s.consul.KV().CAS(&consulapi.KVPair{Key: key, Value: value, ModifyIndex: index}, (&consulapi.WriteOptions{}).WithContext(ctx))
+	return ok, err
+}
+
+func (s apiSource) ListKV(ctx context.Context, prefix string, q query) ([]kvPair, uint64, error) {
+	ps, meta, err := s.consul.KV().List(prefix, s.cq(ctx, q))
 	if err != nil {
 		return nil, 0, err
 	}
-	out := make([]instance, 0, len(entries))
-	for _, e := range entries {
-		if e.Node == nil || e.Service == nil {
-			continue
-		}
-		in := instance{Node: e.Node.Node, ServiceID: e.Service.ID}
-		for _, c := range e.Checks {
-			// The node's own checks come from NodeChecks.
-			if c.ServiceID == "" {
-				continue
-			}
-			in.Checks = append(in.Checks, convertCheck(c))
-		}
-		out = append(out, in)
+	out := make([]kvPair, 0, len(ps))
+	for _, p := range ps {
+		out = append(out, kvPair{Key: p.Key, Value: p.Value})
 	}
 	return out, meta.LastIndex, nil
 }
 
 func convertCheck(c *consulapi.HealthCheck) checkInfo {
-	return checkInfo{Node: c.Node, CheckID: c.CheckID, Name: c.Name, Status: c.Status, Output: c.Output, ServiceID: c.ServiceID}
+	return checkInfo{Node: c.Node, CheckID: c.CheckID, Name: c.Name, Status: c.Status, Output: c.Output,
+		ServiceID: c.ServiceID, ServiceName: c.ServiceName, ServiceTags: c.ServiceTags, ModifyIndex: c.ModifyIndex}
 }
+
+// checkFilter is the Consul filter expression of the checks the watcher
+// follows: the node-level checks fleetplan reads (serfHealth, node
+// maintenance, the device agent's "fleetplan L<n>" checks), the layer
+// checks of the agent services, and every check of the slot services
+// (service name and slot tag). Checks of other services and other node
+// checks are left on the servers.
+func checkFilter(agent []string, services []slotService) string {
+	node := fmt.Sprintf(`(ServiceID == "" and (CheckID == %s or CheckID == %s or Name matches %s))`,
+		strconv.Quote(contract.SerfHealthCheck), strconv.Quote(nodeMaintenanceCheck), strconv.Quote("^"+regexp.QuoteMeta(contract.LayerCheckPrefix)))
+	parts := []string{node}
+	for _, a := range agent {
+		parts = append(parts, fmt.Sprintf(`(ServiceName == %s and Name matches %s)`, strconv.Quote(a), strconv.Quote("^"+regexp.QuoteMeta(contract.LayerCheckPrefix))))
+	}
+	for _, s := range services {
+		parts = append(parts, fmt.Sprintf(`(ServiceName == %s and %s in ServiceTags)`, strconv.Quote(s.name), strconv.Quote(s.tag)))
+	}
+	return strings.Join(parts, " or ")
+}
+
+// nodeMaintenanceCheck is the check Consul registers on a node in
+// maintenance mode.
+const nodeMaintenanceCheck = "_node_maintenance"
+
+// slotService is a followed service: its name and the slot's tag.
+type slotService struct{ name, tag string }
 
 // isNotFound reports a Nomad 404.
 func isNotFound(err error) bool {

@@ -65,19 +65,19 @@ func TestAPISourceJob(t *testing.T) {
 			 "TaskGroups":[{"Name":"app","Services":[{"Name":"app","Provider":"consul"}]}]}]}`),
 	})
 	ctx := context.Background()
-	v, idx, err := src.Job(ctx, "app-blue", jobView{}, query{})
-	if err != nil || idx != 40 || !v.Found || v.Versions[1] != "1.0.0+t1" || v.CreateIndex != 30 || v.JobModifyIndex != 38 || len(v.Services) != 1 {
-		t.Fatalf("Job = %+v, %d, %v", v, idx, err)
+	v, err := src.Job(ctx, "app-blue", jobView{})
+	if err != nil || !v.Found || v.Versions[1] != "1.0.0+t1" || v.CreateIndex != 30 || v.JobModifyIndex != 38 || len(v.Services) != 1 {
+		t.Fatalf("Job = %+v, %v", v, err)
 	}
 	// Unchanged job: no versions call.
-	if _, _, err := src.Job(ctx, "app-blue", v, query{}); err != nil {
+	if _, err := src.Job(ctx, "app-blue", v); err != nil {
 		t.Fatal(err)
 	}
 	if n := f.calls["/v1/job/app-blue/versions"]; n != 1 {
 		t.Errorf("versions called %d times, want 1", n)
 	}
 	// Absent job.
-	v, _, err = src.Job(ctx, "other-blue", v, query{})
+	v, err = src.Job(ctx, "other-blue", v)
 	if err != nil || v.Found {
 		t.Errorf("absent job: %+v, %v", v, err)
 	}
@@ -88,7 +88,7 @@ func TestAPISourceJobPurgedBetweenCalls(t *testing.T) {
 		"/v1/jobs": serveJSON("40", `[{"ID":"app-blue","CreateIndex":30,"JobModifyIndex":38}]`),
 		// /v1/job/app-blue/versions: 404
 	})
-	v, _, err := src.Job(context.Background(), "app-blue", jobView{}, query{})
+	v, err := src.Job(context.Background(), "app-blue", jobView{})
 	if err != nil || v.Found {
 		t.Errorf("purged job: %+v, %v", v, err)
 	}
@@ -102,39 +102,43 @@ func TestIsNotFoundOnNomadError(t *testing.T) {
 	}
 }
 
-func TestAPISourceAllocationsAndService(t *testing.T) {
+func TestAPISourceAllocationsAndChecks(t *testing.T) {
 	src, _ := newHTTPSource(t, map[string]func(http.ResponseWriter, *http.Request){
-		"/v1/job/app-blue/allocations": serveJSON("77", `[{"ID":"a1","NodeID":"n1","ClientStatus":"running","DesiredStatus":"run","JobVersion":3,"CreateIndex":70,
-			"TaskStates":{"t1":{"Restarts":2},"t2":{"Restarts":1}}}]`),
-		"/v1/health/service/app": func(w http.ResponseWriter, r *http.Request) {
-			if r.URL.Query().Get("tag") != "fleetplan-slot=blue" {
-				t.Errorf("tag = %q", r.URL.Query().Get("tag"))
+		"/v1/allocations": func(w http.ResponseWriter, r *http.Request) {
+			if got, want := r.URL.Query().Get("filter"), `JobID == "app-blue" or JobID == "app-green"`; got != want {
+				t.Errorf("allocations filter = %q, want %q", got, want)
 			}
-			serveJSON("90", `[{"Node":{"Node":"jetson-1"},"Service":{"ID":"_nomad-task-a1-app-app-http","Service":"app"},
-				"Checks":[{"Node":"jetson-1","CheckID":"serfHealth","Name":"Serf Health Status","Status":"passing"},
-				          {"Node":"jetson-1","CheckID":"c1","Name":"fleetplan L3 application","Status":"passing","Output":"ok","ServiceID":"_nomad-task-a1-app-app-http"}]}]`)(w, r)
+			serveJSON("77", `[{"ID":"a1","JobID":"app-blue","NodeID":"n1","ClientStatus":"running","DesiredStatus":"run","JobVersion":3,"CreateIndex":70,
+			"TaskStates":{"t1":{"Restarts":2},"t2":{"Restarts":1}}}]`)(w, r)
 		},
 		"/v1/health/state/any": func(w http.ResponseWriter, r *http.Request) {
-			if r.URL.Query().Get("filter") != `ServiceID == ""` {
+			if r.URL.Query().Get("filter") != "F" {
 				t.Errorf("filter = %q", r.URL.Query().Get("filter"))
 			}
 			if r.URL.Query().Get("index") != "12" {
 				t.Errorf("index = %q", r.URL.Query().Get("index"))
 			}
-			serveJSON("91", `[{"Node":"jetson-1","CheckID":"serfHealth","Name":"Serf Health Status","Status":"passing"}]`)(w, r)
+			serveJSON("91", `[{"Node":"jetson-1","CheckID":"serfHealth","Name":"Serf Health Status","Status":"passing","ModifyIndex":5},
+				{"Node":"jetson-1","CheckID":"c1","Name":"fleetplan L3 application","Status":"passing","ServiceID":"s1","ServiceName":"app","ServiceTags":["fleetplan-slot=blue"],"ModifyIndex":9}]`)(w, r)
 		},
 	})
 	ctx := context.Background()
-	as, idx, err := src.Allocations(ctx, "app-blue", query{})
-	if err != nil || idx != 77 || len(as) != 1 || as[0].Restarts != 3 || as[0].JobVersion != 3 || as[0].CreateIndex != 70 {
+	as, idx, err := src.Allocations(ctx, []string{"app-blue", "app-green"}, query{})
+	if err != nil || idx != 77 || len(as) != 1 || as[0].Restarts != 3 || as[0].JobVersion != 3 || as[0].CreateIndex != 70 || as[0].JobID != "app-blue" {
 		t.Errorf("Allocations = %+v, %d, %v", as, idx, err)
 	}
-	ins, idx, err := src.Service(ctx, "app", contract.SlotTag("blue"), query{})
-	if err != nil || idx != 90 || len(ins) != 1 || ins[0].Node != "jetson-1" || len(ins[0].Checks) != 1 || ins[0].Checks[0].Name != "fleetplan L3 application" {
-		t.Errorf("Service = %+v, %d, %v", ins, idx, err)
+	cs, idx, err := src.Checks(ctx, "F", query{waitIndex: 12})
+	if err != nil || idx != 91 || len(cs) != 2 || cs[0].CheckID != "serfHealth" || cs[1].ServiceName != "app" || cs[1].ServiceTags[0] != contract.SlotTag("blue") || cs[1].ModifyIndex != 9 {
+		t.Errorf("Checks = %+v, %d, %v", cs, idx, err)
 	}
-	cs, idx, err := src.NodeChecks(ctx, query{waitIndex: 12})
-	if err != nil || idx != 91 || len(cs) != 1 || cs[0].CheckID != "serfHealth" {
-		t.Errorf("NodeChecks = %+v, %d, %v", cs, idx, err)
+}
+
+func TestCheckFilter(t *testing.T) {
+	got := checkFilter([]string{"fleetplan-agent"}, []slotService{{name: "app", tag: contract.SlotTag("blue")}})
+	want := `(ServiceID == "" and (CheckID == "serfHealth" or CheckID == "_node_maintenance" or Name matches "^fleetplan L")) or ` +
+		`(ServiceName == "fleetplan-agent" and Name matches "^fleetplan L") or ` +
+		`(ServiceName == "app" and "fleetplan-slot=blue" in ServiceTags)`
+	if got != want {
+		t.Errorf("checkFilter =\n %s\nwant\n %s", got, want)
 	}
 }

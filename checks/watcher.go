@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	consulapi "github.com/hashicorp/consul/api"
@@ -36,6 +38,12 @@ type Config struct {
 	// on every device, e.g. the device agent's service when it registers
 	// its layer checks there. Node-level checks are always included.
 	AgentServices []string
+	// AgentConfigFolder and SummaryFolder are the Consul KV folders of
+	// the agents' configuration and of their summaries ("": the
+	// defaults, store.DefaultAgentConfigPrefix and
+	// contract.DefaultSummaryPrefix).
+	AgentConfigFolder string
+	SummaryFolder     string
 }
 
 // DefaultConfig is the configuration NewWatcher uses.
@@ -75,6 +83,7 @@ func WithConfig(c Config) Option {
 			d.StaleAfter = c.StaleAfter
 		}
 		d.AgentServices = c.AgentServices
+		d.AgentConfigFolder, d.SummaryFolder = c.AgentConfigFolder, c.SummaryFolder
 		w.cfg = d
 	}
 }
@@ -106,10 +115,15 @@ func (e *StaleError) Is(target error) bool {
 }
 func (e *StaleError) Unwrap() error { return e.Err }
 
-// Watcher follows, with blocking queries, the Nomad nodes, the Consul node
-// checks, and for every slot job it was asked about: the job's versions,
-// its allocations and the Consul health of its services. Health answers
-// from these caches; it never calls Nomad or Consul per device.
+// Watcher follows, with blocking queries, the Nomad nodes, the
+// allocations of every slot job it was asked about (one query filtered on
+// the job IDs; the jobs' versions are read when an allocation names one it
+// has not seen) and the Consul checks fleetplan reads (one query, filtered
+// on the servers: the node-level checks fleetplan uses and the checks of
+// the slot jobs' services, see checkFilter). Health answers from these
+// caches; it never calls Nomad or Consul per device. Whatever the fleet
+// size and however many slot jobs it follows, at most three blocking
+// queries are open (OpenLongPolls).
 //
 // Watches start on the first Health call for a slot job (or WatchJob) and
 // run until Stop.
@@ -123,27 +137,65 @@ type Watcher struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
-	mu         sync.Mutex
-	stopped    bool
-	global     []watch
-	nodes      map[string]nodeInfo    // by node ID
-	nodeIDs    map[string]string      // node name -> ID
-	nodeChecks map[string][]checkInfo // by node name
-	agent      map[string]map[string][]instance
-	jobs       map[string]*jobWatch
+	// open counts the blocking calls in flight.
+	open atomic.Int64
+
+	mu      sync.Mutex
+	stopped bool
+	nodesW  watch
+	nodes   map[string]nodeInfo // by node ID
+	nodeIDs map[string]string   // node name -> ID
+	// nodesGen moves with every nodes answer that changed something.
+	nodesGen uint64
+
+	checksW *restartable
+	cs      checkCache
+
+	allocsW  *restartable
+	allocGen uint64
+	jobs     map[string]*jobWatch
+
+	// versions remembers the version parsed from check outputs.
+	versions map[string]string
+
+	// lastRequest is the latest summary request per application (sumMu).
+	sumMu       sync.Mutex
+	lastRequest map[string]summaryRequest
 }
 
-// jobWatch is one slot job's watches and their data.
+// summaryRequest is a summary request the watcher made for a run.
+type summaryRequest struct{ run, id string }
+
+// jobWatch is one slot job's data.
 type jobWatch struct {
-	id, slot  string
-	loops     []watch // job, allocations
-	services  map[string]watch
-	view      jobView
-	allocs    map[string][]allocInfo // by node ID
-	instances map[string]map[string][]instance
+	id, slot string
+	view     jobView
+	allocs   map[string][]allocInfo // by node ID
+	// cache holds the health computed per device key, valid while the
+	// generations it was computed at hold.
+	cache map[string]*cachedHealth
 }
 
-var _ scheduler.HealthSource = (*Watcher)(nil)
+type cachedHealth struct {
+	nodesGen, allocGen, epoch, checkGen uint64
+	// nc is the node's checks entry (nil: none) in epoch.
+	nc *nodeChecks
+	h  scheduler.DeviceHealth
+}
+
+// restartable is a loop that is replaced when what it queries changes
+// (the filter of the checks, the jobs of the allocations).
+type restartable struct {
+	loop   watch
+	cancel context.CancelFunc
+	gen    uint64
+}
+
+var (
+	_ scheduler.HealthSource   = (*Watcher)(nil)
+	_ scheduler.BaselineSource = (*Watcher)(nil)
+	_ scheduler.SummarySource  = (*Watcher)(nil)
+)
 
 // NewWatcher returns a watcher on the clients. It starts nothing until
 // Health or WatchJob is called.
@@ -157,17 +209,17 @@ func newWatcher(src source, logger hclog.Logger, clk blocking.Clock, opts ...Opt
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	w := &Watcher{
-		src:        src,
-		cfg:        DefaultConfig(),
-		clk:        clk,
-		logger:     logger.Named("watcher"),
-		ctx:        ctx,
-		cancel:     cancel,
-		nodes:      map[string]nodeInfo{},
-		nodeIDs:    map[string]string{},
-		nodeChecks: map[string][]checkInfo{},
-		agent:      map[string]map[string][]instance{},
-		jobs:       map[string]*jobWatch{},
+		src:      src,
+		cfg:      DefaultConfig(),
+		clk:      clk,
+		logger:   logger.Named("watcher"),
+		ctx:      ctx,
+		cancel:   cancel,
+		nodes:    map[string]nodeInfo{},
+		nodeIDs:  map[string]string{},
+		cs:       newCheckCache(),
+		jobs:     map[string]*jobWatch{},
+		versions: map[string]string{},
 	}
 	for _, o := range opts {
 		o(w)
@@ -182,6 +234,17 @@ func (w *Watcher) Stop() {
 	w.mu.Unlock()
 	w.cancel()
 	w.wg.Wait()
+}
+
+// OpenLongPolls is the number of blocking queries the watcher has open
+// right now (at most three: nodes, allocations, checks).
+func (w *Watcher) OpenLongPolls() int { return int(w.open.Load()) }
+
+// blockingCall counts a blocking query while it is open.
+func blockingCall[T any](w *Watcher, call func() (T, uint64, error)) (T, uint64, error) {
+	w.open.Add(1)
+	defer w.open.Add(-1)
+	return call()
 }
 
 // WatchJob starts following a slot job (and the nodes) if it is not yet
@@ -206,75 +269,263 @@ func newLoop[T any](w *Watcher, name string, logger hclog.Logger, fetch blocking
 		})
 }
 
-// goLoop runs a loop until Stop.
-func (w *Watcher) goLoop(run func(context.Context) error) {
+// goLoop runs a loop until Stop (or until ctx ends).
+func (w *Watcher) goLoop(ctx context.Context, run func(context.Context) error) {
 	w.wg.Add(1)
 	go func() {
 		defer w.wg.Done()
-		_ = run(w.ctx)
+		_ = run(ctx)
 	}()
 }
 
 func (w *Watcher) startGlobalLocked() {
-	if w.global != nil {
+	if w.nodesW != nil {
 		return
 	}
 	wt := w.cfg.WaitTime
 	nodes := newLoop(w, "nomad-nodes", w.logger,
 		func(ctx context.Context, idx uint64) ([]nodeInfo, uint64, error) {
-			return w.src.Nodes(ctx, query{idx, wt})
+			return blockingCall(w, func() ([]nodeInfo, uint64, error) { return w.src.Nodes(ctx, query{idx, wt}) })
 		},
 		func(ns []nodeInfo) {
-			byID := make(map[string]nodeInfo, len(ns))
-			ids := make(map[string]string, len(ns))
-			for _, n := range ns {
-				byID[n.ID] = n
-				ids[n.Name] = n.ID
-			}
 			w.mu.Lock()
-			w.nodes, w.nodeIDs = byID, ids
+			w.publishNodesLocked(ns)
 			w.mu.Unlock()
 		})
-	checks := newLoop(w, "consul-node-checks", w.logger,
-		func(ctx context.Context, idx uint64) ([]checkInfo, uint64, error) {
-			return w.src.NodeChecks(ctx, query{idx, wt})
+	w.nodesW = nodes
+	w.goLoop(w.ctx, nodes.Run)
+	w.restartChecksLocked()
+}
+
+// publishNodesLocked replaces the nodes by an answer.
+func (w *Watcher) publishNodesLocked(ns []nodeInfo) {
+	byID := make(map[string]nodeInfo, len(ns))
+	ids := make(map[string]string, len(ns))
+	for _, n := range ns {
+		byID[n.ID] = n
+		ids[n.Name] = n.ID
+	}
+	w.nodes, w.nodeIDs = byID, ids
+	w.nodesGen++
+}
+
+// followedServices are the slot services of the followed jobs, sorted.
+func (w *Watcher) followedServicesLocked() []slotService {
+	seen := map[slotService]bool{}
+	var out []slotService
+	for _, jw := range w.jobs {
+		for _, name := range jw.view.Services {
+			s := slotService{name: name, tag: contract.SlotTag(jw.slot)}
+			if !seen[s] {
+				seen[s] = true
+				out = append(out, s)
+			}
+		}
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].name != out[j].name {
+			return out[i].name < out[j].name
+		}
+		return out[i].tag < out[j].tag
+	})
+	return out
+}
+
+// restartChecksLocked (re)starts the one checks query with the filter of
+// the followed services. The old loop's answers are dropped from then on.
+func (w *Watcher) restartChecksLocked() {
+	services := w.followedServicesLocked()
+	filter := checkFilter(w.cfg.AgentServices, services)
+	gen := uint64(1)
+	if w.checksW != nil {
+		w.checksW.cancel()
+		gen = w.checksW.gen + 1
+	}
+	wt := w.cfg.WaitTime
+	ctx, cancel := context.WithCancel(w.ctx)
+	l := newLoop(w, "consul-checks", w.logger,
+		func(ctx context.Context, idx uint64) (checksAnswer, uint64, error) {
+			cs, i, err := blockingCall(w, func() ([]checkInfo, uint64, error) { return w.src.Checks(ctx, filter, query{idx, wt}) })
+			return checksAnswer{checks: cs, index: i}, i, err
 		},
-		func(cs []checkInfo) {
-			byNode := map[string][]checkInfo{}
-			for _, c := range cs {
-				byNode[c.Node] = append(byNode[c.Node], c)
+		func(a checksAnswer) {
+			w.mu.Lock()
+			defer w.mu.Unlock()
+			if w.checksW == nil || w.checksW.gen != gen {
+				return
 			}
-			w.mu.Lock()
-			w.nodeChecks = byNode
-			w.mu.Unlock()
+			w.cs.merge(a.checks, a.index)
 		})
-	w.global = []watch{nodes, checks}
-	w.goLoop(nodes.Run)
-	w.goLoop(checks.Run)
-	for _, svc := range w.cfg.AgentServices {
-		l := w.serviceLoop(w.logger, svc, "", func(byNode map[string][]instance) {
+	// A new filter: the cache is rebuilt from the new loop's first answer.
+	w.cs.reset()
+	w.checksW = &restartable{loop: l, cancel: cancel, gen: gen}
+	w.goLoop(ctx, l.Run)
+	w.logger.Debug("following checks", "services", len(services), "agent_services", len(w.cfg.AgentServices))
+}
+
+// checksAnswer is one answer of the checks loop.
+type checksAnswer struct {
+	checks []checkInfo
+	index  uint64
+}
+
+// allocsAnswer is one answer of the allocations loop: the allocations and
+// the views of the jobs that were read again.
+type allocsAnswer struct {
+	allocs []allocInfo
+	views  map[string]jobRead
+}
+
+type jobRead struct {
+	view     jobView
+	maxAlloc uint64
+}
+
+// restartAllocsLocked (re)starts the one allocations query on the
+// followed jobs.
+func (w *Watcher) restartAllocsLocked() {
+	ids := make([]string, 0, len(w.jobs))
+	for id := range w.jobs {
+		ids = append(ids, id)
+	}
+	sort.Strings(ids)
+	gen := uint64(1)
+	if w.allocsW != nil {
+		w.allocsW.cancel()
+		gen = w.allocsW.gen + 1
+	}
+	wt := w.cfg.WaitTime
+	ctx, cancel := context.WithCancel(w.ctx)
+	// The job views this loop read, touched only by its goroutine.
+	views := map[string]jobRead{}
+	l := newLoop(w, "nomad-allocations", w.logger,
+		func(ctx context.Context, idx uint64) (allocsAnswer, uint64, error) {
+			as, i, err := blockingCall(w, func() ([]allocInfo, uint64, error) { return w.src.Allocations(ctx, ids, query{idx, wt}) })
+			if err != nil {
+				return allocsAnswer{}, 0, err
+			}
+			read, err := w.readJobs(ctx, ids, as, views)
+			if err != nil {
+				return allocsAnswer{}, 0, err
+			}
+			return allocsAnswer{allocs: as, views: read}, i, nil
+		},
+		func(a allocsAnswer) {
 			w.mu.Lock()
-			w.agent[svc] = byNode
-			w.mu.Unlock()
+			defer w.mu.Unlock()
+			if w.allocsW == nil || w.allocsW.gen != gen {
+				return
+			}
+			w.publishAllocsLocked(ids, a)
 		})
-		w.global = append(w.global, l)
-		w.goLoop(l.Run)
+	w.allocsW = &restartable{loop: l, cancel: cancel, gen: gen}
+	w.goLoop(ctx, l.Run)
+}
+
+// readJobs reads the versions of the jobs whose allocations changed in a
+// way the known versions cannot explain: first answer, new allocations,
+// or a job version not seen yet. It returns the views read.
+func (w *Watcher) readJobs(ctx context.Context, ids []string, as []allocInfo, views map[string]jobRead) (map[string]jobRead, error) {
+	out := map[string]jobRead{}
+	for _, id := range ids {
+		prev, known := views[id]
+		var maxAlloc uint64
+		need := !known
+		for _, a := range as {
+			if a.JobID != id {
+				continue
+			}
+			if a.CreateIndex > maxAlloc {
+				maxAlloc = a.CreateIndex
+			}
+			if _, ok := prev.view.Versions[a.JobVersion]; !ok {
+				need = true
+			}
+		}
+		if maxAlloc > prev.maxAlloc {
+			need = true
+		}
+		if !need {
+			continue
+		}
+		v, err := w.src.Job(ctx, id, prev.view)
+		for try := 0; err == nil && try < jobReadRetries && behindView(v, id, as); try++ {
+			// Allocations of a version the job list does not show yet
+			// (two reads at different indexes): read again shortly.
+			if err = w.clk.Sleep(ctx, jobReadRetryPause); err == nil {
+				v, err = w.src.Job(ctx, id, v)
+			}
+		}
+		if err != nil {
+			return nil, fmt.Errorf("reading the versions of job %s: %w", id, err)
+		}
+		out[id] = jobRead{view: v, maxAlloc: maxAlloc}
+	}
+	// Remembered only once every read succeeded: an answer that fails is
+	// not published, so its reads must be made again.
+	for id, r := range out {
+		views[id] = r
+	}
+	return out, nil
+}
+
+// jobReadRetries and jobReadRetryPause bound the reads of a job whose
+// allocations run a version it does not list yet.
+const (
+	jobReadRetries    = 3
+	jobReadRetryPause = 200 * time.Millisecond
+)
+
+// behindView reports allocations of the job running a version newer than
+// the view's latest.
+func behindView(v jobView, id string, as []allocInfo) bool {
+	if !v.Found {
+		return false
+	}
+	for _, a := range as {
+		if a.JobID == id && a.JobVersion > v.Latest && !v.leftover(a) {
+			return true
+		}
+	}
+	return false
+}
+
+func (w *Watcher) publishAllocsLocked(ids []string, a allocsAnswer) {
+	servicesChanged := false
+	for _, id := range ids {
+		jw := w.jobs[id]
+		if jw == nil {
+			continue
+		}
+		if r, ok := a.views[id]; ok {
+			if !slicesEqual(jw.view.Services, r.view.Services) {
+				servicesChanged = true
+			}
+			jw.view = r.view
+		}
+		jw.allocs = map[string][]allocInfo{}
+	}
+	for _, al := range a.allocs {
+		if jw := w.jobs[al.JobID]; jw != nil {
+			jw.allocs[al.NodeID] = append(jw.allocs[al.NodeID], al)
+		}
+	}
+	w.allocGen++
+	if servicesChanged && !w.stopped {
+		w.restartChecksLocked()
 	}
 }
 
-func (w *Watcher) serviceLoop(logger hclog.Logger, service, tag string, publish func(map[string][]instance)) *blocking.Loop[[]instance] {
-	wt := w.cfg.WaitTime
-	return newLoop(w, "consul-service "+service, logger,
-		func(ctx context.Context, idx uint64) ([]instance, uint64, error) {
-			return w.src.Service(ctx, service, tag, query{idx, wt})
-		},
-		func(ins []instance) {
-			byNode := map[string][]instance{}
-			for _, in := range ins {
-				byNode[in.Node] = append(byNode[in.Node], in)
-			}
-			publish(byNode)
-		})
+func slicesEqual(a, b []string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
 }
 
 func (w *Watcher) watchJobLocked(jobID, slot string) *jobWatch {
@@ -282,65 +533,14 @@ func (w *Watcher) watchJobLocked(jobID, slot string) *jobWatch {
 		return jw
 	}
 	jw := &jobWatch{
-		id:        jobID,
-		slot:      slot,
-		services:  map[string]watch{},
-		allocs:    map[string][]allocInfo{},
-		instances: map[string]map[string][]instance{},
+		id:     jobID,
+		slot:   slot,
+		allocs: map[string][]allocInfo{},
+		cache:  map[string]*cachedHealth{},
 	}
 	w.jobs[jobID] = jw
-	logger := w.logger.With("job", jobID)
-	wt := w.cfg.WaitTime
-
-	// The job loop keeps the previous view so that the source only asks
-	// for the versions when the job changed. It is only touched by the
-	// loop's goroutine.
-	var prev jobView
-	job := newLoop(w, "nomad-job", logger,
-		func(ctx context.Context, idx uint64) (jobView, uint64, error) {
-			v, i, err := w.src.Job(ctx, jobID, prev, query{idx, wt})
-			if err == nil {
-				prev = v
-			}
-			return v, i, err
-		},
-		func(v jobView) {
-			w.mu.Lock()
-			defer w.mu.Unlock()
-			jw.view = v
-			if w.stopped {
-				return
-			}
-			for _, svc := range v.Services {
-				if _, ok := jw.services[svc]; ok {
-					continue
-				}
-				l := w.serviceLoop(logger, svc, contract.SlotTag(slot), func(byNode map[string][]instance) {
-					w.mu.Lock()
-					jw.instances[svc] = byNode
-					w.mu.Unlock()
-				})
-				jw.services[svc] = l
-				w.goLoop(l.Run)
-			}
-		})
-	allocs := newLoop(w, "nomad-allocations", logger,
-		func(ctx context.Context, idx uint64) ([]allocInfo, uint64, error) {
-			return w.src.Allocations(ctx, jobID, query{idx, wt})
-		},
-		func(as []allocInfo) {
-			byNode := map[string][]allocInfo{}
-			for _, a := range as {
-				byNode[a.NodeID] = append(byNode[a.NodeID], a)
-			}
-			w.mu.Lock()
-			jw.allocs = byNode
-			w.mu.Unlock()
-		})
-	jw.loops = []watch{job, allocs}
-	w.goLoop(job.Run)
-	w.goLoop(allocs.Run)
-	logger.Debug("following slot job", "slot", slot)
+	w.restartAllocsLocked()
+	w.logger.Debug("following slot job", "job", jobID, "slot", slot)
 	return jw
 }
 
@@ -349,16 +549,17 @@ func (w *Watcher) fetches() uint64 {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	var n uint64
-	for _, l := range w.global {
-		n += l.Fetches()
-	}
-	for _, jw := range w.jobs {
-		for _, l := range jw.loops {
-			n += l.Fetches()
-		}
-		for _, l := range jw.services {
+	for _, l := range []watch{w.nodesW, w.loopOf(w.checksW), w.loopOf(w.allocsW)} {
+		if l != nil {
 			n += l.Fetches()
 		}
 	}
 	return n
+}
+
+func (w *Watcher) loopOf(r *restartable) watch {
+	if r == nil {
+		return nil
+	}
+	return r.loop
 }

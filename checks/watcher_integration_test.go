@@ -198,7 +198,10 @@ func TestWatcherOnDevCluster(t *testing.T) {
 	// Health answers from the caches: 50 calls make no network call beyond
 	// what the watches do on their own, and the watches' rate does not
 	// depend on the number of devices.
-	loops := 5 // nodes, node checks, job, allocations, one service
+	loops := 3 // nodes, checks, allocations
+	if n := w.OpenLongPolls(); n > loops {
+		t.Errorf("%d long-polls open, want at most %d", n, loops)
+	}
 	f0, t0 := w.fetches(), time.Now()
 	for range 50 {
 		if _, err := w.Health(context.Background(), r, devices); err != nil {
@@ -217,7 +220,7 @@ func TestWatcherOnDevCluster(t *testing.T) {
 	if maxRate := 1/DefaultConfig().MinInterval.Seconds() + 0.5; perLoop > maxRate {
 		t.Errorf("%.1f calls per watch per second, want <= %.1f", perLoop, maxRate)
 	}
-	t.Logf("%.2f calls per watch per second over %d devices", perLoop, len(devices))
+	t.Logf("%.2f calls per watch per second over %d devices; %d long-polls open", perLoop, len(devices), w.OpenLongPolls())
 
 	// A release whose health endpoint turns unhealthy after a second: L3
 	// critical everywhere, the new version seen.

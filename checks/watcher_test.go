@@ -3,7 +3,9 @@ package checks
 import (
 	"context"
 	"errors"
+	"fmt"
 	"reflect"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -18,30 +20,85 @@ import (
 // fakeSource answers like Nomad and Consul do: one global index, blocking
 // calls that return when it passes the wait index or the wait time ends.
 type fakeSource struct {
-	mu       sync.Mutex
-	index    uint64
-	changed  chan struct{}
-	nodes    []nodeInfo
-	checks   []checkInfo
-	jobs     map[string]jobView
-	allocs   map[string][]allocInfo
-	services map[string][]instance // by name + "|" + tag
-	fail     map[string]error      // by kind
-	hold     map[string]chan struct{}
-	calls    map[string]int
+	mu      sync.Mutex
+	index   uint64
+	changed chan struct{}
+	nodes   []nodeInfo
+	checks  []checkInfo
+	jobs    map[string]jobView
+	allocs  map[string][]allocInfo
+	fail    map[string]error // by kind
+	hold    map[string]chan struct{}
+	calls   map[string]int
+	filters []string
+	kv      map[string]kvEntry
+	// casConflicts makes that many CAS writes fail as if the key changed.
+	casConflicts int
+}
+
+type kvEntry struct {
+	value []byte
+	index uint64
 }
 
 func newFakeSource() *fakeSource {
 	return &fakeSource{
-		index:    10,
-		changed:  make(chan struct{}),
-		jobs:     map[string]jobView{},
-		allocs:   map[string][]allocInfo{},
-		services: map[string][]instance{},
-		fail:     map[string]error{},
-		hold:     map[string]chan struct{}{},
-		calls:    map[string]int{},
+		index:   10,
+		changed: make(chan struct{}),
+		jobs:    map[string]jobView{},
+		allocs:  map[string][]allocInfo{},
+		fail:    map[string]error{},
+		hold:    map[string]chan struct{}{},
+		calls:   map[string]int{},
+		kv:      map[string]kvEntry{},
 	}
+}
+
+func (f *fakeSource) GetKV(ctx context.Context, key string) ([]byte, uint64, bool, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.calls["kv-get"]++
+	if err := f.fail["kv"]; err != nil {
+		return nil, 0, false, err
+	}
+	e, ok := f.kv[key]
+	return e.value, e.index, ok, nil
+}
+
+func (f *fakeSource) CASKV(ctx context.Context, key string, value []byte, index uint64) (bool, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.calls["kv-cas"]++
+	if f.casConflicts > 0 {
+		f.casConflicts--
+		return false, nil
+	}
+	if e, ok := f.kv[key]; ok && e.index != index || !ok && index != 0 {
+		return false, nil
+	}
+	f.index++
+	f.kv[key] = kvEntry{value: value, index: f.index}
+	close(f.changed)
+	f.changed = make(chan struct{})
+	return true, nil
+}
+
+// putKV writes a key (as an agent would) and wakes the blocked calls.
+func (f *fakeSource) putKV(key string, value []byte) {
+	f.update(func() { f.kv[key] = kvEntry{value: value, index: f.index + 1} })
+}
+
+func (f *fakeSource) ListKV(ctx context.Context, prefix string, q query) ([]kvPair, uint64, error) {
+	idx, err := f.block(ctx, "kv", q)
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []kvPair
+	for k, e := range f.kv {
+		if strings.HasPrefix(k, prefix) {
+			out = append(out, kvPair{Key: k, Value: e.value})
+		}
+	}
+	return out, idx, err
 }
 
 // update changes the data under the lock and wakes the blocked calls.
@@ -104,32 +161,48 @@ func (f *fakeSource) Nodes(ctx context.Context, q query) ([]nodeInfo, uint64, er
 	return append([]nodeInfo(nil), f.nodes...), idx, err
 }
 
-func (f *fakeSource) NodeChecks(ctx context.Context, q query) ([]checkInfo, uint64, error) {
+func (f *fakeSource) Checks(ctx context.Context, filter string, q query) ([]checkInfo, uint64, error) {
+	f.mu.Lock()
+	f.filters = append(f.filters, filter)
+	f.mu.Unlock()
 	idx, err := f.block(ctx, "checks", q)
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return append([]checkInfo(nil), f.checks...), idx, err
 }
 
-func (f *fakeSource) Job(ctx context.Context, jobID string, prev jobView, q query) (jobView, uint64, error) {
-	idx, err := f.block(ctx, "job", q)
+func (f *fakeSource) Job(ctx context.Context, jobID string, prev jobView) (jobView, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return f.jobs[jobID], idx, err
+	f.calls["job"]++
+	if err := f.fail["job"]; err != nil {
+		return prev, err
+	}
+	return f.jobs[jobID], nil
 }
 
-func (f *fakeSource) Allocations(ctx context.Context, jobID string, q query) ([]allocInfo, uint64, error) {
+func (f *fakeSource) Allocations(ctx context.Context, jobIDs []string, q query) ([]allocInfo, uint64, error) {
 	idx, err := f.block(ctx, "allocs", q)
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return append([]allocInfo(nil), f.allocs[jobID]...), idx, err
+	var out []allocInfo
+	for _, id := range jobIDs {
+		for _, a := range f.allocs[id] {
+			a.JobID = id
+			out = append(out, a)
+		}
+	}
+	return out, idx, err
 }
 
-func (f *fakeSource) Service(ctx context.Context, name, tag string, q query) ([]instance, uint64, error) {
-	idx, err := f.block(ctx, "service", q)
+// lastFilter is the filter of the latest checks call.
+func (f *fakeSource) lastFilter() string {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return append([]instance(nil), f.services[name+"|"+tag]...), idx, err
+	if len(f.filters) == 0 {
+		return ""
+	}
+	return f.filters[len(f.filters)-1]
 }
 
 const (
@@ -152,15 +225,27 @@ func fleet(f *fakeSource) {
 		{ID: "new-alloc", NodeID: "id-1", ClientStatus: "running", DesiredStatus: "run", JobVersion: 1, Restarts: 2, CreateIndex: 9},
 		{ID: "n3-alloc", NodeID: "id-3", ClientStatus: "running", DesiredStatus: "run", JobVersion: 1, CreateIndex: 9},
 	}
-	f.services["app|fleetplan-slot=blue"] = []instance{
-		{Node: "n1", ServiceID: "_nomad-task-new-alloc-app-app-http", Checks: []checkInfo{
-			{Node: "n1", Name: "fleetplan L3 application", Status: "passing", Output: l3Healthy, ServiceID: "_nomad-task-new-alloc-app-app-http"},
-		}},
+	tags := []string{contract.SlotTag("blue")}
+	f.checks = append(f.checks,
+		checkInfo{Node: "n1", CheckID: "c-new", Name: "fleetplan L3 application", Status: "passing", Output: l3Healthy,
+			ServiceID: "_nomad-task-new-alloc-app-app-http", ServiceName: "app", ServiceTags: tags},
 		// The replaced allocation's registration lingers: it must not count.
-		{Node: "n1", ServiceID: "_nomad-task-old-alloc-app-app-http", Checks: []checkInfo{
-			{Node: "n1", Name: "fleetplan L3 application", Status: "critical", Output: "connection refused", ServiceID: "_nomad-task-old-alloc-app-app-http"},
-		}},
+		checkInfo{Node: "n1", CheckID: "c-old", Name: "fleetplan L3 application", Status: "critical", Output: "connection refused",
+			ServiceID: "_nomad-task-old-alloc-app-app-http", ServiceName: "app", ServiceTags: tags},
+		// The other slot's instance on the same node does not count.
+		checkInfo{Node: "n1", CheckID: "c-green", Name: "fleetplan L3 application", Status: "critical", Output: "connection refused",
+			ServiceID: "_nomad-task-new-alloc-app-app-http-green", ServiceName: "app", ServiceTags: []string{contract.SlotTag("green")}},
+	)
+}
+
+// checkAt finds a check of the fake by check ID.
+func (f *fakeSource) checkAt(id string) *checkInfo {
+	for i := range f.checks {
+		if f.checks[i].CheckID == id {
+			return &f.checks[i]
+		}
 	}
+	return nil
 }
 
 func testConfig() Config {
@@ -234,8 +319,8 @@ func TestHealthFollowsChanges(t *testing.T) {
 	w := startFake(t, f, testConfig())
 	health(t, w)
 	f.update(func() {
-		ins := f.services["app|fleetplan-slot=blue"]
-		ins[0].Checks[0].Status, ins[0].Checks[0].Output = "critical", l3Unhealthy
+		c := f.checkAt("c-new")
+		c.Status, c.Output = "critical", l3Unhealthy
 		f.nodes[0].Status = "down"
 	})
 	deadline := time.Now().Add(3 * time.Second)
@@ -274,7 +359,7 @@ func TestHealthWaitsForServiceWatches(t *testing.T) {
 	f := newFakeSource()
 	fleet(f)
 	hold := make(chan struct{})
-	f.hold["service"] = hold
+	f.hold["checks"] = hold
 	w := startFake(t, f, testConfig())
 	ctx, cancel := context.WithTimeout(context.Background(), 150*time.Millisecond)
 	defer cancel()
@@ -332,7 +417,7 @@ func TestHealthStale(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	var se *StaleError
-	if !errors.Is(err, ErrStale) || !errors.As(err, &se) || se.Watch != "consul-node-checks" {
+	if !errors.Is(err, ErrStale) || !errors.As(err, &se) || se.Watch != "consul-checks" {
 		t.Fatalf("err = %v", err)
 	}
 	// I5: stale data is the control plane's, never a device's.
@@ -385,9 +470,53 @@ func TestHealthCallsNoSource(t *testing.T) {
 	if w.fetches() != fetches {
 		t.Errorf("fetches moved")
 	}
-	// Global loops + job + allocs + one service.
-	if n := len(f.calls); n != 5 {
+	// Nodes, checks, allocations (blocking) and the job's versions.
+	if n := len(f.calls); n != 4 {
 		t.Errorf("kinds of calls: %v", f.calls)
+	}
+	if !strings.Contains(f.lastFilter(), `(ServiceName == "app" and "fleetplan-slot=blue" in ServiceTags)`) {
+		t.Errorf("checks filter does not follow the slot service: %s", f.lastFilter())
+	}
+}
+
+// The watcher keeps three blocking queries open, however many slot jobs
+// it follows and however large the fleet.
+func TestOpenLongPollsConstant(t *testing.T) {
+	f := newFakeSource()
+	fleet(f)
+	for i := range 500 {
+		n := fmt.Sprintf("m%d", i)
+		f.nodes = append(f.nodes, nodeInfo{ID: "id-" + n, Name: n, Status: "ready"})
+		f.checks = append(f.checks, checkInfo{Node: n, CheckID: "serfHealth", Status: "passing", ModifyIndex: 3})
+	}
+	f.jobs["app-green"] = jobView{Found: true, Latest: 0, Versions: map[uint64]string{0: "0.9.0"}, Services: []string{"app", "app-metrics"}}
+	w := startFake(t, f, testConfig())
+	health(t, w)
+	green := &scheduler.Rollout{App: "app", Candidate: "green"}
+	if _, err := w.Health(context.Background(), green, devices); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for w.OpenLongPolls() != 3 {
+		if time.Now().After(deadline) {
+			t.Fatalf("open long-polls = %d, want 3", w.OpenLongPolls())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	// A change wakes them; they settle back to three.
+	f.update(func() { f.checkAt("c-new").Status = "warning" })
+	for {
+		h := health(t, w)["id-1"]
+		if len(h.Checks) == 3 && h.Checks[2].Status == "warning" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("change not seen: %+v", h)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if n := w.OpenLongPolls(); n > 3 {
+		t.Errorf("open long-polls = %d, want at most 3", n)
 	}
 }
 

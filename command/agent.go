@@ -50,6 +50,9 @@ Nomad settings (tokens, TLS) come from the standard environment variables.`,
 			&cli.StringFlag{Name: "consul-addr", EnvVars: []string{"FLEETPLAN_AGENT_CONSUL_ADDR"}, Usage: "the device's own Consul agent, host:port (default: the one the Nomad client uses)"},
 			&cli.StringFlag{Name: "nomad-addr", Value: "http://127.0.0.1:4646", EnvVars: []string{"FLEETPLAN_AGENT_NOMAD_ADDR"}, Usage: "the device's own Nomad client"},
 			&cli.StringFlag{Name: "kv-prefix", Value: agent.DefaultKVPrefix, EnvVars: []string{"FLEETPLAN_AGENT_KV_PREFIX"}, Usage: "Consul KV folder of the application configs"},
+			&cli.StringFlag{Name: "summary-prefix", Value: contract.DefaultSummaryPrefix, EnvVars: []string{"FLEETPLAN_AGENT_SUMMARY_PREFIX"}, Usage: "Consul KV folder the device summaries are written to (<folder>/<app>/<node>)"},
+			&cli.DurationFlag{Name: "summary-jitter", Value: agent.DefaultSummaryJitter, Usage: "longest random delay before answering a summary request (0: none)"},
+			&cli.StringFlag{Name: "service-name", Value: agent.DefaultServiceName, Usage: `Consul service the agent registers itself as (tag "prometheus", meta metrics_path=/metrics) for Prometheus' Consul discovery; "-" registers none`},
 			&cli.DurationFlag{Name: "check-interval", Value: agent.DefaultCheckInterval, Usage: "interval of the node checks and of service checks whose policy gives none"},
 			&cli.StringFlag{Name: "disk-path", Value: "/", Usage: "file system whose usage layer 2 measures"},
 			&cli.StringFlag{Name: "default-system", EnvVars: []string{"FLEETPLAN_AGENT_DEFAULT_SYSTEM"}, Usage: `layer 2 limits where no policy sets one, e.g. "cpu=95,temperature=80" or "cpu=off" (default cpu=90,memory=90,disk=95,temperature=85)`},
@@ -86,6 +89,7 @@ arm64, arm) picks each device's build. -checksum is "sha256:<hex>" or
 					&cli.StringFlag{Name: "consul-addr", Value: jobs.DefaultAgentConsulAddr, Usage: "the device's Consul agent as the task sees it"},
 					&cli.StringFlag{Name: "nomad-addr", Value: jobs.DefaultAgentNomadAddr, Usage: "the device's Nomad client as the task sees it"},
 					&cli.StringFlag{Name: "kv-prefix", Usage: "Consul KV folder of the application configs (default: the agent's)"},
+					&cli.StringFlag{Name: "summary-prefix", Usage: "Consul KV folder of the device summaries (default: the agent's)"},
 					&cli.StringFlag{Name: "default-system", Usage: `the agents' layer 2 limits where no policy sets one, e.g. "cpu=off" on a shared dev host`},
 					&cli.StringSliceFlag{Name: "app", Usage: "the agents register per-instance checks only for this application (repeatable)"},
 					&cli.GenericFlag{Name: "exec-allow", Value: &repeatedFlag{}, Usage: `the agents' exec probe allow-list, "NAME=/path[,timeout]" (repeatable; the path may use Nomad interpolation such as ${meta.edge.bin_dir})`},
@@ -153,6 +157,9 @@ func agentAction(c *cli.Context) error {
 		AdvertiseAddr: c.String("advertise"),
 		Node:          c.String("node"),
 		KVPrefix:      c.String("kv-prefix"),
+		SummaryPrefix: c.String("summary-prefix"),
+		SummaryJitter: summaryJitter(c.Duration("summary-jitter")),
+		ServiceName:   c.String("service-name"),
 		NomadAddr:     ncfg.Address,
 		CheckInterval: c.Duration("check-interval"),
 		DiskPath:      c.String("disk-path"),
@@ -169,6 +176,14 @@ func agentAction(c *cli.Context) error {
 		return exit(ExitInternal, "%v", err)
 	}
 	return nil
+}
+
+// summaryJitter maps the flag's 0 (no delay) to the agent's "none".
+func summaryJitter(d time.Duration) time.Duration {
+	if d <= 0 {
+		return -1
+	}
+	return d
 }
 
 // consulAddrFromNomad asks the Nomad agent which Consul agent it uses: its
@@ -257,6 +272,7 @@ func agentInstallAction(c *cli.Context) error {
 		ConsulAddr:         c.String("consul-addr"),
 		NomadAddr:          c.String("nomad-addr"),
 		KVPrefix:           c.String("kv-prefix"),
+		SummaryPrefix:      c.String("summary-prefix"),
 		TokensFromVariable: c.Bool("token-from-variable") || consulFile != "",
 		Artifact:           artifact,
 	})

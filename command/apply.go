@@ -204,6 +204,7 @@ func runRollout(ctx context.Context, c *cli.Context, op *operator.Operator, p *s
 	}
 	if r != nil {
 		ui.Summary(r)
+		printAB(out, r)
 	}
 	var inProgress *scheduler.InProgressError
 	var halted *scheduler.HaltError
@@ -233,6 +234,9 @@ func runRollout(ctx context.Context, c *cli.Context, op *operator.Operator, p *s
 	case r.Outcome == scheduler.OutcomeRolledBack:
 		fmt.Fprintf(out, "==> Rollout %s was rolled back: %s\n", p.Name, r.RollbackReason)
 		return ExitRolledBack
+	case r.Outcome == scheduler.OutcomeHeld:
+		fmt.Fprintln(out, heldText(r))
+		return ExitOK
 	default:
 		fmt.Fprintf(out, "==> Rollout %s is done: %s %s runs in slot %s\n", p.Name, p.Name, r.Version, r.Candidate)
 		return ExitOK
@@ -293,6 +297,7 @@ var liveProgram atomic.Pointer[tea.Program]
 // the view (q) stops the controller, whose state stays in Consul.
 func runWithLiveView(ctx context.Context, cancel context.CancelFunc, ctl *scheduler.Controller, op *operator.Operator, app string) (*scheduler.Rollout, error) {
 	m := newLiveModel(ctx, op.Loader(app), cancel)
+	m.changes = rolloutChanges(op, app)
 	prog := tea.NewProgram(m)
 	liveProgram.Store(prog)
 	type result struct {
@@ -475,6 +480,7 @@ func followRequest(ctx context.Context, c *cli.Context, op *operator.Operator, r
 	if isTerminal(out) {
 		detachedByKey := false
 		m := newLiveModel(ctx, t.load, func() { detachedByKey = true })
+		m.changes = rolloutChanges(op, req.App)
 		m.leaveHint = fmt.Sprintf("q: detach (the rollout goes on in the controller service; follow it again with `fleetplan status -watch %s`)", req.App)
 		prog := tea.NewProgram(m)
 		go func() {
@@ -601,7 +607,11 @@ func (t *requestTracker) result(out, errw io.Writer) int {
 		return ExitOK
 	}
 	newProgress(out).Summary(r)
+	printAB(out, r)
 	switch r.Outcome {
+	case scheduler.OutcomeHeld:
+		fmt.Fprintln(out, heldText(r))
+		return ExitOK
 	case scheduler.OutcomeRollbackIncomplete:
 		fmt.Fprintf(errw, "==> Rollout %s was rolled back, but not every device could be verified on the old version: %s\n", r.App, lastReason(r))
 		fmt.Fprintf(errw, "    Check those devices, then `fleetplan catch-up %s` verifies them again.\n", r.App)

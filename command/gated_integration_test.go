@@ -19,11 +19,12 @@ import (
 )
 
 // TestIntegrationNoUngatedPlacement checks defect 1 on the real cluster:
-// after an a-b rollout left part of the fleet on the colour that becomes
-// the next candidate's, applying the next release places it on no device
-// before the controller switches that device, and the rejected candidate
-// job runs nowhere after its rollback (before: every untouched device got
-// the new release the moment its job was registered, and kept it).
+// after an a-b rollout left part of the fleet (its group B) on the colour
+// that is the next candidate's (a held A/B keeps the active slot), applying
+// the next release places it on no device before the controller switches
+// that device, and the rejected candidate job runs nowhere after its
+// rollback (before: every device on that colour got the new release the
+// moment its job was registered, and kept it).
 func TestIntegrationNoUngatedPlacement(t *testing.T) {
 	c := testcluster.Require(t)
 	app := "it-ab"
@@ -71,23 +72,25 @@ func TestIntegrationNoUngatedPlacement(t *testing.T) {
 	if res := fleetplan(t, ctx, "apply", "-auto-approve", write("1.0.0", "canary-rolling", "100", "healthy")); res.code != 0 {
 		t.Fatalf("1.0.0 exited %d\n%s\n%s", res.code, res.stdout, res.stderr)
 	}
-	// a-b: the canary and a wave to 50 % move to green; the rest stays on
-	// blue, the colour of the next candidate.
+	// a-b (no ab block: report only): the canary and a wave to 50 % move
+	// to green and are held there (group B); the rest stays on blue, which
+	// stays the active slot, so green is again the next candidate's colour.
 	if res := fleetplan(t, ctx, "apply", "-auto-approve", write("2.0.0", "a-b", "50", "healthy")); res.code != 0 {
 		t.Fatalf("2.0.0 (a-b) exited %d\n%s\n%s", res.code, res.stdout, res.stderr)
 	}
-	onBlue := 0
+	const next = "green"
+	onNext := 0
 	for _, name := range c.Devices {
 		node, _, err := c.Nomad.Nodes().Info(c.NodeID(t, name), nil)
-		if err == nil && node.Meta[contract.SlotMetaKey(app)] == "blue" {
-			onBlue++
+		if err == nil && node.Meta[contract.SlotMetaKey(app)] == next {
+			onNext++
 		}
 	}
-	if onBlue == 0 {
-		t.Fatalf("precondition: the a-b rollout left no device on blue")
+	if onNext == 0 {
+		t.Fatalf("precondition: the a-b rollout left no device on %s", next)
 	}
 
-	// Watch the blue job's allocations while 3.0.0 (unhealthy) is applied:
+	// Watch the green job's allocations while 3.0.0 (unhealthy) is applied:
 	// every allocation created from now on carries the candidate.
 	start := time.Now()
 	placed := map[string]bool{}
@@ -97,7 +100,7 @@ func TestIntegrationNoUngatedPlacement(t *testing.T) {
 	go func() {
 		defer close(done)
 		for wctx.Err() == nil {
-			allocs, _, err := c.Nomad.Jobs().Allocations(contract.SlotJobID(app, "blue"), true, (&nomad.QueryOptions{}).WithContext(wctx))
+			allocs, _, err := c.Nomad.Jobs().Allocations(contract.SlotJobID(app, next), true, (&nomad.QueryOptions{}).WithContext(wctx))
 			if err == nil {
 				mu.Lock()
 				for _, a := range allocs {
@@ -141,7 +144,7 @@ func TestIntegrationNoUngatedPlacement(t *testing.T) {
 	}
 	// The rejected candidate runs nowhere.
 	testcluster.Eventually(t, time.Minute, func() (bool, string) {
-		allocs, _, err := c.Nomad.Jobs().Allocations(contract.SlotJobID(app, "blue"), false, nil)
+		allocs, _, err := c.Nomad.Jobs().Allocations(contract.SlotJobID(app, next), false, nil)
 		if err != nil {
 			return false, err.Error()
 		}

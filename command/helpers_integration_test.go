@@ -256,8 +256,8 @@ func settled(c *testcluster.Cluster, app, slot, version string, in *instance) st
 }
 
 // waitSettled waits until every device runs the slot's version with all its
-// checks passing (including the device agent's metrics line with the
-// application's memory, which trend detection needs as a baseline).
+// checks passing (and the device agent's summary with the application's
+// memory, which trend detection needs as a baseline).
 func waitSettled(t *testing.T, c *testcluster.Cluster, devices []string, app, slot, version string) {
 	t.Helper()
 	testcluster.Eventually(t, 90*time.Second, func() (bool, string) {
@@ -269,8 +269,13 @@ func waitSettled(t *testing.T, c *testcluster.Cluster, devices []string, app, sl
 		for _, d := range devices {
 			msg := settled(c, app, slot, version, ins[d])
 			if msg == "" {
-				if ch := ins[d].checks[contract.CheckVersionMetrics]; !strings.Contains(ch.Output, `"rss_mb":`) || strings.Contains(ch.Output, `"rss_mb":null`) {
-					msg = "the agent's layer 3 output has no memory measurement: " + ch.Output
+				// The device agent measured the application's memory (its
+				// baseline): its summary of this version has it.
+				kv, _, err := c.Consul.KV().Get(contract.SummaryKey("", app, d), nil)
+				if err != nil || kv == nil {
+					msg = fmt.Sprintf("no device summary yet (%v)", err)
+				} else if s, err := contract.DecodeSummary(kv.Value); err != nil || s.Version != version || s.Current == nil || s.Current.RSSMB == nil {
+					msg = "the device summary has no memory measurement of " + version + ": " + string(kv.Value)
 				}
 			}
 			if msg != "" {

@@ -26,6 +26,10 @@ type (
 	eventMsg scheduler.Event
 	doneMsg  struct{}
 	tickMsg  time.Time
+	// changeMsg: the rollout's keys changed (err: the wait ended).
+	changeMsg struct{ err error }
+	// redrawMsg: time passed (the soak countdown), nothing was read.
+	redrawMsg time.Time
 )
 
 // liveModel is the live view of a running rollout: the phase, a progress
@@ -43,6 +47,11 @@ type liveModel struct {
 	quit   func()
 	// leaveHint replaces the line that says what q does.
 	leaveHint string
+	// changes, when set, is followed with a blocking query: the view
+	// reads the rollout again only when its keys changed. Without it the
+	// view reads it every second.
+	changes changesFunc
+	waiter  *changeWaiter
 }
 
 var (
@@ -61,11 +70,28 @@ func newLiveModel(ctx context.Context, load loader, quit func()) *liveModel {
 }
 
 func (m *liveModel) Init() tea.Cmd {
+	if m.changes != nil {
+		m.waiter = newChangeWaiter(m.changes)
+		return tea.Batch(m.waitChange(), redraw())
+	}
 	return tea.Batch(m.reload(), tick())
 }
 
 func tick() tea.Cmd {
 	return tea.Tick(time.Second, func(t time.Time) tea.Msg { return tickMsg(t) })
+}
+
+// redraw only redraws (the soak countdown moves); it reads nothing.
+func redraw() tea.Cmd {
+	return tea.Tick(time.Second, func(t time.Time) tea.Msg { return redrawMsg(t) })
+}
+
+// waitChange waits for the next change of the rollout's keys.
+func (m *liveModel) waitChange() tea.Cmd {
+	w := m.waiter
+	return func() tea.Msg {
+		return changeMsg{err: w.next(m.ctx)}
+	}
 }
 
 func (m *liveModel) reload() tea.Cmd {
@@ -105,6 +131,17 @@ func (m *liveModel) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 		return m, m.reload()
 	case tickMsg:
 		return m, tea.Batch(m.reload(), tick())
+	case redrawMsg:
+		if m.done {
+			return m, nil
+		}
+		return m, redraw()
+	case changeMsg:
+		if msg.err != nil {
+			// The context ended: the program is ending too.
+			return m, nil
+		}
+		return m, tea.Batch(m.reload(), m.waitChange())
 	case doneMsg:
 		m.done = true
 		return m, tea.Sequence(m.reload(), tea.Quit)
@@ -221,9 +258,20 @@ func truncate(s string, n int) string {
 }
 
 // plainWatch prints one line per change of a rollout's state (no terminal).
-func plainWatch(ctx context.Context, w io.Writer, load loader) error {
+// With changes it reads the rollout only when its keys changed; without,
+// every second.
+func plainWatch(ctx context.Context, w io.Writer, load loader, changes changesFunc) error {
 	last := ""
+	var waiter *changeWaiter
+	if changes != nil {
+		waiter = newChangeWaiter(changes)
+	}
 	for {
+		if waiter != nil {
+			if err := waiter.next(ctx); err != nil {
+				return nil
+			}
+		}
 		r, err := load(ctx)
 		if err != nil {
 			return err
@@ -235,6 +283,9 @@ func plainWatch(ctx context.Context, w io.Writer, load loader) error {
 		}
 		if r.Finished() {
 			return nil
+		}
+		if waiter != nil {
+			continue
 		}
 		select {
 		case <-ctx.Done():

@@ -68,6 +68,9 @@ type PlanDoc struct {
 	// Checklist is the pre-flight checklist the rollout would be stopped
 	// by (every item must be checked).
 	Checklist scheduler.Checklist `json:"checklist"`
+	// Strategy is the policy's strategy and StrategyRisk what it risks.
+	Strategy     string `json:"strategy"`
+	StrategyRisk string `json:"strategy_risk"`
 }
 
 func planAction(c *cli.Context) error {
@@ -123,6 +126,7 @@ func planOne(ctx context.Context, op *operator.Operator, p *scheduler.Policy) (*
 	}
 	doc := &PlanDoc{
 		Rollout: p.Name, Version: p.Release.Version, PolicyFile: p.File,
+		Strategy: string(p.Strategy), StrategyRisk: scheduler.StrategyRisk(p.Strategy),
 		FleetTotal: plan.FleetTotal, Deployable: plan.Deployable, PerClassTotal: plan.PerClassTotal,
 		Stages: plan.Stages, Excluded: plan.Excluded, Warnings: plan.Warnings, Registry: map[string][]string{},
 	}
@@ -159,6 +163,8 @@ func planOne(ctx context.Context, op *operator.Operator, p *scheduler.Policy) (*
 	watcher := checks.NewWatcher(op.Nomad, op.Consul, op.Log)
 	hctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	doc.Checklist = scheduler.GatherChecklist(hctx, watcher, p, plan, nil, nil, doc.ActiveSlot, doc.ActiveVersion)
+	cluster := jobs.WithTraffic(jobs.NewNomad(op.Nomad, p, base, op.Log), op.Consul)
+	doc.Checklist = append(doc.Checklist, scheduler.StrategyChecklist(hctx, p, plan, cluster)...)
 	cancel()
 	watcher.Stop()
 	job, err := jobs.Compile(base, p, doc.CandidateSlot, "plan")
@@ -199,7 +205,11 @@ func writePlan(out io.Writer, d *PlanDoc) {
 	for _, c := range classes {
 		parts = append(parts, fmt.Sprintf("%s %d", c, d.PerClassTotal[c]))
 	}
-	fmt.Fprintf(out, ": %s\n\n", strings.Join(parts, ", "))
+	fmt.Fprintf(out, ": %s\n", strings.Join(parts, ", "))
+	if d.Strategy != "" {
+		fmt.Fprintf(out, "Strategy: %s (%s)\n", d.Strategy, d.StrategyRisk)
+	}
+	fmt.Fprintln(out)
 
 	if len(d.Checklist) > 0 {
 		fmt.Fprintln(out, "Pre-flight checklist:")

@@ -174,6 +174,7 @@ func printStatus(w interface{ Write([]byte) (int, error) }, r *scheduler.Rollout
 	if a := lastAnalysis(r); a != "" {
 		fmt.Fprintf(w, "\n%s\n", a)
 	}
+	printAB(w, r)
 	if devices {
 		tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 		fmt.Fprintln(tw, "\nDEVICE\tCLASS\tSTAGE\tSTATE\tREASON")

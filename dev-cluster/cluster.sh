@@ -208,7 +208,6 @@ bind_addr             = "127.0.0.1"
 client_addr           = "127.0.0.1"
 server                = true
 bootstrap_expect      = 1
-check_update_interval = "0s"
 log_level             = "INFO"
 ui_config { enabled = true }
 ports {
@@ -263,7 +262,6 @@ data_dir              = "$STATE/$name/consul"
 bind_addr             = "$ip"
 client_addr           = "$ip"
 retry_join            = ["127.0.0.1"]
-check_update_interval = "0s"
 log_level             = "INFO"
 node_meta {
   class = "$class"

@@ -165,12 +165,15 @@ func (d *decoder) rollout(b *hcl2.Block) *scheduler.Policy {
 
 	canaryOK := false
 	if cb := single(blocks, "canary"); cb != nil {
-		p.Canary, canaryOK = d.canary(cb)
+		p.Canary, canaryOK = d.canary(cb, p.Strategy)
 	} else {
 		missing("canary")
 	}
 
 	p.Waves = d.waves(b, blocks["wave"], p, canaryOK)
+	if ab := single(blocks, "ab"); ab != nil {
+		p.AB = d.ab(ab, p)
+	}
 
 	if hb := single(blocks, "health"); hb != nil {
 		p.Health = d.health(hb, p)

@@ -248,6 +248,9 @@ var rangeWhy = map[string]string{
 	"rollback.max_offline_after_switch_percent": "it is the share of the devices a wave switched to the new version that may then drop offline before fleetplan rolls back; devices offline before their switch are skipped and do not count. When it is absent it equals max_failure_percent.",
 	"rollback.max_p95_latency_increase_percent": "it is how much slower (in percent of the old version's p95 latency) the new version may be; 0 turns the check off.",
 	"offline.max_offline_percent":               "above this share of offline devices the rollout pauses; 0 turns the check off.",
+	"tolerance.p95_latency_percent":             "it is how much higher (in percent of group A's p95 latency) group B's may be and still count as not worse.",
+	"ab.min_requests":                           "it is how many requests (or probe runs) each group needs in a class before its rates are compared.",
+	"ab.min_samples":                            "it is how many latency samples each group needs in a class before they are compared.",
 	"notify.timeout":                            "it bounds one delivery of a notification, retries included.",
 }
 
@@ -556,6 +559,11 @@ func exampleFor(block, name string) string {
 var attrExamples = map[string]string{
 	"canary.percent":                   `percent = 2`,
 	"functional.path":                  `path = "/infer"`,
+	"metrics.path":                     `path = "/metrics"`,
+	"metrics.format":                   `format = "prometheus"`,
+	"metrics.requests":                 `requests = "http_requests_total"`,
+	"metrics.errors":                   `errors = "http_requests_total{code=~\"5..\"}"`,
+	"metrics.latency":                  `latency = "http_request_duration_seconds"`,
 	"functional.interval":              `interval = "30s"`,
 	"strategy":                         `strategy = "canary-rolling"`,
 	"max_parallel":                     `max_parallel = 10`,
@@ -599,6 +607,14 @@ var attrExamples = map[string]string{
 	"events":                           `events = ["approval-needed", "rollback", "halted", "done"]`,
 	"level":                            `level = "info"`,
 	"notify.timeout":                   `timeout = "30s"`,
+	"duration":                         `duration = "10m"`,
+	"promote_if":                       `promote_if = "not-worse"`,
+	"confidence":                       `confidence = 0.95`,
+	"min_requests":                     `min_requests = 30`,
+	"min_samples":                      `min_samples = 8`,
+	"error_rate":                       `error_rate = 0.01`,
+	"p95_latency_percent":              `p95_latency_percent = 10`,
+	"probe_failure_rate":               `probe_failure_rate = 0.01`,
 }
 
 // requiredWhy says why a required attribute is needed, keyed by
@@ -616,4 +632,30 @@ var requiredWhy = map[string]string{
 	"notify.url":                   "it is where the notifications are POSTed. Keep a secret URL out of the policy with a reference: url = env.SLACK_WEBHOOK_URL or url = nomad_var(\"fleetplan/notify\", \"slack_url\").",
 	"functional.expect":            "it is what the answer to the test input must contain; without it the probe checks nothing.",
 	"functional.command":           "with probe = \"exec\" it names the check program to run, an entry of the allow-list in the device agent's own configuration (never a command line: the policy reaches the devices through Consul KV).",
+}
+
+// ---- health.application.metrics -------------------------------------------
+
+func errMetricsSelectorNeedsPrometheus(subject hcl2.Range, name string) *hcl2.Diagnostic {
+	return newError(subject, "Series selector without the prometheus format",
+		fmt.Sprintf("%s names a Prometheus series, but the metrics format is json (the default), whose record has fixed fields. Add format = \"prometheus\" to the metrics block, or remove %s.", name, name))
+}
+
+func errMetricsSelector(subject hcl2.Range, name string, err error) *hcl2.Diagnostic {
+	return newError(subject, "Invalid series selector",
+		fmt.Sprintf("%s: %v. Write a metric name, optionally with label matchers, for example %s = \"http_requests_total{code=~\\\"5..\\\"}\".", name, err, name))
+}
+
+func errMetricsErrorsWithoutRequests(subject hcl2.Range, requestsMissing bool) *hcl2.Diagnostic {
+	if requestsMissing {
+		return newError(subject, "Missing requests counter",
+			"The error rate is errors / requests over the same interval: with errors set, also set requests, for example requests = \"http_requests_total\".")
+	}
+	return newError(subject, "Missing errors counter",
+		"The error rate is errors / requests over the same interval: with requests set, also set errors, for example errors = \"http_requests_total{code=~\\\"5..\\\"}\".")
+}
+
+func errMetricsNothingMapped(subject hcl2.Range) *hcl2.Diagnostic {
+	return newError(subject, "Prometheus metrics without a mapping",
+		"With format = \"prometheus\" the agent needs to know which series to read: set requests and errors (counters, for the error rate) and/or latency (a histogram, for p95), for example requests = \"http_requests_total\", errors = \"http_requests_total{code=~\\\"5..\\\"}\", latency = \"http_request_duration_seconds\".")
 }

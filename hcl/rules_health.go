@@ -8,6 +8,7 @@ import (
 
 	hcl2 "github.com/hashicorp/hcl/v2"
 
+	"github.com/fleetplan/fleetplan/contract"
 	"github.com/fleetplan/fleetplan/scheduler"
 )
 
@@ -164,8 +165,70 @@ func (d *decoder) application(b *hcl2.Block, p *scheduler.Policy) scheduler.Appl
 			}
 		}
 	}
+	if mb := single(blocksOf(c), "metrics"); mb != nil {
+		app.Metrics = d.appMetrics(mb)
+	}
 	if portOK && d.jobPortsOK && !slices.Contains(d.jobPorts, app.Port) {
 		d.add(warnPortNotInJobspec(portRange, app.Port, filepath.Base(p.Release.Jobspec), d.jobPorts))
 	}
 	return app
+}
+
+// appMetrics decodes health.application.metrics: where the device agent
+// reads the application's metrics, and (format "prometheus") which series
+// give the requests, the errors and the latency histogram.
+func (d *decoder) appMetrics(b *hcl2.Block) *scheduler.AppMetrics {
+	c := d.content(b.Body, appMetricsSpec)
+	m := &scheduler.AppMetrics{Path: "/metrics", Format: "json", Range: b.DefRange}
+	if a := c.Attributes["path"]; a != nil {
+		if s, ok := d.str(a); ok {
+			if !strings.HasPrefix(s, "/") {
+				d.add(errHealthPath(a.Expr.Range(), "metrics path", s))
+			} else {
+				m.Path = s
+			}
+		}
+	}
+	formatRange := b.DefRange
+	if a := c.Attributes["format"]; a != nil {
+		formatRange = a.Expr.Range()
+		if s, ok := d.str(a); ok {
+			if s != "json" && s != "prometheus" {
+				d.add(errUnknownEnum(a.Expr.Range(), "metrics format", s, []string{"json", "prometheus"}))
+			} else {
+				m.Format = s
+			}
+		}
+	}
+	sels := map[string]*string{"requests": &m.Requests, "errors": &m.Errors, "latency": &m.Latency}
+	written := map[string]bool{}
+	for _, name := range []string{"requests", "errors", "latency"} {
+		a := c.Attributes[name]
+		if a == nil {
+			continue
+		}
+		written[name] = true
+		s, ok := d.str(a)
+		if !ok {
+			continue
+		}
+		if m.Format != "prometheus" {
+			d.add(errMetricsSelectorNeedsPrometheus(a.Expr.Range(), name))
+			continue
+		}
+		if _, err := contract.ParseSelector(s); err != nil {
+			d.add(errMetricsSelector(a.Expr.Range(), name, err))
+			continue
+		}
+		*sels[name] = s
+	}
+	if m.Format == "prometheus" {
+		switch {
+		case written["errors"] != written["requests"]:
+			d.add(errMetricsErrorsWithoutRequests(formatRange, !written["requests"]))
+		case !written["requests"] && !written["latency"]:
+			d.add(errMetricsNothingMapped(formatRange))
+		}
+	}
+	return m
 }

@@ -35,12 +35,18 @@ func (d *decoder) soak(a *hcl2.Attribute, stage string) (time.Duration, bool) {
 }
 
 // canary decodes the canary block; the second result says whether its
-// percent is valid, so that the waves can be compared with it.
-func (d *decoder) canary(b *hcl2.Block) (scheduler.Canary, bool) {
+// percent is valid, so that the waves can be compared with it. A
+// rolling-update has no approval step unless the policy writes
+// approval = "manual".
+func (d *decoder) canary(b *hcl2.Block, strategy scheduler.Strategy) (scheduler.Canary, bool) {
 	c := d.content(b.Body, canarySpec)
+	approval := scheduler.ApprovalManual
+	if strategy == scheduler.StrategyRollingUpdate {
+		approval = scheduler.ApprovalAuto
+	}
 	cn := scheduler.Canary{
 		MinPerClass:  scheduler.DefaultMinPerClass,
-		Approval:     scheduler.ApprovalManual,
+		Approval:     approval,
 		Range:        b.DefRange,
 		PercentRange: b.DefRange,
 		SoakRange:    b.DefRange,
@@ -79,8 +85,12 @@ func (d *decoder) canary(b *hcl2.Block) (scheduler.Canary, bool) {
 			case !slices.Contains(approvals, s):
 				d.add(errUnknownEnum(a.Expr.Range(), "approval", s, approvals))
 			case s == string(scheduler.ApprovalAuto):
-				d.add(warnAutoApproval(a.Expr.Range()))
+				if strategy != scheduler.StrategyRollingUpdate {
+					d.add(warnAutoApproval(a.Expr.Range()))
+				}
 				cn.Approval = scheduler.ApprovalAuto
+			default:
+				cn.Approval = scheduler.ApprovalManual
 			}
 		}
 	}

@@ -200,6 +200,9 @@ var ruleCases = []struct {
 `, ""},
 	}},
 	{"valid: application block with defaults only", replaceLine(applicationBlock, "    application {}\n")},
+	{"valid: prometheus metrics", replaceLine("      max_restarts   = 3\n", "      max_restarts   = 3\n      metrics {\n        format   = \"prometheus\"\n        requests = \"http_requests_total\"\n        errors   = \"http_requests_total{code=~\\\"5..\\\"}\"\n        latency  = \"http_request_duration_seconds\"\n      }\n")},
+	{"valid: json metrics path", replaceLine("      max_restarts   = 3\n", "      max_restarts   = 3\n      metrics {\n        path = \"/stats\"\n      }\n")},
+
 	{"valid: input_file", replaceLine(`input       = "{\"image\": \"cat.jpg\"}"`, `input_file  = "cat.json"`)},
 	{"valid: jsonencode input", replaceLine(`input       = "{\"image\": \"cat.jpg\"}"`, `input       = jsonencode({ image = "cat.jpg" })`)},
 	{"valid: zero thresholds turn checks off", replaceLine(`max_cpu_percent    = 90`, `max_cpu_percent    = 0`)},
@@ -338,6 +341,11 @@ var ruleCases = []struct {
 	// ---- enumerations -------------------------------------------------------
 	{"unknown strategy", replaceLine(`strategy     = "canary-rolling"`, `strategy     = "canary_rolling" # want error "Unknown strategy"`)},
 	{"unknown approval", replaceLine(`approval      = "manual"`, `approval      = "manul" # want error "Unknown approval"`)},
+	{"unknown metrics format", replaceLine("      max_restarts   = 3\n", "      max_restarts   = 3\n      metrics {\n        format = \"prom\" # want error \"Unknown metrics format\"\n      }\n")},
+	{"series selector with json metrics", replaceLine("      max_restarts   = 3\n", "      max_restarts   = 3\n      metrics {\n        requests = \"http_requests_total\" # want error \"Series selector without the prometheus format\"\n      }\n")},
+	{"invalid series selector", replaceLine("      max_restarts   = 3\n", "      max_restarts   = 3\n      metrics {\n        format   = \"prometheus\"\n        requests = \"http_requests_total\"\n        errors   = \"http_requests_total{code=~5..}\" # want error \"Invalid series selector\"\n      }\n")},
+	{"errors without requests", replaceLine("      max_restarts   = 3\n", "      max_restarts   = 3\n      metrics {\n        format = \"prometheus\" # want error \"Missing requests counter\"\n        errors = \"http_requests_total{code=\\\"500\\\"}\"\n      }\n")},
+	{"prometheus without a mapping", replaceLine("      max_restarts   = 3\n", "      max_restarts   = 3\n      metrics {\n        format = \"prometheus\" # want error \"Prometheus metrics without a mapping\"\n      }\n")},
 	{"unknown scope", replaceLine(`scope                            = "wave"`, `scope                            = "fleat" # want error "Unknown scope"`)},
 
 	// ---- unknown names ------------------------------------------------------

@@ -35,8 +35,11 @@ var (
 		Attrs: []string{"heartbeat_timeout"}}
 	systemSpec = &blockSpec{Type: "system",
 		Attrs: []string{"max_cpu_percent", "max_memory_percent", "max_disk_percent", "max_temperature_c"}}
+	appMetricsSpec = &blockSpec{Type: "metrics",
+		Attrs: []string{"path", "format", "requests", "errors", "latency"}}
 	applicationSpec = &blockSpec{Type: "application",
-		Attrs: []string{"port", "path", "interval", "timeout", "expect_version", "max_restarts"}}
+		Attrs:  []string{"port", "path", "interval", "timeout", "expect_version", "max_restarts"},
+		Blocks: []*blockSpec{appMetricsSpec}}
 	functionalSpec = &blockSpec{Type: "functional",
 		Attrs: []string{"probe", "path", "input", "input_file", "expect", "max_latency", "command", "args", "interval"}}
 	healthSpec = &blockSpec{Type: "health",
@@ -48,9 +51,14 @@ var (
 		Attrs: []string{"catch_up", "max_offline_percent"}}
 	notifySpec = &blockSpec{Type: "notify", Labels: []string{"type", "name"}, Multi: true,
 		Attrs: []string{"url", "headers", "events", "timeout", "level"}}
+	toleranceSpec = &blockSpec{Type: "tolerance",
+		Attrs: []string{"error_rate", "p95_latency_percent", "probe_failure_rate"}}
+	abSpec = &blockSpec{Type: "ab",
+		Attrs:  []string{"duration", "promote_if", "confidence", "min_requests", "min_samples"},
+		Blocks: []*blockSpec{toleranceSpec}}
 	rolloutSpec = &blockSpec{Type: "rollout", Labels: []string{"application"}, Multi: true,
 		Attrs:  []string{"strategy", "max_parallel"},
-		Blocks: []*blockSpec{fleetSpec, releaseSpec, canarySpec, waveSpec, healthSpec, rollbackSpec, offlineSpec, notifySpec}}
+		Blocks: []*blockSpec{fleetSpec, releaseSpec, canarySpec, waveSpec, abSpec, healthSpec, rollbackSpec, offlineSpec, notifySpec}}
 	// fileSpec is the top level of a policy file.
 	fileSpec = &blockSpec{Type: "", Blocks: []*blockSpec{rolloutSpec, notifySpec}}
 )

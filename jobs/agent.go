@@ -97,6 +97,9 @@ type AgentJobOptions struct {
 	// KVPrefix is the Consul KV folder of the application configs ("":
 	// the agent's default).
 	KVPrefix string
+	// SummaryPrefix is the Consul KV folder of the device summaries ("":
+	// the agent's default).
+	SummaryPrefix string
 	// ExtraArgs are appended to the agent's arguments.
 	ExtraArgs []string
 	// Env is added to the task's environment (e.g. CONSUL_HTTP_TOKEN).
@@ -153,6 +156,9 @@ func AgentJob(opts AgentJobOptions) *api.Job {
 	args = append(args, "-nomad-addr", orDefault(opts.NomadAddr, DefaultAgentNomadAddr))
 	if opts.KVPrefix != "" {
 		args = append(args, "-kv-prefix", opts.KVPrefix)
+	}
+	if opts.SummaryPrefix != "" {
+		args = append(args, "-summary-prefix", opts.SummaryPrefix)
 	}
 	args = append(args, opts.ExtraArgs...)
 	cpu, mem := opts.CPU, opts.MemoryMB

@@ -52,6 +52,9 @@ type Nomad struct {
 	Fence func() error
 
 	devices sync.Map // node ID -> *sync.Mutex
+	// nodes is the one watcher of node updates the switches in flight
+	// share (step 2).
+	nodes *NodeWatcher
 }
 
 var _ scheduler.Cluster = (*Nomad)(nil)
@@ -69,8 +72,12 @@ func NewNomad(nc *api.Client, policy *scheduler.Policy, base *api.Job, logger hc
 		logger:      logger.Named("jobs").With("app", policy.Name),
 		SyncTimeout: DefaultSyncTimeout,
 		CallTimeout: DefaultCallTimeout,
+		nodes:       NewNodeWatcher(nc, logger.Named("jobs").With("app", policy.Name)),
 	}
 }
+
+// NodeWatcher is the watcher of node updates the switches share.
+func (n *Nomad) NodeWatcher() *NodeWatcher { return n.nodes }
 
 // PrepareCandidate compiles the candidate slot job of the run (r.Candidate,
 // r.ID, the policy's version) and registers it. It does nothing when the
@@ -311,9 +318,9 @@ func (n *Nomad) applySlot(ctx context.Context, dev scheduler.DeviceRef, to strin
 	return err
 }
 
-// slotSyncTiming paces step 2's blocking queries on the node. The node
-// index moves with every node of the fleet, so a jittered minimum interval
-// keeps the calls few; failed calls back off from 250 ms to 5 s.
+// slotSyncTiming paces the shared node watcher (step 2). The node index
+// moves with every node of the fleet, so a minimum interval keeps the
+// calls few; failed calls back off from 250 ms to 5 s.
 var slotSyncTiming = blocking.Timing{
 	MinInterval: 75 * time.Millisecond,
 	BackoffBase: 250 * time.Millisecond,
@@ -321,41 +328,29 @@ var slotSyncTiming = blocking.Timing{
 	WaitTime:    10 * time.Second,
 }
 
-// waitSlot is step 2: blocking queries on the node until the server reports
-// the slot value, the node goes away, or SyncTimeout passes.
+// waitSlot is step 2: it waits, on the shared node watcher, until the
+// server reports the slot value, the node goes away, or SyncTimeout
+// passes.
 func (n *Nomad) waitSlot(ctx context.Context, dev scheduler.DeviceRef, to string) error {
 	key := contract.SlotMetaKey(n.policy.Name)
 	wctx, cancel := context.WithTimeout(ctx, n.SyncTimeout)
 	defer cancel()
-	var (
-		lastErr error
-		seen    = "(not read)"
-	)
-	loop := blocking.New(blocking.Config{Name: "node slot metadata", Timing: slotSyncTiming, Logger: n.logger.With("device", dev.Name, "node_id", dev.ID)},
-		func(ctx context.Context, waitIndex uint64) (*api.Node, uint64, error) {
-			q := &api.QueryOptions{WaitIndex: waitIndex, WaitTime: slotSyncTiming.WaitTime}
-			node, meta, err := n.nc.Nodes().Info(dev.ID, q.WithContext(ctx))
-			lastErr = err
-			if err != nil {
-				return nil, 0, err
-			}
-			return node, meta.LastIndex, nil
-		},
-		func(node *api.Node) error {
-			value, ok := node.Meta[key]
-			if ok && value == to || !ok && to == "" {
-				return blocking.ErrStop
-			}
-			seen = "no value"
-			if ok {
-				seen = fmt.Sprintf("%q", value)
-			}
-			if nodeUnreachable(node.Status) {
-				return fmt.Errorf("node is %s: %w", node.Status, scheduler.ErrDeviceOffline)
-			}
-			return nil
-		})
-	if err := loop.Run(wctx); err == nil || wctx.Err() == nil {
+	seen := "(not read)"
+	lastErr, err := n.nodes.Wait(wctx, dev.ID, func(node nodeState) (bool, error) {
+		value, ok := node.Meta[key]
+		if ok && value == to || !ok && to == "" {
+			return true, nil
+		}
+		seen = "no value"
+		if ok {
+			seen = fmt.Sprintf("%q", value)
+		}
+		if nodeUnreachable(node.Status) {
+			return false, fmt.Errorf("node is %s: %w", node.Status, scheduler.ErrDeviceOffline)
+		}
+		return false, nil
+	})
+	if err == nil || wctx.Err() == nil {
 		// Reported, or the node is gone.
 		return err
 	}

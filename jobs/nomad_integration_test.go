@@ -268,12 +268,34 @@ func TestSwitchDevices(t *testing.T) {
 	}
 	var wg sync.WaitGroup
 	errs := make([]error, 2)
+	// The parallel switches share one watcher of node updates: never more
+	// than one long-poll open for both.
+	sampled, maxOpen := make(chan struct{}), 0
+	done := make(chan struct{})
+	go func() {
+		defer close(sampled)
+		for {
+			if n := v1.NodeWatcher().OpenLongPolls(); n > maxOpen {
+				maxOpen = n
+			}
+			select {
+			case <-done:
+				return
+			case <-time.After(5 * time.Millisecond):
+			}
+		}
+	}()
 	for i, dev := range []scheduler.DeviceRef{a, b} {
 		wg.Go(func() { errs[i] = v1.SwitchDevice(r.ctx, dev, "", "blue") })
 	}
 	wg.Wait()
+	close(done)
+	<-sampled
 	if err := errors.Join(errs...); err != nil {
 		t.Fatal(err)
+	}
+	if maxOpen != 1 {
+		t.Errorf("%d node long-polls open during two parallel switches, want 1", maxOpen)
 	}
 	r.waitPlacement(v1, a.Name+":blue/running", b.Name+":blue/running")
 	r.checkPassing(a.Name, "blue")

@@ -52,6 +52,8 @@ type fakeNomad struct {
 	allocsHangUp bool
 	// jobStatusCode, when not 0, answers every /v1/job/ request with it.
 	jobStatusCode int
+	// lists counts GET /v1/nodes.
+	lists int
 }
 
 // hangUp closes the request's connection without an answer.
@@ -96,6 +98,19 @@ func (f *fakeNomad) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "No cluster leader", f.jobStatusCode)
 	case r.URL.Path == "/v1/node/"+fakeNodeID+"/allocations" && f.allocsHangUp:
 		hangUp(w)
+	case r.URL.Path == "/v1/nodes" && f.nodeStatusCode != nil && f.nodeStatusCode() != 0:
+		if code := f.nodeStatusCode(); code < 0 {
+			hangUp(w)
+		} else {
+			http.Error(w, "rpc error: leader changed", code)
+		}
+	case r.URL.Path == "/v1/nodes":
+		f.lists++
+		if !f.known {
+			reply([]*api.NodeListStub{})
+			return
+		}
+		reply([]*api.NodeListStub{{ID: fakeNodeID, Name: "dev-1", Status: f.status, ModifyIndex: f.index}})
 	case r.URL.Path == "/v1/node/"+fakeNodeID:
 		if !f.known {
 			http.Error(w, "node not found", http.StatusNotFound)

@@ -52,7 +52,7 @@ func (o *Operator) Controller(run Run) (ctl *scheduler.Controller, stop func()) 
 	cluster := jobs.NewNomad(o.Nomad, run.Policy, run.Base, o.Log)
 	ctl = &scheduler.Controller{
 		Policy:         run.Policy,
-		Cluster:        cluster,
+		Cluster:        jobs.WithTraffic(cluster, o.Consul),
 		Gate:           scheduler.DefaultGate{},
 		Store:          o.Store,
 		Registry:       o.Registry(),

@@ -52,17 +52,33 @@ import (
 // changing), discrepancy-cleared (discrepancy -> ok), capabilities-changed
 // (node class or capabilities differ), removed.
 func Diff(current map[string]scheduler.Device, obs scheduler.Observed, now time.Time) (map[string]scheduler.Device, []scheduler.RegistryEvent) {
+	next, events, _ := diffWith(current, obs, now, nil)
+	return next, events
+}
+
+// settleHook sees each next entry before it is stored: old is current's
+// entry under the same key when known; it returns the entry to store.
+type settleHook func(key string, old scheduler.Device, known bool, d scheduler.Device) scheduler.Device
+
+// diffWith is Diff calling hook (when not nil) on every next entry once;
+// it reports false when a key was settled twice (two Nomad nodes claiming
+// one node ID), after which the hook's view is not next's.
+func diffWith(current map[string]scheduler.Device, obs scheduler.Observed, now time.Time, hook settleHook) (map[string]scheduler.Device, []scheduler.RegistryEvent, bool) {
 	r := registryDiff{
 		current: current,
 		obs:     obs,
 		now:     now,
 		next:    make(map[string]scheduler.Device, max(len(current), len(obs.Nomad))+16),
+		hook:    hook,
 	}
+	r.indexConsulOnly()
 	r.scanNomad()
 	r.scanConsulOnly()
-	r.scanGone()
+	if r.handledCurrent < len(current) {
+		r.scanGone()
+	}
 	slices.SortStableFunc(r.events, func(a, b scheduler.RegistryEvent) int { return strings.Compare(a.Device, b.Device) })
-	return r.next, r.events
+	return r.next, r.events, !r.resettled
 }
 
 type registryDiff struct {
@@ -81,7 +97,56 @@ type registryDiff struct {
 	quarantinedByName map[string]string
 	// nomadIDs is the set of node IDs Nomad lists; built on first use.
 	nomadIDs map[string]struct{}
-	buf      []byte
+	// consulOnly maps node names to the Consul-only keys of current
+	// (scheduler.ConsulOnlyPrefix + name); usually empty.
+	consulOnly map[string]string
+	// handledCurrent counts the current keys that have their next entry
+	// or were consumed; when it reaches len(current), no current device
+	// is left for scanGone.
+	handledCurrent int
+	hook           settleHook
+	// resettled is set when a key got its next entry twice.
+	resettled bool
+	// consulMatched counts the Consul nodes scanNomad met; fresh are the
+	// nodes it found new.
+	consulMatched int
+	fresh         []freshNode
+}
+
+// indexConsulOnly collects the Consul-only keys of current in one pass, so
+// that the scan of Nomad's nodes needs no lookup for them.
+func (r *registryDiff) indexConsulOnly() {
+	for k := range r.current {
+		if name, ok := strings.CutPrefix(k, scheduler.ConsulOnlyPrefix); ok {
+			if r.consulOnly == nil {
+				r.consulOnly = map[string]string{}
+			}
+			r.consulOnly[name] = k
+		}
+	}
+}
+
+// put sets the next entry of key; fromCurrent tells whether key is a key of
+// current (for handledCurrent, counted once per key), old its entry there.
+func (r *registryDiff) put(key string, d scheduler.Device, fromCurrent bool, old *scheduler.Device) {
+	if r.hook != nil {
+		var prev scheduler.Device
+		if fromCurrent {
+			prev = *old
+		}
+		d = r.hook(key, prev, fromCurrent, d)
+	}
+	n := len(r.next)
+	r.next[key] = d
+	if len(r.next) == n {
+		r.resettled = true
+		return
+	}
+	if fromCurrent {
+		if _, consumed := r.consumed[key]; !consumed {
+			r.handledCurrent++
+		}
+	}
 }
 
 // scanNomad settles every node Nomad lists.
@@ -95,16 +160,15 @@ func (r *registryDiff) scanNomad() {
 			key = "nomad:" + name // Nomad always sets an ID; be safe anyway.
 		}
 		var cn *scheduler.ConsulNode
-		if c, ok := r.obs.Consul[name]; ok {
+		c, hasConsul := r.obs.Consul[name]
+		if hasConsul {
 			cn = &c
+			r.consulMatched++
 		}
 		prev, known := r.current[key]
 		hadNomad := known
-		// The lookup through string(buf) does not allocate; most nodes have
-		// no Consul-only entry.
-		r.buf = append(append(r.buf[:0], scheduler.ConsulOnlyPrefix...), name...)
-		if cprev, ok := r.current[string(r.buf)]; ok {
-			ck := string(r.buf)
+		if ck, ok := r.consulOnly[name]; ok {
+			cprev := r.current[ck]
 			r.consume(ck)
 			if known {
 				r.event(ck, name, scheduler.EventRemoved, "merged into Nomad node "+key)
@@ -112,17 +176,45 @@ func (r *registryDiff) scanNomad() {
 				prev, known = cprev, true
 			}
 		}
-		var inherited *scheduler.Device
 		if !known {
-			inherited = r.replacedQuarantine(name, key)
+			// A new node: settled once every known one is, when it is
+			// clear whether it can replace a quarantined device.
+			r.fresh = append(r.fresh, freshNode{name: name, key: key, nn: nn, cn: c, hasConsul: hasConsul})
+			continue
 		}
-		d := r.settle(key, prev, known, hadNomad, &nn, cn, inherited)
-		r.next[key] = d
+		d := r.settle(key, prev, known, hadNomad, &nn, cn, nil)
+		r.put(key, d, hadNomad, &prev)
 	}
+	for i := range r.fresh {
+		f := &r.fresh[i]
+		var inherited *scheduler.Device
+		if r.handledCurrent < len(r.current) {
+			// Only a registry device Nomad no longer lists can be
+			// replaced; when every one was handled above, none is left.
+			inherited = r.replacedQuarantine(f.name, f.key)
+		}
+		var cn *scheduler.ConsulNode
+		if f.hasConsul {
+			cn = &f.cn
+		}
+		var prev scheduler.Device
+		r.put(f.key, r.settle(f.key, prev, false, false, &f.nn, cn, inherited), false, &prev)
+	}
+}
+
+// freshNode is a Nomad node the registry does not know yet.
+type freshNode struct {
+	name, key string
+	nn        scheduler.NomadNode
+	cn        scheduler.ConsulNode
+	hasConsul bool
 }
 
 // scanConsulOnly settles the Consul nodes Nomad does not list.
 func (r *registryDiff) scanConsulOnly() {
+	if r.consulMatched == len(r.obs.Consul) {
+		return // every Consul node is a Nomad node: settled by scanNomad
+	}
 	for name, cn := range r.obs.Consul {
 		if _, ok := r.obs.Nomad[name]; ok {
 			continue
@@ -132,12 +224,13 @@ func (r *registryDiff) scanConsulOnly() {
 		}
 		// A Nomad device of the registry that Nomad no longer lists.
 		if k, ok := r.nameIndex()[name]; ok && !r.handled(k) {
-			r.next[k] = r.settle(k, r.current[k], true, true, nil, &cn, nil)
+			prev := r.current[k]
+			r.put(k, r.settle(k, prev, true, true, nil, &cn, nil), true, &prev)
 			continue
 		}
 		key := scheduler.ConsulOnlyPrefix + name
 		prev, known := r.current[key]
-		r.next[key] = r.settle(key, prev, known, false, nil, &cn, nil)
+		r.put(key, r.settle(key, prev, known, false, nil, &cn, nil), known, &prev)
 	}
 }
 
@@ -159,7 +252,7 @@ func (r *registryDiff) scanGone() {
 			r.event(k, d.Name, scheduler.EventRemoved, detail)
 			continue
 		}
-		r.next[k] = r.settle(k, d, true, true, nil, nil, nil)
+		r.put(k, r.settle(k, d, true, true, nil, nil, nil), true, &d)
 	}
 }
 
@@ -230,7 +323,7 @@ func (r *registryDiff) settle(key string, prev scheduler.Device, known, hadNomad
 		return d
 	}
 
-	if hadNomad && nn != nil {
+	if hadNomad && nn != nil && (prev.Class != d.Class || prev.Capabilities != d.Capabilities) {
 		if change := capabilityChanges(prev, d); change != "" {
 			r.event(key, d.Name, scheduler.EventCapabilitiesChanged, change)
 		}
@@ -338,7 +431,12 @@ func (r *registryDiff) consume(k string) {
 	if r.consumed == nil {
 		r.consumed = map[string]struct{}{}
 	}
-	r.consumed[k] = struct{}{}
+	if _, dup := r.consumed[k]; !dup {
+		r.consumed[k] = struct{}{}
+		if _, done := r.next[k]; !done {
+			r.handledCurrent++
+		}
+	}
 }
 
 // handled reports whether a current key already has its next entry.

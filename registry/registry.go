@@ -19,6 +19,7 @@ import (
 	"fmt"
 	"maps"
 	"path"
+	"reflect"
 	"slices"
 	"strings"
 	"sync"
@@ -176,8 +177,9 @@ func (r *Registry) load(ctx context.Context) (snapshot, error) {
 // loadForSync is load with the entries decoded by the previous sync reused
 // when their modify index did not move (most of them: a sync of a healthy
 // fleet writes nothing), which saves most of a sync's CPU time on a large
-// fleet. The snapshot shares its Meta and Apps maps with the cache, so it is
-// only for Sync, which does not modify them.
+// fleet. The snapshot is the cache itself, updated in place; it shares its
+// Meta and Apps maps with earlier observations, so it is only for Sync,
+// which does not modify them.
 func (r *Registry) loadForSync(ctx context.Context) (snapshot, error) {
 	pairs, err := r.store.RegistryEntries(ctx)
 	if err != nil {
@@ -185,32 +187,44 @@ func (r *Registry) loadForSync(ctx context.Context) (snapshot, error) {
 	}
 	s, err := decodeSnapshotCached(r.devicesPrefix(), pairs, r.decoded)
 	if err != nil {
+		r.decoded = snapshot{} // possibly half updated
 		return snapshot{}, err
 	}
 	r.decoded = s
 	return s, nil
 }
 
+// decodeSnapshot decodes every registry entry; the devices share nothing
+// (callers may change them).
 func decodeSnapshot(prefix string, pairs consulapi.KVPairs) (snapshot, error) {
-	return decodeSnapshotCached(prefix, pairs, snapshot{})
+	return decodeAll(prefix, pairs, false)
 }
 
-// decodeSnapshotCached decodes the registry entries, reusing those of prev
-// that are at the same modify index.
+// decodeSnapshotCached decodes the registry entries for a sync, reusing
+// those of prev that are at the same modify index: prev (when it has
+// devices) is updated in place, with the entries that moved decoded again
+// and those no longer listed removed, and returned. On an error prev is
+// left half updated: drop it. Entries with identical metadata or apps share
+// one map: the sync never modifies them.
 func decodeSnapshotCached(prefix string, pairs consulapi.KVPairs, prev snapshot) (snapshot, error) {
+	if prev.devices != nil && prev.index != nil {
+		return updateSnapshot(prefix, pairs, prev)
+	}
+	return decodeAll(prefix, pairs, true)
+}
+
+// decodeAll decodes every registry entry; with shareMaps, entries with
+// identical metadata or apps share one map.
+func decodeAll(prefix string, pairs consulapi.KVPairs, shareMaps bool) (snapshot, error) {
 	s := snapshot{devices: make(map[string]scheduler.Device, len(pairs)), index: make(map[string]uint64, len(pairs))}
+	in := interner{shareMaps: shareMaps}
 	for _, p := range pairs {
 		key := strings.TrimPrefix(p.Key, prefix)
 		if key == "" || strings.Contains(key, "/") {
 			continue
 		}
-		if idx, ok := prev.index[key]; ok && idx == p.ModifyIndex {
-			s.devices[key] = prev.devices[key]
-			s.index[key] = idx
-			continue
-		}
-		var d scheduler.Device
-		if err := json.Unmarshal(p.Value, &d); err != nil {
+		d, err := decodeDevice(p.Value, &in)
+		if err != nil {
 			return snapshot{}, fmt.Errorf("decoding %s: %w", p.Key, err)
 		}
 		d.ID = key
@@ -218,6 +232,48 @@ func decodeSnapshotCached(prefix string, pairs consulapi.KVPairs, prev snapshot)
 		s.index[key] = p.ModifyIndex
 	}
 	return s, nil
+}
+
+// updateSnapshot is decodeSnapshotCached with a previous snapshot: one
+// lookup per unchanged entry.
+func updateSnapshot(prefix string, pairs consulapi.KVPairs, prev snapshot) (snapshot, error) {
+	in := interner{shareMaps: true}
+	known := len(prev.index)
+	listed := 0 // entries of prev that pairs still list
+	for _, p := range pairs {
+		key := strings.TrimPrefix(p.Key, prefix)
+		if key == "" || strings.Contains(key, "/") {
+			continue
+		}
+		idx, ok := prev.index[key]
+		if ok {
+			listed++
+			if idx == p.ModifyIndex {
+				continue
+			}
+		}
+		d, err := decodeDevice(p.Value, &in)
+		if err != nil {
+			return snapshot{}, fmt.Errorf("decoding %s: %w", p.Key, err)
+		}
+		d.ID = key
+		prev.devices[key] = d
+		prev.index[key] = p.ModifyIndex
+	}
+	if listed < known {
+		// Some entries were deleted: drop them.
+		keep := make(map[string]struct{}, len(pairs))
+		for _, p := range pairs {
+			keep[strings.TrimPrefix(p.Key, prefix)] = struct{}{}
+		}
+		for key := range prev.index {
+			if _, ok := keep[key]; !ok {
+				delete(prev.index, key)
+				delete(prev.devices, key)
+			}
+		}
+	}
+	return prev, nil
 }
 
 // List returns every registry device, sorted by name, as stored (no sync).
@@ -344,7 +400,51 @@ type syncPlan struct {
 // change is a heartbeat younger than the resolution keeps its stored one and
 // is not written.
 func (r *Registry) planSync(s snapshot, obs scheduler.Observed, now time.Time) syncPlan {
-	next, events := Diff(s.devices, obs, now)
+	kept := 0 // keys of s.devices that next keeps
+	var ops []store.RegistryWrite
+	hook := func(k string, old scheduler.Device, known bool, d scheduler.Device) scheduler.Device {
+		if known {
+			kept++
+			if d.LastHeartbeat.After(old.LastHeartbeat) && d.LastHeartbeat.Sub(old.LastHeartbeat) < r.hbResolution {
+				d.LastHeartbeat = old.LastHeartbeat
+			}
+			if equalDevice(old, d) {
+				if !sameMap(old.Meta, d.Meta) || !sameMap(old.Apps, d.Apps) {
+					// Keep the observation's maps in the snapshot (the
+					// decode cache): they are equal, and the next sync
+					// compares them by identity when the node did not
+					// change. The diff has read this entry already and
+					// does not read it again.
+					old.Meta, old.Apps = d.Meta, d.Apps
+					s.devices[k] = old
+				}
+				return d
+			}
+		}
+		if data, err := json.Marshal(d); err == nil { // a Device always encodes
+			ops = append(ops, store.RegistryWrite{ID: k, Value: data, Index: s.index[k]})
+		}
+		return d
+	}
+	next, events, once := diffWith(s.devices, obs, now, hook)
+	if !once {
+		// A key was settled twice: decide from next itself.
+		return r.planSyncFrom(s, next, events)
+	}
+	p := syncPlan{next: next, events: events, ops: ops}
+	if kept < len(s.devices) {
+		for k := range s.devices {
+			if _, ok := next[k]; !ok {
+				p.ops = append(p.ops, store.RegistryWrite{ID: k, Index: s.index[k]})
+			}
+		}
+	}
+	slices.SortFunc(p.ops, func(a, b store.RegistryWrite) int { return strings.Compare(a.ID, b.ID) })
+	return p
+}
+
+// planSyncFrom is planSync from a next registry already computed.
+func (r *Registry) planSyncFrom(s snapshot, next map[string]scheduler.Device, events []scheduler.RegistryEvent) syncPlan {
 	p := syncPlan{next: next, events: events}
 	for k, d := range next {
 		old, known := s.devices[k]
@@ -411,8 +511,14 @@ func equalDevice(a, b scheduler.Device) bool {
 	return a.ID == b.ID && a.Name == b.Name && a.Class == b.Class && a.Datacenter == b.Datacenter &&
 		a.NomadStatus == b.NomadStatus && a.Eligibility == b.Eligibility && a.ConsulStatus == b.ConsulStatus &&
 		a.Address == b.Address && a.Capabilities == b.Capabilities &&
-		maps.Equal(a.Meta, b.Meta) && maps.Equal(a.Apps, b.Apps) &&
-		a.LastHeartbeat.Equal(b.LastHeartbeat) && a.Status == b.Status && a.Reason == b.Reason && a.Resolved == b.Resolved
+		a.LastHeartbeat.Equal(b.LastHeartbeat) && a.Status == b.Status && a.Reason == b.Reason && a.Resolved == b.Resolved &&
+		(sameMap(a.Meta, b.Meta) || maps.Equal(a.Meta, b.Meta)) && (sameMap(a.Apps, b.Apps) || maps.Equal(a.Apps, b.Apps))
+}
+
+// sameMap reports whether a and b are the same map (then they are equal
+// without comparing their entries).
+func sameMap[K comparable, V any](a, b map[K]V) bool {
+	return reflect.ValueOf(a).UnsafePointer() == reflect.ValueOf(b).UnsafePointer()
 }
 
 // update applies change to one device with check-and-set, retrying once

@@ -38,9 +38,22 @@ type Report struct {
 	// Restores are the verified restore times of a rollback, per device:
 	// from the device's switch back to its old slot running and passing
 	// its checks.
-	Restores  []Restore            `json:"restores,omitempty"`
+	Restores []Restore `json:"restores,omitempty"`
+	// AB is an a-b run's comparison of its groups (ab.go).
+	AB        *ABReport            `json:"ab,omitempty"`
 	Excluded  []DeviceRef          `json:"excluded"`
 	Decisions []scheduler.Decision `json:"decisions"`
+	// RollbackTimes are the run's rollback times from its trigger.
+	RollbackTimes *RollbackTimes `json:"rollback_times,omitempty"`
+}
+
+// RollbackTimes measure a rollback from its trigger: to the traffic back
+// on the old slot (blue-green; 0 when not measured) and to the candidate
+// stopped on every reachable device it covered.
+type RollbackTimes struct {
+	TrafficBackSeconds      float64 `json:"traffic_back_seconds,omitempty"`
+	CandidateStoppedSeconds float64 `json:"candidate_stopped_seconds,omitempty"`
+	Devices                 int     `json:"devices"`
 }
 
 // Slots names the slot colours of the run.
@@ -152,7 +165,9 @@ func Build(r *scheduler.Rollout) *Report {
 	if rolledBack > 0 {
 		rep.Status = append(rep.Status, StatusRow{"Rolled back", rolledBack, pct(rolledBack)})
 	}
-	if other > 0 {
+	if other > 0 && r.Outcome == scheduler.OutcomeHeld {
+		rep.Status = append(rep.Status, StatusRow{"Kept on the previous version (A/B group A)", other, pct(other)})
+	} else if other > 0 {
 		rep.Status = append(rep.Status, StatusRow{"Not yet deployed", other, pct(other)})
 	}
 	if len(r.Excluded) > 0 {
@@ -162,6 +177,9 @@ func Build(r *scheduler.Rollout) *Report {
 		name := "Canary"
 		if !st.Canary {
 			name = fmt.Sprintf("Wave %d", i)
+		}
+		if st.Name == scheduler.ABGroupAStage {
+			name = "Group A (promotion)"
 		}
 		v := st.Verdict
 		if v == "" {
@@ -178,10 +196,14 @@ func Build(r *scheduler.Rollout) *Report {
 			rep.Restores = append(rep.Restores, Restore{Device: d.Name, Class: d.Class, Seconds: d.RestoredAt.Sub(d.RollbackAt).Seconds()})
 		}
 	}
+	if t := r.RollbackTimes; t != nil && (!t.TrafficBackAt.IsZero() || !t.CandidateStoppedAt.IsZero()) {
+		rep.RollbackTimes = &RollbackTimes{TrafficBackSeconds: t.TrafficBack().Seconds(), CandidateStoppedSeconds: t.CandidateStopped().Seconds(), Devices: t.Devices}
+	}
 	if a := r.LastAnalysis(); a != nil {
 		rep.Analysis = a
 		rep.FailureAnalysis = a.String()
 	}
+	rep.AB = BuildAB(r)
 	if a := r.Approval; a != nil {
 		rep.Approvals = append(rep.Approvals, Approval{Actor: a.Actor, Time: a.Time, Saw: a.Saw, Message: a.Message})
 	}
@@ -271,8 +293,18 @@ func WriteMarkdown(w io.Writer, rep *Report) error {
 		}
 		fmt.Fprintf(&b, "| %s | %.2f %s | %.2f %s | %+.2f %s%s |\n", d.Metric, *d.Before, d.Unit, *d.After, d.Unit, change, d.Unit, rel)
 	}
+	if err := WriteABMarkdown(&b, rep.AB); err != nil {
+		return err
+	}
 	if rep.FailureAnalysis != "" {
 		fmt.Fprintf(&b, "\n**Failure Analysis**: %s\n", rep.FailureAnalysis)
+	}
+	if t := rep.RollbackTimes; t != nil {
+		b.WriteString("\n**Rollback times** (from the trigger): ")
+		if t.TrafficBackSeconds > 0 {
+			fmt.Fprintf(&b, "traffic back on slot %s after %.1f s; ", active, t.TrafficBackSeconds)
+		}
+		fmt.Fprintf(&b, "candidate stopped after %.1f s (%d device(s))\n", t.CandidateStoppedSeconds, t.Devices)
 	}
 	if len(rep.Restores) > 0 {
 		b.WriteString("\n**Rollback verification** (old slot running and passing its checks)\n\n| Device | Class | Restored after |\n|---|---|---|\n")

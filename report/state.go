@@ -40,7 +40,7 @@ func fieldPhase(r *scheduler.Rollout) string {
 			return "CANARY"
 		}
 		return "VERIFY"
-	case scheduler.PhaseAwaitingApproval:
+	case scheduler.PhaseAwaitingApproval, scheduler.PhaseCompare:
 		return "VERIFY"
 	case scheduler.PhaseWave, scheduler.PhaseRollingBack:
 		return "ROLLOUT"
@@ -103,6 +103,8 @@ func nextAction(r *scheduler.Rollout) string {
 			return fmt.Sprintf("catch up %d offline device(s) when they return", n)
 		}
 		return "none: the rollout is done"
+	case r.Outcome == scheduler.OutcomeHeld:
+		return fmt.Sprintf("none: the A/B groups are kept (%s stays active); apply with ab.promote_if = \"not-worse\" to promote, or apply the next version", orDash(r.PreviousVersion))
 	case r.Outcome == scheduler.OutcomeRollbackIncomplete:
 		return fmt.Sprintf("check the devices whose rollback was not verified, then `fleetplan catch-up %s` verifies them again", r.App)
 	case r.Outcome == scheduler.OutcomeRolledBack:

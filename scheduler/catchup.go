@@ -119,6 +119,14 @@ func (c *Controller) CatchUp(ctx context.Context, wait bool) (*Rollout, error) {
 				continue
 			}
 			rec.CatchUp = true
+			if r.Outcome == OutcomeSucceeded && rec.Live != "" {
+				// Blue-green after DONE: the switch stops the old slot
+				// (no standby left to keep), so its live entry goes
+				// until the candidate passed its gate.
+				if err := c.route(ctx, r, rec, ""); err != nil {
+					return r, err
+				}
+			}
 			c.emitDevice(r, rec, "catch-up", "intent", "back online; switching it through the same gate")
 			if err := c.switchDevice(ctx, r, rec); err != nil {
 				return r, err
@@ -129,6 +137,17 @@ func (c *Controller) CatchUp(ctx context.Context, wait bool) (*Rollout, error) {
 		}
 		if err := c.verifyCaughtUp(ctx, r, switched); err != nil {
 			return r, err
+		}
+		if r.Outcome == OutcomeSucceeded {
+			// Blue-green: a device caught up after DONE takes the traffic
+			// once it passed its gate.
+			for _, rec := range switched {
+				if rec.State == DeviceCaughtUp {
+					if err := c.route(ctx, r, rec, r.Candidate); err != nil {
+						return r, err
+					}
+				}
+			}
 		}
 		if _, err := c.verifyRollback(ctx, r, restored); err != nil {
 			return r, err
@@ -206,6 +225,13 @@ func (c *Controller) quarantine(ctx context.Context, r *Rollout, rec *DeviceReco
 	}
 	if err := c.intent(ctx, r, rec.Name, "quarantine", reason); err != nil {
 		return err
+	}
+	if r.Outcome != OutcomeSucceeded {
+		// Blue-green: the old slot still runs beside the candidate (hot
+		// standby): the traffic goes back to it first.
+		if err := c.route(ctx, r, rec, r.Active); err != nil && (errors.Is(err, ErrLockLost) || ctx.Err() != nil) {
+			return err
+		}
 	}
 	if err := c.clusterCall(ctx, "rolling back failed device "+rec.Name, func() error {
 		return c.Cluster.SwitchDevice(ctx, rec.DeviceRef, candidateValue(r), r.Active)

@@ -109,12 +109,13 @@ func BuildChecklist(in PreflightInput) Checklist {
 		return cl
 	}
 	ids := sortedKeys(in.Health)
+	nameOf := deviceNamer(in.Plan)
 	declared := DeclaredLayers(p)
 	if len(declared) > 0 {
 		var missing []string
 		for _, id := range ids {
 			if !hasAgent(in.Health[id].Checks) {
-				missing = append(missing, deviceName(in.Plan, id))
+				missing = append(missing, nameOf(id))
 			}
 		}
 		add(CheckAgent, len(missing) == 0, fmt.Sprintf("layers %s need the device agent; %s", layerList(declared), countOrNames(len(ids), missing, "reachable devices run it", "without it")),
@@ -131,7 +132,7 @@ func BuildChecklist(in PreflightInput) Checklist {
 		h := in.Health[id]
 		agent := hasAgent(h.Checks)
 		if agent && p.Health.System != nil && !hasLayer(h.Checks, 2) {
-			noLayer = append(noLayer, deviceName(in.Plan, id)+" (layer 2)")
+			noLayer = append(noLayer, nameOf(id)+" (layer 2)")
 		}
 	}
 	layersDetail := countOrNames(len(ids), noLayer, "reachable devices with the agent report layer 2", "without a layer 2 check")
@@ -150,7 +151,7 @@ func BuildChecklist(in PreflightInput) Checklist {
 	var unhealthy []string
 	for _, id := range ids {
 		h := in.Health[id]
-		name := deviceName(in.Plan, id)
+		name := nameOf(id)
 		switch {
 		case h.Alloc == nil || h.Alloc.Status != "running":
 			unhealthy = append(unhealthy, name+" (no running allocation of the old slot)")
@@ -206,17 +207,30 @@ func sortedKeys(m map[string]DeviceHealth) []string {
 	return out
 }
 
-func deviceName(plan *Plan, id string) string {
-	if plan != nil {
-		for _, st := range plan.Stages {
-			for _, d := range st.Devices {
-				if d.ID == id {
-					return d.Name
+// deviceNamer names devices by ID from the plan (the ID when the plan does
+// not have it), with an index built on first use: naming every device of a
+// large fleet stays linear.
+func deviceNamer(plan *Plan) func(id string) string {
+	var names map[string]string
+	return func(id string) string {
+		if plan == nil {
+			return id
+		}
+		if names == nil {
+			names = map[string]string{}
+			for _, st := range plan.Stages {
+				for _, d := range st.Devices {
+					if _, dup := names[d.ID]; !dup {
+						names[d.ID] = d.Name
+					}
 				}
 			}
 		}
+		if name, ok := names[id]; ok {
+			return name
+		}
+		return id
 	}
-	return id
 }
 
 func layerList(ls []int) string {
@@ -241,7 +255,124 @@ func countOrNames(total int, bad []string, ok, what string) string {
 
 // preflight gathers the checklist's evidence and evaluates it.
 func (c *Controller) preflight(ctx context.Context, r *Rollout, plan *Plan) Checklist {
-	return GatherChecklist(ctx, c.Health, c.Policy, plan, nil, c.JobspecErr, r.Active, r.PreviousVersion)
+	cl := GatherChecklist(ctx, c.Health, c.Policy, plan, nil, c.JobspecErr, r.Active, r.PreviousVersion)
+	return append(cl, StrategyChecklist(ctx, c.Policy, plan, c.Cluster)...)
+}
+
+// Strategy checklist item names.
+const (
+	CheckTraffic  = "traffic switch available (blue-green)"
+	CheckCapacity = "room for two slots on every device (blue-green)"
+)
+
+// StrategyChecklist gathers the strategy's own pre-flight items from the
+// cluster (blue-green: a traffic switch, and room on every planned device
+// for the standby beside the candidate); none for the other strategies.
+func StrategyChecklist(ctx context.Context, p *Policy, plan *Plan, cluster any) Checklist {
+	if p == nil || p.Strategy != StrategyBlueGreen {
+		return nil
+	}
+	_, router := cluster.(TrafficRouter)
+	var capacity *Capacity
+	capErr := errors.New("the cluster does not report node resources")
+	if cs, ok := cluster.(CapacitySource); ok && plan != nil {
+		capacity, capErr = cs.SlotCapacity(ctx, plannedRefs(plan))
+	}
+	return BuildStrategyChecklist(p, plan, router, capacity, capErr)
+}
+
+// BuildStrategyChecklist evaluates the strategy's items (pure).
+func BuildStrategyChecklist(p *Policy, plan *Plan, router bool, capacity *Capacity, capErr error) Checklist {
+	if p == nil || p.Strategy != StrategyBlueGreen {
+		return nil
+	}
+	var cl Checklist
+	if router {
+		cl = append(cl, ChecklistItem{Name: CheckTraffic, OK: true, Detail: "each device's live instance is its entry tagged live in the Consul catalog (live.<service>.service.consul)"})
+	} else {
+		cl = append(cl, ChecklistItem{Name: CheckTraffic, Detail: "this controller has no traffic switch: blue-green would keep both slots without moving traffic",
+			Fix: "run the rollout with fleetplan apply or the controller service (both switch traffic in Consul)"})
+	}
+	if plan == nil {
+		return cl
+	}
+	if capErr != nil || capacity == nil {
+		msg := "node resources could not be read"
+		if capErr != nil {
+			msg += ": " + capErr.Error()
+		}
+		return append(cl, ChecklistItem{Name: CheckCapacity, Detail: msg, Fix: "check that the Nomad servers answer, then try again"})
+	}
+	type tight struct {
+		room  Resources
+		name  string
+		short []string
+		n     int
+	}
+	byClass := map[string]*tight{}
+	var classes []string
+	for _, st := range plan.Stages {
+		for _, d := range st.Devices {
+			t := byClass[d.Class]
+			if t == nil {
+				t = &tight{room: Resources{CPUMHz: int(^uint(0) >> 1), MemoryMB: int(^uint(0) >> 1)}}
+				byClass[d.Class] = t
+				classes = append(classes, d.Class)
+			}
+			t.n++
+			need := capacity.PerClass[d.Class]
+			need = Resources{CPUMHz: 2 * need.CPUMHz, MemoryMB: 2 * need.MemoryMB}
+			room, ok := capacity.Room[d.ID]
+			switch {
+			case !ok:
+				t.short = append(t.short, d.Name+" (resources unknown)")
+				continue
+			case !room.Fits(need):
+				t.short = append(t.short, fmt.Sprintf("%s (room %d MHz, %d MB)", d.Name, room.CPUMHz, room.MemoryMB))
+			}
+			if room.CPUMHz < t.room.CPUMHz || room.CPUMHz == t.room.CPUMHz && room.MemoryMB < t.room.MemoryMB {
+				t.room, t.name = room, d.Name
+			}
+		}
+	}
+	sort.Strings(classes)
+	var parts, short []string
+	for _, class := range classes {
+		t := byClass[class]
+		need := capacity.PerClass[class]
+		part := fmt.Sprintf("%s: 2 x %d MHz, %d MB = %d MHz, %d MB per device", class, need.CPUMHz, need.MemoryMB, 2*need.CPUMHz, 2*need.MemoryMB)
+		if t.name != "" {
+			part += fmt.Sprintf(" (tightest %s: room %d MHz, %d MB)", t.name, t.room.CPUMHz, t.room.MemoryMB)
+		}
+		if len(t.short) > 0 {
+			part += fmt.Sprintf("; %d of %d lack room: %s", len(t.short), t.n, strings.Join(firstN(t.short, 5), ", "))
+			short = append(short, class)
+		}
+		parts = append(parts, part)
+	}
+	it := ChecklistItem{Name: CheckCapacity, OK: len(short) == 0, Detail: "blue-green runs both slots during the standby window; " + strings.Join(parts, "; ")}
+	if !it.OK {
+		it.Fix = fmt.Sprintf("free resources on the devices of class %s, or use strategy = \"canary-rolling\" or \"rolling-update\" (one slot at a time)", strings.Join(short, ", "))
+	}
+	return append(cl, it)
+}
+
+func firstN(s []string, n int) []string {
+	if len(s) <= n {
+		return s
+	}
+	return append(append([]string{}, s[:n]...), fmt.Sprintf("and %d more", len(s)-n))
+}
+
+// plannedRefs are the devices of every stage of a plan.
+func plannedRefs(plan *Plan) []DeviceRef {
+	var refs []DeviceRef
+	for _, st := range plan.Stages {
+		for _, d := range st.Devices {
+			refs = append(refs, DeviceRef{ID: d.ID, Name: d.Name, Class: d.Class})
+		}
+	}
+	return refs
 }
 
 // GatherChecklist reads the checklist's evidence from the health source

@@ -69,6 +69,9 @@ type Controller struct {
 	// be recorded is retried, then the rollout pauses; the action never
 	// runs unrecorded (I9).
 	Audit func(ctx context.Context, e Event) error
+	// Compare yields the measurements of an a-b comparison when the
+	// health source does not implement ComparisonSource (ab.go).
+	Compare ComparisonSource
 
 	// controls are the operators' requests (pause, rollback, approval),
 	// held as a value that one goroutine follows.
@@ -89,6 +92,7 @@ type Controller struct {
 //	analysis.go      the failure analysis of a failed stage
 //	approval.go      the canary approval and CONFIRM
 //	bluegreen.go     the hot standby of blue-green rollouts
+//	ab.go            the a-b comparison of groups A and B, and its verdict
 //	rollback.go      rolling back, verified, and restoring the active slot
 //	halt.go          halting for an operator, and resuming
 //	catchup.go       catching up returning devices, and quarantine
@@ -210,7 +214,13 @@ func (c *Controller) Run(ctx context.Context) (*Rollout, error) {
 		case PhaseValidate:
 			err = c.validate(ctx, r)
 		case PhaseCanary, PhaseWave:
+			if abDue(r) {
+				err = c.enterCompare(ctx, r)
+				break
+			}
 			err = c.runStage(ctx, r)
+		case PhaseCompare:
+			err = c.compareAB(ctx, r)
 		case PhaseAwaitingApproval:
 			err = c.awaitApproval(ctx, r)
 		case PhaseConfirm:

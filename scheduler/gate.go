@@ -13,7 +13,12 @@ func (c *Controller) gate(ctx context.Context, r *Rollout) error {
 	// fail-fast, devices still starting stay undecided (and are rolled
 	// back with the others).
 	soakEnded := !c.Clock.Now().Before(st.SoakUntil)
-	if err := c.sample(ctx, r, soakEnded); err != nil {
+	// The devices' own numbers, fresh: asked at the start of the gate.
+	sums, err := c.gateSummaries(ctx, r)
+	if err != nil {
+		return err
+	}
+	if err := c.sampleDevicesWith(ctx, r, sampledRecords(r), soakEnded, sums); err != nil {
 		return err
 	}
 	recs := r.StageDevices(r.Stage)

@@ -135,18 +135,28 @@ func PlanRollout(p *Policy, devices []Device) (*Plan, error) {
 	}
 
 	// Split the fleet into excluded devices and per-class hash-ordered lists.
-	seen := make(map[string]struct{}, len(devices))
+	seed := fnvString(fnvOffset64, p.Name)
+	seed = fnvByte(seed, 0)
+	hashes := make([]uint64, len(devices))
+	for i := range devices {
+		hashes[i] = mix64(fnvString(seed, devices[i].ID))
+	}
+	if i := firstDuplicate(devices, hashes); i >= 0 {
+		return nil, fmt.Errorf("plan rollout %q: device ID %q appears more than once in the fleet", p.Name, devices[i].ID)
+	}
 	byClass := map[string][]planEntry{}
 	excludedPerClass := map[string]int{}
 	ineligible := 0
-	seed := fnvString(fnvOffset64, p.Name)
-	seed = fnvByte(seed, 0)
+	// One pass in the fleet's order (memory order: a large fleet does not
+	// fit in the caches) gathers everything later steps need per device.
+	// Fleets have few classes: they are found by a short scan, not a
+	// lookup per device.
+	var accs []classAcc
+	accOf := map[string]int{}
+	classOf := make([]int32, len(devices))
 	for i := range devices {
+		classOf[i] = -1
 		d := &devices[i]
-		if _, dup := seen[d.ID]; dup {
-			return nil, fmt.Errorf("plan rollout %q: device ID %q appears more than once in the fleet", p.Name, d.ID)
-		}
-		seen[d.ID] = struct{}{}
 		if ok, reason := d.Deployable(); !ok {
 			plan.Excluded = append(plan.Excluded, ExcludedDevice{
 				ID: d.ID, Name: d.Name, Class: d.Class, Status: d.Status, Reason: reason,
@@ -157,11 +167,37 @@ func PlanRollout(p *Policy, devices []Device) (*Plan, error) {
 		if d.Eligibility == "ineligible" {
 			ineligible++
 		}
-		byClass[d.Class] = append(byClass[d.Class], planEntry{
-			hash:    mix64(fnvString(seed, d.ID)),
-			idx:     int32(i),
-			offline: d.Status == StatusOffline,
-		})
+		j := -1
+		if len(accs) <= 8 {
+			for k := range accs {
+				if accs[k].name == d.Class {
+					j = k
+					break
+				}
+			}
+		} else if k, ok := accOf[d.Class]; ok {
+			j = k
+		}
+		if j < 0 {
+			j = len(accs)
+			accOf[d.Class] = j
+			accs = append(accs, classAcc{name: d.Class, first: d.Name, lcp: len(d.Name)})
+		}
+		a := &accs[j]
+		a.list = append(a.list, planEntry{hash: hashes[i], idx: int32(i), offline: d.Status == StatusOffline})
+		a.lcp = commonPrefix(a.first, d.Name, a.lcp)
+		classOf[i] = int32(j)
+	}
+	// Each device's sort key within its stage: its name after its class's
+	// common prefix.
+	keys := hashes // the hashes are in the entries now; reuse the array
+	for i := range devices {
+		if j := classOf[i]; j >= 0 {
+			keys[i] = nameKey(devices[i].Name, accs[j].lcp)
+		}
+	}
+	for _, a := range accs {
+		byClass[a.name] = a.list
 	}
 
 	classes := make([]string, 0, len(byClass)+len(excludedPerClass))
@@ -228,6 +264,7 @@ func PlanRollout(p *Policy, devices []Device) (*Plan, error) {
 
 	cumulative := 0
 	targets := make([]int, len(states))
+	var scratch []stageEntry
 	for _, spec := range specs {
 		for i := range states {
 			st := &states[i]
@@ -258,9 +295,10 @@ func PlanRollout(p *Policy, devices []Device) (*Plan, error) {
 		for i := range states {
 			added += targets[i] - states[i].done
 		}
-		if added == 0 && cumulative < deployable {
+		if added == 0 && cumulative < deployable && !abGroupB(p, spec) {
 			// Rounding left the stage empty: take one device from the class
-			// that is furthest behind.
+			// that is furthest behind (never into an a-b's group B, whose
+			// share per class is the policy's).
 			best := -1
 			for i := range states {
 				st := &states[i]
@@ -288,9 +326,25 @@ func PlanRollout(p *Policy, devices []Device) (*Plan, error) {
 		for c := range plan.PerClassTotal {
 			stage.PerClass[c] = 0
 		}
+		// States are in class order, so sorting each class's share by
+		// name and ID sorts the stage by class, name and ID.
 		for i := range states {
 			st := &states[i]
+			scratch = scratch[:0]
 			for _, e := range st.order[st.done:targets[i]] {
+				scratch = append(scratch, stageEntry{key: keys[e.idx], idx: e.idx, offline: e.offline})
+			}
+			slices.SortFunc(scratch, func(a, b stageEntry) int {
+				if a.key != b.key {
+					return cmp.Compare(a.key, b.key)
+				}
+				da, db := &devices[a.idx], &devices[b.idx]
+				if r := strings.Compare(da.Name, db.Name); r != 0 {
+					return r
+				}
+				return strings.Compare(da.ID, db.ID)
+			})
+			for _, e := range scratch {
 				d := &devices[e.idx]
 				stage.Devices = append(stage.Devices, PlannedDevice{ID: d.ID, Name: d.Name, Class: d.Class, Offline: e.offline})
 				if e.offline {
@@ -300,9 +354,6 @@ func PlanRollout(p *Policy, devices []Device) (*Plan, error) {
 			stage.PerClass[st.name] = targets[i] - st.done
 			st.done = targets[i]
 		}
-		slices.SortFunc(stage.Devices, func(a, b PlannedDevice) int {
-			return cmpDevice(a.Class, a.Name, a.ID, b.Class, b.Name, b.ID)
-		})
 		cumulative += added
 		stage.CumulativeDevices = cumulative
 		if deployable > 0 {
@@ -337,9 +388,15 @@ func PlanRollout(p *Policy, devices []Device) (*Plan, error) {
 		plan.Stages = append(plan.Stages, stage)
 	}
 
+	if p.Strategy == StrategyAB {
+		abPlanWarnings(plan)
+	}
 	if last := specs[len(specs)-1]; last.Percent < 100 && cumulative < deployable && p.Strategy != StrategyAB {
 		plan.warnf("the last stage (%s) reaches %s%%: %d deployable device(s) stay on the current version",
 			last.Name, fmtPct(last.Percent), deployable-cumulative)
+	}
+	if p.Strategy == StrategyRollingUpdate {
+		rollingBatches(p, plan)
 	}
 	return plan, nil
 }
@@ -357,6 +414,74 @@ type classState struct {
 	order  []planEntry // rollout order: by hash, then ID
 	online int
 	done   int // devices of order in earlier stages
+}
+
+// classAcc gathers one class's deployable devices in the first pass.
+type classAcc struct {
+	name  string
+	list  []planEntry
+	first string // the first device's name
+	lcp   int    // the prefix length every name so far shares with first
+}
+
+// commonPrefix is the length of the prefix a and b share, at most n.
+func commonPrefix(a, b string, n int) int {
+	n = min(n, len(a), len(b))
+	for i := 0; i < n; i++ {
+		if a[i] != b[i] {
+			return i
+		}
+	}
+	return n
+}
+
+// stageEntry is one device of a stage while the stage is sorted by name:
+// key orders by the 8 bytes after the class's common name prefix, so most
+// comparisons need no string.
+type stageEntry struct {
+	key     uint64
+	idx     int32
+	offline bool
+}
+
+// nameKey is the 8 bytes of name from offset from on, big-endian and padded
+// with zeros: for names sharing their first from bytes, a different key
+// orders them as their strings (equal keys need the strings).
+func nameKey(name string, from int) uint64 {
+	var k uint64
+	for i := range 8 {
+		k <<= 8
+		if j := from + i; j < len(name) {
+			k |= uint64(name[j])
+		}
+	}
+	return k
+}
+
+// firstDuplicate returns the index of the first device whose ID an earlier
+// device has (what a scan with a set of seen IDs would stop at), or -1.
+// hashes are the devices' ID hashes: the set is an open-addressing table of
+// device indexes keyed by them, and only equal hashes compare IDs.
+func firstDuplicate(devices []Device, hashes []uint64) int {
+	size := 16
+	for size < 2*len(hashes) {
+		size *= 2
+	}
+	mask := uint64(size - 1)
+	table := make([]int32, size) // device index + 1; 0 is empty
+	for i, h := range hashes {
+		for slot := h & mask; ; slot = (slot + 1) & mask {
+			j := table[slot]
+			if j == 0 {
+				table[slot] = int32(i + 1)
+				break
+			}
+			if hashes[j-1] == h && devices[j-1].ID == devices[i].ID {
+				return i
+			}
+		}
+	}
+	return -1
 }
 
 // behind reports whether class a has moved a smaller share of its devices

@@ -62,6 +62,9 @@ type Policy struct {
 	Health      Health
 	Rollback    Rollback
 	Offline     Offline
+	// AB is the a-b comparison (the `ab` block); nil when the policy has
+	// none (an a-b rollout then reports its comparison only).
+	AB *AB
 	// Notify are the policy's notify blocks, in source order.
 	Notify []NotifierSpec
 
@@ -163,7 +166,26 @@ type Application struct {
 	Timeout       time.Duration
 	ExpectVersion bool
 	MaxRestarts   int
-	Range         hcl.Range
+	// Metrics is the application's metrics block (nil: fleetplan's JSON
+	// record at /metrics).
+	Metrics *AppMetrics
+	Range   hcl.Range
+}
+
+// AppMetrics says where the device agent reads an application's metrics
+// and, for the Prometheus text format, which series give the request and
+// error counts and the latency histogram.
+type AppMetrics struct {
+	Path string
+	// Format is "json" (fleetplan's JSON record, the default) or
+	// "prometheus".
+	Format string
+	// Requests, Errors and Latency are series selectors, `name` or
+	// `name{label="value",code=~"5.."}` (prometheus only).
+	Requests string
+	Errors   string
+	Latency  string
+	Range    hcl.Range
 }
 
 // Functional is health layer 4: a probe plugin sends a test input.
@@ -211,13 +233,81 @@ type Offline struct {
 
 // Stages returns the canary followed by the waves as cumulative percentages,
 // the form the planner and the state machine work on.
+//
+// An a-b rollout's canary and waves make up group B; its last stage soaks
+// for at least ab.duration (the comparison's hold), and one more stage,
+// ABGroupAStage, holds the rest of the fleet (group A): it runs only when
+// the comparison promotes B (see ab.go).
 func (p *Policy) Stages() []StageSpec {
-	out := make([]StageSpec, 0, len(p.Waves)+1)
+	out := make([]StageSpec, 0, len(p.Waves)+2)
 	out = append(out, StageSpec{Name: "canary", Percent: p.Canary.Percent, Soak: p.Canary.Soak, Canary: true})
 	for i, w := range p.Waves {
 		out = append(out, StageSpec{Name: waveName(i + 1), Percent: w.Percent, Soak: w.Soak})
 	}
+	if p.Strategy == StrategyAB {
+		last := &out[len(out)-1]
+		if p.AB != nil && p.AB.Duration > last.Soak {
+			last.Soak = p.AB.Duration
+		}
+		if last.Percent < 100 {
+			out = append(out, StageSpec{Name: ABGroupAStage, Percent: 100, Soak: last.Soak})
+		}
+	}
 	return out
+}
+
+// PromoteIf says when an a-b comparison promotes B to the whole fleet.
+type PromoteIf string
+
+const (
+	// PromoteNever reports the comparison and keeps both groups (default).
+	PromoteNever PromoteIf = "never"
+	// PromoteNotWorse promotes B unless it is worse beyond the tolerance;
+	// B worse rolls B back.
+	PromoteNotWorse PromoteIf = "not-worse"
+	// PromoteBetter promotes B only when it is measurably better; B worse
+	// rolls B back, anything else keeps both groups.
+	PromoteBetter PromoteIf = "better"
+)
+
+// PromoteIfs lists the accepted promote_if values, the default first.
+var PromoteIfs = []PromoteIf{PromoteNever, PromoteNotWorse, PromoteBetter}
+
+// Defaults of the ab block.
+const (
+	DefaultABConfidence  = 0.95
+	DefaultABMinRequests = 30
+	DefaultABMinSamples  = 8
+)
+
+// AB is an a-b rollout's comparison of group A (the active version) with
+// group B (the candidate), per device class and overall.
+type AB struct {
+	// Duration is how long group B runs (complete) before the comparison.
+	Duration time.Duration
+	// PromoteIf: never (report only), not-worse or better.
+	PromoteIf PromoteIf
+	// Confidence of the tests, in (0.5, 1): a difference counts when its
+	// two-sided p-value is below 1 - Confidence.
+	Confidence float64
+	// Tolerance is how much worse B may be and still count as not worse.
+	Tolerance ABTolerance
+	// MinRequests per group (and class) for the error-rate and probe
+	// tests; MinSamples latency samples per group for the latency test.
+	// Below them the comparison says "not enough data".
+	MinRequests float64
+	MinSamples  int
+	Range       hcl.Range
+}
+
+// ABTolerance is how much worse B may be than A before it is "worse".
+type ABTolerance struct {
+	// ErrorRate and ProbeFailureRate are absolute (0.01: one point).
+	ErrorRate        float64
+	ProbeFailureRate float64
+	// P95LatencyPercent is B's p95 latency over A's, in percent.
+	P95LatencyPercent float64
+	Range             hcl.Range
 }
 
 // StageSpec is one stage of a rollout as written in the policy.

@@ -130,8 +130,8 @@ func (c *Controller) validate(ctx context.Context, r *Rollout) error {
 // reconcileCandidateSlot enforces invariant I1 (gated placement): a device
 // runs the candidate only after the controller switched it in this run.
 // Registering the candidate slot job places it at once on every node whose
-// slot metadata already names the candidate's colour (the untouched share
-// of an a-b run, quarantined or excluded devices, leftovers of an earlier
+// slot metadata already names the candidate's colour (group B of a held
+// a-b run, quarantined or excluded devices, leftovers of an earlier
 // run), so before it is registered every such device is put back on the
 // active slot. One that cannot be reached is fenced: it leaves the plan
 // (excluded, with the reason) and the candidate job carries a constraint

@@ -28,6 +28,7 @@ func (c *Controller) beginRollback(ctx context.Context, r *Rollout, scope Rollba
 	// and halts for an operator.
 	r.RollbackScope = scope
 	r.RollbackStage = r.Stage
+	r.RollbackTimes = &RollbackTimes{TriggeredAt: c.Clock.Now()}
 	r.RollbackReason = reason
 	r.Phase = PhaseRollingBack
 	r.Step = ""
@@ -56,6 +57,11 @@ func (c *Controller) rollBack(ctx context.Context, r *Rollout) error {
 			todo = append(todo, rec)
 		}
 	}
+	// Blue-green: the traffic goes back to the old slot (its hot standby)
+	// first, in one write per device, before the candidate is stopped.
+	if err := c.trafficBack(ctx, r, todo); err != nil {
+		return err
+	}
 	if err := c.forEach(ctx, todo, nil, func(rec *DeviceRecord) error { return c.rollBackDevice(ctx, r, rec) }); err != nil {
 		return err
 	}
@@ -63,6 +69,12 @@ func (c *Controller) rollBack(ctx context.Context, r *Rollout) error {
 		// Interrupted: devices not yet taken back keep their state and a
 		// resumed controller finishes the rollback.
 		return err
+	}
+	if t := r.RollbackTimes; t != nil && t.CandidateStoppedAt.IsZero() && len(todo) > 0 {
+		t.CandidateStoppedAt = c.Clock.Now()
+		if t.Devices == 0 {
+			t.Devices = len(todo)
+		}
 	}
 	unverified, err := c.verifyRollback(ctx, r, todo)
 	if err != nil {
@@ -85,6 +97,15 @@ func (c *Controller) rollBack(ctx context.Context, r *Rollout) error {
 		return c.save(ctx, r)
 	}
 	restored := restoreNumbers(todo)
+	if t := r.RollbackTimes; t != nil && !t.CandidateStoppedAt.IsZero() {
+		if restored == nil {
+			restored = map[string]float64{}
+		}
+		restored["candidate_stopped_seconds"] = t.CandidateStopped().Seconds()
+		if !t.TrafficBackAt.IsZero() {
+			restored["traffic_back_seconds"] = t.TrafficBack().Seconds()
+		}
+	}
 	if r.RollbackScope == ScopeWave && r.Stage > 0 {
 		r.Phase = PhaseWave
 		r.Step = StepGate

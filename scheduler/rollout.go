@@ -142,6 +142,11 @@ type DeviceRecord struct {
 	// Trend are the samples of a canary device's soak (gradual
 	// degradation is judged on them).
 	Trend *TrendSamples `json:"trend,omitempty"`
+	// Live is the slot whose instance carries the device's traffic in a
+	// blue-green run (TrafficRouter): the active slot until the candidate
+	// passed its checks, then the candidate; "" when the run never routed
+	// the device.
+	Live string `json:"live,omitempty"`
 
 	// Index is the Consul KV modify index the record was read at (CAS).
 	Index uint64 `json:"-"`
@@ -260,11 +265,18 @@ type Rollout struct {
 	// job is registered with a constraint that keeps it off them (I1).
 	Fenced []DeviceRef `json:"fenced,omitempty"`
 
+	// RollbackTimes measures a rollback: from its trigger to the traffic
+	// back on the old slot (blue-green) and to the candidate stopped.
+	RollbackTimes *RollbackTimes `json:"rollback_times,omitempty"`
+
 	Outcome    Outcome   `json:"outcome,omitempty"`
 	StartedAt  time.Time `json:"started_at"`
 	UpdatedAt  time.Time `json:"updated_at"`
 	FinishedAt time.Time `json:"finished_at,omitempty"`
 	LastAction string    `json:"last_action,omitempty"`
+
+	// AB is an a-b run's comparison of its groups, once made (ab.go).
+	AB *ABComparison `json:"ab,omitempty"`
 
 	Devices map[string]*DeviceRecord `json:"-"`
 	Index   uint64                   `json:"-"`
@@ -326,6 +338,76 @@ type Cluster interface {
 	SwitchDevice(ctx context.Context, dev DeviceRef, from, to string) error
 }
 
+// TrafficRouter is implemented by clusters that select which of a
+// device's slot instances receives its traffic (blue-green keeps both
+// running). jobs.TrafficCluster implements it in the Consul catalog.
+type TrafficRouter interface {
+	// RouteTraffic makes slot's instance of the application on dev the
+	// live one, in one write (never two live instances, never none while
+	// slot's instance is registered); slot "" withdraws the device's
+	// traffic entry. It does not depend on the device being reachable.
+	RouteTraffic(ctx context.Context, r *Rollout, dev DeviceRef, slot string) error
+}
+
+// CapacitySource is implemented by clusters that can tell whether the
+// devices have room for a slot allocation beside the one they run (the
+// blue-green standby window runs both).
+type CapacitySource interface {
+	SlotCapacity(ctx context.Context, devices []DeviceRef) (*Capacity, error)
+}
+
+// Resources are a slot allocation's demand or a device's room.
+type Resources struct {
+	CPUMHz   int `json:"cpu_mhz"`
+	MemoryMB int `json:"memory_mb"`
+}
+
+// Fits reports whether need fits into r.
+func (r Resources) Fits(need Resources) bool {
+	return need.CPUMHz <= r.CPUMHz && need.MemoryMB <= r.MemoryMB
+}
+
+// Capacity is the slot job's demand per device class and each device's
+// room for the application: its capacity (Nomad's node resources minus
+// the reserved) minus what allocations of other jobs use.
+type Capacity struct {
+	// PerClass is one slot allocation's demand on a device of the class.
+	PerClass map[string]Resources `json:"per_class"`
+	// Room is, by device ID, what the application's slots may use.
+	Room map[string]Resources `json:"room"`
+}
+
+// RollbackTimes are a rollback's measured times. TriggeredAt is when the
+// rollback was decided (a failed gate, a breach, an operator's request).
+type RollbackTimes struct {
+	TriggeredAt time.Time `json:"triggered_at"`
+	// TrafficBackAt is when every device the rollback covered had its
+	// traffic on the old slot again (blue-green only).
+	TrafficBackAt time.Time `json:"traffic_back_at,omitzero"`
+	// CandidateStoppedAt is when the candidate's allocation was stopped on
+	// every reachable device the rollback covered.
+	CandidateStoppedAt time.Time `json:"candidate_stopped_at,omitzero"`
+	Devices            int       `json:"devices"`
+}
+
+// TrafficBack is the time from the trigger to the traffic back (0 when
+// not measured).
+func (t *RollbackTimes) TrafficBack() time.Duration {
+	if t == nil || t.TrafficBackAt.IsZero() {
+		return 0
+	}
+	return t.TrafficBackAt.Sub(t.TriggeredAt)
+}
+
+// CandidateStopped is the time from the trigger to the candidate stopped
+// (0 when not measured).
+func (t *RollbackTimes) CandidateStopped() time.Duration {
+	if t == nil || t.CandidateStoppedAt.IsZero() {
+		return 0
+	}
+	return t.CandidateStoppedAt.Sub(t.TriggeredAt)
+}
+
 // HealthSource reports the candidate's health on devices. checks.Watcher
 // implements it from blocking queries; it never polls devices one by one.
 type HealthSource interface {
@@ -337,6 +419,36 @@ type HealthSource interface {
 // trigger and the report's health delta compare with).
 type BaselineSource interface {
 	Baseline(ctx context.Context, r *Rollout, devices []DeviceRef) (map[string]*Metrics, error)
+}
+
+// SummarySource is implemented by health sources that can ask the device
+// agents for a fresh summary of their own measurements and collect the
+// answers. The agents judge the policy's triggers on the device (their
+// check statuses carry the verdicts, and propagate at once); the numbers
+// travel in these summaries, once per request, because check outputs may
+// reach the servers minutes late.
+type SummarySource interface {
+	// Summaries asks the devices for a fresh summary and returns the
+	// answers that came before ctx ended, keyed by device ID. A device
+	// missing from the result did not answer: no evidence, neither a
+	// pass nor a failure. An error says the request could not be made or
+	// no answer could be read; what came is still returned.
+	Summaries(ctx context.Context, r *Rollout, devices []DeviceRef) (map[string]DeviceSummary, error)
+}
+
+// DeviceSummary is one device's answer to a summary request.
+type DeviceSummary struct {
+	// Version is the version the agent measured (the live instance).
+	Version string
+	// Current is the agent's latest measurement; nil when it had none.
+	Current *Metrics
+	// Baseline is the device's own measurement of the version before the
+	// switch (BaselineVersion), nil when the agent saw no other version.
+	Baseline        *Metrics
+	BaselineVersion string
+	// Layers are the agent's verdicts per layer ("passing", "warning",
+	// "critical"), by layer name.
+	Layers map[string]string
 }
 
 // DeviceHealth is what the cluster says about the candidate on one device.

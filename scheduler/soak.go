@@ -88,6 +88,12 @@ func (c *Controller) soak(ctx context.Context, r *Rollout) (bool, error) {
 // sample evaluates the gate on the stage's devices once. With final set, a
 // device that is not healthy by now fails.
 func (c *Controller) sample(ctx context.Context, r *Rollout, final bool) error {
+	return c.sampleDevices(ctx, r, sampledRecords(r), final)
+}
+
+// sampledRecords are the devices a sample evaluates: the stage's switched
+// devices and those catching up.
+func sampledRecords(r *Rollout) []*DeviceRecord {
 	var recs []*DeviceRecord
 	for _, rec := range r.SortedDevices() {
 		inStage := rec.Stage == r.Stage && (rec.State == DeviceVerifying || rec.State == DeviceHealthy)
@@ -96,11 +102,91 @@ func (c *Controller) sample(ctx context.Context, r *Rollout, final bool) error {
 			recs = append(recs, rec)
 		}
 	}
-	return c.sampleDevices(ctx, r, recs, final)
+	return recs
+}
+
+// SummaryWait bounds how long the gate waits for the devices' answers to
+// its summary request; it decides with what came.
+var SummaryWait = 10 * time.Second
+
+// gateSummaries asks the devices the gate evaluates for a fresh summary
+// (when the health source can, SummarySource) and waits for their answers
+// for at most SummaryWait. An answer for the release's version (I4) gives
+// the device's numbers for the report (After, and Baseline when none was
+// measured before the switch), persisted before they are used (I7), and is
+// the gate's second opinion on the measured thresholds (MetricsVerdict).
+// A device that did not answer has no summary: no evidence, neither a
+// pass nor a failure; its checks decide as they did during the soak. Only
+// a lost lock, ctx, or a state that cannot be saved is an error.
+func (c *Controller) gateSummaries(ctx context.Context, r *Rollout) (map[string]DeviceSummary, error) {
+	ss, ok := c.Health.(SummarySource)
+	if !ok {
+		return nil, nil
+	}
+	recs := sampledRecords(r)
+	if len(recs) == 0 {
+		return nil, nil
+	}
+	// The request is a write (to the agents' configuration): fenced.
+	if err := c.fenced("requesting device summaries for the gate of " + r.App); err != nil {
+		return nil, err
+	}
+	refs := make([]DeviceRef, 0, len(recs))
+	for _, rec := range recs {
+		refs = append(refs, rec.DeviceRef)
+	}
+	wctx, cancel := context.WithTimeout(ctx, SummaryWait)
+	got, err := ss.Summaries(wctx, r, refs)
+	cancel()
+	if ctx.Err() != nil {
+		return nil, ctx.Err()
+	}
+	log := c.Logger.Named("controller")
+	if err != nil {
+		log.Warn("device summaries unavailable at the gate; deciding on the checks", "rollout", r.App, "error", err)
+	}
+	out := map[string]DeviceSummary{}
+	for _, rec := range recs {
+		s, ok := got[rec.ID]
+		if !ok || !SameVersion(s.Version, c.Policy.Release.Version) {
+			continue
+		}
+		out[rec.ID] = s
+		changed := false
+		if s.Current != nil && finiteMetrics(s.Current) {
+			m := *s.Current
+			rec.After = &m
+			changed = true
+		}
+		if rec.Baseline == nil && s.Baseline != nil && finiteMetrics(s.Baseline) && !SameVersion(s.BaselineVersion, c.Policy.Release.Version) {
+			m := *s.Baseline
+			rec.Baseline = &m
+			changed = true
+		}
+		if changed {
+			if err := c.saveDevice(ctx, r, rec); err != nil {
+				return nil, err
+			}
+		}
+	}
+	log.Info("device summaries at the gate", "rollout", r.App, "asked", len(recs), "answered", len(out))
+	return out, nil
+}
+
+// finiteMetrics reports a measurement without NaN or infinities.
+func finiteMetrics(m *Metrics) bool {
+	return finite(m.ErrorRate) && finite(m.P95LatencyMS) && finite(m.CPUPercent) && finite(m.MemoryMB) && finite(m.TemperatureC)
 }
 
 // sampleDevices evaluates the gate on devices once.
 func (c *Controller) sampleDevices(ctx context.Context, r *Rollout, recs []*DeviceRecord, final bool) error {
+	return c.sampleDevicesWith(ctx, r, recs, final, nil)
+}
+
+// sampleDevicesWith evaluates the gate on devices once; a device's summary
+// (sums), when it answered one, gives the measurements the thresholds are
+// checked against instead of its check output, which may be minutes old.
+func (c *Controller) sampleDevicesWith(ctx context.Context, r *Rollout, recs []*DeviceRecord, final bool, sums map[string]DeviceSummary) error {
 	refs := make([]DeviceRef, 0, len(recs))
 	for _, rec := range recs {
 		refs = append(refs, rec.DeviceRef)
@@ -135,6 +221,10 @@ func (c *Controller) sampleDevices(ctx context.Context, r *Rollout, recs []*Devi
 	canary := r.Stage < len(r.Stages) && r.Stages[r.Stage].Canary && r.Phase == PhaseCanary
 	for _, rec := range recs {
 		h := health[rec.ID]
+		if s, ok := sums[rec.ID]; ok && s.Current != nil && finiteMetrics(s.Current) {
+			m := *s.Current
+			h.Metrics = &m
+		}
 		v := c.Gate.Evaluate(c.Policy, rec, h, now)
 		if h.Metrics != nil {
 			m := *h.Metrics

@@ -96,7 +96,9 @@ func (c *Controller) switchStage(ctx context.Context, r *Rollout) error {
 		}
 		return c.switchStage(ctx, r)
 	}
-	return nil
+	// Blue-green: each switched device's traffic moves to the candidate
+	// once it passed its checks (the soak then judges it under traffic).
+	return c.shiftTraffic(ctx, r, r.SortedDevices())
 }
 
 // switchDevice moves one device to the candidate slot. It returns an error
@@ -114,6 +116,9 @@ func (c *Controller) switchDevice(ctx context.Context, r *Rollout, rec *DeviceRe
 		if m, err := bs.Baseline(ctx, r, []DeviceRef{rec.DeviceRef}); err == nil && m[rec.ID] != nil {
 			rec.Baseline = m[rec.ID]
 		}
+	}
+	if err := c.routeActive(ctx, r, rec); err != nil {
+		return err
 	}
 	if err := c.intent(ctx, r, rec.Name, "switch", fmt.Sprintf("slot %s -> %s", slotName(r.Active), r.Candidate)); err != nil {
 		return err

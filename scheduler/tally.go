@@ -2,8 +2,11 @@ package scheduler
 
 import (
 	"fmt"
-	"sort"
+	"reflect"
+	"slices"
 	"strings"
+	"sync"
+	"unsafe"
 )
 
 // Tally counts devices by where they stand in a run. It is the one place
@@ -117,32 +120,109 @@ func (r *Rollout) FleetTally() Tally {
 // StageDevices returns the stage's devices sorted by name.
 func (r *Rollout) StageDevices(stage int) []*DeviceRecord {
 	var out []*DeviceRecord
-	for _, rec := range r.Devices {
+	for _, rec := range sortedOrder(r.Devices) {
 		if rec.Stage == stage {
 			out = append(out, rec)
 		}
 	}
-	sortRecords(out)
 	return out
 }
 
 // SortedDevices returns every device record sorted by name.
 func (r *Rollout) SortedDevices() []*DeviceRecord {
-	out := make([]*DeviceRecord, 0, len(r.Devices))
-	for _, rec := range r.Devices {
-		out = append(out, rec)
-	}
-	sortRecords(out)
-	return out
+	return slices.Clone(sortedOrder(r.Devices))
 }
 
 func sortRecords(recs []*DeviceRecord) {
-	sort.Slice(recs, func(i, j int) bool {
-		if recs[i].Name != recs[j].Name {
-			return recs[i].Name < recs[j].Name
+	slices.SortFunc(recs, func(a, b *DeviceRecord) int {
+		if c := strings.Compare(a.Name, b.Name); c != 0 {
+			return c
 		}
-		return recs[i].ID < recs[j].ID
+		return strings.Compare(a.ID, b.ID)
 	})
+}
+
+// sortedOrder returns the records of m sorted by name and ID; the caller
+// must not modify the slice. The controller asks for the order of its run's
+// records several times per health sample while the set of records and
+// their names stay the same, so the last orders are kept and reused while
+// they are exact: the same records under the same IDs, with the same names
+// (checked in one pass, far cheaper than sorting a large fleet again).
+func sortedOrder(m map[string]*DeviceRecord) []*DeviceRecord {
+	if len(m) < sortCacheMin {
+		out := make([]*DeviceRecord, 0, len(m))
+		for _, rec := range m {
+			out = append(out, rec)
+		}
+		sortRecords(out)
+		return out
+	}
+	key := reflect.ValueOf(m).UnsafePointer()
+	orders.mu.Lock()
+	defer orders.mu.Unlock()
+	for i := range orders.entries {
+		e := &orders.entries[i]
+		if e.key == key && e.valid(m) {
+			return e.recs
+		}
+	}
+	e := &orders.entries[orders.next]
+	orders.next = (orders.next + 1) % len(orders.entries)
+	e.key = key
+	e.recs = make([]*DeviceRecord, 0, len(m))
+	for _, rec := range m {
+		e.recs = append(e.recs, rec)
+	}
+	sortRecords(e.recs)
+	e.names = make([]string, len(e.recs))
+	e.ids = make([]string, len(e.recs))
+	e.pos = make(map[*DeviceRecord]int, len(e.recs))
+	for i, rec := range e.recs {
+		e.names[i], e.ids[i] = rec.Name, rec.ID
+		e.pos[rec] = i
+	}
+	if len(e.pos) != len(e.recs) {
+		// One record under two keys: do not keep this order.
+		e.key = nil
+	}
+	return e.recs
+}
+
+// sortCacheMin: smaller sets of records are sorted every time.
+const sortCacheMin = 256
+
+var orders struct {
+	mu      sync.Mutex
+	entries [4]orderEntry
+	next    int
+}
+
+// orderEntry is one kept order: the records sorted, and the name and ID
+// each had then.
+type orderEntry struct {
+	key   unsafe.Pointer // the map's identity: a hint, valid() decides
+	recs  []*DeviceRecord
+	names []string
+	ids   []string
+	pos   map[*DeviceRecord]int // each record's index in recs
+}
+
+// valid reports whether the kept order is still exactly m's: as many
+// records, every record of m is one of the kept records and sits under the
+// key it had, and every kept record still has the name it had. Each key of
+// m then maps to a distinct kept record (the kept IDs are distinct), so
+// the sets are equal.
+func (e *orderEntry) valid(m map[string]*DeviceRecord) bool {
+	if len(e.recs) != len(m) {
+		return false
+	}
+	for id, rec := range m {
+		i, ok := e.pos[rec]
+		if !ok || e.ids[i] != id || rec.ID != id || rec.Name != e.names[i] {
+			return false
+		}
+	}
+	return true
 }
 
 // CanarySummary describes the canary's health in one line (what an

@@ -109,8 +109,17 @@ type TrendSamples struct {
 // and halves the density.
 const maxTrendSamples = 256
 
+// add records a reading. A value equal to the metric's previous sample is
+// not recorded again: check outputs reach the servers only every
+// check_update_interval when the status does not change, so repeated
+// readings are mostly the same measurement read again, and stamping it
+// with each reading's time would draw a flat line (then a step) that no
+// device measured.
 func (s *TrendSamples) add(at time.Time, m *Metrics) {
 	push := func(xs []Sample, v float64) []Sample {
+		if n := len(xs); n > 0 && xs[n-1].Value == v {
+			return xs
+		}
 		xs = append(xs, Sample{At: at, Value: v})
 		if len(xs) > maxTrendSamples {
 			thin := xs[:0]

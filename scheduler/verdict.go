@@ -2,7 +2,7 @@ package scheduler
 
 import (
 	"fmt"
-	"sort"
+	"slices"
 	"strings"
 	"time"
 )
@@ -56,8 +56,14 @@ func (g DefaultGate) Evaluate(p *Policy, rec *DeviceRecord, h DeviceHealth, now 
 	if p.Health.Application.ExpectVersion && h.Version != "" && !SameVersion(h.Version, p.Release.Version) {
 		return Verdict{Status: VerdictFail, Layer: 3, Reason: fmt.Sprintf("application reports version %s, expected %s", h.Version, p.Release.Version)}
 	}
-	checks := append([]CheckResult(nil), h.Checks...)
-	sort.SliceStable(checks, func(i, j int) bool { return checks[i].Layer < checks[j].Layer })
+	// By layer; the health source usually sends them so (then they are
+	// read in place, never modified).
+	checks := h.Checks
+	byLayer := func(a, b CheckResult) int { return a.Layer - b.Layer }
+	if !slices.IsSortedFunc(checks, byLayer) {
+		checks = slices.Clone(checks)
+		slices.SortStableFunc(checks, byLayer)
+	}
 	appChecks := 0
 	for _, ch := range checks {
 		if ch.Layer != 1 {

@@ -34,6 +34,7 @@ const (
 	envWrongVersion    = "EDGEINFER_FAULT_WRONG_VERSION"
 	envFaultNodes      = "EDGEINFER_FAULT_NODES"
 	envNode            = "EDGEINFER_NODE"
+	envMetricsFormat   = "EDGEINFER_METRICS_FORMAT"
 	leakChunkBytes     = 1 << 20
 	inferBodyLimit     = 1 << 20
 	latencyWindowSize  = 200
@@ -48,7 +49,10 @@ type config struct {
 	version string // reported version, without build metadata
 	build   string // the full version string as given
 	model   string // MODEL env, "" when unset
-	faults  faults
+	// prometheus: /metrics answers in the Prometheus text format, not
+	// JSON (-metrics-format / EDGEINFER_METRICS_FORMAT).
+	prometheus bool
+	faults     faults
 }
 
 // modelName is the model /infer reports.
@@ -102,12 +106,24 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	fs := flag.NewFlagSet("edgeinfer", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.StringVar(&cfg.addr, "addr", addrDefault, "listen address HOST:PORT (default from "+envAddr+")")
+	formatDefault := strings.TrimSpace(getenv(envMetricsFormat))
+	if formatDefault == "" {
+		formatDefault = "json"
+	}
+	format := fs.String("metrics-format", formatDefault, "format of GET /metrics: json or prometheus (default from "+envMetricsFormat+")")
 	showVersion := fs.Bool("version", false, "print the version and exit")
 	if err := fs.Parse(args); err != nil {
 		return cfg, false, err
 	}
 	if fs.NArg() > 0 {
 		return cfg, false, fmt.Errorf("unexpected arguments: %q", fs.Args())
+	}
+	switch *format {
+	case "json":
+	case "prometheus":
+		cfg.prometheus = true
+	default:
+		return cfg, false, fmt.Errorf("-metrics-format (or %s) %q: want json or prometheus", envMetricsFormat, *format)
 	}
 	cfg.version, cfg.build = parseVersion(getenv)
 	cfg.model = strings.TrimSpace(getenv(envModel))

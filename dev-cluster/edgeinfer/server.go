@@ -33,6 +33,8 @@ type server struct {
 	requests uint64 // /infer requests answered
 	errors   uint64 // of which answered with status >= 400
 	window   latencyWindow
+	byCode   map[int]uint64 // /infer answers by status code
+	hist     histogram      // /infer latency
 
 	leak leaker
 }
@@ -49,6 +51,8 @@ func newServer(cfg config, now func() time.Time, log *slog.Logger) *server {
 		log:     log,
 		started: now(),
 		window:  newLatencyWindow(latencyWindowSize),
+		byCode:  map[int]uint64{},
+		hist:    newHistogram(),
 	}
 	s.leak = leaker{rateMBPerS: cfg.faults.leakMBPerS, maxMB: cfg.faults.leakMaxMB}
 	return s
@@ -124,7 +128,7 @@ func (s *server) handleInfer(w http.ResponseWriter, r *http.Request) {
 	start := s.now()
 	n := s.seq.Add(1)
 	code := s.infer(w, r, n, start)
-	s.record(s.now().Sub(start), code >= 400)
+	s.record(s.now().Sub(start), code)
 }
 
 func (s *server) infer(w http.ResponseWriter, r *http.Request, n uint64, start time.Time) int {
@@ -215,7 +219,8 @@ func decodeJSON(w http.ResponseWriter, r *http.Request, dst any) error {
 	return nil
 }
 
-func (s *server) record(latency time.Duration, failed bool) {
+func (s *server) record(latency time.Duration, code int) {
+	failed := code >= 400
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.requests++
@@ -223,6 +228,8 @@ func (s *server) record(latency time.Duration, failed bool) {
 		s.errors++
 	}
 	s.window.add(latency, failed)
+	s.byCode[code]++
+	s.hist.observe(latency.Seconds())
 }
 
 // ---- /metrics ----
@@ -242,6 +249,10 @@ type metricsResponse struct {
 }
 
 func (s *server) handleMetrics(w http.ResponseWriter, r *http.Request) {
+	if s.cfg.prometheus {
+		s.writePrometheus(w)
+		return
+	}
 	s.mu.Lock()
 	m := metricsResponse{
 		RequestsTotal:   s.requests,

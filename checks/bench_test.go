@@ -1,0 +1,176 @@
+package checks
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/fleetplan/fleetplan/contract"
+	"github.com/fleetplan/fleetplan/internal/blocking"
+	"github.com/fleetplan/fleetplan/scheduler"
+)
+
+// benchFleet is a watcher whose caches hold n devices running the
+// candidate (app-green) with three checks each (serfHealth, the agent's
+// layer 2 node check, the application's layer 3 service check), the
+// checks answer that filled them, and the gate's inputs.
+type benchFleet struct {
+	w       *Watcher
+	jw      *jobWatch
+	checks  []checkInfo
+	index   uint64
+	devices []scheduler.DeviceRef
+	recs    []*scheduler.DeviceRecord
+	policy  *scheduler.Policy
+	now     time.Time
+}
+
+const benchL3 = `HTTP GET http://127.0.0.1:20394/health: 200 OK Output: {"status":"healthy","version":"2.0.0","uptime_s":73}`
+
+func newBenchFleet(b *testing.B, n int) *benchFleet {
+	b.Helper()
+	w := newWatcher(newFakeSource(), nil, blocking.Clock{})
+	f := &benchFleet{w: w, index: 1000, now: time.Unix(1_700_000_000, 0)}
+	f.policy = &scheduler.Policy{Name: "app", Release: scheduler.Release{Version: "2.0.0"},
+		Health: scheduler.Health{Grace: 10 * time.Second, Application: scheduler.Application{ExpectVersion: true, MaxRestarts: 2}}}
+	nodes := make([]nodeInfo, 0, n)
+	allocs := make([]allocInfo, 0, n)
+	tags := []string{contract.SlotTag("green")}
+	for i := range n {
+		id, name := fmt.Sprintf("node-%06d", i), fmt.Sprintf("dev-%06d", i)
+		alloc := fmt.Sprintf("alloc-%06d", i)
+		nodes = append(nodes, nodeInfo{ID: id, Name: name, Status: "ready"})
+		allocs = append(allocs, allocInfo{ID: alloc, JobID: "app-green", NodeID: id, ClientStatus: "running", DesiredStatus: "run", JobVersion: 1, CreateIndex: 50})
+		f.checks = append(f.checks,
+			checkInfo{Node: name, CheckID: "serfHealth", Name: "Serf Health Status", Status: "passing", Output: "Agent alive and reachable", ModifyIndex: 10},
+			checkInfo{Node: name, CheckID: "fleetplan-l2", Name: "fleetplan L2 system", Status: "passing", Output: "cpu 12% < 90%", ModifyIndex: 10},
+			checkInfo{Node: name, CheckID: "_nomad-check-" + alloc, Name: "fleetplan L3 application", Status: "passing", Output: benchL3,
+				ServiceID: "_nomad-task-" + alloc + "-app-app-http", ServiceName: "app", ServiceTags: tags, ModifyIndex: 10})
+		f.devices = append(f.devices, scheduler.DeviceRef{ID: id, Name: name})
+		f.recs = append(f.recs, &scheduler.DeviceRecord{DeviceRef: scheduler.DeviceRef{ID: id, Name: name}, State: scheduler.DeviceVerifying, SwitchedAt: f.now.Add(-time.Minute)})
+	}
+	w.mu.Lock()
+	jw := &jobWatch{id: "app-green", slot: "green", allocs: map[string][]allocInfo{}, cache: map[string]*cachedHealth{}}
+	w.jobs[jw.id] = jw
+	f.jw = jw
+	w.publishNodesLocked(nodes)
+	view := jobView{Found: true, Latest: 1, Versions: map[uint64]string{1: "2.0.0+b1"}, Services: []string{"app"}}
+	w.publishAllocsLocked([]string{jw.id}, allocsAnswer{allocs: allocs, views: map[string]jobRead{jw.id: {view: view, maxAlloc: 50}}})
+	w.mu.Unlock()
+	// The new services restarted the checks loop on the fake: stop it,
+	// the benchmark feeds the answers itself.
+	w.Stop()
+	w.mu.Lock()
+	w.cs.reset()
+	w.cs.merge(f.checks, f.index)
+	w.mu.Unlock()
+	return f
+}
+
+// waveVerdict is the gate on every device of the wave: how many pass.
+func (f *benchFleet) waveVerdict(b *testing.B, hs map[string]scheduler.DeviceHealth) int {
+	gate := scheduler.DefaultGate{}
+	pass := 0
+	for _, rec := range f.recs {
+		if gate.Evaluate(f.policy, rec, hs[rec.ID], f.now).Status == scheduler.VerdictPass {
+			pass++
+		}
+	}
+	return pass
+}
+
+// BenchmarkSnapshotVerdict: a checks answer for the whole fleet (100,000
+// devices, three checks each) arrives and the wave's verdict is taken on
+// every device. "cold": the first answer (or one after the filter
+// changed): the cache is rebuilt and every device's health computed.
+// "steady": the next answer, in which a few checks changed: the answer is
+// scanned, the changed devices recomputed, the others read from the cache.
+func BenchmarkSnapshotVerdict(b *testing.B) {
+	// The issue's measure is a 100,000-check answer (33,334 devices of
+	// three checks); the fleet of 100,000 devices answers 300,000.
+	for _, size := range []struct {
+		name string
+		n    int
+	}{{"100k-checks", 33_334}, {"100k-devices", 100_000}} {
+		for _, mode := range []string{"cold", "steady"} {
+			b.Run(size.name+"/"+mode, func(b *testing.B) { benchSnapshot(b, size.n, mode) })
+		}
+	}
+}
+
+func benchSnapshot(b *testing.B, n int, mode string) {
+	f := newBenchFleet(b, n)
+	f.w.mu.Lock()
+	f.w.healthLocked(f.jw, f.devices) // warm
+	f.w.mu.Unlock()
+	b.ResetTimer()
+	for i := range b.N {
+		f.index++
+		f.w.mu.Lock()
+		if mode == "cold" {
+			f.w.cs.reset()
+		} else {
+			// Ten devices' application checks changed output.
+			for j := range 10 {
+				c := &f.checks[3*((i*10+j)*7919%n)+2]
+				c.Output = benchL3 + " "
+				c.ModifyIndex = f.index
+			}
+		}
+		f.w.cs.merge(f.checks, f.index)
+		hs := f.w.healthLocked(f.jw, f.devices)
+		f.w.mu.Unlock()
+		if pass := f.waveVerdict(b, hs); pass != n {
+			b.Fatalf("%d of %d devices pass", pass, n)
+		}
+	}
+}
+
+// BenchmarkOneCheckChange: one check of the fleet changes status; the
+// changed device's verdict is taken again. "delta" applies the change to
+// the cache (the incremental path: one node touched, one device
+// recomputed); "answer" is the same change arriving inside a full checks
+// answer of the fleet (a scan of the answer's modify indexes, no rebuild).
+func BenchmarkOneCheckChange(b *testing.B) {
+	const n = 100_000
+	for _, mode := range []string{"delta", "answer"} {
+		b.Run(mode, func(b *testing.B) {
+			f := newBenchFleet(b, n)
+			f.w.mu.Lock()
+			f.w.healthLocked(f.jw, f.devices) // warm
+			f.w.mu.Unlock()
+			gate := scheduler.DefaultGate{}
+			b.ResetTimer()
+			for i := range b.N {
+				d := (i * 7919) % n
+				c := &f.checks[3*d+2]
+				want := scheduler.VerdictPass
+				if c.Status == "passing" {
+					c.Status, want = "warning", scheduler.VerdictPass
+				} else {
+					c.Status = "passing"
+				}
+				f.index++
+				c.ModifyIndex = f.index
+				f.w.mu.Lock()
+				if mode == "delta" {
+					f.w.cs.put(*c)
+					f.w.cs.index = f.index
+				} else {
+					f.w.cs.merge(f.checks, f.index)
+				}
+				h := f.w.healthLocked(f.jw, f.devices[d:d+1])[f.devices[d].ID]
+				f.w.mu.Unlock()
+				if len(h.Checks) != 3 || h.Checks[2].Status != c.Status {
+					b.Fatalf("device %d: %+v", d, h)
+				}
+				if h.Checks[2].Status != c.Status {
+					b.Fatalf("device %d: check status %s, want %s", d, h.Checks[2].Status, c.Status)
+				}
+				if v := gate.Evaluate(f.policy, f.recs[d], h, f.now); v.Status != want {
+					b.Fatalf("device %d: verdict %+v", d, v)
+				}
+			}
+		})
+	}
+}
