@@ -58,9 +58,9 @@ func (c *checkCache) lookup(node, checkID string) (checkInfo, bool) {
 
 // merge applies an answer of the checks query at index. The answer
 // replaces the cache (rebuild): the incremental path (applyChanges, by the
-// checks' ModifyIndex) is kept out of the watcher until it passes the dev
-// cluster's watcher test (TestWatcherOnDevCluster saw a new instance's
-// check stay at its registration state with it).
+// checks' ModifyIndex) stays off until the dev cluster's watcher test
+// passes again (TestWatcherOnDevCluster sees a new instance's check stay
+// at its registration state, with or without it: not explained yet).
 func (c *checkCache) merge(cs []checkInfo, index uint64) {
 	if incrementalMerge && c.index != 0 && index >= c.index && c.applyChanges(cs, index) {
 		return
