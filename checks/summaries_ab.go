@@ -19,8 +19,9 @@ var _ scheduler.ComparisonSource = (*Watcher)(nil)
 // to that request close windows that cover the hold, so they are used
 // (collected again for all devices, group A included, until they all
 // answered or scheduler.SummaryWait passed). Asking again would start new
-// windows of a few seconds. Only when this run made no request does
-// Samples make one. A device without an answer, or whose answer has no
+// windows of a few seconds. When this run made no request in the last
+// 3 × scheduler.SummaryWait, Samples makes one (its answers' windows start
+// at the previous request's answers). A device without an answer, or whose answer has no
 // window, is missing: no evidence, never a pass (the comparison then says
 // "not enough data").
 func (w *Watcher) Samples(ctx context.Context, r *scheduler.Rollout, devices []scheduler.DeviceRef) (map[string]scheduler.GroupSample, error) {
@@ -35,7 +36,10 @@ func (w *Watcher) Samples(ctx context.Context, r *scheduler.Rollout, devices []s
 	last, ok := w.lastRequest[r.App]
 	w.sumMu.Unlock()
 	id := last.id
-	if !ok || last.run != r.ID {
+	// Reuse only the request of the gate just before (a gate without
+	// devices to ask makes none: an older request's answers would be
+	// stale, written before the hold began).
+	if !ok || last.run != r.ID || w.clk.Now().Sub(last.at) > 3*scheduler.SummaryWait {
 		id = r.ID + "-ab-" + strconv.FormatInt(w.clk.Now().UnixNano(), 36)
 		if err := w.requestSummaries(ctx, r.App, id); errors.Is(err, errNoAgentConfig) {
 			return out, nil // no agent writes summaries: no evidence
@@ -46,7 +50,7 @@ func (w *Watcher) Samples(ctx context.Context, r *scheduler.Rollout, devices []s
 		if w.lastRequest == nil {
 			w.lastRequest = map[string]summaryRequest{}
 		}
-		w.lastRequest[r.App] = summaryRequest{run: r.ID, id: id}
+		w.lastRequest[r.App] = summaryRequest{run: r.ID, id: id, at: w.clk.Now()}
 		w.sumMu.Unlock()
 	}
 	wctx, cancel := context.WithTimeout(ctx, scheduler.SummaryWait)

@@ -56,7 +56,7 @@ func (w *Watcher) Summaries(ctx context.Context, r *scheduler.Rollout, devices [
 	if w.lastRequest == nil {
 		w.lastRequest = map[string]summaryRequest{}
 	}
-	w.lastRequest[r.App] = summaryRequest{run: r.ID, id: id}
+	w.lastRequest[r.App] = summaryRequest{run: r.ID, id: id, at: w.clk.Now()}
 	w.sumMu.Unlock()
 	got, err := w.collectSummaries(ctx, r.App, id, devices)
 	for k, s := range got {

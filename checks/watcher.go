@@ -164,7 +164,10 @@ type Watcher struct {
 }
 
 // summaryRequest is a summary request the watcher made for a run.
-type summaryRequest struct{ run, id string }
+type summaryRequest struct {
+	run, id string
+	at      time.Time
+}
 
 // jobWatch is one slot job's data.
 type jobWatch struct {
