@@ -161,7 +161,7 @@ func abRows(class string, g scheduler.ABGroupComparison) []ABRow {
 	rows[0].Verdict = string(g.Verdict)
 	rows[0].Test = "class verdict"
 	if class == "overall" {
-		rows[0].Test = "overall verdict"
+		rows[0].Test = "classes pooled (the Verdict line decides)"
 	}
 	rows[4].Verdict = "reported, not tested"
 	return rows
