@@ -250,11 +250,38 @@ func TestAgentOnDevCluster(t *testing.T) {
 	logChecks(t, c, app, devices[0])
 
 	// 3. Stopping the agent removes its checks from the still running
-	// instances.
+	// instances: at once on each device's Consul agent, then in the
+	// catalog (the local agents' anti-entropy: at once, or at their next
+	// full sync when that write failed, within about two minutes on a busy
+	// host).
 	if _, _, err := c.Nomad.Jobs().Deregister(agentJobID, true, wo()); err != nil {
 		t.Fatalf("purging the agent job: %v", err)
 	}
+	start = time.Now()
 	testcluster.Eventually(t, time.Minute, func() (bool, string) {
+		entries, _, err := c.Consul.Health().Service(app, "", false, (&consulapi.QueryOptions{}).WithContext(ctx))
+		if err != nil {
+			return false, err.Error()
+		}
+		for _, e := range entries {
+			local, err := consulapi.NewClient(&consulapi.Config{Address: e.Node.Address + ":8500"})
+			if err != nil {
+				return false, err.Error()
+			}
+			checks, err := local.Agent().ChecksWithFilterOpts("", (&consulapi.QueryOptions{}).WithContext(ctx))
+			if err != nil {
+				return false, fmt.Sprintf("%s: reading the local agent's checks: %v", e.Node.Node, err)
+			}
+			for id, hc := range checks {
+				if hc.ServiceID == e.Service.ID && strings.HasPrefix(id, agent.CheckIDPrefix) {
+					return false, fmt.Sprintf("%s: %q still registered on the device's Consul agent", e.Node.Node, hc.Name)
+				}
+			}
+		}
+		return true, ""
+	})
+	t.Logf("the agent's checks left the devices' Consul agents after %s", time.Since(start).Round(time.Second))
+	testcluster.Eventually(t, 3*time.Minute, func() (bool, string) {
 		entries, _, err := c.Consul.Health().Service(app, "", false, (&consulapi.QueryOptions{}).WithContext(ctx))
 		if err != nil {
 			return false, err.Error()
@@ -262,12 +289,13 @@ func TestAgentOnDevCluster(t *testing.T) {
 		for _, e := range entries {
 			for _, hc := range e.Checks {
 				if hc.ServiceID != "" && strings.HasPrefix(hc.CheckID, agent.CheckIDPrefix) {
-					return false, fmt.Sprintf("%s: %q still registered", e.Node.Node, hc.Name)
+					return false, fmt.Sprintf("%s: %q still in the catalog", e.Node.Node, hc.Name)
 				}
 			}
 		}
 		return true, ""
 	})
+	t.Logf("and the catalog after %s", time.Since(start).Round(time.Second))
 }
 
 // reasonOf is a check's output and the device summary's reason for the

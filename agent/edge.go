@@ -69,7 +69,7 @@ func judgeTriggers(in triggerInput, hit func(metric string, crossed bool) int) [
 		if why == "" {
 			why = "the metrics endpoint gives none"
 		}
-		out = append(out, finding{Warning, fmt.Sprintf("%s not measured (%s): %s", what, trigger, why), what == "p95 latency"})
+		out = append(out, finding{Warning, what + contract.NotMeasured + trigger + "): " + why, what == "p95 latency"})
 	}
 	cur := in.cur
 	if max := cfg.MaxErrorRate; max > 0 {

@@ -114,6 +114,14 @@ func (a *Agent) reconcile(ctx context.Context) error {
 		if exists {
 			// Keep the current state across a definition change.
 			reg.Status = cur.Status
+		} else {
+			// A new check starts as a warning without output ("not run
+			// yet" to the gate), never as Consul's default critical: its
+			// first result, critical too, would then be no status change,
+			// and its output (the reason, the version) would reach the
+			// servers only check_update_interval later (5 min by default).
+			// From warning, any first result syncs at once.
+			reg.Status = consulapi.HealthWarning
 		}
 		if err := a.consul.Agent().CheckRegisterOpts(reg, q); err != nil {
 			errs = append(errs, fmt.Errorf("registering check %s: %w", id, err))
@@ -300,13 +308,25 @@ func (a *Agent) deregisterAll() {
 	ids := slices.Collect(maps.Keys(a.registered))
 	if err != nil {
 		a.log.Warn("cannot list the checks at stop; deregistering the ones this agent registered", "error", err)
-	} else if len(a.cfg.Apps) == 0 {
-		// Also the checks of an earlier run of this agent.
-		for id := range checks {
-			if strings.HasPrefix(id, CheckIDPrefix) && !slices.Contains(ids, id) {
+	} else {
+		// Also the checks of an earlier run of this agent, and a check
+		// whose registration answered an error after Consul took it:
+		// every fleetplan check, or with -app those on the instances in
+		// scope.
+		a.mu.Lock()
+		inScope := func(c *consulapi.AgentCheck) bool {
+			if len(a.cfg.Apps) == 0 {
+				return true
+			}
+			_, ok := a.instances[c.ServiceID]
+			return ok && c.ServiceID != ""
+		}
+		for id, c := range checks {
+			if strings.HasPrefix(id, CheckIDPrefix) && !slices.Contains(ids, id) && inScope(c) {
 				ids = append(ids, id)
 			}
 		}
+		a.mu.Unlock()
 	}
 	for _, id := range ids {
 		if err := a.consul.Agent().CheckDeregisterOpts(id, q); err != nil {

@@ -67,3 +67,14 @@ func ParseMetrics(output string) (m Metrics, ok bool) {
 func (m Metrics) Measured() bool {
 	return m.ErrorRate != nil || m.P95LatencyMS != nil || m.RSSMB != nil
 }
+
+// NotMeasured is the phrase of a device agent's warning for a declared
+// rollback trigger whose figure is missing ("error rate not measured
+// (max_error_rate 0.05): <why>"). Such a warning is no evidence: the
+// controller's gate keeps the device pending (and fails it at its
+// deadline), never counts it as passing.
+const NotMeasured = " not measured ("
+
+// SaysNotMeasured reports whether a check output carries a
+// "not measured" warning of a declared trigger.
+func SaysNotMeasured(output string) bool { return strings.Contains(output, NotMeasured) }

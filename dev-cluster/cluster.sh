@@ -198,17 +198,16 @@ wait_for() { # wait_for DESCRIPTION TIMEOUT_S CMD...
 	die "timed out after ${timeout}s waiting for $what (logs in $STATE)"
 }
 
-# check_update_interval: CONSUL_DEFAULT_CHECK_UPDATE=1 runs Consul with its
-# default (5 min: a check's output change without a status change reaches
-# the servers up to 5 min later). The device agent's verdicts and outputs
-# work with it (statuses carry the verdicts, outputs do not churn); some
-# integration tests still read reasons and versions from the outputs of
-# checks whose first result is already critical, so the default run of the
-# suite keeps 0s (every output change synced at once) until they read them
-# from the device summaries.
+# check_update_interval: Consul's default (5 min: a check's output change
+# without a status change reaches the servers up to 5 min later), as on a
+# real fleet. fleetplan does not depend on fresh outputs: statuses carry
+# the verdicts, its checks start as warnings so that their first result is
+# a status change, and the numbers travel in the device summaries.
+# CONSUL_CHECK_UPDATE_INTERVAL=0s (any duration) overrides it, e.g. to watch
+# outputs change live in the Consul UI.
 check_update_interval() {
-	if [[ "${CONSUL_DEFAULT_CHECK_UPDATE:-0}" != 1 ]]; then
-		echo 'check_update_interval = "0s"'
+	if [[ -n "${CONSUL_CHECK_UPDATE_INTERVAL:-}" ]]; then
+		echo "check_update_interval = \"${CONSUL_CHECK_UPDATE_INTERVAL}\""
 	fi
 }
 

@@ -223,6 +223,11 @@ func decorateServices(g *api.TaskGroup, p *scheduler.Policy, port, slot, version
 			PortLabel: port,
 			Interval:  app.Interval,
 			Timeout:   app.Timeout,
+			// Not Consul's default critical: a first result that is
+			// critical too would be no status change, and its output
+			// would reach the servers only check_update_interval later.
+			// The gate reads a warning without output as "not run yet".
+			InitialStatus: "warning",
 		}
 		target.Checks = slices.DeleteFunc(target.Checks, func(c api.ServiceCheck) bool { return c.Name == contract.CheckApplication })
 		target.Checks = append(target.Checks, check)

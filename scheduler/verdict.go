@@ -5,6 +5,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/fleetplan/fleetplan/contract"
 )
 
 // DefaultGate is the gate of the rollout engine: a device passes when its
@@ -69,9 +71,12 @@ func (g DefaultGate) Evaluate(p *Policy, rec *DeviceRecord, h DeviceHealth, now 
 		if ch.Layer != 1 {
 			appChecks++
 		}
-		if ch.Status == "critical" && strings.TrimSpace(ch.Output) == "" {
-			// Consul registers a check as critical until its first run:
-			// no output means it has not run yet, not that it failed.
+		if (ch.Status == "critical" || ch.Status == "warning") && strings.TrimSpace(ch.Output) == "" {
+			// Consul registers a check as critical until its first run
+			// (fleetplan's own checks start as warnings, so that their
+			// first result is a status change that reaches the servers
+			// at once): no output means it has not run yet, neither a
+			// pass nor a failure.
 			return pending(ch.Layer, fmt.Sprintf("check %q has not run yet", ch.Name))
 		}
 		if ch.Status == "critical" {
@@ -117,6 +122,13 @@ func (g DefaultGate) Evaluate(p *Policy, rec *DeviceRecord, h DeviceHealth, now 
 	for _, ch := range checks {
 		if ch.Status != "passing" && ch.Status != "warning" {
 			return pending(ch.Layer, fmt.Sprintf("check %q is %s", ch.Name, ch.Status))
+		}
+		if ch.Status == "warning" && contract.SaysNotMeasured(ch.Output) {
+			// A declared rollback trigger the device agent cannot
+			// measure (no metrics, a broken endpoint, the first scrape):
+			// no evidence, so never a pass; past the deadline it fails
+			// the device like a declared layer without a check (I3).
+			return pending(ch.Layer, fmt.Sprintf("check %q: %s (no evidence for a declared trigger: not a pass)", ch.Name, checkSummary(ch.Status, ch.Output)))
 		}
 	}
 	// Measured thresholds: the error rate, and the p95 latency against the

@@ -15,6 +15,7 @@ func TestDefaultGate(t *testing.T) {
 	running := &AllocHealth{ID: "0123456789", Status: "running"}
 	pass := []CheckResult{{Name: "serfHealth", Layer: 1, Status: "passing"}, {Name: "fleetplan L3 application", Layer: 3, Status: "passing"}}
 	crit := []CheckResult{{Name: "fleetplan L3 application", Layer: 3, Status: "critical", Output: "HTTP GET: 503 Service Unavailable"}}
+	nm := "HTTP GET http://127.0.0.1:7474/v1/probe/application?service=x: 429 Too Many Requests Output: warning: error rate not measured (max_error_rate 0.05): the metrics endpoint gives none; healthy; version 2.0.0 as released"
 	tests := []struct {
 		name   string
 		h      DeviceHealth
@@ -38,7 +39,10 @@ func TestDefaultGate(t *testing.T) {
 		{"critical check not run yet", DeviceHealth{Online: true, Alloc: running, Checks: []CheckResult{{Name: "fleetplan L4 functional", Layer: 4, Status: "critical"}}}, 20 * time.Second, VerdictPending, 4, "has not run yet"},
 		{"critical check never ran by the deadline", DeviceHealth{Online: true, Alloc: running, Checks: []CheckResult{{Name: "fleetplan L4 functional", Layer: 4, Status: "critical"}}}, 80 * time.Second, VerdictFail, 4, "has not run yet"},
 		{"no checks yet", DeviceHealth{Online: true, Alloc: running, Checks: pass[:1]}, 5 * time.Second, VerdictPending, 3, "no health check"},
-		{"warning passes", DeviceHealth{Online: true, Alloc: running, Checks: []CheckResult{{Name: "fleetplan L3 application", Layer: 3, Status: "warning"}}}, 5 * time.Second, VerdictPass, 0, ""},
+		{"warning passes", DeviceHealth{Online: true, Alloc: running, Checks: []CheckResult{{Name: "fleetplan L3 application", Layer: 3, Status: "warning", Output: "HTTP GET http://127.0.0.3:20123/health: 429 Too Many Requests Output: busy"}}}, 5 * time.Second, VerdictPass, 0, ""},
+		{"warning without output has not run", DeviceHealth{Online: true, Alloc: running, Checks: []CheckResult{{Name: "fleetplan L3 application", Layer: 3, Status: "warning"}}}, 5 * time.Second, VerdictPending, 3, "has not run yet"},
+		{"a trigger not measured is no pass", DeviceHealth{Online: true, Alloc: running, Checks: append(pass[:2:2], CheckResult{Name: "fleetplan L3 version and metrics", Layer: 3, Status: "warning", Output: nm})}, 20 * time.Second, VerdictPending, 3, "error rate not measured (max_error_rate 0.05): the metrics endpoint gives none; healthy; version 2.0.0 as released (no evidence for a declared trigger: not a pass)"},
+		{"a trigger never measured fails at the deadline", DeviceHealth{Online: true, Alloc: running, Checks: append(pass[:2:2], CheckResult{Name: "fleetplan L3 version and metrics", Layer: 3, Status: "warning", Output: nm})}, 80 * time.Second, VerdictFail, 3, "not a pass) after 1m20s (deadline 1m10s)"},
 		{"L4 critical", DeviceHealth{Online: true, Alloc: running, Checks: append(pass[:2:2], CheckResult{Name: "fleetplan L4 functional", Layer: 4, Status: "critical", Output: "label dog, want cat"})}, 20 * time.Second, VerdictFail, 4, "label dog"},
 	}
 	for _, tt := range tests {

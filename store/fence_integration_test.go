@@ -87,7 +87,8 @@ func TestIntegrationLeaderAndRolloutLocksOnOneSession(t *testing.T) {
 }
 
 // TestIntegrationLockLossNoticed measures how fast a holder notices, without
-// acting, that its key was taken away: the blocking query on the key.
+// acting, that its key was taken away: its session renewal or its read
+// of the key, every TTL/3.
 func TestIntegrationLockLossNoticed(t *testing.T) {
 	s, cc := fenceStore(t)
 	ctx := context.Background()

@@ -1,12 +1,14 @@
 package store
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -200,5 +202,83 @@ func TestFenceStopsReadingWhenTheLeaseExpires(t *testing.T) {
 	}
 	if !strings.Contains(err.Error(), "past its local lease") {
 		t.Errorf("Fence did not stop with the lease (read until its timeout?): %v", err)
+	}
+}
+
+// fakeLockKV serves one key's GET with its owner session, refusing
+// blocking queries (a lease must not hold a long-poll).
+type fakeLockKV struct {
+	mu       sync.Mutex
+	key      string
+	owner    string
+	reads    int
+	blocking int
+}
+
+func (f *fakeLockKV) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if r.URL.Path != "/v1/kv/"+f.key {
+		http.NotFound(w, r)
+		return
+	}
+	f.reads++
+	if r.URL.Query().Get("index") != "" {
+		f.blocking++
+	}
+	w.Header().Set("X-Consul-Index", "7")
+	if f.owner == "" {
+		http.NotFound(w, r)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode([]map[string]any{{"Key": f.key, "Session": f.owner, "Value": nil, "ModifyIndex": 7}})
+}
+
+// A lease reads its key at the session's cadence, without a long-poll,
+// and is lost once the key names another session.
+func TestLeaseNoticesKeyTakenWithoutLongPoll(t *testing.T) {
+	f := &fakeLockKV{key: "fleetplan/rollouts/app/lock", owner: "s1"}
+	c := fakeStore(t, f)
+	c.ttl = 3 * time.Second // reads every second
+	l := testLease(c, f.key, "s1", time.Now())
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan struct{})
+	go func() { l.watch(ctx); close(done) }()
+
+	// Held: reads happen, the lease stays.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		f.mu.Lock()
+		n := f.reads
+		f.mu.Unlock()
+		if n >= 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the lease read its key %d times in 10s, want 2", n)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	select {
+	case <-l.Lost():
+		t.Fatal("the lease was marked lost while its key names its session")
+	default:
+	}
+
+	f.mu.Lock()
+	f.owner = "s2"
+	f.mu.Unlock()
+	select {
+	case <-l.Lost():
+	case <-time.After(10 * time.Second):
+		t.Fatal("the lease did not notice within 10s that its key names another session")
+	}
+	<-done
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.blocking != 0 {
+		t.Errorf("%d blocking queries on the lock key, want none", f.blocking)
 	}
 }

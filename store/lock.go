@@ -434,42 +434,41 @@ func (c *Consul) tryAcquire(ctx context.Context, key, sid string, value []byte) 
 	return false, pair, nil
 }
 
-// lockWatchTiming paces the lock key's watch: no minimum interval (the key
-// changes rarely, and a change may be the loss), a backoff from 250 ms to
-// 5 s while Consul fails.
-var lockWatchTiming = blocking.Timing{
-	BackoffBase: 250 * time.Millisecond,
-	BackoffMax:  5 * time.Second,
-	WaitTime:    5 * time.Minute,
-}
+// leaseCheckInterval is how often a lease reads its key: the session's
+// renewal cadence (TTL/3), at least a second.
+func leaseCheckInterval(ttl time.Duration) time.Duration { return max(ttl/3, time.Second) }
 
-// watch follows the lock key with blocking queries and reports the loss
-// when the key no longer belongs to the session, or the session is lost.
+// watch reports the loss of the lease: at once when its session is lost
+// (its renewal, every TTL/3, finds it expired or destroyed), and when a
+// read of the key, made at the same cadence, finds it no longer names the
+// session (an operator deleted it, another session took it). A read, not
+// a long-poll: a controller keeps at most the health watcher's long-polls
+// and the operators' controls open during a soak, whatever the number of
+// its locks. A failed read is no evidence either way; the fence made
+// before every action and state write is the authority.
 func (l *Lease) watch(ctx context.Context) {
-	go func() {
+	t := time.NewTicker(leaseCheckInterval(l.s.ttl))
+	defer t.Stop()
+	for {
 		select {
 		case <-l.s.lost:
 			l.markLost("the session holding it was lost")
+			return
 		case <-ctx.Done():
+			return
+		case <-t.C:
 		}
-	}()
-	b := blocking.New(blocking.Config{Name: "lock key", Timing: lockWatchTiming, Logger: l.log},
-		func(ctx context.Context, waitIndex uint64) (*api.KVPair, uint64, error) {
-			q := &api.QueryOptions{WaitIndex: waitIndex, WaitTime: lockWatchTiming.WaitTime}
-			pair, meta, err := l.c.kv.Get(l.key, q.WithContext(ctx))
-			if err != nil {
-				return nil, 0, fmt.Errorf("watching the lock key %s: %w", l.key, err)
-			}
-			return pair, meta.LastIndex, nil
-		},
-		func(pair *api.KVPair) error {
-			if pair == nil || pair.Session != l.s.id {
-				l.markLost("the lock key no longer belongs to this session")
-				return blocking.ErrStop
-			}
-			return nil
-		})
-	_ = b.Run(ctx)
+		pair, _, err := l.c.kv.Get(l.key, (&api.QueryOptions{}).WithContext(ctx))
+		switch {
+		case ctx.Err() != nil:
+			return
+		case err != nil:
+			l.log.Debug("reading the lock key", "key", l.key, "error", err)
+		case pair == nil || pair.Session != l.s.id:
+			l.markLost("the lock key no longer belongs to this session")
+			return
+		}
+	}
 }
 
 // FenceTimeout bounds the consistent read of a fence.
