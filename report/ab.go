@@ -75,24 +75,25 @@ func inWords(va, vb string, c *scheduler.ABComparison) []string {
 		switch t.Metric {
 		case scheduler.ABMetricLatency:
 			what = "answers more slowly"
-			if t.Verdict == scheduler.ABBetter {
+			if t.Verdict == scheduler.ABBetter || t.Verdict == scheduler.ABBetterWithinTolerance {
 				what = "answers faster"
 			}
 		case scheduler.ABMetricErrorRate:
 			what = "fails more requests"
-			if t.Verdict == scheduler.ABBetter {
+			if t.Verdict == scheduler.ABBetter || t.Verdict == scheduler.ABBetterWithinTolerance {
 				what = "fails fewer requests"
 			}
 		default:
 			what = "fails its functional probe more often"
-			if t.Verdict == scheduler.ABBetter {
+			if t.Verdict == scheduler.ABBetter || t.Verdict == scheduler.ABBetterWithinTolerance {
 				what = "fails its functional probe less often"
 			}
 		}
 		judgement := map[scheduler.ABVerdict]string{
-			scheduler.ABWorse:           "more than the policy tolerates",
-			scheduler.ABWithinTolerance: "but within what the policy tolerates",
-			scheduler.ABBetter:          "an improvement",
+			scheduler.ABWorse:                 "more than the policy tolerates",
+			scheduler.ABWithinTolerance:       "but within what the policy tolerates",
+			scheduler.ABBetter:                "an improvement beyond the policy's tolerance",
+			scheduler.ABBetterWithinTolerance: "an improvement, but smaller than the policy's tolerance (not enough for promote_if = \"better\")",
 		}[t.Verdict]
 		out = append(out, fmt.Sprintf("%s, %s %s than %s: %s, %s. If the versions performed the same, a difference this large would show up with probability %s (p-value, below the %s the policy's confidence allows), so it is unlikely to be chance.",
 			where, vb, what, va, t.Detail, judgement, scheduler.FormatP(t.P), scheduler.FormatP(alpha)))
@@ -100,7 +101,7 @@ func inWords(va, vb string, c *scheduler.ABComparison) []string {
 	for _, g := range c.Classes {
 		for _, t := range g.Tests {
 			switch t.Verdict {
-			case scheduler.ABWorse, scheduler.ABWithinTolerance, scheduler.ABBetter:
+			case scheduler.ABWorse, scheduler.ABWithinTolerance, scheduler.ABBetter, scheduler.ABBetterWithinTolerance:
 				say("On "+g.Class+" devices", t)
 			}
 		}

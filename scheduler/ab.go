@@ -94,11 +94,16 @@ type ComparisonSource interface {
 type ABVerdict string
 
 const (
-	ABBetter          ABVerdict = "B better"
-	ABNoDifference    ABVerdict = "no detectable difference"
-	ABWithinTolerance ABVerdict = "B worse, within the tolerance"
-	ABWorse           ABVerdict = "B worse beyond the tolerance"
-	ABNotEnoughData   ABVerdict = "not enough data"
+	ABBetter ABVerdict = "B better"
+	// ABBetterWithinTolerance: B measurably better, by less than the
+	// tolerance (a difference a device's repeated readings make
+	// "significant" without it mattering): not enough for promote_if =
+	// "better".
+	ABBetterWithinTolerance ABVerdict = "B better, within the tolerance"
+	ABNoDifference          ABVerdict = "no detectable difference"
+	ABWithinTolerance       ABVerdict = "B worse, within the tolerance"
+	ABWorse                 ABVerdict = "B worse beyond the tolerance"
+	ABNotEnoughData         ABVerdict = "not enough data"
 	// ABNotMeasured: neither group measured the metric; it takes no part
 	// in the verdict.
 	ABNotMeasured ABVerdict = "not measured"

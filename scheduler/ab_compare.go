@@ -206,7 +206,7 @@ func proportionTest(metric, name string, nA, nB float64, a, b stats.Proportion, 
 		what = "error rate"
 	}
 	t.Detail = fmt.Sprintf("%s %s -> %s (%+.2f points, tolerance %.2f)", what, fmtRate(a.Rate()), fmtRate(b.Rate()), diff*100, tol*100)
-	t.Verdict = judge(z.P < alpha, z.Z > 0, diff > tol)
+	t.Verdict = judge(z.P < alpha, z.Z > 0, diff > tol, -diff > tol)
 	return t
 }
 
@@ -245,19 +245,23 @@ func latencyTest(name string, a, b []GroupSample, alpha float64, minN int, tolPc
 		higher = Quantile(lb, 0.5) > Quantile(la, 0.5)
 	}
 	t.Detail = fmt.Sprintf("p95 %s ms -> %s ms (%+.0f%%, tolerance %s%%)", fmtMS(pa), fmtMS(pb), inc, fmtPct(tolPct))
-	t.Verdict = judge(p < alpha, higher, inc > tolPct)
+	t.Verdict = judge(p < alpha, higher, inc > tolPct, -inc > tolPct)
 	return t
 }
 
 // judge is a metric's verdict: a significant difference with B higher
-// (worse) is beyond the tolerance when B's figure exceeds it.
-func judge(significant, bHigher, beyondTolerance bool) ABVerdict {
+// (worse) is beyond the tolerance when B's figure exceeds it; one with B
+// lower (better) counts as better only when the improvement exceeds the
+// tolerance too (the same margin on both sides).
+func judge(significant, bHigher, worseBeyond, betterBeyond bool) ABVerdict {
 	switch {
 	case !significant:
 		return ABNoDifference
-	case !bHigher:
+	case !bHigher && betterBeyond:
 		return ABBetter
-	case beyondTolerance:
+	case !bHigher:
+		return ABBetterWithinTolerance
+	case worseBeyond:
 		return ABWorse
 	}
 	return ABWithinTolerance
@@ -286,6 +290,8 @@ func combine(tests []ABTest) ABVerdict {
 		return ABWithinTolerance
 	case has[ABBetter]:
 		return ABBetter
+	case has[ABBetterWithinTolerance]:
+		return ABBetterWithinTolerance
 	}
 	return ABNoDifference
 }

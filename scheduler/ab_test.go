@@ -312,6 +312,47 @@ func TestCompareGroupsErrorRate(t *testing.T) {
 	}
 }
 
+// A significant improvement smaller than the tolerance is "B better,
+// within the tolerance" (not enough for promote_if = "better"); beyond it,
+// "B better". Latency samples 50..51.5 ms on A; B 2 % faster, then 20 %
+// faster, with the 10 % tolerance.
+func TestCompareGroupsBetterNeedsTheMargin(t *testing.T) {
+	run := func(factor float64) ABComparison {
+		var a, b []*DeviceRecord
+		samples := map[string]GroupSample{}
+		for i := 0; i < 4; i++ {
+			ida, idb := "a"+string(rune('0'+i)), "b"+string(rune('0'+i))
+			a = append(a, &DeviceRecord{DeviceRef: DeviceRef{ID: ida, Class: "rpi"}})
+			b = append(b, &DeviceRecord{DeviceRef: DeviceRef{ID: idb, Class: "rpi"}})
+			sa, sb := GroupSample{}, GroupSample{}
+			for k := 0; k < 16; k++ {
+				v := 50 + float64((k+i)%4)*0.5
+				sa.LatencyMS = append(sa.LatencyMS, v)
+				sb.LatencyMS = append(sb.LatencyMS, v*factor)
+			}
+			samples[ida], samples[idb] = sa, sb
+		}
+		return CompareGroups(&AB{Confidence: 0.95, Tolerance: ABTolerance{P95LatencyPercent: 10}}, "", "", time.Time{}, a, b, samples)
+	}
+	small := run(0.98)
+	if lt := small.Classes[0].Tests[1]; lt.Verdict != ABBetterWithinTolerance || lt.P >= 0.05 {
+		t.Errorf("2%% faster: latency test %+v, want significant and %q", lt, ABBetterWithinTolerance)
+	}
+	if small.Verdict != ABBetterWithinTolerance {
+		t.Errorf("2%% faster: verdict %q", small.Verdict)
+	}
+	if got := abAction(PromoteBetter, small.Verdict); got != ABActionHold {
+		t.Errorf("2%% faster with promote_if = better: action %q, want hold", got)
+	}
+	if got := abAction(PromoteNotWorse, small.Verdict); got != ABActionPromote {
+		t.Errorf("2%% faster with promote_if = not-worse: action %q, want promote", got)
+	}
+	large := run(0.8)
+	if large.Verdict != ABBetter {
+		t.Errorf("20%% faster: verdict %q, want %q", large.Verdict, ABBetter)
+	}
+}
+
 func TestQuantile(t *testing.T) {
 	v := []float64{5, 1, 4, 2, 3}
 	if q := Quantile(v, 0.5); q != 3 {
