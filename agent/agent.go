@@ -183,6 +183,7 @@ type Agent struct {
 	sumPoke     chan struct{}
 	sumMu       sync.Mutex
 	sumAnswered map[string]string // app -> request answered
+	rechecked   map[string]string // app -> re-check answered
 	sumChanged  map[string]bool
 
 	trigger   chan struct{}
@@ -241,6 +242,7 @@ func New(cfg Config, consul *consulapi.Client, nomad *nomadapi.Client) (*Agent, 
 		nodeSt:      &nodeFollower{},
 		sumPoke:     make(chan struct{}, 1),
 		sumAnswered: map[string]string{},
+		rechecked:   map[string]string{},
 		sumChanged:  map[string]bool{},
 	}
 	a.fn.allow = cfg.ExecAllow

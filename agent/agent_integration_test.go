@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -17,6 +18,7 @@ import (
 	"time"
 
 	consulapi "github.com/hashicorp/consul/api"
+	"github.com/hashicorp/go-hclog"
 	nomadapi "github.com/hashicorp/nomad/api"
 
 	"github.com/fleetplan/fleetplan/agent"
@@ -162,6 +164,41 @@ func TestAgentOnDevCluster(t *testing.T) {
 	})
 	if kv, _, err := c.Consul.KV().Get(contract.SummaryKey("", app, devices[0]), nil); err == nil && kv != nil {
 		t.Logf("summaries written after %s; %s: %d bytes: %s", time.Since(start).Round(time.Second), devices[0], len(kv.Value), kv.Value)
+	}
+
+	// 1b. A re-check on demand (`fleetplan recheck`): the devices named
+	// answer at once with a fresh summary; the others ignore it.
+	if len(devices) >= 2 {
+		w := checks.NewWatcher(c.Nomad, c.Consul, hclog.NewNullLogger(), checks.WithConfig(checks.Config{AgentConfigFolder: prefix}))
+		named := devices[:2]
+		rstart := time.Now()
+		rctx, rcancel := context.WithTimeout(ctx, 30*time.Second)
+		got, err := w.Recheck(rctx, app, named)
+		rcancel()
+		w.Stop()
+		if err != nil {
+			t.Fatalf("re-check of %v: %v", named, err)
+		}
+		for _, d := range named {
+			s, ok := got[d]
+			if !ok {
+				t.Errorf("%s did not answer the re-check (answers: %v)", d, slices.Sorted(maps.Keys(got)))
+				continue
+			}
+			if s.Version != "1.0.0" || s.Node != d || s.Layers[contract.LayerApplication].Status != consulapi.HealthPassing || !strings.HasPrefix(s.Request, "recheck-") {
+				t.Errorf("%s's re-check answer: %+v", d, s)
+			}
+		}
+		t.Logf("re-check of %v answered in %s", named, time.Since(rstart).Round(10*time.Millisecond))
+		for _, d := range devices[2:] {
+			kv, _, err := c.Consul.KV().Get(contract.SummaryKey("", app, d), (&consulapi.QueryOptions{}).WithContext(ctx))
+			if err != nil || kv == nil {
+				continue
+			}
+			if s, err := contract.DecodeSummary(kv.Value); err == nil && strings.HasPrefix(s.Request, "recheck-") {
+				t.Errorf("%s, not named, answered the re-check: %+v", d, s)
+			}
+		}
 	}
 
 	// 2. A functional block, and a green release that answers wrongly.

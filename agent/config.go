@@ -75,6 +75,16 @@ type AppConfig struct {
 	// summaries: each agent running an instance of the application writes
 	// its summary (contract.SummaryKey) once per new value.
 	SummaryRequest string `json:"summary_request,omitempty"`
+	// Recheck asks the agents on the nodes it names to run the
+	// application's checks at once and answer with a summary whose
+	// request is its ID (`fleetplan recheck`); the other agents ignore it.
+	Recheck *Recheck `json:"recheck,omitempty"`
+}
+
+// Recheck is an on-demand re-check of some devices.
+type Recheck struct {
+	ID    string   `json:"id"`
+	Nodes []string `json:"nodes"`
 }
 
 // SystemThresholds are the layer 2 limits; a zero field is not set.

@@ -70,6 +70,19 @@ func (a *Agent) summaryLoop(ctx context.Context) {
 			delete(a.sumChanged, app) // the answer carries the statuses
 			a.sumMu.Unlock()
 		}
+		rechecks := a.dueRechecks()
+		for _, app := range sortedKeys(rechecks) {
+			a.recheck(ctx, app)
+			id := rechecks[app]
+			if err := a.writeSummaryWindow(ctx, app, id, "recheck", false); err != nil {
+				failed = true
+				continue
+			}
+			a.sumMu.Lock()
+			a.rechecked[app] = id
+			delete(a.sumChanged, app)
+			a.sumMu.Unlock()
+		}
 		for _, app := range sortedKeys(changed) {
 			if _, done := requests[app]; done {
 				continue
@@ -113,8 +126,14 @@ func (a *Agent) dueSummaries() (requests map[string]string, changed map[string]b
 // writeSummary writes app's summary on this device to KV; a request's
 // answer starts a new window.
 func (a *Agent) writeSummary(ctx context.Context, app, request, cause string) error {
+	return a.writeSummaryWindow(ctx, app, request, cause, request != "")
+}
+
+// writeSummaryWindow writes app's summary, starting a new window when
+// reset.
+func (a *Agent) writeSummaryWindow(ctx context.Context, app, request, cause string, reset bool) error {
 	node := a.nodeName()
-	s, ok := a.meas.summary(app, node, request, a.now(), request != "")
+	s, ok := a.meas.summary(app, node, request, a.now(), reset)
 	if !ok {
 		return nil
 	}

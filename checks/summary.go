@@ -68,6 +68,42 @@ func (w *Watcher) Summaries(ctx context.Context, r *scheduler.Rollout, devices [
 // requestSummaries sets the summary request of the application's agent
 // configuration to id.
 func (w *Watcher) requestSummaries(ctx context.Context, app, id string) error {
+	return w.setAgentConfigField(ctx, app, SummaryRequestField, id)
+}
+
+// RecheckField is the field of an application's agent configuration
+// (agent.AppConfig, JSON) that asks the agents on some nodes for an
+// immediate re-check: {"id": ..., "nodes": [...]}.
+const RecheckField = "recheck"
+
+// Recheck asks the device agents of app on the named devices to run the
+// application's checks at once (the layer 2-4 probes, as Consul runs them)
+// and answer with a fresh summary, and waits for the answers until ctx
+// ends. Devices whose agent writes no summaries are not waited for; a
+// device missing from the result did not answer (no evidence).
+func (w *Watcher) Recheck(ctx context.Context, app string, devices []string) (map[string]contract.Summary, error) {
+	if app == "" || len(devices) == 0 {
+		return map[string]contract.Summary{}, errors.New("recheck: name an application and at least one device")
+	}
+	id := "recheck-" + strconv.FormatInt(w.clk.Now().UnixNano(), 36)
+	rc := struct {
+		ID    string   `json:"id"`
+		Nodes []string `json:"nodes"`
+	}{id, devices}
+	if err := w.setAgentConfigField(ctx, app, RecheckField, rc); err != nil {
+		return map[string]contract.Summary{}, fmt.Errorf("asking the device agents of %s for a re-check of %s: %w", app, strings.Join(devices, ", "), err)
+	}
+	refs := make([]scheduler.DeviceRef, len(devices))
+	for i, d := range devices {
+		refs[i] = scheduler.DeviceRef{Name: d}
+	}
+	return w.collectSummaries(ctx, app, id, refs)
+}
+
+// setAgentConfigField sets one field of the application's agent
+// configuration, a check-and-set read-modify-write that keeps every other
+// field as it is.
+func (w *Watcher) setAgentConfigField(ctx context.Context, app, field string, v any) error {
 	key := store.AgentConfigKey(w.cfg.AgentConfigFolder, app)
 	for range casAttempts {
 		value, index, found, err := w.src.GetKV(ctx, key)
@@ -77,7 +113,7 @@ func (w *Watcher) requestSummaries(ctx context.Context, app, id string) error {
 		if !found {
 			return fmt.Errorf("%w at %s", errNoAgentConfig, key)
 		}
-		b, err := withSummaryRequest(value, id)
+		b, err := withField(value, field, v)
 		if err != nil {
 			return fmt.Errorf("the agent configuration at %s: %w", key, err)
 		}
@@ -86,7 +122,7 @@ func (w *Watcher) requestSummaries(ctx context.Context, app, id string) error {
 			return fmt.Errorf("writing %s: %w", key, err)
 		}
 		if ok {
-			w.logger.Debug("summary requested", "app", app, "request", id)
+			w.logger.Debug("agent configuration field set", "app", app, "field", field)
 			return nil
 		}
 	}
@@ -96,6 +132,12 @@ func (w *Watcher) requestSummaries(ctx context.Context, app, id string) error {
 // withSummaryRequest sets the request field of an agent configuration,
 // keeping the fields it does not know.
 func withSummaryRequest(config []byte, id string) ([]byte, error) {
+	return withField(config, SummaryRequestField, id)
+}
+
+// withField sets one field of an agent configuration, keeping the fields
+// it does not know.
+func withField(config []byte, field string, value any) ([]byte, error) {
 	var doc map[string]json.RawMessage
 	if err := json.Unmarshal(config, &doc); err != nil {
 		return nil, fmt.Errorf("decoding it as a JSON object: %w", err)
@@ -103,11 +145,11 @@ func withSummaryRequest(config []byte, id string) ([]byte, error) {
 	if doc == nil {
 		doc = map[string]json.RawMessage{}
 	}
-	v, err := json.Marshal(id)
+	v, err := json.Marshal(value)
 	if err != nil {
 		return nil, err
 	}
-	doc[SummaryRequestField] = v
+	doc[field] = v
 	return json.Marshal(doc)
 }
 

@@ -149,3 +149,55 @@ func TestSummariesStoreDown(t *testing.T) {
 		t.Fatalf("err = %v", err)
 	}
 }
+
+// A re-check writes {"id","nodes"} into the agent configuration (keeping
+// the other fields) and collects the named devices' answers to it.
+func TestRecheckCollectsTheNamedDevices(t *testing.T) {
+	f := newFakeSource()
+	fleet(f)
+	cfgKey := store.AgentConfigKey("", "app")
+	f.kv[cfgKey] = kvEntry{value: []byte(`{"app":"app","summary_request":"r0"}`), index: 3}
+	old, _ := contract.EncodeSummary(contract.Summary{App: "app", Node: "n1", Request: "r0"})
+	f.kv[contract.SummaryKey("", "app", "n1")] = kvEntry{value: old, index: 4}
+	f.kv[contract.SummaryKey("", "app", "n2")] = kvEntry{value: old, index: 4}
+	go func() {
+		deadline := time.Now().Add(5 * time.Second)
+		for time.Now().Before(deadline) {
+			f.mu.Lock()
+			e := f.kv[cfgKey]
+			f.mu.Unlock()
+			var doc struct {
+				Recheck struct {
+					ID    string   `json:"id"`
+					Nodes []string `json:"nodes"`
+				} `json:"recheck"`
+			}
+			if json.Unmarshal(e.value, &doc) == nil && doc.Recheck.ID != "" {
+				for _, n := range doc.Recheck.Nodes {
+					b, _ := contract.EncodeSummary(contract.Summary{App: "app", Node: n, Version: "2.0.0", Request: doc.Recheck.ID,
+						Layers: map[string]contract.LayerStatus{contract.LayerApplication: {Status: "critical", Reason: "error rate 0.2"}}})
+					f.putKV(contract.SummaryKey("", "app", n), b)
+				}
+				return
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}()
+	w := startFake(t, f, testConfig())
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	got, err := w.Recheck(ctx, "app", []string{"n2"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 1 || got["n2"].Layers[contract.LayerApplication].Reason != "error rate 0.2" {
+		t.Fatalf("re-check answers: %+v", got)
+	}
+	var doc map[string]json.RawMessage
+	if err := json.Unmarshal(f.kv[cfgKey].value, &doc); err != nil {
+		t.Fatal(err)
+	}
+	if string(doc[SummaryRequestField]) != `"r0"` || !strings.Contains(string(doc[RecheckField]), `"nodes":["n2"]`) {
+		t.Errorf("configuration after the re-check: %s", f.kv[cfgKey].value)
+	}
+}

@@ -15,7 +15,8 @@ import (
 //	                    is invalid; fmt: a file is not formatted; status,
 //	                    report, approve, pause, resume, rollback, catch-up:
 //	                    the request does not apply (no such rollout or run,
-//	                    a finished rollout, one not waiting for approval)
+//	                    a finished rollout, one not waiting for approval);
+//	                    recheck: a device did not answer
 //	2    ExitUsage      wrong arguments or flags, an unknown command or
 //	                    subcommand; apply: the policy is not valid
 //	3    ExitInternal   every other failure: the controller lock is held by
@@ -45,7 +46,7 @@ const exitCodesHelp = `EXIT CODES:
         validate: a policy is invalid; fmt -check: a file is not formatted;
         status, report, approve, pause, resume, rollback, catch-up: the
         request does not apply (no such rollout or run, a finished rollout,
-        one not waiting for approval)
+        one not waiting for approval); recheck: a device did not answer
    2    usage: wrong arguments or flags, an unknown command or subcommand;
         apply: the policy is not valid
    3    every other failure: the controller lock is held by another
