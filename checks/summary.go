@@ -129,12 +129,6 @@ func (w *Watcher) setAgentConfigField(ctx context.Context, app, field string, v 
 	return fmt.Errorf("writing %s: it changed under %d check-and-set attempts; try again", key, casAttempts)
 }
 
-// withSummaryRequest sets the request field of an agent configuration,
-// keeping the fields it does not know.
-func withSummaryRequest(config []byte, id string) ([]byte, error) {
-	return withField(config, SummaryRequestField, id)
-}
-
 // withField sets one field of an agent configuration, keeping the fields
 // it does not know.
 func withField(config []byte, field string, value any) ([]byte, error) {
