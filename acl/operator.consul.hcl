@@ -27,6 +27,12 @@ key_prefix "fleetplan/registry-events/" {
   policy = "write"
 }
 
+# `recheck` asks the device agents for an immediate re-check: a
+# check-and-set of "recheck" in the application's agent config.
+key_prefix "fleetplan/agent/apps/" {
+  policy = "write"
+}
+
 # resume (of a halted rollout) and rollback (when no controller runs) take
 # the rollout's lock: a session.
 session_prefix "" {
