@@ -404,7 +404,7 @@ func appJob(app, slot, version string, env map[string]string) *nomadapi.Job {
 		Meta:      map[string]string{contract.MetaSlot: slot, contract.MetaVersion: version},
 		Checks: []nomadapi.ServiceCheck{{
 			Name: contract.CheckApplication, Type: "http", Path: "/health", PortLabel: "http",
-			Interval: 2 * time.Second, Timeout: time.Second,
+			Interval: 2 * time.Second, Timeout: time.Second, InitialStatus: "warning",
 		}},
 	}}
 	g.RestartPolicy = &nomadapi.RestartPolicy{Attempts: new(2), Interval: new(time.Minute), Delay: new(2 * time.Second), Mode: new("delay")}

@@ -51,6 +51,11 @@ func ctestJob(version string, env map[string]string) *nomadapi.Job {
 			Path:     "/health",
 			Interval: 2 * time.Second,
 			Timeout:  time.Second,
+			// As jobs.Compile: a first result that is critical too is a
+			// status change, so its output (the version) reaches the
+			// servers at once under Consul's default
+			// check_update_interval.
+			InitialStatus: "warning",
 		}},
 	}}
 	task := nomadapi.NewTask("app", "raw_exec")
