@@ -71,6 +71,28 @@ func (w *Watcher) requestSummaries(ctx context.Context, app, id string) error {
 	return w.setAgentConfigField(ctx, app, SummaryRequestField, id)
 }
 
+// LatestSummary implements scheduler.SummaryReader: one read of the
+// device's summary key, as the agent last wrote it (found is false when
+// it wrote none).
+func (w *Watcher) LatestSummary(ctx context.Context, r *scheduler.Rollout, d scheduler.DeviceRef) (scheduler.DeviceSummary, bool, error) {
+	if r == nil || r.App == "" || d.Name == "" {
+		return scheduler.DeviceSummary{}, false, nil
+	}
+	key := contract.SummaryKey(w.cfg.SummaryFolder, r.App, d.Name)
+	value, _, found, err := w.src.GetKV(ctx, key)
+	if err != nil {
+		return scheduler.DeviceSummary{}, false, fmt.Errorf("reading the summary of %s on %s (%s): %w", r.App, d.Name, key, err)
+	}
+	if !found {
+		return scheduler.DeviceSummary{}, false, nil
+	}
+	s, err := contract.DecodeSummary(value)
+	if err != nil {
+		return scheduler.DeviceSummary{}, false, fmt.Errorf("decoding the summary of %s on %s (%s): %w", r.App, d.Name, key, err)
+	}
+	return deviceSummary(s), true, nil
+}
+
 // RecheckField is the field of an application's agent configuration
 // (agent.AppConfig, JSON) that asks the agents on some nodes for an
 // immediate re-check: {"id": ..., "nodes": [...]}.
@@ -250,10 +272,15 @@ func deviceSummary(s contract.Summary) scheduler.DeviceSummary {
 		Baseline:        schedulerMetrics(s.Baseline),
 		BaselineVersion: s.BaselineVersion,
 	}
+	ds.AllocID = s.AllocID
 	if len(s.Layers) > 0 {
 		ds.Layers = make(map[string]string, len(s.Layers))
+		ds.Reasons = make(map[string]string, len(s.Layers))
 		for name, l := range s.Layers {
 			ds.Layers[name] = l.Status
+			if l.Reason != "" {
+				ds.Reasons[name] = l.Reason
+			}
 		}
 	}
 	return ds

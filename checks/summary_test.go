@@ -201,3 +201,25 @@ func TestRecheckCollectsTheNamedDevices(t *testing.T) {
 		t.Errorf("configuration after the re-check: %s", f.kv[cfgKey].value)
 	}
 }
+
+// LatestSummary reads one device's summary as it stands, with the layers'
+// reasons and the allocation.
+func TestLatestSummary(t *testing.T) {
+	f := newFakeSource()
+	fleet(f)
+	b, _ := contract.EncodeSummary(contract.Summary{App: "app", Node: "n1", Version: "2.0.0", AllocID: "a-2",
+		Layers: map[string]contract.LayerStatus{contract.LayerFunctional: {Status: "critical", Reason: "max 250ms exceeded"}}})
+	f.kv[contract.SummaryKey("", "app", "n1")] = kvEntry{value: b, index: 4}
+	w := startFake(t, f, testConfig())
+	r := &scheduler.Rollout{App: "app"}
+	s, found, err := w.LatestSummary(context.Background(), r, scheduler.DeviceRef{ID: "id-1", Name: "n1"})
+	if err != nil || !found {
+		t.Fatalf("LatestSummary: found %v, %v", found, err)
+	}
+	if s.AllocID != "a-2" || s.Layers[contract.LayerFunctional] != "critical" || s.Reasons[contract.LayerFunctional] != "max 250ms exceeded" {
+		t.Errorf("summary %+v", s)
+	}
+	if _, found, err := w.LatestSummary(context.Background(), r, scheduler.DeviceRef{ID: "id-2", Name: "n2"}); found || err != nil {
+		t.Errorf("a device without a summary: found %v, %v", found, err)
+	}
+}

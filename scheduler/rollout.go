@@ -449,6 +449,20 @@ type DeviceSummary struct {
 	// Layers are the agent's verdicts per layer ("passing", "warning",
 	// "critical"), by layer name.
 	Layers map[string]string
+	// Reasons are the agent's reasons for its verdicts, by layer name.
+	Reasons map[string]string
+	// AllocID is the allocation the agent measured.
+	AllocID string
+}
+
+// SummaryReader is implemented by health sources that can read a device
+// agent's latest summary as it stands, without asking for a new one (one
+// read of one device). The controller reads it for a device that fails on
+// a check: a check's output reaches the servers only when its status
+// changes (or a check_update_interval later), so the reason it shows may
+// be that of its first failure; the agent's summary has the latest.
+type SummaryReader interface {
+	LatestSummary(ctx context.Context, r *Rollout, d DeviceRef) (DeviceSummary, bool, error)
 }
 
 // DeviceHealth is what the cluster says about the candidate on one device.

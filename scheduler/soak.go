@@ -254,6 +254,7 @@ func (c *Controller) sampleDevicesWith(ctx context.Context, r *Rollout, recs []*
 		}
 		switch v.Status {
 		case VerdictFail:
+			v = c.latestReason(ctx, r, rec, h, v)
 			rec.State = DeviceFailed
 			rec.Failed = true
 			rec.Reason = v.Reason
