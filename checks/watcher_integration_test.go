@@ -227,9 +227,14 @@ func TestWatcherOnDevCluster(t *testing.T) {
 	}
 	t.Logf("%.2f calls per watch per second over %d devices; %d long-polls open", perLoop, len(devices), w.OpenLongPolls())
 
-	// A release whose health endpoint turns unhealthy after a second: L3
-	// critical everywhere, the new version seen.
-	if _, _, err := c.Nomad.Jobs().Register(ctestJob("2.0.0+t2", map[string]string{"EDGEINFER_FAULT_UNHEALTHY_AFTER": "1s"}), nil); err != nil {
+	// A release whose health endpoint turns unhealthy after 8 s: L3
+	// critical everywhere, the new version seen. Healthy first for a few
+	// check intervals, so that the check passes before it fails: under
+	// Consul's default check_update_interval a check's output reaches the
+	// servers only with a status change, and a first failure while the
+	// application still starts (connection refused) would be the output
+	// kept.
+	if _, _, err := c.Nomad.Jobs().Register(ctestJob("2.0.0+t2", map[string]string{"EDGEINFER_FAULT_UNHEALTHY_AFTER": "8s"}), nil); err != nil {
 		t.Fatalf("register v2: %v", err)
 	}
 	// While v1's allocations end and v2's are placed, no device may read
