@@ -29,8 +29,6 @@ const benchL3 = `HTTP GET http://127.0.0.1:20394/health: 200 OK Output: {"status
 
 func newBenchFleet(b *testing.B, n int) *benchFleet {
 	b.Helper()
-	incrementalMerge = true
-	b.Cleanup(func() { incrementalMerge = false })
 	w := newWatcher(newFakeSource(), nil, blocking.Clock{})
 	f := &benchFleet{w: w, index: 1000, now: time.Unix(1_700_000_000, 0)}
 	f.policy = &scheduler.Policy{Name: "app", Release: scheduler.Release{Version: "2.0.0"},

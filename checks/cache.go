@@ -17,6 +17,8 @@ type checkCache struct {
 	// epoch moves when byNode gets new entries (a rebuild, a node's first
 	// check): a pointer to an entry taken in another epoch may be stale.
 	epoch uint64
+	// applied counts the answers applied incrementally.
+	applied uint64
 }
 
 // nodeChecks are one node's checks (a handful: a slice, searched by check
@@ -56,21 +58,25 @@ func (c *checkCache) lookup(node, checkID string) (checkInfo, bool) {
 	return checkInfo{}, false
 }
 
-// merge applies an answer of the checks query at index. The answer
-// replaces the cache (rebuild): the incremental path (applyChanges, by the
-// checks' ModifyIndex) stays off until the dev cluster's watcher test
-// passes again (TestWatcherOnDevCluster sees a new instance's check stay
-// at its registration state, with or without it: not explained yet).
+// merge applies an answer of the checks query at index. When the answer
+// only differs from the previous one by checks whose ModifyIndex moved past
+// the previous answer's index (applyChanges), only those are applied;
+// otherwise (first answer, a check left the answer, the index went back,
+// a check without an index) the answer replaces the cache (rebuild). Both
+// paths leave the same cache (TestCheckCacheIncrementalMatchesRebuild).
+//
+// The incremental path relies on Consul's indexes only: a check that
+// changes in any way (status, output, its service's tags) takes a new
+// ModifyIndex, and the answer's index is at least every ModifyIndex in it.
+// It does not rely on outputs being fresh: with Consul's default
+// check_update_interval an output-only change reaches the servers later,
+// and then takes its own ModifyIndex like any other change.
 func (c *checkCache) merge(cs []checkInfo, index uint64) {
-	if incrementalMerge && c.index != 0 && index >= c.index && c.applyChanges(cs, index) {
+	if c.index != 0 && index >= c.index && c.applyChanges(cs, index) {
 		return
 	}
 	c.rebuild(cs, index)
 }
-
-// incrementalMerge enables applyChanges in merge (benchmarks and unit
-// tests turn it on).
-var incrementalMerge = false
 
 // applyChanges applies the checks modified after the previous answer, if
 // those explain the whole answer (no check left the answer); it reports
@@ -106,6 +112,7 @@ func (c *checkCache) applyChanges(cs []checkInfo, index uint64) bool {
 	}
 	c.count = len(cs)
 	c.index = index
+	c.applied++
 	return true
 }
 
