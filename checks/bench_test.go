@@ -2,6 +2,7 @@ package checks
 
 import (
 	"fmt"
+	"syscall"
 	"testing"
 	"time"
 
@@ -67,6 +68,24 @@ func newBenchFleet(b *testing.B, n int) *benchFleet {
 	return f
 }
 
+// cpuTime is the process' CPU time so far (user and system, every
+// thread: the garbage collector's work included).
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// reportCPU adds the CPU time per operation since start ("cpu-ns/op"):
+// on a machine shared with other work the wall time per operation
+// (ns/op) includes the time the benchmark waited for a core; this does
+// not.
+func reportCPU(b *testing.B, start time.Duration) {
+	b.ReportMetric(float64(cpuTime()-start)/float64(b.N), "cpu-ns/op")
+}
+
 // waveVerdict is the gate on every device of the wave: how many pass.
 func (f *benchFleet) waveVerdict(b *testing.B, hs map[string]scheduler.DeviceHealth) int {
 	gate := scheduler.DefaultGate{}
@@ -81,10 +100,13 @@ func (f *benchFleet) waveVerdict(b *testing.B, hs map[string]scheduler.DeviceHea
 
 // BenchmarkSnapshotVerdict: a checks answer for the whole fleet (100,000
 // devices, three checks each) arrives and the wave's verdict is taken on
-// every device. "cold": the first answer (or one after the filter
-// changed): the cache is rebuilt and every device's health computed.
-// "steady": the next answer, in which a few checks changed: the answer is
-// scanned, the changed devices recomputed, the others read from the cache.
+// every device. "cold": the first answer: the checks cache is filled and
+// every device's health computed. "rebuild": an answer the incremental
+// path cannot apply (one check left it: an instance deregistered; every
+// other iteration it is back): the cache is rebuilt in place, the devices
+// whose checks did not change keep their health. "steady": the next
+// answer, in which a few checks changed: the answer is scanned, the
+// changed devices recomputed, the others read from the cache.
 func BenchmarkSnapshotVerdict(b *testing.B) {
 	// The measure is a 100,000-check answer (33,334 devices of
 	// three checks); the fleet of 100,000 devices answers 300,000.
@@ -92,7 +114,7 @@ func BenchmarkSnapshotVerdict(b *testing.B) {
 		name string
 		n    int
 	}{{"100k-checks", 33_334}, {"100k-devices", 100_000}} {
-		for _, mode := range []string{"cold", "steady"} {
+		for _, mode := range []string{"cold", "rebuild", "steady"} {
 			b.Run(size.name+"/"+mode, func(b *testing.B) { benchSnapshot(b, size.n, mode) })
 		}
 	}
@@ -103,13 +125,27 @@ func benchSnapshot(b *testing.B, n int, mode string) {
 	f.w.mu.Lock()
 	f.w.healthLocked(f.jw, f.devices) // warm
 	f.w.mu.Unlock()
+	answer := f.checks
+	// The rebuild's answer without one device's serfHealth check.
+	d := 3 * (n / 2)
+	without := append(append(make([]checkInfo, 0, len(f.checks)), f.checks[:d]...), f.checks[d+1:]...)
 	b.ResetTimer()
+	cpu0 := cpuTime()
 	for i := range b.N {
 		f.index++
 		f.w.mu.Lock()
-		if mode == "cold" {
-			f.w.cs.reset()
-		} else {
+		switch mode {
+		case "cold":
+			f.w.cs = newCheckCache()
+			clear(f.jw.cache)
+		case "rebuild":
+			// A device's serfHealth check leaves the answer (every
+			// other iteration: it is back).
+			answer = f.checks
+			if i%2 == 0 {
+				answer = without
+			}
+		default:
 			// Ten devices' application checks changed output.
 			for j := range 10 {
 				c := &f.checks[3*((i*10+j)*7919%n)+2]
@@ -117,13 +153,18 @@ func benchSnapshot(b *testing.B, n int, mode string) {
 				c.ModifyIndex = f.index
 			}
 		}
-		f.w.cs.merge(f.checks, f.index)
+		f.w.cs.merge(answer, f.index)
 		hs := f.w.healthLocked(f.jw, f.devices)
 		f.w.mu.Unlock()
-		if pass := f.waveVerdict(b, hs); pass != n {
-			b.Fatalf("%d of %d devices pass", pass, n)
+		want := n
+		if len(answer) < len(f.checks) {
+			want-- // the device without serfHealth is offline
+		}
+		if pass := f.waveVerdict(b, hs); pass != want {
+			b.Fatalf("%d of %d devices pass, want %d", pass, n, want)
 		}
 	}
+	reportCPU(b, cpu0)
 }
 
 // BenchmarkOneCheckChange: one check of the fleet changes status; the
@@ -141,6 +182,7 @@ func BenchmarkOneCheckChange(b *testing.B) {
 			f.w.mu.Unlock()
 			gate := scheduler.DefaultGate{}
 			b.ResetTimer()
+			cpu0 := cpuTime()
 			for i := range b.N {
 				d := (i * 7919) % n
 				c := &f.checks[3*d+2]
@@ -171,6 +213,7 @@ func BenchmarkOneCheckChange(b *testing.B) {
 					b.Fatalf("device %d: verdict %+v", d, v)
 				}
 			}
+			reportCPU(b, cpu0)
 		})
 	}
 }
