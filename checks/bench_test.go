@@ -1,10 +1,15 @@
 package checks
 
 import (
+	"context"
+	"encoding/json"
 	"fmt"
+	"net/http"
 	"syscall"
 	"testing"
 	"time"
+
+	consulapi "github.com/hashicorp/consul/api"
 
 	"github.com/fleetplan/fleetplan/contract"
 	"github.com/fleetplan/fleetplan/internal/blocking"
@@ -22,6 +27,7 @@ type benchFleet struct {
 	index   uint64
 	devices []scheduler.DeviceRef
 	recs    []*scheduler.DeviceRecord
+	run     *scheduler.Rollout // the run holding recs, all in stage 0
 	policy  *scheduler.Policy
 	now     time.Time
 }
@@ -49,6 +55,10 @@ func newBenchFleet(b *testing.B, n int) *benchFleet {
 				ServiceID: "_nomad-task-" + alloc + "-app-app-http", ServiceName: "app", ServiceTags: tags, ModifyIndex: 10})
 		f.devices = append(f.devices, scheduler.DeviceRef{ID: id, Name: name})
 		f.recs = append(f.recs, &scheduler.DeviceRecord{DeviceRef: scheduler.DeviceRef{ID: id, Name: name}, State: scheduler.DeviceVerifying, SwitchedAt: f.now.Add(-time.Minute)})
+	}
+	f.run = &scheduler.Rollout{App: "app", Candidate: "green", Devices: make(map[string]*scheduler.DeviceRecord, n)}
+	for _, rec := range f.recs {
+		f.run.Devices[rec.ID] = rec
 	}
 	w.mu.Lock()
 	jw := &jobWatch{id: "app-green", slot: "green", allocs: map[string][]allocInfo{}, cache: map[string]*cachedHealth{}}
@@ -86,14 +96,20 @@ func reportCPU(b *testing.B, start time.Duration) {
 	b.ReportMetric(float64(cpuTime()-start)/float64(b.N), "cpu-ns/op")
 }
 
-// waveVerdict is the gate on every device of the wave: how many pass.
+// waveVerdict is the gate on every device of the wave, as the
+// controller's gate takes it: the stage's devices (in order), the verdict
+// of each, the stage's tally. It returns how many pass.
 func (f *benchFleet) waveVerdict(b *testing.B, hs map[string]scheduler.DeviceHealth) int {
 	gate := scheduler.DefaultGate{}
 	pass := 0
-	for _, rec := range f.recs {
+	recs := f.run.StageDevices(0)
+	for _, rec := range recs {
 		if gate.Evaluate(f.policy, rec, hs[rec.ID], f.now).Status == scheduler.VerdictPass {
 			pass++
 		}
+	}
+	if t := scheduler.TallyDevices(recs); t.Total != len(f.recs) || t.Verifying != len(f.recs) {
+		b.Fatalf("tally %+v of %d devices", t, len(f.recs))
 	}
 	return pass
 }
@@ -216,4 +232,41 @@ func BenchmarkOneCheckChange(b *testing.B) {
 			reportCPU(b, cpu0)
 		})
 	}
+}
+
+// BenchmarkChecksAnswer: the checks query's answer for 100,000 devices
+// (300,000 checks, serialized as Consul serializes them, ~170 MB) read and
+// decoded by the watcher's source from a local HTTP server. Every answer
+// of the checks query costs this, however few checks changed.
+func BenchmarkChecksAnswer(b *testing.B) {
+	const n = 100_000
+	hcs := make([]*consulapi.HealthCheck, 0, 3*n)
+	for i := range n {
+		name, alloc := fmt.Sprintf("dev-%06d", i), fmt.Sprintf("alloc-%06d", i)
+		hcs = append(hcs,
+			&consulapi.HealthCheck{Node: name, CheckID: "serfHealth", Name: "Serf Health Status", Status: "passing", Output: "Agent alive and reachable", CreateIndex: 10, ModifyIndex: 10},
+			&consulapi.HealthCheck{Node: name, CheckID: "fleetplan-l2", Name: "fleetplan L2 system", Status: "passing", Output: "cpu 12% < 90%", Type: "ttl", CreateIndex: 10, ModifyIndex: 10},
+			&consulapi.HealthCheck{Node: name, CheckID: "_nomad-check-" + alloc, Name: "fleetplan L3 application", Status: "passing", Output: benchL3, Type: "http",
+				ServiceID: "_nomad-task-" + alloc + "-app-app-http", ServiceName: "app", ServiceTags: []string{"fleetplan-slot=green"}, CreateIndex: 10, ModifyIndex: 10,
+				Definition: consulapi.HealthCheckDefinition{HTTP: "http://127.0.0.1:20394/health", Method: "GET", IntervalDuration: 2 * time.Second, TimeoutDuration: time.Second}})
+	}
+	body, err := json.Marshal(hcs)
+	if err != nil {
+		b.Fatal(err)
+	}
+	hcs = nil
+	src, _ := newHTTPSource(b, map[string]func(http.ResponseWriter, *http.Request){
+		"/v1/health/state/any": serveJSON("1000", string(body)),
+	})
+	b.SetBytes(int64(len(body)))
+	ctx := context.Background()
+	b.ResetTimer()
+	cpu0 := cpuTime()
+	for range b.N {
+		cs, idx, err := src.Checks(ctx, "F", query{})
+		if err != nil || idx != 1000 || len(cs) != 3*n || cs[3*n-1].ServiceTags[0] != "fleetplan-slot=green" {
+			b.Fatalf("%d checks at %d: %v", len(cs), idx, err)
+		}
+	}
+	reportCPU(b, cpu0)
 }
