@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"slices"
 	"syscall"
 	"testing"
 	"time"
@@ -24,6 +25,8 @@ type benchFleet struct {
 	w       *Watcher
 	jw      *jobWatch
 	checks  []checkInfo
+	nodes   []nodeInfo
+	allocs  []allocInfo
 	index   uint64
 	devices []scheduler.DeviceRef
 	recs    []*scheduler.DeviceRecord
@@ -64,9 +67,10 @@ func newBenchFleet(b *testing.B, n int) *benchFleet {
 	jw := &jobWatch{id: "app-green", slot: "green", allocs: map[string][]allocInfo{}, cache: map[string]*cachedHealth{}}
 	w.jobs[jw.id] = jw
 	f.jw = jw
-	w.publishNodesLocked(nodes)
+	f.nodes, f.allocs = nodes, allocs
+	w.publishNodesLocked(slices.Clone(nodes))
 	view := jobView{Found: true, Latest: 1, Versions: map[uint64]string{1: "2.0.0+b1"}, Services: []string{"app"}}
-	w.publishAllocsLocked([]string{jw.id}, allocsAnswer{allocs: allocs, views: map[string]jobRead{jw.id: {view: view, maxAlloc: 50}}})
+	w.publishAllocsLocked([]string{jw.id}, allocsAnswer{allocs: slices.Clone(allocs), views: map[string]jobRead{jw.id: {view: view, maxAlloc: 50}}})
 	w.mu.Unlock()
 	// The new services restarted the checks loop on the fake: stop it,
 	// the benchmark feeds the answers itself.
@@ -122,7 +126,10 @@ func (f *benchFleet) waveVerdict(b *testing.B, hs map[string]scheduler.DeviceHea
 // other iteration it is back): the cache is rebuilt in place, the devices
 // whose checks did not change keep their health. "steady": the next
 // answer, in which a few checks changed: the answer is scanned, the
-// changed devices recomputed, the others read from the cache.
+// changed devices recomputed, the others read from the cache. "wakeup":
+// the nodes and allocations queries answer what they answered before
+// (they woke for a change they do not show: a switch's node metadata,
+// another job's allocation), then the same checks answer.
 func BenchmarkSnapshotVerdict(b *testing.B) {
 	// The measure is a 100,000-check answer (33,334 devices of
 	// three checks); the fleet of 100,000 devices answers 300,000.
@@ -130,7 +137,7 @@ func BenchmarkSnapshotVerdict(b *testing.B) {
 		name string
 		n    int
 	}{{"100k-checks", 33_334}, {"100k-devices", 100_000}} {
-		for _, mode := range []string{"cold", "rebuild", "steady"} {
+		for _, mode := range []string{"cold", "rebuild", "steady", "wakeup"} {
 			b.Run(size.name+"/"+mode, func(b *testing.B) { benchSnapshot(b, size.n, mode) })
 		}
 	}
@@ -154,6 +161,9 @@ func benchSnapshot(b *testing.B, n int, mode string) {
 		case "cold":
 			f.w.cs = newCheckCache()
 			clear(f.jw.cache)
+		case "wakeup":
+			f.w.publishNodesLocked(slices.Clone(f.nodes))
+			f.w.publishAllocsLocked([]string{f.jw.id}, allocsAnswer{allocs: slices.Clone(f.allocs)})
 		case "rebuild":
 			// A device's serfHealth check leaves the answer (every
 			// other iteration: it is back).

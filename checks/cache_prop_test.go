@@ -239,14 +239,20 @@ func propWatcher(m *propCluster) (*Watcher, *jobWatch) {
 	w.stopped = true // nothing to restart: the test feeds the answers
 	jw := &jobWatch{id: "app-blue", slot: "blue", allocs: map[string][]allocInfo{}, cache: map[string]*cachedHealth{}}
 	w.jobs[jw.id] = jw
-	propPublish(w, m)
+	propPublish(w, m, true)
 	return w, jw
 }
 
-func propPublish(w *Watcher, m *propCluster) {
-	view := jobView{Found: true, Latest: 1, Versions: map[uint64]string{1: "1.0.0+t1"}, Services: []string{propService}}
+// propPublish publishes the model's nodes and allocations; the job is read
+// again (its view in the answer) on the first answer and now and then.
+func propPublish(w *Watcher, m *propCluster, first bool) {
 	w.publishNodesLocked(slices.Clone(m.nodes))
-	w.publishAllocsLocked([]string{"app-blue"}, allocsAnswer{allocs: slices.Clone(m.allocs), views: map[string]jobRead{"app-blue": {view: view}}})
+	a := allocsAnswer{allocs: slices.Clone(m.allocs)}
+	if first || m.r.IntN(4) == 0 {
+		view := jobView{Found: true, Latest: 1, Versions: map[uint64]string{1: "1.0.0+t1"}, Services: []string{propService}}
+		a.views = map[string]jobRead{"app-blue": {view: view}}
+	}
+	w.publishAllocsLocked([]string{"app-blue"}, a)
 }
 
 // cacheState is a cache's content, independent of the order of the
@@ -290,8 +296,10 @@ func TestCheckCacheIncrementalMatchesRebuild(t *testing.T) {
 			case 1:
 				w.cs.reset() // the filter changed
 			}
-			if nomad {
-				propPublish(w, m)
+			if nomad || m.r.IntN(3) == 0 {
+				// Without a change: the same answers again (the
+				// queries woke for something they do not show).
+				propPublish(w, m, false)
 			}
 			a, index := m.answer(), m.index
 			before := w.cs.applied
