@@ -160,7 +160,7 @@ type Watcher struct {
 	// lastAllocJobs.
 	lastAllocs    []allocInfo
 	lastAllocJobs []string
-	jobs     map[string]*jobWatch
+	jobs          map[string]*jobWatch
 
 	// versions remembers the version parsed from check outputs.
 	versions map[string]string
