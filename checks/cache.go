@@ -1,5 +1,7 @@
 package checks
 
+import "slices"
+
 // checkCache holds the followed Consul checks by node. An answer of the
 // checks query replaces it; when the answer only differs by checks whose
 // ModifyIndex moved past the previous answer's index (the common case: a
@@ -14,9 +16,16 @@ type checkCache struct {
 	byNode map[string]*nodeChecks
 	// gen is handed out to the nodes that change.
 	gen uint64
-	// epoch moves when byNode gets new entries (a rebuild, a node's first
-	// check): a pointer to an entry taken in another epoch may be stale.
+	// epoch moves when byNode gets new entries (a node's first check, in
+	// an answer or a change): health computed for a device whose node had
+	// no entry then may be stale. An entry that leaves byNode gets a new
+	// generation instead.
 	epoch uint64
+	// applied counts the answers applied incrementally.
+	applied uint64
+	// Scratch space of rebuild, kept between answers.
+	slots, order, counts []int32
+	nodes                []*nodeChecks
 }
 
 // nodeChecks are one node's checks (a handful: a slice, searched by check
@@ -25,17 +34,14 @@ type checkCache struct {
 type nodeChecks struct {
 	gen    uint64
 	checks []checkInfo
+	// mark and slot are rebuild's: the rebuild (its generation) that saw
+	// the node in its answer, and the node's position there.
+	mark uint64
+	slot int32
 }
 
 // find is the position of a check, -1 when absent.
-func (n *nodeChecks) find(checkID string) int {
-	for i := range n.checks {
-		if n.checks[i].CheckID == checkID {
-			return i
-		}
-	}
-	return -1
-}
+func (n *nodeChecks) find(checkID string) int { return findCheck(n.checks, checkID) }
 
 func newCheckCache() checkCache {
 	return checkCache{byNode: map[string]*nodeChecks{}}
@@ -56,21 +62,25 @@ func (c *checkCache) lookup(node, checkID string) (checkInfo, bool) {
 	return checkInfo{}, false
 }
 
-// merge applies an answer of the checks query at index. The answer
-// replaces the cache (rebuild): the incremental path (applyChanges, by the
-// checks' ModifyIndex) stays off until the dev cluster's watcher test
-// passes again (TestWatcherOnDevCluster sees a new instance's check stay
-// at its registration state, with or without it: not explained yet).
+// merge applies an answer of the checks query at index. When the answer
+// only differs from the previous one by checks whose ModifyIndex moved past
+// the previous answer's index (applyChanges), only those are applied;
+// otherwise (first answer, a check left the answer, the index went back,
+// a check without an index) the answer replaces the cache (rebuild). Both
+// paths leave the same cache (TestCheckCacheIncrementalMatchesRebuild).
+//
+// The incremental path relies on Consul's indexes only: a check that
+// changes in any way (status, output, its service's tags) takes a new
+// ModifyIndex, and the answer's index is at least every ModifyIndex in it.
+// It does not rely on outputs being fresh: with Consul's default
+// check_update_interval an output-only change reaches the servers later,
+// and then takes its own ModifyIndex like any other change.
 func (c *checkCache) merge(cs []checkInfo, index uint64) {
-	if incrementalMerge && c.index != 0 && index >= c.index && c.applyChanges(cs, index) {
+	if c.index != 0 && index >= c.index && c.applyChanges(cs, index) {
 		return
 	}
 	c.rebuild(cs, index)
 }
-
-// incrementalMerge enables applyChanges in merge (benchmarks and unit
-// tests turn it on).
-var incrementalMerge = false
 
 // applyChanges applies the checks modified after the previous answer, if
 // those explain the whole answer (no check left the answer); it reports
@@ -106,6 +116,7 @@ func (c *checkCache) applyChanges(cs []checkInfo, index uint64) bool {
 	}
 	c.count = len(cs)
 	c.index = index
+	c.applied++
 	return true
 }
 
@@ -125,36 +136,136 @@ func (c *checkCache) put(ci checkInfo) {
 	n.gen = c.gen
 }
 
-// rebuild replaces the cache by the answer; every node gets a new
-// generation.
+// rebuild replaces the cache by the answer, in place: a node whose checks
+// are exactly those it had keeps its entry and its generation (the health
+// computed from them stays valid), a node whose checks changed gets the
+// answer's and a new generation, a node without checks in the answer
+// leaves the cache (its entry's generation moves, so that health computed
+// from it is computed again). The answer's checks are grouped by node with
+// a counting sort on scratch indexes (no sort, one map lookup per node
+// when the answer lists a node's checks together, as Consul does).
 func (c *checkCache) rebuild(cs []checkInfo, index uint64) {
 	c.gen++
-	byNode := make(map[string]*nodeChecks, len(c.byNode))
-	// One allocation for the nodes' entries; the checks of a node mostly
-	// come together in an answer (sorted by node), so each node's slice
-	// is grown rarely.
-	entries := make([]nodeChecks, 0, len(c.byNode)+16)
+	gen := c.gen
+	if len(c.byNode) == 0 {
+		// The first answer: sized for nodes of a few checks each.
+		c.byNode = make(map[string]*nodeChecks, len(cs)/3)
+	}
+	// Each check's node (its position in nodes, in the order of the
+	// nodes' first checks) and each node's number of checks.
+	slots := growInt32(c.slots, len(cs))
+	nodes, counts := c.nodes[:0], c.counts[:0]
+	var fresh []nodeChecks // entries of nodes new to the cache
+	added := false
+	var last *nodeChecks
+	lastName := ""
 	for i := range cs {
-		ci := &cs[i]
-		n := byNode[ci.Node]
-		if n == nil {
-			if len(entries) == cap(entries) {
-				entries = make([]nodeChecks, 0, max(64, len(cs)/3))
+		name := cs[i].Node
+		n := last
+		if n == nil || name != lastName {
+			n = c.byNode[name]
+			if n == nil {
+				if len(fresh) == cap(fresh) {
+					fresh = make([]nodeChecks, 0, max(64, (len(cs)-i)/3))
+				}
+				fresh = append(fresh, nodeChecks{})
+				n = &fresh[len(fresh)-1]
+				c.byNode[name] = n
+				added = true
 			}
-			entries = append(entries, nodeChecks{gen: c.gen})
-			n = &entries[len(entries)-1]
-			byNode[ci.Node] = n
+			last, lastName = n, name
 		}
-		if j := n.find(ci.CheckID); j >= 0 {
-			n.checks[j] = *ci
-		} else {
-			n.checks = append(n.checks, *ci)
+		if n.mark != gen {
+			n.mark, n.slot = gen, int32(len(nodes))
+			nodes = append(nodes, n)
+			counts = append(counts, 0)
+		}
+		slots[i] = n.slot
+		counts[n.slot]++
+	}
+	// order lists the answer's positions node by node: node s's checks
+	// are order[start(s):counts[s]] once counts holds the ends.
+	var sum int32
+	for s := range counts {
+		sum += counts[s]
+		counts[s] = sum - counts[s] // start, moved to the end below
+	}
+	order := growInt32(c.order, len(cs))
+	for i := range cs {
+		s := slots[i]
+		order[counts[s]] = int32(i)
+		counts[s]++
+	}
+	from := int32(0)
+	for s, n := range nodes {
+		seg := order[from:counts[s]]
+		from = counts[s]
+		if sameChecks(n.checks, cs, seg) {
+			continue
+		}
+		list := make([]checkInfo, 0, len(seg))
+		for _, i := range seg {
+			if j := findCheck(list, cs[i].CheckID); j >= 0 {
+				list[j] = cs[i]
+			} else {
+				list = append(list, cs[i])
+			}
+		}
+		n.checks, n.gen = list, gen
+	}
+	if len(nodes) != len(c.byNode) {
+		for name, n := range c.byNode {
+			if n.mark != gen {
+				n.checks, n.gen = nil, gen
+				delete(c.byNode, name)
+			}
 		}
 	}
-	c.byNode = byNode
-	c.epoch++
+	if added {
+		c.epoch++
+	}
+	clear(nodes)
+	c.slots, c.order, c.nodes, c.counts = slots, order, nodes[:0], counts[:0]
 	c.count = len(cs)
 	c.index = index
+}
+
+// growInt32 is s with length n (its array reused when large enough).
+func growInt32(s []int32, n int) []int32 {
+	if cap(s) < n {
+		return make([]int32, n)
+	}
+	return s[:n]
+}
+
+// findCheck is the position of a check in list, -1 when absent.
+func findCheck(list []checkInfo, checkID string) int {
+	for i := range list {
+		if list[i].CheckID == checkID {
+			return i
+		}
+	}
+	return -1
+}
+
+// sameChecks reports whether a node's checks are exactly the answer's
+// checks at positions seg, in that order.
+func sameChecks(have []checkInfo, cs []checkInfo, seg []int32) bool {
+	if len(have) != len(seg) {
+		return false
+	}
+	for j, i := range seg {
+		if !sameCheck(&have[j], &cs[i]) {
+			return false
+		}
+	}
+	return true
+}
+
+func sameCheck(a, b *checkInfo) bool {
+	return a.ModifyIndex == b.ModifyIndex && a.Status == b.Status && a.CheckID == b.CheckID && a.Node == b.Node &&
+		a.Name == b.Name && a.Output == b.Output && a.ServiceID == b.ServiceID && a.ServiceName == b.ServiceName &&
+		slices.Equal(a.ServiceTags, b.ServiceTags)
 }
 
 // nodeGen is the generation of a node's checks (0 for a node without).

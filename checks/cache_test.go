@@ -3,8 +3,6 @@ package checks
 import "testing"
 
 func TestCheckCacheMerge(t *testing.T) {
-	incrementalMerge = true
-	defer func() { incrementalMerge = false }()
 	c := newCheckCache()
 	a := checkInfo{Node: "n1", CheckID: "serfHealth", Status: "passing", ModifyIndex: 5}
 	b := checkInfo{Node: "n2", CheckID: "serfHealth", Status: "passing", ModifyIndex: 6}

@@ -94,19 +94,23 @@ type jobView struct {
 	Services []string
 }
 
+// checkInfo is a Consul check as the watcher reads it. The checks query's
+// answer is decoded straight into these fields (the JSON names of
+// /v1/health/state): a check's definition, type, notes and other fields
+// are skipped, not decoded into consulapi.HealthCheck and copied.
 type checkInfo struct {
-	Node        string
-	CheckID     string
-	Name        string
-	Status      string
-	Output      string
-	ServiceID   string
-	ServiceName string
-	ServiceTags []string
+	Node        string   `json:"Node"`
+	CheckID     string   `json:"CheckID"`
+	Name        string   `json:"Name"`
+	Status      string   `json:"Status"`
+	Output      string   `json:"Output"`
+	ServiceID   string   `json:"ServiceID"`
+	ServiceName string   `json:"ServiceName"`
+	ServiceTags []string `json:"ServiceTags"`
 	// ModifyIndex is the Raft index of the check's last change: a check
 	// whose ModifyIndex is not above the previous answer's index did not
-	// change since (see Watcher.mergeChecks).
-	ModifyIndex uint64
+	// change since (see checkCache.merge).
+	ModifyIndex uint64 `json:"ModifyIndex"`
 }
 
 // apiSource is source on the real clients.
@@ -138,13 +142,11 @@ func (s apiSource) Nodes(ctx context.Context, q query) ([]nodeInfo, uint64, erro
 func (s apiSource) Checks(ctx context.Context, filter string, q query) ([]checkInfo, uint64, error) {
 	opts := s.cq(ctx, q)
 	opts.Filter = filter
-	hcs, meta, err := s.consul.Health().State(consulapi.HealthAny, opts)
+	// Health().State's request, decoded into checkInfo (see there).
+	var out []checkInfo
+	meta, err := s.consul.Raw().Query("/v1/health/state/"+consulapi.HealthAny, &out, opts)
 	if err != nil {
 		return nil, 0, err
-	}
-	out := make([]checkInfo, 0, len(hcs))
-	for _, c := range hcs {
-		out = append(out, convertCheck(c))
 	}
 	return out, meta.LastIndex, nil
 }
@@ -241,11 +243,6 @@ func (s apiSource) ListKV(ctx context.Context, prefix string, q query) ([]kvPair
 		out = append(out, kvPair{Key: p.Key, Value: p.Value})
 	}
 	return out, meta.LastIndex, nil
-}
-
-func convertCheck(c *consulapi.HealthCheck) checkInfo {
-	return checkInfo{Node: c.Node, CheckID: c.CheckID, Name: c.Name, Status: c.Status, Output: c.Output,
-		ServiceID: c.ServiceID, ServiceName: c.ServiceName, ServiceTags: c.ServiceTags, ModifyIndex: c.ModifyIndex}
 }
 
 // checkFilter is the Consul filter expression of the checks the watcher

@@ -41,7 +41,7 @@ func serveJSON(index, body string) func(http.ResponseWriter, *http.Request) {
 	}
 }
 
-func newHTTPSource(t *testing.T, routes map[string]func(http.ResponseWriter, *http.Request)) (apiSource, *fakeHTTP) {
+func newHTTPSource(t testing.TB, routes map[string]func(http.ResponseWriter, *http.Request)) (apiSource, *fakeHTTP) {
 	t.Helper()
 	f := &fakeHTTP{calls: map[string]int{}, routes: routes}
 	srv := httptest.NewServer(f)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -147,13 +148,19 @@ type Watcher struct {
 	nodeIDs map[string]string   // node name -> ID
 	// nodesGen moves with every nodes answer that changed something.
 	nodesGen uint64
+	// lastNodes is the last nodes answer published.
+	lastNodes []nodeInfo
 
 	checksW *restartable
 	cs      checkCache
 
 	allocsW  *restartable
 	allocGen uint64
-	jobs     map[string]*jobWatch
+	// lastAllocs is the last allocations answer published, for the jobs
+	// lastAllocJobs.
+	lastAllocs    []allocInfo
+	lastAllocJobs []string
+	jobs          map[string]*jobWatch
 
 	// versions remembers the version parsed from check outputs.
 	versions map[string]string
@@ -300,8 +307,15 @@ func (w *Watcher) startGlobalLocked() {
 	w.restartChecksLocked()
 }
 
-// publishNodesLocked replaces the nodes by an answer.
+// publishNodesLocked replaces the nodes by an answer. An answer equal to
+// the last one (the nodes query wakes on any change of any node, e.g. the
+// metadata a switch writes, which the answer does not show) changes
+// nothing: the devices' health stays cached.
 func (w *Watcher) publishNodesLocked(ns []nodeInfo) {
+	if w.lastNodes != nil && slices.Equal(ns, w.lastNodes) {
+		return
+	}
+	w.lastNodes = ns
 	byID := make(map[string]nodeInfo, len(ns))
 	ids := make(map[string]string, len(ns))
 	for _, n := range ns {
@@ -493,7 +507,18 @@ func behindView(v jobView, id string, as []allocInfo) bool {
 	return false
 }
 
+// publishAllocsLocked replaces the followed jobs' allocations by an
+// answer. An answer equal to the last one for the same jobs, without job
+// reads (Nomad's allocations index moves with every allocation of the
+// cluster, other jobs' too), changes nothing.
 func (w *Watcher) publishAllocsLocked(ids []string, a allocsAnswer) {
+	if len(a.views) == 0 && w.lastAllocs != nil && slices.Equal(ids, w.lastAllocJobs) && slices.Equal(a.allocs, w.lastAllocs) {
+		return
+	}
+	w.lastAllocs, w.lastAllocJobs = a.allocs, ids
+	if w.lastAllocs == nil {
+		w.lastAllocs = []allocInfo{}
+	}
 	servicesChanged := false
 	for _, id := range ids {
 		jw := w.jobs[id]

@@ -58,41 +58,46 @@ func (rec *DeviceRecord) FailedInRun() bool {
 func TallyDevices(recs []*DeviceRecord) Tally {
 	var t Tally
 	for _, rec := range recs {
-		t.Total++
-		switch rec.State {
-		case DevicePending:
-			t.Pending++
-		case DeviceSwitching:
-			t.Switching++
-		case DeviceVerifying:
-			t.Verifying++
-			t.Attempted++
-		case DeviceHealthy, DeviceCaughtUp:
-			t.Healthy++
-			t.Attempted++
-		case DeviceFailed:
-			t.FailedNow++
-		case DeviceQuarantined:
-			t.Quarantined++
-		case DeviceRollingBack:
-			t.RollingBack++
-		case DeviceRolledBack:
-			t.RolledBack++
-		case DeviceSkippedOffline:
-			t.Offline++
-			if rec.Attempted && !rec.SwitchedAt.IsZero() {
-				t.OfflineAfterSwitch++
-			}
-		}
-		switch {
-		case rec.FailedInRun():
-			t.Attempted++
-			t.Failed++
-		case (rec.State == DeviceRollingBack || rec.State == DeviceRolledBack) && !rec.SwitchedAt.IsZero():
-			t.Attempted++
-		}
+		t.add(rec)
 	}
 	return t
+}
+
+// add counts one device.
+func (t *Tally) add(rec *DeviceRecord) {
+	t.Total++
+	switch rec.State {
+	case DevicePending:
+		t.Pending++
+	case DeviceSwitching:
+		t.Switching++
+	case DeviceVerifying:
+		t.Verifying++
+		t.Attempted++
+	case DeviceHealthy, DeviceCaughtUp:
+		t.Healthy++
+		t.Attempted++
+	case DeviceFailed:
+		t.FailedNow++
+	case DeviceQuarantined:
+		t.Quarantined++
+	case DeviceRollingBack:
+		t.RollingBack++
+	case DeviceRolledBack:
+		t.RolledBack++
+	case DeviceSkippedOffline:
+		t.Offline++
+		if rec.Attempted && !rec.SwitchedAt.IsZero() {
+			t.OfflineAfterSwitch++
+		}
+	}
+	switch {
+	case rec.FailedInRun():
+		t.Attempted++
+		t.Failed++
+	case (rec.State == DeviceRollingBack || rec.State == DeviceRolledBack) && !rec.SwitchedAt.IsZero():
+		t.Attempted++
+	}
 }
 
 // OnCandidate is how many counted devices run (or may run) the candidate.
@@ -104,23 +109,41 @@ func (t Tally) OnCandidate() int {
 func (t Tally) FailurePercent() float64 { return percent(t.Failed, t.Attempted) }
 
 // StageTally counts the devices of one stage.
-func (r *Rollout) StageTally(stage int) Tally { return TallyDevices(r.StageDevices(stage)) }
+func (r *Rollout) StageTally(stage int) Tally {
+	var t Tally
+	for _, rec := range sortedOrder(r.Devices) {
+		if rec.Stage == stage {
+			t.add(rec)
+		}
+	}
+	return t
+}
 
 // FleetTally counts every device that belongs to a stage.
 func (r *Rollout) FleetTally() Tally {
-	var recs []*DeviceRecord
+	var t Tally
 	for _, rec := range r.Devices {
 		if rec.Stage >= 0 {
-			recs = append(recs, rec)
+			t.add(rec)
 		}
 	}
-	return TallyDevices(recs)
+	return t
 }
 
 // StageDevices returns the stage's devices sorted by name.
 func (r *Rollout) StageDevices(stage int) []*DeviceRecord {
-	var out []*DeviceRecord
-	for _, rec := range sortedOrder(r.Devices) {
+	order := sortedOrder(r.Devices)
+	n := 0
+	for _, rec := range order {
+		if rec.Stage == stage {
+			n++
+		}
+	}
+	if n == 0 {
+		return nil
+	}
+	out := make([]*DeviceRecord, 0, n)
+	for _, rec := range order {
 		if rec.Stage == stage {
 			out = append(out, rec)
 		}
@@ -147,7 +170,8 @@ func sortRecords(recs []*DeviceRecord) {
 // records several times per health sample while the set of records and
 // their names stay the same, so the last orders are kept and reused while
 // they are exact: the same records under the same IDs, with the same names
-// (checked in one pass, far cheaper than sorting a large fleet again).
+// (checked in one pass over the kept order, far cheaper than sorting a
+// large fleet again).
 func sortedOrder(m map[string]*DeviceRecord) []*DeviceRecord {
 	if len(m) < sortCacheMin {
 		out := make([]*DeviceRecord, 0, len(m))
@@ -174,16 +198,15 @@ func sortedOrder(m map[string]*DeviceRecord) []*DeviceRecord {
 		e.recs = append(e.recs, rec)
 	}
 	sortRecords(e.recs)
-	e.names = make([]string, len(e.recs))
-	e.ids = make([]string, len(e.recs))
-	e.pos = make(map[*DeviceRecord]int, len(e.recs))
+	e.refs = make([]DeviceRef, len(e.recs))
 	for i, rec := range e.recs {
-		e.names[i], e.ids[i] = rec.Name, rec.ID
-		e.pos[rec] = i
-	}
-	if len(e.pos) != len(e.recs) {
-		// One record under two keys: do not keep this order.
-		e.key = nil
+		e.refs[i] = rec.DeviceRef
+		if i > 0 && rec.ID == e.refs[i-1].ID {
+			// Two records with one ID (one record under two keys sorts
+			// next to itself): valid() could not tell m's other keys,
+			// do not keep this order.
+			e.key = nil
+		}
 	}
 	return e.recs
 }
@@ -197,28 +220,27 @@ var orders struct {
 	next    int
 }
 
-// orderEntry is one kept order: the records sorted, and the name and ID
-// each had then.
+// orderEntry is one kept order: the records sorted, and the ID and name
+// each had then (its key in the map is its ID).
 type orderEntry struct {
-	key   unsafe.Pointer // the map's identity: a hint, valid() decides
-	recs  []*DeviceRecord
-	names []string
-	ids   []string
-	pos   map[*DeviceRecord]int // each record's index in recs
+	key  unsafe.Pointer // the map's identity: a hint, valid() decides
+	recs []*DeviceRecord
+	refs []DeviceRef
 }
 
 // valid reports whether the kept order is still exactly m's: as many
-// records, every record of m is one of the kept records and sits under the
-// key it had, and every kept record still has the name it had. Each key of
-// m then maps to a distinct kept record (the kept IDs are distinct), so
-// the sets are equal.
+// records, and every kept record still has the ID and the name it had and
+// is m's record under that ID. The kept IDs are distinct (an order with
+// two records of one ID is not kept), so m's keys are exactly the kept
+// IDs and m holds exactly the kept records: one map lookup per record, in
+// the kept order.
 func (e *orderEntry) valid(m map[string]*DeviceRecord) bool {
 	if len(e.recs) != len(m) {
 		return false
 	}
-	for id, rec := range m {
-		i, ok := e.pos[rec]
-		if !ok || e.ids[i] != id || rec.ID != id || rec.Name != e.names[i] {
+	for i, rec := range e.recs {
+		ref := &e.refs[i]
+		if rec.ID != ref.ID || rec.Name != ref.Name || m[ref.ID] != rec {
 			return false
 		}
 	}
