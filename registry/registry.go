@@ -402,6 +402,9 @@ type syncPlan struct {
 func (r *Registry) planSync(s snapshot, obs scheduler.Observed, now time.Time) syncPlan {
 	kept := 0 // keys of s.devices that next keeps
 	var ops []store.RegistryWrite
+	// Entries of s.devices to update once the diff is done (it reads
+	// s.devices while it runs).
+	var adopt []adoptMaps
 	hook := func(k string, old scheduler.Device, known bool, d scheduler.Device) scheduler.Device {
 		if known {
 			kept++
@@ -413,10 +416,8 @@ func (r *Registry) planSync(s snapshot, obs scheduler.Observed, now time.Time) s
 					// Keep the observation's maps in the snapshot (the
 					// decode cache): they are equal, and the next sync
 					// compares them by identity when the node did not
-					// change. The diff has read this entry already and
-					// does not read it again.
-					old.Meta, old.Apps = d.Meta, d.Apps
-					s.devices[k] = old
+					// change. The diff does not read this entry again.
+					adopt = append(adopt, adoptMaps{key: k, meta: d.Meta, apps: d.Apps})
 				}
 				return d
 			}
@@ -427,6 +428,12 @@ func (r *Registry) planSync(s snapshot, obs scheduler.Observed, now time.Time) s
 		return d
 	}
 	next, events, once := diffWith(s.devices, obs, now, hook)
+	for _, a := range adopt {
+		if d, ok := s.devices[a.key]; ok {
+			d.Meta, d.Apps = a.meta, a.apps
+			s.devices[a.key] = d
+		}
+	}
 	if !once {
 		// A key was settled twice: decide from next itself.
 		return r.planSyncFrom(s, next, events)
@@ -441,6 +448,14 @@ func (r *Registry) planSync(s snapshot, obs scheduler.Observed, now time.Time) s
 	}
 	slices.SortFunc(p.ops, func(a, b store.RegistryWrite) int { return strings.Compare(a.ID, b.ID) })
 	return p
+}
+
+// adoptMaps is the observation's Meta and Apps of a device, equal to the
+// snapshot's, for the snapshot to share.
+type adoptMaps struct {
+	key  string
+	meta map[string]string
+	apps map[string]scheduler.AppSlot
 }
 
 // planSyncFrom is planSync from a next registry already computed.
