@@ -167,87 +167,69 @@ func nomadKey(name string, nn *scheduler.NomadNode) string {
 // Consul-only entry of its name is settled by mergeConsulOnly.
 func (r *registryDiff) scanNomad() {
 	for name, nn := range r.obs.Nomad {
-		if nn.Name == "" {
-			nn.Name = name
-		}
 		key := nomadKey(name, &nn)
-		var cn *scheduler.ConsulNode
-		c, hasConsul := r.obs.Consul[name]
-		if hasConsul {
-			cn = &c
-			r.consulMatched++
-		}
 		prev, known := r.current[key]
-		if !known {
-			// A new node: settled once every known one is, when it is
-			// clear whether it can replace a quarantined device.
-			r.fresh = append(r.fresh, freshNode{name: name, key: key, nn: nn, cn: c, hasConsul: hasConsul})
-			continue
-		}
-		if strings.HasPrefix(key, scheduler.ConsulOnlyPrefix) {
-			r.consulKeyClaimed = true
-		}
-		d := r.settle(&r.events, key, prev, true, true, &nn, cn, nil)
-		r.put(key, d, true, &prev)
+		r.settleNomad(name, key, &nn, &prev, known)
 	}
 }
 
-// settledNode is a known Nomad node settled by scanNomadPipelined's
-// second goroutine, for the first to store.
-type settledNode struct {
-	key  string
-	d    scheduler.Device
-	prev scheduler.Device
+// settleNomad settles one node Nomad lists as name (key its registry key,
+// prev its entry in current when known), or collects it in fresh.
+func (r *registryDiff) settleNomad(name, key string, nn *scheduler.NomadNode, prev *scheduler.Device, known bool) {
+	if nn.Name == "" {
+		nn.Name = name
+	}
+	var cn *scheduler.ConsulNode
+	c, hasConsul := r.obs.Consul[name]
+	if hasConsul {
+		cn = &c
+		r.consulMatched++
+	}
+	if !known {
+		// A new node: settled once every known one is, when it is
+		// clear whether it can replace a quarantined device.
+		r.fresh = append(r.fresh, freshNode{name: name, key: key, nn: *nn, cn: c, hasConsul: hasConsul})
+		return
+	}
+	if strings.HasPrefix(key, scheduler.ConsulOnlyPrefix) {
+		r.consulKeyClaimed = true
+	}
+	d := r.settle(&r.events, key, *prev, true, true, nn, cn, nil)
+	r.put(key, d, true, prev)
 }
 
-// nomadChunk is a batch of scanNomadPipelined's work.
-type nomadChunk struct {
-	settled          []settledNode
-	events           []scheduler.RegistryEvent
-	fresh            []freshNode
-	consulMatched    int
-	consulKeyClaimed bool
+// nomadItem is a node scanNomadPipelined's second goroutine met, with its
+// entry in current.
+type nomadItem struct {
+	name, key string
+	known     bool
+	nn        scheduler.NomadNode
+	prev      scheduler.Device
 }
 
 const nomadChunkSize = 512
 
-// scanNomadPipelined is scanNomad with the lookups and the settling on a
-// second goroutine, which only reads current and obs, and the storing
-// (put, the hook) on this one. The result is scanNomad's: the order in
-// which nodes are met does not matter (Nomad's map has none), and the
-// events are sorted by device at the end, each device's in its order.
+// scanNomadPipelined is scanNomad on two goroutines: a second one walks
+// Nomad's nodes and looks each up in current (it only reads them), this
+// one does the rest (the Consul side, settling, storing, the hook), so
+// that the two halves of the memory-bound work overlap. The result is
+// scanNomad's: the order in which nodes are met does not matter (Nomad's
+// map has none).
 func (r *registryDiff) scanNomadPipelined() {
 	const inFlight = 4
-	full := make(chan *nomadChunk, inFlight)
-	free := make(chan *nomadChunk, inFlight)
+	full := make(chan []nomadItem, inFlight)
+	free := make(chan []nomadItem, inFlight)
 	for range inFlight {
-		free <- &nomadChunk{settled: make([]settledNode, 0, nomadChunkSize)}
+		free <- make([]nomadItem, 0, nomadChunkSize)
 	}
 	go func() {
 		defer close(full)
 		c := <-free
 		for name, nn := range r.obs.Nomad {
-			if nn.Name == "" {
-				nn.Name = name
-			}
 			key := nomadKey(name, &nn)
-			var cn *scheduler.ConsulNode
-			cv, hasConsul := r.obs.Consul[name]
-			if hasConsul {
-				cn = &cv
-				c.consulMatched++
-			}
 			prev, known := r.current[key]
-			if !known {
-				c.fresh = append(c.fresh, freshNode{name: name, key: key, nn: nn, cn: cv, hasConsul: hasConsul})
-				continue
-			}
-			if strings.HasPrefix(key, scheduler.ConsulOnlyPrefix) {
-				c.consulKeyClaimed = true
-			}
-			d := r.settle(&c.events, key, prev, true, true, &nn, cn, nil)
-			c.settled = append(c.settled, settledNode{key: key, d: d, prev: prev})
-			if len(c.settled) == nomadChunkSize {
+			c = append(c, nomadItem{name: name, key: key, known: known, nn: nn, prev: prev})
+			if len(c) == nomadChunkSize {
 				full <- c
 				c = <-free
 			}
@@ -255,17 +237,12 @@ func (r *registryDiff) scanNomadPipelined() {
 		full <- c
 	}()
 	for c := range full {
-		for i := range c.settled {
-			s := &c.settled[i]
-			r.put(s.key, s.d, true, &s.prev)
+		for i := range c {
+			it := &c[i]
+			r.settleNomad(it.name, it.key, &it.nn, &it.prev, it.known)
 		}
-		r.events = append(r.events, c.events...)
-		r.fresh = append(r.fresh, c.fresh...)
-		r.consulMatched += c.consulMatched
-		r.consulKeyClaimed = r.consulKeyClaimed || c.consulKeyClaimed
-		clear(c.settled) // drop the references for the collector
-		*c = nomadChunk{settled: c.settled[:0], events: c.events[:0], fresh: c.fresh[:0]}
-		free <- c // never blocks: free holds every chunk
+		clear(c)      // drop the references for the collector
+		free <- c[:0] // never blocks: free holds every chunk
 	}
 }
 
