@@ -101,9 +101,12 @@ type Registry struct {
 	syncMu  sync.Mutex // one sync at a time in this process
 	decoded snapshot   // the registry as the last sync read it (under syncMu)
 
-	cacheMu       sync.Mutex
-	details       map[string]nodeDetail // Nomad node ID -> details
-	detailFetches atomic.Int64          // node detail reads, for tests
+	cacheMu sync.Mutex
+	details map[string]nodeDetail // Nomad node ID -> details
+	// sharedApps holds the Apps maps the last Observe handed out, by
+	// content (see shareApps).
+	sharedApps    map[string]map[string]scheduler.AppSlot
+	detailFetches atomic.Int64 // node detail reads, for tests
 }
 
 var _ scheduler.Registry = (*Registry)(nil)
