@@ -15,15 +15,24 @@ import (
 // repeated field, an escape, a null, other whitespace or case) goes through
 // encoding/json, so the result never differs.
 func decodeDevice(data []byte, in *interner) (scheduler.Device, error) {
-	if d, ok := fastDecodeDevice(data, in); ok {
+	if d, ok := fastDecodeDevice(data, in, false); ok {
 		return d, nil
 	}
 	return slowDecodeDevice(data)
 }
 
-func fastDecodeDevice(data []byte, in *interner) (scheduler.Device, bool) {
+// decodeEntry is decodeDevice for a registry entry whose ID the caller
+// sets from the key: the fast path does not copy the stored one.
+func decodeEntry(data []byte, in *interner) (scheduler.Device, error) {
+	if d, ok := fastDecodeDevice(data, in, true); ok {
+		return d, nil
+	}
+	return slowDecodeDevice(data)
+}
+
+func fastDecodeDevice(data []byte, in *interner, skipID bool) (scheduler.Device, bool) {
 	var d scheduler.Device
-	p := devParser{data: data, in: in}
+	p := devParser{data: data, in: in, skipID: skipID}
 	ok := p.device(&d)
 	return d, ok
 }
@@ -42,6 +51,9 @@ type interner struct {
 	shareMaps bool
 	metas     map[string]map[string]string
 	apps      map[string]map[string]scheduler.AppSlot
+	// caps holds decoded capabilities by their encoded bytes (a value:
+	// always safe to share).
+	caps map[string]scheduler.Capabilities
 }
 
 // maxSharedMaps bounds the maps kept for sharing.
@@ -74,6 +86,8 @@ type devParser struct {
 	data []byte
 	pos  int
 	in   *interner
+	// skipID: read the "id" field without keeping it.
+	skipID bool
 }
 
 func (p *devParser) ws() {
@@ -164,6 +178,13 @@ func (p *devParser) device(d *scheduler.Device) bool {
 	ok := p.object(func(k []byte) bool {
 		switch string(k) {
 		case "id":
+			if p.skipID {
+				if !once(1 << 0) {
+					return false
+				}
+				_, ok := p.str()
+				return ok
+			}
 			return setStr(1<<0, &d.ID, false)
 		case "name":
 			return setStr(1<<1, &d.Name, false)
@@ -262,6 +283,30 @@ func (p *devParser) integer() (int, bool) {
 }
 
 func (p *devParser) capabilities(c *scheduler.Capabilities) bool {
+	in := p.in
+	if in == nil {
+		return p.capabilityFields(c)
+	}
+	p.ws()
+	start := p.pos
+	if shared, ok := in.caps[string(p.rawObject())]; ok {
+		*c = shared
+		return true
+	}
+	p.pos = start
+	if !p.capabilityFields(c) {
+		return false
+	}
+	if len(in.caps) < maxSharedMaps {
+		if in.caps == nil {
+			in.caps = map[string]scheduler.Capabilities{}
+		}
+		in.caps[string(p.data[start:p.pos])] = *c
+	}
+	return true
+}
+
+func (p *devParser) capabilityFields(c *scheduler.Capabilities) bool {
 	var seen uint8
 	str := func(bit uint8, dst *string) bool {
 		if seen&bit != 0 {

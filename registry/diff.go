@@ -2,6 +2,7 @@ package registry
 
 import (
 	"fmt"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -57,8 +58,16 @@ func Diff(current map[string]scheduler.Device, obs scheduler.Observed, now time.
 }
 
 // settleHook sees each next entry before it is stored: old is current's
-// entry under the same key when known; it returns the entry to store.
+// entry under the same key when known; it returns the entry to store. It
+// runs on the goroutine that called diffWith, but while the diff runs,
+// current may be read by another goroutine: the hook must not modify it.
 type settleHook func(key string, old scheduler.Device, known bool, d scheduler.Device) scheduler.Device
+
+// pipelineMin is the number of Nomad nodes from which the diff settles them
+// on a second goroutine while the calling one stores the results (on a
+// large fleet the diff waits on memory, two cores halve that); a variable
+// so that tests cover both paths.
+var pipelineMin = 8192
 
 // diffWith is Diff calling hook (when not nil) on every next entry once;
 // it reports false when a key was settled twice (two Nomad nodes claiming
@@ -71,8 +80,17 @@ func diffWith(current map[string]scheduler.Device, obs scheduler.Observed, now t
 		next:    make(map[string]scheduler.Device, max(len(current), len(obs.Nomad))+16),
 		hook:    hook,
 	}
-	r.indexConsulOnly()
-	r.scanNomad()
+	if len(obs.Nomad) >= pipelineMin && runtime.GOMAXPROCS(0) > 1 {
+		r.scanNomadPipelined()
+	} else {
+		r.scanNomad()
+	}
+	if r.handledCurrent < len(current) || r.consulKeyClaimed {
+		// Some registry devices are not (or not only) Nomad nodes of the
+		// same ID: Consul-only entries may have to be merged.
+		r.mergeConsulOnly()
+	}
+	r.settleFresh()
 	r.scanConsulOnly()
 	if r.handledCurrent < len(current) {
 		r.scanGone()
@@ -97,9 +115,6 @@ type registryDiff struct {
 	quarantinedByName map[string]string
 	// nomadIDs is the set of node IDs Nomad lists; built on first use.
 	nomadIDs map[string]struct{}
-	// consulOnly maps node names to the Consul-only keys of current
-	// (scheduler.ConsulOnlyPrefix + name); usually empty.
-	consulOnly map[string]string
 	// handledCurrent counts the current keys that have their next entry
 	// or were consumed; when it reaches len(current), no current device
 	// is left for scanGone.
@@ -111,19 +126,9 @@ type registryDiff struct {
 	// nodes it found new.
 	consulMatched int
 	fresh         []freshNode
-}
-
-// indexConsulOnly collects the Consul-only keys of current in one pass, so
-// that the scan of Nomad's nodes needs no lookup for them.
-func (r *registryDiff) indexConsulOnly() {
-	for k := range r.current {
-		if name, ok := strings.CutPrefix(k, scheduler.ConsulOnlyPrefix); ok {
-			if r.consulOnly == nil {
-				r.consulOnly = map[string]string{}
-			}
-			r.consulOnly[name] = k
-		}
-	}
+	// consulKeyClaimed is set when a Nomad node ID is a Consul-only key
+	// of current (absurd, but then mergeConsulOnly must look).
+	consulKeyClaimed bool
 }
 
 // put sets the next entry of key; fromCurrent tells whether key is a key of
@@ -149,44 +154,151 @@ func (r *registryDiff) put(key string, d scheduler.Device, fromCurrent bool, old
 	}
 }
 
-// scanNomad settles every node Nomad lists.
+// nomadKey is the registry key of the Nomad node nn listed as name.
+func nomadKey(name string, nn *scheduler.NomadNode) string {
+	if nn.ID == "" {
+		return "nomad:" + name // Nomad always sets an ID; be safe anyway.
+	}
+	return nn.ID
+}
+
+// scanNomad settles every node Nomad lists that the registry knows under
+// its node ID, and collects the others in fresh. A node that takes over a
+// Consul-only entry of its name is settled by mergeConsulOnly.
 func (r *registryDiff) scanNomad() {
 	for name, nn := range r.obs.Nomad {
+		key := nomadKey(name, &nn)
+		prev, known := r.current[key]
+		r.settleNomad(name, key, &nn, &prev, known)
+	}
+}
+
+// settleNomad settles one node Nomad lists as name (key its registry key,
+// prev its entry in current when known), or collects it in fresh.
+func (r *registryDiff) settleNomad(name, key string, nn *scheduler.NomadNode, prev *scheduler.Device, known bool) {
+	if nn.Name == "" {
+		nn.Name = name
+	}
+	var cn *scheduler.ConsulNode
+	c, hasConsul := r.obs.Consul[name]
+	if hasConsul {
+		cn = &c
+		r.consulMatched++
+	}
+	if !known {
+		// A new node: settled once every known one is, when it is
+		// clear whether it can replace a quarantined device.
+		r.fresh = append(r.fresh, freshNode{name: name, key: key, nn: *nn, cn: c, hasConsul: hasConsul})
+		return
+	}
+	if strings.HasPrefix(key, scheduler.ConsulOnlyPrefix) {
+		r.consulKeyClaimed = true
+	}
+	d := r.settle(&r.events, key, *prev, true, true, nn, cn, nil)
+	r.put(key, d, true, prev)
+}
+
+// nomadItem is a node scanNomadPipelined's second goroutine met, with its
+// entry in current.
+type nomadItem struct {
+	name, key string
+	known     bool
+	nn        scheduler.NomadNode
+	prev      scheduler.Device
+}
+
+const nomadChunkSize = 512
+
+// scanNomadPipelined is scanNomad on two goroutines: a second one walks
+// Nomad's nodes and looks each up in current (it only reads them), this
+// one does the rest (the Consul side, settling, storing, the hook), so
+// that the two halves of the memory-bound work overlap. The result is
+// scanNomad's: the order in which nodes are met does not matter (Nomad's
+// map has none).
+func (r *registryDiff) scanNomadPipelined() {
+	const inFlight = 4
+	full := make(chan []nomadItem, inFlight)
+	free := make(chan []nomadItem, inFlight)
+	for range inFlight {
+		free <- make([]nomadItem, 0, nomadChunkSize)
+	}
+	go func() {
+		defer close(full)
+		c := <-free
+		for name, nn := range r.obs.Nomad {
+			key := nomadKey(name, &nn)
+			prev, known := r.current[key]
+			c = append(c, nomadItem{name: name, key: key, known: known, nn: nn, prev: prev})
+			if len(c) == nomadChunkSize {
+				full <- c
+				c = <-free
+			}
+		}
+		full <- c
+	}()
+	for c := range full {
+		for i := range c {
+			it := &c[i]
+			r.settleNomad(it.name, it.key, &it.nn, &it.prev, it.known)
+		}
+		clear(c)      // drop the references for the collector
+		free <- c[:0] // never blocks: free holds every chunk
+	}
+}
+
+// mergeConsulOnly folds the Consul-only entries of current into the Nomad
+// nodes of their names: the entry is removed when the registry knows the
+// Nomad node already, else it becomes the node's previous entry.
+func (r *registryDiff) mergeConsulOnly() {
+	var freshAt map[string]int
+	for ck := range r.current {
+		name, ok := strings.CutPrefix(ck, scheduler.ConsulOnlyPrefix)
+		if !ok {
+			continue
+		}
+		nn, listed := r.obs.Nomad[name]
+		if !listed {
+			continue
+		}
 		if nn.Name == "" {
 			nn.Name = name
 		}
-		key := nn.ID
-		if key == "" {
-			key = "nomad:" + name // Nomad always sets an ID; be safe anyway.
-		}
-		var cn *scheduler.ConsulNode
-		c, hasConsul := r.obs.Consul[name]
-		if hasConsul {
-			cn = &c
-			r.consulMatched++
-		}
-		prev, known := r.current[key]
-		hadNomad := known
-		if ck, ok := r.consulOnly[name]; ok {
-			cprev := r.current[ck]
-			r.consume(ck)
-			if known {
-				r.event(ck, name, scheduler.EventRemoved, "merged into Nomad node "+key)
-			} else {
-				prev, known = cprev, true
-			}
-		}
-		if !known {
-			// A new node: settled once every known one is, when it is
-			// clear whether it can replace a quarantined device.
-			r.fresh = append(r.fresh, freshNode{name: name, key: key, nn: nn, cn: c, hasConsul: hasConsul})
+		key := nomadKey(name, &nn)
+		cprev := r.current[ck]
+		r.consume(ck)
+		if _, known := r.current[key]; known {
+			r.event(ck, name, scheduler.EventRemoved, "merged into Nomad node "+key)
 			continue
 		}
-		d := r.settle(key, prev, known, hadNomad, &nn, cn, nil)
-		r.put(key, d, hadNomad, &prev)
+		// scanNomad took the node for a new one: settle it with the
+		// Consul-only entry as its previous one instead.
+		if freshAt == nil {
+			freshAt = make(map[string]int, len(r.fresh))
+			for i, f := range r.fresh {
+				freshAt[f.name] = i
+			}
+		}
+		i, ok := freshAt[name]
+		if !ok {
+			continue // cannot be: every unknown node is fresh
+		}
+		f := &r.fresh[i]
+		f.merged = true
+		var cn *scheduler.ConsulNode
+		if f.hasConsul {
+			cn = &f.cn
+		}
+		r.put(key, r.settle(&r.events, key, cprev, true, false, &f.nn, cn, nil), false, &cprev)
 	}
+}
+
+// settleFresh settles the new Nomad nodes.
+func (r *registryDiff) settleFresh() {
 	for i := range r.fresh {
 		f := &r.fresh[i]
+		if f.merged {
+			continue
+		}
 		var inherited *scheduler.Device
 		if r.handledCurrent < len(r.current) {
 			// Only a registry device Nomad no longer lists can be
@@ -198,7 +310,7 @@ func (r *registryDiff) scanNomad() {
 			cn = &f.cn
 		}
 		var prev scheduler.Device
-		r.put(f.key, r.settle(f.key, prev, false, false, &f.nn, cn, inherited), false, &prev)
+		r.put(f.key, r.settle(&r.events, f.key, prev, false, false, &f.nn, cn, inherited), false, &prev)
 	}
 }
 
@@ -208,6 +320,9 @@ type freshNode struct {
 	nn        scheduler.NomadNode
 	cn        scheduler.ConsulNode
 	hasConsul bool
+	// merged: the node took over a Consul-only entry (mergeConsulOnly
+	// settled it).
+	merged bool
 }
 
 // scanConsulOnly settles the Consul nodes Nomad does not list.
@@ -225,12 +340,12 @@ func (r *registryDiff) scanConsulOnly() {
 		// A Nomad device of the registry that Nomad no longer lists.
 		if k, ok := r.nameIndex()[name]; ok && !r.handled(k) {
 			prev := r.current[k]
-			r.put(k, r.settle(k, prev, true, true, nil, &cn, nil), true, &prev)
+			r.put(k, r.settle(&r.events, k, prev, true, true, nil, &cn, nil), true, &prev)
 			continue
 		}
 		key := scheduler.ConsulOnlyPrefix + name
 		prev, known := r.current[key]
-		r.put(key, r.settle(key, prev, known, false, nil, &cn, nil), known, &prev)
+		r.put(key, r.settle(&r.events, key, prev, known, false, nil, &cn, nil), known, &prev)
 	}
 }
 
@@ -252,15 +367,15 @@ func (r *registryDiff) scanGone() {
 			r.event(k, d.Name, scheduler.EventRemoved, detail)
 			continue
 		}
-		r.put(k, r.settle(k, d, true, true, nil, nil, nil), true, &d)
+		r.put(k, r.settle(&r.events, k, d, true, true, nil, nil, nil), true, &d)
 	}
 }
 
-// settle computes the next registry entry of one device and records its
-// events. hadNomad tells whether prev is a Nomad node's entry (for a
+// settle computes the next registry entry of one device and appends its
+// events to sink; it only reads r (see scanNomadPipelined). hadNomad tells whether prev is a Nomad node's entry (for a
 // Consul-only entry there is nothing to compare capabilities with). inherit
 // is the quarantined entry a new node replaces, if any.
-func (r *registryDiff) settle(key string, prev scheduler.Device, known, hadNomad bool, nn *scheduler.NomadNode, cn *scheduler.ConsulNode, inherit *scheduler.Device) scheduler.Device {
+func (r *registryDiff) settle(sink *[]scheduler.RegistryEvent, key string, prev scheduler.Device, known, hadNomad bool, nn *scheduler.NomadNode, cn *scheduler.ConsulNode, inherit *scheduler.Device) scheduler.Device {
 	d := prev
 	d.ID = key
 	if nn != nil {
@@ -313,19 +428,19 @@ func (r *registryDiff) settle(key string, prev scheduler.Device, known, hadNomad
 		if d.Reason != "" {
 			detail += ": " + d.Reason
 		}
-		r.event(key, d.Name, scheduler.EventAdded, detail)
+		addEvent(sink, key, d.Name, scheduler.EventAdded, detail)
 		switch d.Status {
 		case scheduler.StatusOffline:
-			r.event(key, d.Name, scheduler.EventOffline, reason)
+			addEvent(sink, key, d.Name, scheduler.EventOffline, reason)
 		case scheduler.StatusDiscrepancy:
-			r.event(key, d.Name, scheduler.EventDiscrepancy, reason)
+			addEvent(sink, key, d.Name, scheduler.EventDiscrepancy, reason)
 		}
 		return d
 	}
 
 	if hadNomad && nn != nil && (prev.Class != d.Class || prev.Capabilities != d.Capabilities) {
 		if change := capabilityChanges(prev, d); change != "" {
-			r.event(key, d.Name, scheduler.EventCapabilitiesChanged, change)
+			addEvent(sink, key, d.Name, scheduler.EventCapabilitiesChanged, change)
 		}
 	}
 
@@ -342,13 +457,13 @@ func (r *registryDiff) settle(key string, prev scheduler.Device, known, hadNomad
 		d.Resolved = false
 		switch from {
 		case scheduler.StatusOffline:
-			r.event(key, d.Name, scheduler.EventOnline, "Nomad node ready and Consul serfHealth "+cn.SerfStatus)
+			addEvent(sink, key, d.Name, scheduler.EventOnline, "Nomad node ready and Consul serfHealth "+cn.SerfStatus)
 		case scheduler.StatusDiscrepancy:
-			r.event(key, d.Name, scheduler.EventDiscrepancyCleared, "Nomad and Consul both list the node again")
+			addEvent(sink, key, d.Name, scheduler.EventDiscrepancyCleared, "Nomad and Consul both list the node again")
 		}
 	case scheduler.StatusOffline:
 		if from != scheduler.StatusOffline {
-			r.event(key, d.Name, scheduler.EventOffline, reason)
+			addEvent(sink, key, d.Name, scheduler.EventOffline, reason)
 		}
 	case scheduler.StatusDiscrepancy:
 		if from != scheduler.StatusDiscrepancy || prev.Reason != reason {
@@ -356,7 +471,7 @@ func (r *registryDiff) settle(key string, prev scheduler.Device, known, hadNomad
 			if d.Resolved {
 				detail += " (resolved by an operator)"
 			}
-			r.event(key, d.Name, scheduler.EventDiscrepancy, detail)
+			addEvent(sink, key, d.Name, scheduler.EventDiscrepancy, detail)
 		}
 	}
 	return d
@@ -424,7 +539,11 @@ func capabilityChanges(prev, next scheduler.Device) string {
 }
 
 func (r *registryDiff) event(key, name, kind, detail string) {
-	r.events = append(r.events, scheduler.RegistryEvent{Device: key, Name: name, Kind: kind, Detail: detail})
+	addEvent(&r.events, key, name, kind, detail)
+}
+
+func addEvent(sink *[]scheduler.RegistryEvent, key, name, kind, detail string) {
+	*sink = append(*sink, scheduler.RegistryEvent{Device: key, Name: name, Kind: kind, Detail: detail})
 }
 
 func (r *registryDiff) consume(k string) {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strconv"
 	"sync"
 
@@ -74,7 +75,58 @@ func (r *Registry) Observe(ctx context.Context) (scheduler.Observed, error) {
 	if err := r.fillAppVersions(ctx, obs.Nomad); err != nil {
 		return scheduler.Observed{}, err
 	}
+	r.shareApps(obs.Nomad)
 	return obs, nil
+}
+
+// shareApps gives nodes whose applications run the same slots and versions
+// one Apps map, the one the previous Observe gave them when they did not
+// change: the sync then compares them by identity (registry entries adopt
+// the observation's maps) instead of entry by entry. Only Sync reads an
+// observation, and it never modifies the maps.
+func (r *Registry) shareApps(nodes map[string]scheduler.NomadNode) {
+	r.cacheMu.Lock()
+	defer r.cacheMu.Unlock()
+	prev := r.sharedApps
+	shared := make(map[string]map[string]scheduler.AppSlot, len(prev)+1)
+	var key []byte
+	var names []string
+	for name, n := range nodes {
+		if len(n.Apps) == 0 {
+			continue
+		}
+		names = names[:0]
+		for app := range n.Apps {
+			names = append(names, app)
+		}
+		slices.Sort(names)
+		key = key[:0]
+		for _, app := range names {
+			s := n.Apps[app]
+			// Lengths first: no value can make two keys collide.
+			key = strconv.AppendInt(key, int64(len(app)), 10)
+			key = append(key, ':')
+			key = append(key, app...)
+			key = strconv.AppendInt(key, int64(len(s.Slot)), 10)
+			key = append(key, ':')
+			key = append(key, s.Slot...)
+			key = strconv.AppendInt(key, int64(len(s.Version)), 10)
+			key = append(key, ':')
+			key = append(key, s.Version...)
+		}
+		m, ok := shared[string(key)]
+		if !ok {
+			if m, ok = prev[string(key)]; !ok {
+				m = n.Apps
+			}
+			if len(shared) < maxSharedMaps {
+				shared[string(key)] = m
+			}
+		}
+		n.Apps = m
+		nodes[name] = n
+	}
+	r.sharedApps = shared
 }
 
 // serverMarker marks Consul servers in observeConsul's result until Observe

@@ -20,6 +20,7 @@ import (
 	"maps"
 	"path"
 	"reflect"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -100,9 +101,12 @@ type Registry struct {
 	syncMu  sync.Mutex // one sync at a time in this process
 	decoded snapshot   // the registry as the last sync read it (under syncMu)
 
-	cacheMu       sync.Mutex
-	details       map[string]nodeDetail // Nomad node ID -> details
-	detailFetches atomic.Int64          // node detail reads, for tests
+	cacheMu sync.Mutex
+	details map[string]nodeDetail // Nomad node ID -> details
+	// sharedApps holds the Apps maps the last Observe handed out, by
+	// content (see shareApps).
+	sharedApps    map[string]map[string]scheduler.AppSlot
+	detailFetches atomic.Int64 // node detail reads, for tests
 }
 
 var _ scheduler.Registry = (*Registry)(nil)
@@ -218,12 +222,18 @@ func decodeSnapshotCached(prefix string, pairs consulapi.KVPairs, prev snapshot)
 func decodeAll(prefix string, pairs consulapi.KVPairs, shareMaps bool) (snapshot, error) {
 	s := snapshot{devices: make(map[string]scheduler.Device, len(pairs)), index: make(map[string]uint64, len(pairs))}
 	in := interner{shareMaps: shareMaps}
+	if len(pairs) >= pipelineMin && runtime.GOMAXPROCS(0) > 1 {
+		if err := decodePipelined(prefix, pairs, &in, s); err != nil {
+			return snapshot{}, err
+		}
+		return s, nil
+	}
 	for _, p := range pairs {
-		key := strings.TrimPrefix(p.Key, prefix)
-		if key == "" || strings.Contains(key, "/") {
+		key, ok := entryKey(prefix, p.Key)
+		if !ok {
 			continue
 		}
-		d, err := decodeDevice(p.Value, &in)
+		d, err := decodeEntry(p.Value, &in)
 		if err != nil {
 			return snapshot{}, fmt.Errorf("decoding %s: %w", p.Key, err)
 		}
@@ -234,6 +244,64 @@ func decodeAll(prefix string, pairs consulapi.KVPairs, shareMaps bool) (snapshot
 	return s, nil
 }
 
+// entryKey is the registry key of a KV key listed under prefix; false for
+// anything but a device entry.
+func entryKey(prefix, kvKey string) (string, bool) {
+	key := strings.TrimPrefix(kvKey, prefix)
+	return key, key != "" && !strings.Contains(key, "/")
+}
+
+// decodedEntry is an entry decodePipelined's second goroutine decoded.
+type decodedEntry struct {
+	key   string
+	d     scheduler.Device
+	index uint64
+}
+
+// decodePipelined is decodeAll's loop with the decoding on a second
+// goroutine (the only user of in) and the storing into s on this one.
+func decodePipelined(prefix string, pairs consulapi.KVPairs, in *interner, s snapshot) error {
+	const inFlight, chunk = 4, 512
+	full := make(chan []decodedEntry, inFlight)
+	free := make(chan []decodedEntry, inFlight)
+	for range inFlight {
+		free <- make([]decodedEntry, 0, chunk)
+	}
+	var decodeErr error // set before full is closed
+	go func() {
+		defer close(full)
+		c := <-free
+		for _, p := range pairs {
+			key, ok := entryKey(prefix, p.Key)
+			if !ok {
+				continue
+			}
+			d, err := decodeEntry(p.Value, in)
+			if err != nil {
+				decodeErr = fmt.Errorf("decoding %s: %w", p.Key, err)
+				break
+			}
+			d.ID = key
+			c = append(c, decodedEntry{key: key, d: d, index: p.ModifyIndex})
+			if len(c) == chunk {
+				full <- c
+				c = <-free
+			}
+		}
+		full <- c
+	}()
+	for c := range full {
+		for i := range c {
+			e := &c[i]
+			s.devices[e.key] = e.d
+			s.index[e.key] = e.index
+		}
+		clear(c)      // drop the references for the collector
+		free <- c[:0] // never blocks: free holds every chunk
+	}
+	return decodeErr
+}
+
 // updateSnapshot is decodeSnapshotCached with a previous snapshot: one
 // lookup per unchanged entry.
 func updateSnapshot(prefix string, pairs consulapi.KVPairs, prev snapshot) (snapshot, error) {
@@ -241,8 +309,8 @@ func updateSnapshot(prefix string, pairs consulapi.KVPairs, prev snapshot) (snap
 	known := len(prev.index)
 	listed := 0 // entries of prev that pairs still list
 	for _, p := range pairs {
-		key := strings.TrimPrefix(p.Key, prefix)
-		if key == "" || strings.Contains(key, "/") {
+		key, ok := entryKey(prefix, p.Key)
+		if !ok {
 			continue
 		}
 		idx, ok := prev.index[key]
@@ -252,7 +320,7 @@ func updateSnapshot(prefix string, pairs consulapi.KVPairs, prev snapshot) (snap
 				continue
 			}
 		}
-		d, err := decodeDevice(p.Value, &in)
+		d, err := decodeEntry(p.Value, &in)
 		if err != nil {
 			return snapshot{}, fmt.Errorf("decoding %s: %w", p.Key, err)
 		}
@@ -402,6 +470,9 @@ type syncPlan struct {
 func (r *Registry) planSync(s snapshot, obs scheduler.Observed, now time.Time) syncPlan {
 	kept := 0 // keys of s.devices that next keeps
 	var ops []store.RegistryWrite
+	// Keys of s.devices to update once the diff is done (it reads
+	// s.devices while it runs).
+	var adopt []string
 	hook := func(k string, old scheduler.Device, known bool, d scheduler.Device) scheduler.Device {
 		if known {
 			kept++
@@ -413,10 +484,11 @@ func (r *Registry) planSync(s snapshot, obs scheduler.Observed, now time.Time) s
 					// Keep the observation's maps in the snapshot (the
 					// decode cache): they are equal, and the next sync
 					// compares them by identity when the node did not
-					// change. The diff has read this entry already and
-					// does not read it again.
-					old.Meta, old.Apps = d.Meta, d.Apps
-					s.devices[k] = old
+					// change. The diff does not read this entry again.
+					if adopt == nil {
+						adopt = make([]string, 0, len(s.devices)-kept+1)
+					}
+					adopt = append(adopt, k)
 				}
 				return d
 			}
@@ -427,6 +499,11 @@ func (r *Registry) planSync(s snapshot, obs scheduler.Observed, now time.Time) s
 		return d
 	}
 	next, events, once := diffWith(s.devices, obs, now, hook)
+	for _, k := range adopt {
+		d, n := s.devices[k], next[k]
+		d.Meta, d.Apps = n.Meta, n.Apps
+		s.devices[k] = d
+	}
 	if !once {
 		// A key was settled twice: decide from next itself.
 		return r.planSyncFrom(s, next, events)

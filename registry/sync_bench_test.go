@@ -46,6 +46,7 @@ func BenchmarkSyncLocal(b *testing.B) {
 				}
 				b.ReportAllocs()
 				b.ResetTimer()
+				start := cpuTime()
 				for range b.N {
 					s, err := decodeSnapshotCached("fleetplan/registry/", pairs, prev)
 					if err != nil {
@@ -59,6 +60,7 @@ func BenchmarkSyncLocal(b *testing.B) {
 						prev = s
 					}
 				}
+				reportCPU(b, start)
 			})
 		}
 	}

@@ -279,6 +279,16 @@ type memStore struct {
 	history  map[string][]*Rollout
 	// failSaves makes the next n SaveRollout calls fail (transient).
 	failSaves int
+	// batchSize, when > 0, makes SaveDevices write at most that many
+	// records per call, as a store whose transactions are smaller would;
+	// failBatches makes the next n SaveDevices calls fail after their
+	// first transaction (transient).
+	batchSize   int
+	failBatches int
+	// batches records the size of every SaveDevices call; singles counts
+	// SaveDevice calls.
+	batches []int
+	singles int
 }
 
 func newMemStore() *memStore {
@@ -336,6 +346,44 @@ func (s *memStore) SaveRollout(ctx context.Context, r *Rollout) error {
 func (s *memStore) SaveDevice(ctx context.Context, app string, d *DeviceRecord) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.singles++
+	return s.saveDeviceLocked(app, d)
+}
+
+// SaveDevices writes the records as transactions of batchSize (all of
+// them when 0): each is checked whole before anything of it is written.
+func (s *memStore) SaveDevices(ctx context.Context, app string, recs []*DeviceRecord) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.batches = append(s.batches, len(recs))
+	done := 0
+	for done < len(recs) {
+		end := len(recs)
+		if s.batchSize > 0 {
+			end = min(done+s.batchSize, len(recs))
+		}
+		if done > 0 && s.failBatches > 0 {
+			s.failBatches--
+			return done, fmt.Errorf("consul unavailable")
+		}
+		seen := map[string]bool{}
+		for _, d := range recs[done:end] {
+			if seen[d.ID] || s.devIdx[app][d.ID] != d.Index {
+				return done, fmt.Errorf("device %s: %w", d.ID, ErrConflict)
+			}
+			seen[d.ID] = true
+		}
+		for _, d := range recs[done:end] {
+			if err := s.saveDeviceLocked(app, d); err != nil {
+				return done, err
+			}
+		}
+		done = end
+	}
+	return done, nil
+}
+
+func (s *memStore) saveDeviceLocked(app string, d *DeviceRecord) error {
 	if s.devices[app] == nil {
 		s.devices[app] = map[string][]byte{}
 		s.devIdx[app] = map[string]uint64{}

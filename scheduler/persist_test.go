@@ -42,6 +42,13 @@ func (s *killingStore) SaveDevice(ctx context.Context, app string, d *DeviceReco
 	return s.memStore.SaveDevice(ctx, app, d)
 }
 
+func (s *killingStore) SaveDevices(ctx context.Context, app string, recs []*DeviceRecord) (int, error) {
+	if s.dead {
+		return 0, errKilled
+	}
+	return s.memStore.SaveDevices(ctx, app, recs)
+}
+
 func (s *killingStore) SetActiveSlot(ctx context.Context, app string, a *ActiveSlot) error {
 	if s.dead {
 		return errKilled

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 )
 
@@ -23,40 +24,49 @@ func (c *Controller) prepare(ctx context.Context, r *Rollout) error {
 		return fmt.Errorf("planning %q: %w", r.App, err)
 	}
 	r.Stages = r.Stages[:0]
-	seen := map[string]bool{}
+	seen := make(map[string]bool, len(devices))
+	// The records are written in batches (SaveDevices), in plan order.
+	recs := make([]*DeviceRecord, 0, len(devices))
 	for i, st := range plan.Stages {
 		r.Stages = append(r.Stages, StageRecord{
 			Name: st.Name, Canary: st.Canary, Percent: st.Percent, Soak: st.Soak,
 			Devices: len(st.Devices), Offline: st.Offline,
 		})
 		for _, d := range st.Devices {
-			seen[d.ID] = true
 			rec := r.Devices[d.ID]
 			if rec == nil {
 				rec = &DeviceRecord{}
 				r.Devices[d.ID] = rec
 			}
+			if !seen[d.ID] {
+				recs = append(recs, rec) // once: one write per key in a batch
+			}
+			seen[d.ID] = true
 			idx := rec.Index
 			*rec = DeviceRecord{
 				DeviceRef: DeviceRef{ID: d.ID, Name: d.Name, Class: d.Class},
 				Stage:     i, State: DevicePending, UpdatedAt: c.Clock.Now(), Index: idx,
 			}
-			if err := c.saveDevice(ctx, r, rec); err != nil {
-				return err
-			}
 		}
 	}
-	for id, rec := range r.Devices {
+	var gone []string
+	for id := range r.Devices {
 		if !seen[id] {
-			// Planned by an earlier attempt at PREPARE but no longer in
-			// the fleet: keep the record, out of every stage.
-			rec.Stage = -1
-			rec.State = DevicePending
-			rec.Reason = "no longer in the fleet"
-			if err := c.saveDevice(ctx, r, rec); err != nil {
-				return err
-			}
+			gone = append(gone, id)
 		}
+	}
+	slices.Sort(gone)
+	for _, id := range gone {
+		// Planned by an earlier attempt at PREPARE but no longer in the
+		// fleet: keep the record, out of every stage.
+		rec := r.Devices[id]
+		rec.Stage = -1
+		rec.State = DevicePending
+		rec.Reason = "no longer in the fleet"
+		recs = append(recs, rec)
+	}
+	if err := c.saveDevices(ctx, r, recs); err != nil {
+		return err
 	}
 	r.Excluded = r.Excluded[:0]
 	for _, e := range plan.Excluded {

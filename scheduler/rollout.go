@@ -540,6 +540,13 @@ type Store interface {
 	SaveRollout(ctx context.Context, r *Rollout) error
 	// SaveDevice writes one device record with check-and-set on d.Index.
 	SaveDevice(ctx context.Context, app string, d *DeviceRecord) error
+	// SaveDevices writes device records, in order, each with check-and-set
+	// on its Index and with SaveDevice's guarantees, in as few round
+	// trips as the store allows (store.Consul: one transaction per
+	// DeviceBatch records). It sets the Index of every record written and
+	// returns how many of recs, from the first, were written, also with an
+	// error: a batch is written whole or not at all.
+	SaveDevices(ctx context.Context, app string, recs []*DeviceRecord) (int, error)
 	// Controls returns the operators' requests; with waitIndex > 0 it
 	// blocks until they change or ctx/wait ends.
 	Controls(ctx context.Context, app string, waitIndex uint64, wait time.Duration) (Controls, uint64, error)

@@ -252,6 +252,84 @@ func (c *Consul) SaveDevice(ctx context.Context, app string, d *scheduler.Device
 	return nil
 }
 
+// SaveDevices writes device records in order, each with check-and-set on
+// its Index, in transactions of at most MaxTxnOps operations and
+// MaxTxnBytes of values: when this process holds the rollout's lock, each
+// transaction checks it too, as SaveDevice does, so a controller that lost
+// its lock writes nothing (an error wrapping scheduler.ErrLockLost). It sets
+// the Index of the records written and returns how many of recs, from the
+// first, were; a transaction is written whole or not at all, and the first
+// one that fails stops it (a lost check-and-set wraps
+// scheduler.ErrConflict).
+func (c *Consul) SaveDevices(ctx context.Context, app string, recs []*scheduler.DeviceRecord) (int, error) {
+	if err := checkName("rollout name", app); err != nil {
+		return 0, err
+	}
+	values := make([][]byte, len(recs))
+	for i, d := range recs {
+		if err := checkName("device ID", d.ID); err != nil {
+			return 0, err
+		}
+		data, err := json.Marshal(d)
+		if err != nil {
+			return 0, fmt.Errorf("encoding device %s: %w", d.ID, err)
+		}
+		if len(data) > MaxValueBytes {
+			return 0, fmt.Errorf("the record of device %s is %d bytes, over the %d bytes a Consul KV value can safely hold", d.ID, len(data), MaxValueBytes)
+		}
+		values[i] = data
+	}
+	var lockCheck *api.TxnOp
+	if v, ok := c.sessions.Load(app); ok {
+		lockCheck = &api.TxnOp{KV: &api.KVTxnOp{Verb: api.KVCheckSession, Key: c.lockKey(app), Session: v.(string)}}
+	}
+	prefix := c.devicesPrefix(app)
+	done := 0
+	for done < len(recs) {
+		ops := make(api.TxnOps, 0, MaxTxnOps)
+		if lockCheck != nil {
+			ops = append(ops, lockCheck)
+		}
+		keys := make(map[string]int, MaxTxnOps) // key -> record
+		size := 0
+		end := done
+		for end < len(recs) && len(ops) < MaxTxnOps && (end == done || size+len(values[end]) <= MaxTxnBytes) {
+			key := prefix + recs[end].ID
+			if _, dup := keys[key]; dup {
+				if end == done {
+					return done, fmt.Errorf("device %s is twice in the records to write to rollout %s", recs[end].ID, app)
+				}
+				break // the next transaction writes it again, at the index this one sets
+			}
+			keys[key] = end
+			ops = append(ops, &api.TxnOp{KV: &api.KVTxnOp{Verb: api.KVCAS, Key: key, Value: values[end], Index: recs[end].Index}})
+			size += len(values[end])
+			end++
+		}
+		res, err := c.txn(ctx, ops)
+		if err != nil {
+			return done, fmt.Errorf("writing the records of devices %s to %s of rollout %s: %w", recs[done].ID, recs[end-1].ID, app, err)
+		}
+		idx := make(map[int]uint64, end-done)
+		for _, r := range res {
+			if r.KV == nil {
+				continue
+			}
+			if i, ok := keys[r.KV.Key]; ok {
+				idx[i] = r.KV.ModifyIndex
+			}
+		}
+		if len(idx) != end-done {
+			return done, fmt.Errorf("writing the records of devices %s to %s of rollout %s: Consul returned %d results for %d writes", recs[done].ID, recs[end-1].ID, app, len(idx), end-done)
+		}
+		for i, v := range idx {
+			recs[i].Index = v
+		}
+		done = end
+	}
+	return done, nil
+}
+
 // ActiveSlot returns which slot of an application runs the stable version,
 // or nil when none does yet.
 func (c *Consul) ActiveSlot(ctx context.Context, app string) (*scheduler.ActiveSlot, error) {

@@ -64,6 +64,7 @@ func BenchmarkControllerRun(b *testing.B) {
 				b.ReportMetric(float64(last.PeakHeap)/(1<<20), "peak-heap-MB")
 				b.ReportMetric(float64(last.HeapBefore)/(1<<20), "start-heap-MB")
 				b.ReportMetric(float64(last.Store.DeviceWrites+last.Store.RolloutWrites), "store-writes")
+				b.ReportMetric(float64(last.Store.DeviceTxns+last.Store.RolloutWrites), "store-requests")
 				b.ReportMetric(last.Simulated.Seconds(), "sim-s")
 				if last.VmHWM > 0 {
 					b.ReportMetric(float64(last.VmHWM)/(1<<20), "VmHWM-MB")

@@ -39,6 +39,7 @@ type Store struct {
 
 	rolloutWrites atomic.Int64
 	deviceWrites  atomic.Int64
+	deviceTxns    atomic.Int64 // device write requests (a batch is one)
 	bytesWritten  atomic.Int64
 	conflicts     atomic.Int64
 	polls         atomic.Int64
@@ -139,6 +140,46 @@ func (s *Store) SaveDevice(ctx context.Context, app string, d *scheduler.DeviceR
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.deviceTxns.Add(1)
+	return s.saveDeviceLocked(app, d, data)
+}
+
+// SaveDevices implements scheduler.Store: one transaction (all or
+// nothing) per call, as the Consul store writes a batch of at most
+// scheduler.DeviceBatch records.
+func (s *Store) SaveDevices(ctx context.Context, app string, recs []*scheduler.DeviceRecord) (int, error) {
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
+	values := make([][]byte, len(recs))
+	for i, d := range recs {
+		data, err := json.Marshal(d)
+		if err != nil {
+			return 0, fmt.Errorf("encoding device %s: %w", d.ID, err)
+		}
+		values[i] = data
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	m := s.devices[app]
+	seen := make(map[string]bool, len(recs))
+	for _, d := range recs {
+		if cur := m[d.ID]; cur.index != d.Index || seen[d.ID] {
+			s.conflicts.Add(1)
+			return 0, fmt.Errorf("writing device %s of %s at index %d (now %d): %w", d.Name, app, d.Index, cur.index, scheduler.ErrConflict)
+		}
+		seen[d.ID] = true
+	}
+	s.deviceTxns.Add(1)
+	for i, d := range recs {
+		if err := s.saveDeviceLocked(app, d, values[i]); err != nil {
+			return i, err // cannot be: checked above
+		}
+	}
+	return len(recs), nil
+}
+
+func (s *Store) saveDeviceLocked(app string, d *scheduler.DeviceRecord, data []byte) error {
 	m := s.devices[app]
 	if m == nil {
 		m = map[string]kvEntry{}
@@ -275,15 +316,16 @@ func (s *Store) Archive(ctx context.Context, r *scheduler.Rollout) error {
 	return nil
 }
 
-// StoreStats are the writes a run made.
+// StoreStats are the writes a run made. DeviceTxns counts the device
+// write requests (a SaveDevices batch is one, as one Consul transaction).
 type StoreStats struct {
-	RolloutWrites, DeviceWrites, BytesWritten, Conflicts, ControlPolls int64
+	RolloutWrites, DeviceWrites, DeviceTxns, BytesWritten, Conflicts, ControlPolls int64
 }
 
 // Stats returns the store's counters.
 func (s *Store) Stats() StoreStats {
 	return StoreStats{
-		RolloutWrites: s.rolloutWrites.Load(), DeviceWrites: s.deviceWrites.Load(),
+		RolloutWrites: s.rolloutWrites.Load(), DeviceWrites: s.deviceWrites.Load(), DeviceTxns: s.deviceTxns.Load(),
 		BytesWritten: s.bytesWritten.Load(), Conflicts: s.conflicts.Load(), ControlPolls: s.polls.Load(),
 	}
 }
