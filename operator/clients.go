@@ -8,12 +8,15 @@ package operator
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
+	"net/http"
 	"strings"
 	"sync"
 	"time"
 
 	consulapi "github.com/hashicorp/consul/api"
+	"github.com/hashicorp/go-cleanhttp"
 	nomadapi "github.com/hashicorp/nomad/api"
 
 	"github.com/fleetplan/fleetplan/jobs"
@@ -168,16 +171,38 @@ func NomadClient() (*nomadapi.Client, error) {
 // NomadClientNoCheck builds the Nomad client without contacting Nomad.
 func NomadClientNoCheck() (*nomadapi.Client, string, error) {
 	cfg := NomadConfig()
+	if cfg.HttpClient == nil {
+		// Unlike Consul's, Nomad's NewClient keeps a client it makes to
+		// itself: give it one, so that the retries below apply to it.
+		cfg.HttpClient = nomadHTTPClient()
+	}
 	c, err := nomadapi.NewClient(cfg)
 	if err != nil {
 		return nil, cfg.Address, fmt.Errorf("configuring the Nomad client for %s: %w", cfg.Address, err)
 	}
 	// NewClient configured TLS on this http.Client, which the client
 	// shares: transient control-plane errors are retried under it.
-	if cfg.HttpClient != nil {
-		cfg.HttpClient.Transport = newRetryTransport(cfg.HttpClient.Transport)
-	}
+	cfg.HttpClient.Transport = newRetryTransport(cfg.HttpClient.Transport)
 	return c, cfg.Address, nil
+}
+
+// nomadMaxConns bounds fleetplan's connections to the Nomad agent, under
+// Nomad's limit of 100 HTTP connections per client address
+// (limits.http_max_conns_per_client), which answers 429 beyond it: many
+// switches in flight queue for a connection instead.
+const nomadMaxConns = 64
+
+// nomadHTTPClient is Nomad's default client (a pooled transport, TLS 1.2
+// at least, 10 s TLS handshake) with fleetplan's connection bound.
+func nomadHTTPClient() *http.Client {
+	c := cleanhttp.DefaultPooledClient()
+	if t, ok := c.Transport.(*http.Transport); ok {
+		t.TLSHandshakeTimeout = 10 * time.Second
+		t.TLSClientConfig = &tls.Config{MinVersion: tls.VersionTLS12}
+		t.MaxConnsPerHost = nomadMaxConns
+		t.MaxIdleConnsPerHost = nomadMaxConns
+	}
+	return c
 }
 
 // ConsulClient builds a Consul client from the settings and the standard environment
