@@ -49,6 +49,7 @@ rollouts = [json.loads(line) for line in open(f"{work}/rollouts.jsonl")]
 runs = load("runs.json", {})
 proxy = load("proxy.json", {})
 status = load("nodesim-status.json", {})
+status_idle = load("nodesim-status-idle.json", {}) or {}
 telemetry = []
 try:
     telemetry = [json.loads(line) for line in open(f"{work}/telemetry.jsonl")]
@@ -149,6 +150,8 @@ def f(x, d=1):
 rows = [
     ("simulated devices registered (Nomad ready + Consul alive)", f"{status.get('started', '?')}/{n} in {t1 - t0:.0f} s"),
     ("simulator RSS per device (idle / after the rollouts / peak)", f"{rss_idle / n / 1024:.2f} / {rss_end / n / 1024:.2f} / {hwm_end / n / 1024:.2f} MB  (total {rss_idle / 1024:.0f} / {rss_end / 1024:.0f} / {hwm_end / 1024:.0f} MB)"),
+    ("simulator live heap per device (idle, right after a collection)", (f"{status_idle['live_heap_mb'] / n:.2f} MB (total {status_idle['live_heap_mb']} MB)" if status_idle.get("live_heap_mb") else "n/a")),
+    ("simulator: starts paused for its lag, devices re-joined through the server", f"{status.get('starts_paused', 'n/a')}, {status.get('rejoined', 'n/a')}"),
 ]
 for r in rollouts:
     doc = load(f"{r['name']}.json", {}) or {}
