@@ -56,7 +56,9 @@ try:
 except OSError:
     pass
 
-# Soak windows of every stage that soaked.
+# Soak windows of every stage that soaked: from the soak's start to its
+# end, or to the stage's end when its gate failed during the soak (what
+# follows is the rollback, not a soak).
 windows = []
 for name, run in runs.items():
     for st in run.get("stages") or []:
@@ -64,7 +66,9 @@ for name, run in runs.items():
         if until is None:
             continue
         dur = (st.get("soak") or 0) / 1e9
-        windows.append((until - dur, until, name, st.get("name")))
+        end = min(until, ts(st.get("finished_at")) or until)
+        if end > until - dur:
+            windows.append((until - dur, end, name, st.get("name")))
 
 
 def in_windows(t, margin=0.0):
@@ -143,6 +147,18 @@ nreq, nmax = proxy_soak("nomad")
 creq, cmax = proxy_soak("consul")
 
 
+def open_together():
+    """The most long-polls open to Nomad and Consul together in one second
+    of a soak (the sum of both routes' maxima in that second: an upper
+    bound)."""
+    by_sec = {}
+    for route in ("nomad", "consul"):
+        for s in (proxy.get(route) or {}).get("seconds") or []:
+            if in_windows(s["t"]):
+                by_sec[s["t"]] = by_sec.get(s["t"], 0) + s["max_open"]
+    return max(by_sec.values(), default=0)
+
+
 def f(x, d=1):
     return "n/a" if x != x else f"{x:.{d}f}"
 
@@ -156,7 +172,17 @@ rows = [
 for r in rollouts:
     doc = load(f"{r['name']}.json", {}) or {}
     ro = (doc.get("rollouts") or [{}])[0]
-    rows.append((f"rollout '{r['name']}' ({r['version']}): wall time, outcome", f"{r['end'] - r['start']:.0f} s, {ro.get('outcome') or 'exit ' + str(r['exit_code'])} (exit {r['exit_code']})"))
+    # No outcome: the run ended before the rollout did (an error); its
+    # phase then, and the error.
+    outcome = ro.get("outcome") or "ended in phase " + str((ro.get("state") or {}).get("fleetplan_phase") or "?")
+    err = ""
+    if not ro.get("outcome"):
+        try:
+            errs = [line.strip() for line in open(f"{work}/{r['name']}.log") if line.startswith("Error:")]
+            err = (": " + errs[-1][:160]) if errs else ""
+        except OSError:
+            pass
+    rows.append((f"rollout '{r['name']}' ({r['version']}): wall time, outcome", f"{r['end'] - r['start']:.0f} s, {outcome} (exit {r['exit_code']}){err}"))
     rows.append((f"rollout '{r['name']}': controller peak RSS", f"{r['peak_rss_kb'] / 1024:.0f} MB"))
 rows += [
     ("switches/s sustained, largest stage of the release (devices / switching time)", (f"{big[2] / big[3]:.1f}/s ({big[2]} devices in {big[3]:.1f} s, max_parallel {maxp})" if big else "n/a")),
@@ -166,6 +192,7 @@ rows += [
     (f"soak time measured ({len(windows)} soaks of {soak})", f"{soak_seconds:.0f} s"),
     ("fleetplan -> Nomad during soak: requests/s, long-polls open (max)", f"{f(nreq / soak_seconds if soak_seconds else float('nan'), 2)}/s, {nmax}"),
     ("fleetplan -> Consul during soak: requests/s, long-polls open (max)", f"{f(creq / soak_seconds if soak_seconds else float('nan'), 2)}/s, {cmax}"),
+    ("fleetplan long-polls open at once during soak, Nomad + Consul (max)", f"{open_together()}"),
     ("baseline: Nomad server RPCs/s during soak (simulated clients' heartbeats, alloc long-polls)", f"{f(nomad_rpc)}/s ({nomad_iv} intervals); heartbeating nodes {max([h for h in heartbeats if h is not None], default=0):.0f}"),
     ("Consul server during soak: HTTP requests/s (fleetplan + simulator catalog writes), RPCs/s (the 6 real agents)", f"{f(consul_http)}/s, {f(consul_rpc)}/s ({consul_iv} intervals)"),
     ("simulator: service registrations, deregistrations, critical, Consul errors", f"{status.get('services_registered')}, {status.get('services_deregistered')}, {status.get('services_critical')}, {status.get('consul_errors')}"),
