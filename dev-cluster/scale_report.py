@@ -207,6 +207,15 @@ for a, b in rows:
     print(f"| {a.ljust(w)} | {b} |")
 print()
 for route in ("nomad", "consul"):
+    soak_paths = {}
+    for s in (proxy.get(route) or {}).get("seconds") or []:
+        if in_windows(s["t"]):
+            for p, c in (s.get("paths") or {}).items():
+                soak_paths[p] = soak_paths.get(p, 0) + c
+    if soak_paths and soak_seconds:
+        busiest = sorted(soak_paths.items(), key=lambda kv: -kv[1])[:6]
+        print(f"fleetplan's busiest {route} requests during soak: " + ", ".join(f"{p} {c / soak_seconds:.2f}/s" for p, c in busiest))
+for route in ("nomad", "consul"):
     paths = (proxy.get(route) or {}).get("paths") or {}
     busiest = sorted(paths.items(), key=lambda kv: -kv[1])[:6]
     print(f"fleetplan's busiest {route} requests (whole run): " + ", ".join(f"{p} x{c}" for p, c in busiest))
