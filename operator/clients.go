@@ -9,7 +9,6 @@ package operator
 import (
 	"context"
 	"fmt"
-	"net/http"
 	"strings"
 	"sync"
 	"time"
@@ -176,12 +175,6 @@ func NomadClientNoCheck() (*nomadapi.Client, string, error) {
 	// NewClient configured TLS on this http.Client, which the client
 	// shares: transient control-plane errors are retried under it.
 	if cfg.HttpClient != nil {
-		// Nomad answers 429 past 100 connections from one address
-		// (limits.http_max_conns_per_client): hundreds of switches in
-		// flight wait for a connection instead (make scale, 1,000 devices).
-		if t, ok := cfg.HttpClient.Transport.(*http.Transport); ok {
-			t.MaxConnsPerHost = 64
-		}
 		cfg.HttpClient.Transport = newRetryTransport(cfg.HttpClient.Transport)
 	}
 	return c, cfg.Address, nil
