@@ -47,6 +47,13 @@ def ts(s):
 
 rollouts = [json.loads(line) for line in open(f"{work}/rollouts.jsonl")]
 runs = load("runs.json", {})
+# A rollout refused (the previous one still in progress) names the run in
+# progress: count every run once.
+seen = set()
+for name in list(runs):
+    if runs[name].get("id") in seen:
+        del runs[name]
+    seen.add(runs.get(name, {}).get("id"))
 proxy = load("proxy.json", {})
 status = load("nodesim-status.json", {})
 status_idle = load("nodesim-status-idle.json", {}) or {}
