@@ -265,9 +265,13 @@ json.dump({"t": time.time()}, open(out, "w"))
 PY
 T1=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["t"])' "$WORK/registered.json")
 log "$N devices registered in $(python3 -c "print(round($T1-$T0,1))") s"
-# Settle, then the simulator's memory.
+# Settle, then the simulator's memory: its RSS, and its live heap right
+# after a collection (the simulator runs with GOGC=200: memory is
+# plentiful here, CPU is not, so its RSS is mostly garbage not yet
+# collected).
 sleep 10
 grep -E '^Vm(RSS|HWM)' "/proc/$PID_nodesim/status" >"$WORK/nodesim-mem-idle.txt"
+python3 -c 'import sys,urllib.request; print(urllib.request.urlopen("http://"+sys.argv[1]+"/status?gc=1",timeout=60).read().decode())' "$SIM_STATUS" >"$WORK/nodesim-status-idle.json" || true
 
 # --- server telemetry sampler -------------------------------------------------
 

@@ -47,15 +47,25 @@ def ts(s):
 
 rollouts = [json.loads(line) for line in open(f"{work}/rollouts.jsonl")]
 runs = load("runs.json", {})
+# A rollout refused (the previous one still in progress) names the run in
+# progress: count every run once.
+seen = set()
+for name in list(runs):
+    if runs[name].get("id") in seen:
+        del runs[name]
+    seen.add(runs.get(name, {}).get("id"))
 proxy = load("proxy.json", {})
 status = load("nodesim-status.json", {})
+status_idle = load("nodesim-status-idle.json", {}) or {}
 telemetry = []
 try:
     telemetry = [json.loads(line) for line in open(f"{work}/telemetry.jsonl")]
 except OSError:
     pass
 
-# Soak windows of every stage that soaked.
+# Soak windows of every stage that soaked: from the soak's start to its
+# end, or to the stage's end when its gate failed during the soak (what
+# follows is the rollback, not a soak).
 windows = []
 for name, run in runs.items():
     for st in run.get("stages") or []:
@@ -63,7 +73,9 @@ for name, run in runs.items():
         if until is None:
             continue
         dur = (st.get("soak") or 0) / 1e9
-        windows.append((until - dur, until, name, st.get("name")))
+        end = min(until, ts(st.get("finished_at")) or until)
+        if end > until - dur:
+            windows.append((until - dur, end, name, st.get("name")))
 
 
 def in_windows(t, margin=0.0):
@@ -142,6 +154,18 @@ nreq, nmax = proxy_soak("nomad")
 creq, cmax = proxy_soak("consul")
 
 
+def open_together():
+    """The most long-polls open to Nomad and Consul together in one second
+    of a soak (the sum of both routes' maxima in that second: an upper
+    bound)."""
+    by_sec = {}
+    for route in ("nomad", "consul"):
+        for s in (proxy.get(route) or {}).get("seconds") or []:
+            if in_windows(s["t"]):
+                by_sec[s["t"]] = by_sec.get(s["t"], 0) + s["max_open"]
+    return max(by_sec.values(), default=0)
+
+
 def f(x, d=1):
     return "n/a" if x != x else f"{x:.{d}f}"
 
@@ -149,11 +173,23 @@ def f(x, d=1):
 rows = [
     ("simulated devices registered (Nomad ready + Consul alive)", f"{status.get('started', '?')}/{n} in {t1 - t0:.0f} s"),
     ("simulator RSS per device (idle / after the rollouts / peak)", f"{rss_idle / n / 1024:.2f} / {rss_end / n / 1024:.2f} / {hwm_end / n / 1024:.2f} MB  (total {rss_idle / 1024:.0f} / {rss_end / 1024:.0f} / {hwm_end / 1024:.0f} MB)"),
+    ("simulator live heap per device (idle, right after a collection)", (f"{status_idle['live_heap_mb'] / n:.2f} MB (total {status_idle['live_heap_mb']} MB)" if status_idle.get("live_heap_mb") else "n/a")),
+    ("simulator: starts paused for its lag, devices re-joined through the server", f"{status.get('starts_paused', 'n/a')}, {status.get('rejoined', 'n/a')}"),
 ]
 for r in rollouts:
     doc = load(f"{r['name']}.json", {}) or {}
     ro = (doc.get("rollouts") or [{}])[0]
-    rows.append((f"rollout '{r['name']}' ({r['version']}): wall time, outcome", f"{r['end'] - r['start']:.0f} s, {ro.get('outcome') or 'exit ' + str(r['exit_code'])} (exit {r['exit_code']})"))
+    # No outcome: the run ended before the rollout did (an error); its
+    # phase then, and the error.
+    outcome = ro.get("outcome") or "ended in phase " + str((ro.get("state") or {}).get("fleetplan_phase") or "?")
+    err = ""
+    if not ro.get("outcome"):
+        try:
+            errs = [line.strip() for line in open(f"{work}/{r['name']}.log") if line.startswith("Error:")]
+            err = (": " + errs[-1][:160]) if errs else ""
+        except OSError:
+            pass
+    rows.append((f"rollout '{r['name']}' ({r['version']}): wall time, outcome", f"{r['end'] - r['start']:.0f} s, {outcome} (exit {r['exit_code']}){err}"))
     rows.append((f"rollout '{r['name']}': controller peak RSS", f"{r['peak_rss_kb'] / 1024:.0f} MB"))
 rows += [
     ("switches/s sustained, largest stage of the release (devices / switching time)", (f"{big[2] / big[3]:.1f}/s ({big[2]} devices in {big[3]:.1f} s, max_parallel {maxp})" if big else "n/a")),
@@ -163,6 +199,7 @@ rows += [
     (f"soak time measured ({len(windows)} soaks of {soak})", f"{soak_seconds:.0f} s"),
     ("fleetplan -> Nomad during soak: requests/s, long-polls open (max)", f"{f(nreq / soak_seconds if soak_seconds else float('nan'), 2)}/s, {nmax}"),
     ("fleetplan -> Consul during soak: requests/s, long-polls open (max)", f"{f(creq / soak_seconds if soak_seconds else float('nan'), 2)}/s, {cmax}"),
+    ("fleetplan long-polls open at once during soak, Nomad + Consul (max)", f"{open_together()}"),
     ("baseline: Nomad server RPCs/s during soak (simulated clients' heartbeats, alloc long-polls)", f"{f(nomad_rpc)}/s ({nomad_iv} intervals); heartbeating nodes {max([h for h in heartbeats if h is not None], default=0):.0f}"),
     ("Consul server during soak: HTTP requests/s (fleetplan + simulator catalog writes), RPCs/s (the 6 real agents)", f"{f(consul_http)}/s, {f(consul_rpc)}/s ({consul_iv} intervals)"),
     ("simulator: service registrations, deregistrations, critical, Consul errors", f"{status.get('services_registered')}, {status.get('services_deregistered')}, {status.get('services_critical')}, {status.get('consul_errors')}"),
@@ -176,6 +213,15 @@ print(f"|{'-' * (w + 2)}|-------|")
 for a, b in rows:
     print(f"| {a.ljust(w)} | {b} |")
 print()
+for route in ("nomad", "consul"):
+    soak_paths = {}
+    for s in (proxy.get(route) or {}).get("seconds") or []:
+        if in_windows(s["t"]):
+            for p, c in (s.get("paths") or {}).items():
+                soak_paths[p] = soak_paths.get(p, 0) + c
+    if soak_paths and soak_seconds:
+        busiest = sorted(soak_paths.items(), key=lambda kv: -kv[1])[:6]
+        print(f"fleetplan's busiest {route} requests during soak: " + ", ".join(f"{p} {c / soak_seconds:.2f}/s" for p, c in busiest))
 for route in ("nomad", "consul"):
     paths = (proxy.get(route) or {}).get("paths") or {}
     busiest = sorted(paths.items(), key=lambda kv: -kv[1])[:6]

@@ -33,7 +33,12 @@ type device struct {
 
 	client *client.Client
 	serf   *serf.Serf
+	// joinedAt: when the gossip member joined (zero before).
+	joinedAt time.Time
 }
+
+// joinPatience bounds a device's gossip join attempts.
+const joinPatience = 3 * time.Minute
 
 // classHW: model, accelerator, memory (MB) per device class, as the dev
 // cluster's devices declare them.
@@ -69,6 +74,52 @@ func nodeUUID(name string) string {
 	return fmt.Sprintf("%x-%x-%x-%x-%x", h[0:4], h[4:6], h[6:8], h[8:10], h[10:16])
 }
 
+// simMemberlistConfig is a simulated member's gossip configuration: the
+// protocol of a device's Consul agent (memberlist's LAN profile), tuned the
+// way a large LAN is tuned, because the thousand members of a run share the
+// simulator's process and the machine's two cores with the servers. What
+// every message costs is paid N times in one process, so:
+//   - packets are not compressed (loopback: no bandwidth to save; the
+//     compressor's 16 KB tables per packet sent were most of the
+//     simulator's garbage), the Consul server still compresses its own;
+//   - a member retransmits a message log10(N+1) times instead of
+//     4·log10(N+1) (Consul's gossip_lan retransmit_mult = 1; the server
+//     keeps 4). Each join is news to every member, so a pool's gossip
+//     grows as N²: a thousand joins, each retransmitted 12 times by each
+//     of the members, took minutes of CPU; a member still hears each
+//     message a few times on average;
+//   - it gossips every 500 ms (the LAN profile's 200 ms is for a pool whose
+//     members each have their own CPU): fewer, fuller packets;
+//   - it probes another member every 30 s (5 s timeout: a member that
+//     waits for the CPU must not suspect the others), waits 30 s for a
+//     stream (a join's push-pull), and never push-pulls on its own (the server's probes, once a second, and its
+//     push-pulls are what keep its serfHealth passing and its view fresh).
+//
+// A member still joins, answers probes, gossips and leaves for real: the
+// Consul server sees a device agent.
+func simMemberlistConfig(name, ip string, port int, transport memberlist.Transport) *memberlist.Config {
+	ml := memberlist.DefaultLANConfig()
+	ml.Name = name
+	ml.BindAddr = ip
+	ml.BindPort = port
+	ml.AdvertiseAddr = ip
+	ml.AdvertisePort = port
+	ml.Transport = transport
+	ml.EnableCompression = false
+	ml.RetransmitMult = 1
+	ml.GossipInterval = 500 * time.Millisecond
+	ml.GossipNodes = 2
+	ml.ProbeInterval = 30 * time.Second
+	ml.ProbeTimeout = 5 * time.Second
+	ml.PushPullInterval = 0
+	// A join's push-pull carries the whole member list (~150 KB at a
+	// thousand members) through a busy process: 30 s, not 10 s.
+	ml.TCPTimeout = 30 * time.Second
+	ml.LogOutput = io.Discard
+	ml.Logger = nil
+	return ml
+}
+
 // startGossip joins the device to the Consul server's LAN pool. The device
 // probes the others rarely: the server's own probes are what keep its
 // serfHealth passing.
@@ -87,48 +138,44 @@ func (d *device) startGossip() error {
 		"build":   "1.14.8:nodesim",
 	}
 	conf.LogOutput = io.Discard
-	ml := memberlist.DefaultLANConfig()
-	ml.Name = d.name
-	ml.BindAddr = d.ip
-	ml.BindPort = d.sim.cfg.serfPort
-	ml.AdvertiseAddr = d.ip
-	ml.AdvertisePort = d.sim.cfg.serfPort
-	ml.ProbeInterval = 10 * time.Second
-	ml.ProbeTimeout = 3 * time.Second
-	ml.PushPullInterval = 0
-	ml.GossipNodes = 2
-	ml.LogOutput = io.Discard
-	ml.Logger = nil
-	conf.MemberlistConfig = ml
+	transport, err := newSimTransport(d.ip, d.sim.cfg.serfPort)
+	if err != nil {
+		return fmt.Errorf("starting the gossip member of device %s: %w", d.name, err)
+	}
+	conf.MemberlistConfig = simMemberlistConfig(d.name, d.ip, d.sim.cfg.serfPort, transport)
 	conf.ReapInterval = time.Minute
 	conf.ReconnectInterval = time.Minute
 	conf.QueueCheckInterval = time.Minute
 	s, err := serf.Create(conf)
 	if err != nil {
+		_ = transport.Shutdown()
 		return fmt.Errorf("starting the gossip member of device %s on %s:%d: %w", d.name, d.ip, d.sim.cfg.serfPort, err)
 	}
 	d.serf = s
-	// Join through a device that already joined (the state exchange of a
-	// join is a TCP push-pull of the whole member list: a thousand of them
-	// at the Consul server alone time out), else through the server; a
-	// few tries, backing off.
-
+	// Join through the Consul server (it counts the device at once), else,
+	// when that fails, through a device that already joined; alternating,
+	// backing off, for up to joinPatience. The simulator then makes sure
+	// the server has it (simulator.ensureMembers).
 	backoff := time.Second
-	for try := 0; try < 6; try++ {
+	deadline := time.Now().Add(joinPatience)
+	for try := 0; ; try++ {
 		addr := d.sim.cfg.consulSerf
-		if peer := d.sim.joinedPeer(); peer != "" && try%2 == 0 {
+		if peer := d.sim.joinedPeer(); peer != "" && try%2 == 1 {
 			addr = peer
 		}
 		if _, err = s.Join([]string{addr}, true); err == nil {
-			d.sim.joined(fmt.Sprintf("%s:%d", d.ip, d.sim.cfg.serfPort))
+			d.sim.joined(d)
 			return nil
+		}
+		if time.Now().Add(backoff).After(deadline) {
+			break
 		}
 		time.Sleep(backoff)
 		backoff = min(2*backoff, 8*time.Second)
 	}
 	_ = s.Shutdown()
 	d.serf = nil
-	return fmt.Errorf("device %s joining Consul's LAN pool (server %s): %w (is the dev cluster's Consul server up?)", d.name, d.sim.cfg.consulSerf, err)
+	return fmt.Errorf("device %s joining Consul's LAN pool (server %s) for %s: %w (is the dev cluster's Consul server up? is the machine overloaded?)", d.name, d.sim.cfg.consulSerf, joinPatience, err)
 }
 
 // startNomad starts the device's Nomad client.
@@ -166,7 +213,12 @@ func (d *device) startNomad() error {
 	c.MemoryMB = memMB
 	c.MaxKillTimeout = 30 * time.Second
 	c.StatsCollectionInterval = 10 * time.Minute
-	c.GCInterval = time.Minute
+	// The periodic collection only checks the disk usage thresholds (set
+	// out of reach below: a simulated allocation writes nothing) by
+	// reading the host's mounts and disk stats: 1,000 clients once a
+	// minute were a tenth of the simulator's CPU. Terminal allocations are
+	// still collected past GCMaxAllocs when new ones arrive.
+	c.GCInterval = 24 * time.Hour
 	c.GCParallelDestroys = 1
 	c.GCDiskUsageThreshold = 100
 	c.GCInodeUsageThreshold = 100
@@ -252,20 +304,28 @@ func (d *device) startNomad() error {
 	return nil
 }
 
-// stop shuts the Nomad client down and leaves the gossip pool (the Consul
-// leader then deregisters the node and its services).
-func (d *device) stop(leave bool) {
+// stopNomad shuts the device's Nomad client down.
+func (d *device) stopNomad() {
 	if d.client != nil {
 		if err := d.client.Shutdown(); err != nil {
 			d.logger.Warn("stopping the Nomad client", "error", err)
 		}
 	}
+}
+
+// leave leaves the gossip pool (the Consul leader then deregisters the
+// node and its services); the member keeps running, forwarding the
+// others' leaves, until shutdownGossip.
+func (d *device) leave() {
 	if d.serf != nil {
-		if leave {
-			if err := d.serf.Leave(); err != nil {
-				d.logger.Warn("leaving Consul's LAN pool", "error", err)
-			}
+		if err := d.serf.Leave(); err != nil {
+			d.logger.Warn("leaving Consul's LAN pool", "error", err)
 		}
+	}
+}
+
+func (d *device) shutdownGossip() {
+	if d.serf != nil {
 		if err := d.serf.Shutdown(); err != nil {
 			d.logger.Warn("stopping the gossip member", "error", err)
 		}

@@ -21,9 +21,11 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"os/signal"
 	"runtime"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -36,6 +38,7 @@ import (
 	"github.com/hashicorp/nomad/drivers/mock"
 	"github.com/hashicorp/nomad/helper/pluginutils/loader"
 	"github.com/hashicorp/nomad/helper/pluginutils/singleton"
+	"github.com/hashicorp/serf/serf"
 	"github.com/urfave/cli/v2"
 )
 
@@ -55,6 +58,7 @@ type simConfig struct {
 	badVersions  []string
 	badAfter     int
 	purge        bool
+	maxLag       time.Duration
 }
 
 type simulator struct {
@@ -71,7 +75,12 @@ type simulator struct {
 	members []string // gossip addresses of the devices that joined
 	started atomic.Int64
 	failed  atomic.Int64
-	phase   atomic.Value // string
+	// rejoined: devices the Consul server missed, joined again.
+	rejoined atomic.Int64
+	lag      lagMonitor
+	// paused: starts that waited for the simulator's lag to settle.
+	paused atomic.Int64
+	phase  atomic.Value // string
 }
 
 func main() {
@@ -95,6 +104,8 @@ func main() {
 			&cli.IntFlag{Name: "bad-after", Value: 0, Usage: "a bad release is healthy on the first N devices that start it, critical on the others"},
 			&cli.BoolFlag{Name: "purge", Value: true, Usage: "purge the simulated Nomad nodes on exit"},
 			&cli.StringFlag{Name: "log-level", Value: "warn"},
+			&cli.DurationFlag{Name: "max-lag", Value: 150 * time.Millisecond, Usage: "start no device while the simulator's goroutines run later than this (its members must answer the Consul server's probes within 500 ms)"},
+			&cli.IntFlag{Name: "gogc", Value: 200, Usage: "the Go collector's GOGC (the GOGC environment variable wins)"},
 		},
 		Action:   run,
 		Commands: []*cli.Command{proxyCommand},
@@ -122,6 +133,7 @@ func run(c *cli.Context) error {
 		badVersions:  c.StringSlice("bad-version"),
 		badAfter:     c.Int("bad-after"),
 		purge:        c.Bool("purge"),
+		maxLag:       c.Duration("max-lag"),
 	}
 	if cfg.dir == "" {
 		return errors.New("-dir is required: the folder for the devices' client state and the clients' log")
@@ -138,13 +150,20 @@ func run(c *cli.Context) error {
 	}
 	defer logf.Close()
 	logger := hclog.New(&hclog.LoggerOptions{Name: "nodesim", Level: hclog.Info, Output: os.Stderr})
+	// Memory is plentiful, CPU is not: a thousand devices' gossip and RPCs
+	// make garbage fast, and at Go's default (GOGC=100) the collector
+	// took most of the simulator's CPU. The live heap per device is
+	// measured apart (GET /status?gc=1).
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(c.Int("gogc"))
+	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
 	plugins, err := loader.NewPluginLoader(&loader.PluginLoaderConfig{
 		Logger:            logger.Named("plugins"),
-		InternalPlugins:   map[loader.PluginID]*loader.InternalPluginConfig{mock.PluginID: mock.PluginConfig},
+		InternalPlugins:   map[loader.PluginID]*loader.InternalPluginConfig{mock.PluginID: mockDriverPlugin},
 		SupportedVersions: loader.AgentSupportedApiVersions,
 	})
 	if err != nil {
@@ -194,6 +213,13 @@ func run(c *cli.Context) error {
 
 	logger.Info("starting devices", "devices", cfg.devices, "prefix", cfg.prefix, "fleet", cfg.fleet, "status", "http://"+cfg.listen+"/status")
 	begin := time.Now()
+	membersCtx, stopMembers := context.WithCancel(context.Background())
+	membersDone := make(chan struct{})
+	go func() {
+		defer close(membersDone)
+		s.ensureMembers(membersCtx, consul, 20*time.Second)
+	}()
+	go s.lag.run(membersCtx)
 	startErr := s.startAll(ctx)
 	if startErr != nil {
 		logger.Error("starting the devices failed; stopping", "error", startErr)
@@ -203,6 +229,8 @@ func run(c *cli.Context) error {
 		<-ctx.Done()
 	}
 	s.phase.Store("stopping")
+	stopMembers()
+	<-membersDone
 	s.stopAll(svcCancel)
 	return startErr
 }
@@ -217,10 +245,61 @@ func (s *simulator) joinedPeer() string {
 	return s.members[rand.IntN(len(s.members))]
 }
 
-func (s *simulator) joined(addr string) {
+func (s *simulator) joined(d *device) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.members = append(s.members, addr)
+	d.joinedAt = time.Now()
+	s.members = append(s.members, fmt.Sprintf("%s:%d", d.ip, s.cfg.serfPort))
+}
+
+// ensureMembers makes sure the Consul server counts every device that
+// joined as an alive member: a device that joined through another device
+// reaches the server by gossip, which can miss it (each message reaches a
+// member ~6 times on average, not always), and the server's own push-pulls
+// with random members are minutes apart at a thousand members. Every
+// period, the devices that joined more than a period ago and that the
+// server does not list as alive join again, through the server.
+func (s *simulator) ensureMembers(ctx context.Context, consul *consulapi.Client, period time.Duration) {
+	t := time.NewTicker(period)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		members, err := consul.Agent().Members(false)
+		if err != nil {
+			s.logger.Warn("listing the Consul server's members (to find devices it missed)", "consul", s.cfg.consulAddr, "error", err)
+			continue
+		}
+		alive := make(map[string]bool, len(members))
+		for _, m := range members {
+			alive[m.Name] = m.Status == int(serf.StatusAlive)
+		}
+		var missing []*device
+		s.mu.Lock()
+		for _, d := range s.devices {
+			if !d.joinedAt.IsZero() && time.Since(d.joinedAt) > period && !alive[d.name] {
+				missing = append(missing, d)
+			}
+		}
+		s.mu.Unlock()
+		if len(missing) == 0 {
+			continue
+		}
+		s.logger.Info("devices the Consul server does not count as alive: joining them through the server again", "devices", len(missing))
+		parallel(missing, 4, func(d *device) {
+			if ctx.Err() != nil {
+				return
+			}
+			if _, err := d.serf.Join([]string{s.cfg.consulSerf}, true); err != nil {
+				s.logger.Warn("joining the device again through the Consul server", "device", d.name, "error", err)
+				return
+			}
+			s.rejoined.Add(1)
+		})
+	}
 }
 
 // startAll starts the devices, a few at a time.
@@ -260,6 +339,9 @@ func (s *simulator) startAll(ctx context.Context) error {
 		if failed || ctx.Err() != nil {
 			break
 		}
+		if s.lag.wait(ctx, s.cfg.maxLag) {
+			s.paused.Add(1)
+		}
 		work <- i
 	}
 	close(work)
@@ -277,7 +359,14 @@ func (s *simulator) stopAll(cancelRegistrations context.CancelFunc) {
 	devs := append([]*device(nil), s.devices...)
 	s.mu.Unlock()
 	s.logger.Info("stopping devices", "devices", len(devs))
-	parallel(devs, 32, func(d *device) { d.stop(true) })
+	parallel(devs, 128, func(d *device) { d.stopNomad() })
+	// Every member leaves, then they stop together: a member that stopped
+	// right after its own leave would drop the others' leaves it was to
+	// forward, and the server would count hundreds of stopped devices as
+	// alive until its probes (one a second) failed them.
+	parallel(devs, 128, func(d *device) { d.leave() })
+	s.waitLeft(devs, 90*time.Second)
+	parallel(devs, 128, func(d *device) { d.shutdownGossip() })
 	cancelRegistrations()
 	if !s.cfg.purge {
 		return
@@ -300,6 +389,35 @@ func (s *simulator) stopAll(cancelRegistrations context.CancelFunc) {
 	s.logger.Info("simulated nodes purged", "purged", purged.Load())
 }
 
+// waitLeft waits (up to patience) until the Consul server counts none of
+// the devices as alive or suspect.
+func (s *simulator) waitLeft(devs []*device, patience time.Duration) {
+	names := make(map[string]bool, len(devs))
+	for _, d := range devs {
+		names[d.name] = true
+	}
+	deadline := time.Now().Add(patience)
+	for {
+		members, err := s.services.consul.Agent().Members(false)
+		staying := 0
+		if err == nil {
+			for _, m := range members {
+				if names[m.Name] && (m.Status == int(serf.StatusAlive) || m.Status == int(serf.StatusLeaving)) {
+					staying++
+				}
+			}
+		}
+		if err == nil && staying == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			s.logger.Warn("the Consul server still counts devices as members after they left; they fail when its probes find them gone", "devices", staying, "error", err)
+			return
+		}
+		time.Sleep(2 * time.Second)
+	}
+}
+
 func parallel(devs []*device, n int, f func(*device)) {
 	sem := make(chan struct{}, n)
 	var wg sync.WaitGroup
@@ -317,28 +435,43 @@ func parallel(devs []*device, n int, f func(*device)) {
 
 // status is what GET /status answers.
 type status struct {
-	Phase                string `json:"phase"`
-	Devices              int    `json:"devices"`
-	Started              int64  `json:"started"`
-	Failed               int64  `json:"failed"`
+	Phase    string `json:"phase"`
+	Devices  int    `json:"devices"`
+	Started  int64  `json:"started"`
+	Failed   int64  `json:"failed"`
+	Rejoined int64  `json:"rejoined"`
+	// LagMs: how late the simulator's goroutines run (the worst of the
+	// last second); StartsPaused: starts that waited for it to settle.
+	LagMs                int64  `json:"lag_ms"`
+	StartsPaused         int64  `json:"starts_paused"`
 	ServicesRegistered   int64  `json:"services_registered"`
 	ServicesDeregistered int64  `json:"services_deregistered"`
 	ServicesCritical     int64  `json:"services_critical"`
 	ConsulErrors         int64  `json:"consul_errors"`
 	Goroutines           int    `json:"goroutines"`
 	HeapMB               uint64 `json:"heap_mb"`
+	// LiveHeapMB: the heap still reachable right after a collection
+	// (GET /status?gc=1 runs one; 0 otherwise).
+	LiveHeapMB uint64 `json:"live_heap_mb,omitempty"`
 }
 
 func (s *simulator) mux() *http.ServeMux {
 	m := http.NewServeMux()
 	m.HandleFunc("/status", func(w http.ResponseWriter, r *http.Request) {
 		var ms runtime.MemStats
+		gc := r.URL.Query().Get("gc") == "1"
+		if gc {
+			runtime.GC()
+		}
 		runtime.ReadMemStats(&ms)
 		st := status{
 			Phase:                s.phase.Load().(string),
 			Devices:              s.cfg.devices,
 			Started:              s.started.Load(),
 			Failed:               s.failed.Load(),
+			Rejoined:             s.rejoined.Load(),
+			LagMs:                s.lag.lagMs.Load(),
+			StartsPaused:         s.paused.Load(),
 			ServicesRegistered:   s.services.registered.Load(),
 			ServicesDeregistered: s.services.deregistered.Load(),
 			ServicesCritical:     s.services.critical.Load(),
@@ -346,8 +479,16 @@ func (s *simulator) mux() *http.ServeMux {
 			Goroutines:           runtime.NumGoroutine(),
 			HeapMB:               ms.HeapInuse >> 20,
 		}
+		if gc {
+			st.LiveHeapMB = ms.HeapAlloc >> 20
+		}
 		w.Header().Set("Content-Type", "application/json")
 		_ = json.NewEncoder(w).Encode(st)
 	})
+	// Go's profiler (make scale runs the simulator on the same 2 cores as
+	// the servers: where its CPU goes is the first question at scale).
+	m.HandleFunc("/debug/pprof/", pprof.Index)
+	m.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	m.HandleFunc("/debug/pprof/trace", pprof.Trace)
 	return m
 }

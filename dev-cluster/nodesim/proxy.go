@@ -40,6 +40,9 @@ type second struct {
 	// started; MaxOpen the most blocking queries open at once.
 	Blocking int `json:"blocking"`
 	MaxOpen  int `json:"max_open"`
+	// Paths: the second's requests per path class (what a soak's
+	// requests are).
+	Paths map[string]int `json:"paths,omitempty"`
 }
 
 type route struct {
@@ -91,6 +94,10 @@ func (r *route) ServeHTTP(w http.ResponseWriter, req *http.Request, next http.Ha
 	r.Paths[class]++
 	b := r.bucketLocked(now)
 	b.Requests++
+	if b.Paths == nil {
+		b.Paths = map[string]int{}
+	}
+	b.Paths[class]++
 	if blocking {
 		r.BlockingTotal++
 		r.Open++
