@@ -219,6 +219,7 @@ func (c *Controller) sampleDevicesWith(ctx context.Context, r *Rollout, recs []*
 	}
 	now := c.Clock.Now()
 	canary := r.Stage < len(r.Stages) && r.Stages[r.Stage].Canary && r.Phase == PhaseCanary
+	var dirty []*DeviceRecord
 	for _, rec := range recs {
 		h := health[rec.ID]
 		if s, ok := sums[rec.ID]; ok && s.Current != nil && finiteMetrics(s.Current) {
@@ -306,13 +307,12 @@ func (c *Controller) sampleDevicesWith(ctx context.Context, r *Rollout, recs []*
 			if rec.Trend != nil {
 				rec.Trend.SavedAt = now
 			}
-			rec.UpdatedAt = now
-			if err := c.saveDevice(ctx, r, rec); err != nil {
-				return err
-			}
+			dirty = append(dirty, rec)
 		}
 	}
-	return nil
+	// One batch write (a transaction per DeviceBatch records) for the
+	// verdicts of this reading, before anything acts on them.
+	return c.saveDevices(ctx, r, dirty)
 }
 
 // awaitingVerdicts reports whether a device of the current stage has no
