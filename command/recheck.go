@@ -86,7 +86,7 @@ func printRecheck(out io.Writer, doc recheckDoc, devices []string, took, wait ti
 	for _, d := range devices {
 		s, ok := doc.Answers[d]
 		if !ok {
-			fmt.Fprintf(out, "\n  %s: no answer within %s — no evidence either way (is the fleetplan agent running there, and does it run an instance of %s?)\n", d, wait, doc.App)
+			fmt.Fprintf(out, "\n  %s: no answer — no evidence either way (its agent did not answer within %s, or has never written a summary: is the fleetplan agent running there, with an instance of %s?)\n", d, wait, doc.App)
 			continue
 		}
 		fmt.Fprintf(out, "\n  %s: %s on slot %s\n", d, s.Version, s.Slot)
