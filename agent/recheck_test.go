@@ -3,12 +3,9 @@ package agent
 import (
 	"context"
 	"encoding/json"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
-
-	nomadapi "github.com/hashicorp/nomad/api"
 
 	"github.com/fleetplan/fleetplan/checks"
 	"github.com/fleetplan/fleetplan/contract"
@@ -18,17 +15,7 @@ import (
 // ran before it) and answers with a summary carrying its ID, once; one
 // naming other nodes is ignored.
 func TestRecheckOnDemand(t *testing.T) {
-	fc := &fakeConsul{}
-	cc := fc.start(t)
-	nc, _ := nomadapi.NewClient(&nomadapi.Config{Address: "http://127.0.0.1:1"})
-	a, err := New(Config{
-		Addr: "127.0.0.1:0", CheckTimeout: time.Second, ProbeMinAge: -1, SummaryJitter: -1,
-		ProcRoot: filepath.Join("testdata", "proc"), SysRoot: filepath.Join("testdata", "sys"), DiskPath: t.TempDir(), Token: testToken,
-	}, cc, nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	a.setNode("rpi-1")
+	a, fc := summaryTestAgent(t)
 	app := &promApp{}
 	app.errPerScrape.Store(30)
 	inst := app.start(t)

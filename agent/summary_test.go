@@ -92,12 +92,10 @@ func (p *promApp) start(t *testing.T) Instance {
 		Address: host, Port: pn, Slot: "green", Version: "2.0.0"}
 }
 
-// TestEdgeVerdictAndSummary runs the layer 3 probe against an application
-// that serves only Prometheus metrics: its error rate over the trigger
-// makes the check critical with a reason, the output stays the same while
-// the verdict does (the numbers move), and the agent writes its summary
-// once per request and on the status change.
-func TestEdgeVerdictAndSummary(t *testing.T) {
+// summaryTestAgent is an agent on node rpi-1 with the fixtures' /proc and
+// /sys, writing summaries at once to a fake Consul.
+func summaryTestAgent(t *testing.T) (*Agent, *fakeConsul) {
+	t.Helper()
 	fc := &fakeConsul{}
 	cc := fc.start(t)
 	nc, _ := nomadapi.NewClient(&nomadapi.Config{Address: "http://127.0.0.1:1"})
@@ -109,6 +107,16 @@ func TestEdgeVerdictAndSummary(t *testing.T) {
 		t.Fatal(err)
 	}
 	a.setNode("rpi-1")
+	return a, fc
+}
+
+// TestEdgeVerdictAndSummary runs the layer 3 probe against an application
+// that serves only Prometheus metrics: its error rate over the trigger
+// makes the check critical with a reason, the output stays the same while
+// the verdict does (the numbers move), and the agent writes its summary
+// once per request and on the status change.
+func TestEdgeVerdictAndSummary(t *testing.T) {
+	a, fc := summaryTestAgent(t)
 	app := &promApp{}
 	inst := app.start(t)
 	mc := testMapping
