@@ -107,24 +107,42 @@ func key(rollout string) string {
 	return rollout
 }
 
-// Append records rec durably. It retries lost check-and-set races.
-func (t *Trail) Append(ctx context.Context, rec Record) error {
-	if rec.Time.IsZero() {
-		rec.Time = time.Now()
+// Append records recs durably, in order. It retries lost check-and-set
+// races. Concurrent calls share transactions (see store.Appender.Append).
+func (t *Trail) Append(ctx context.Context, recs ...Record) error {
+	if len(recs) == 0 {
+		return nil
 	}
-	b, err := json.Marshal(rec)
-	if err != nil {
-		return fmt.Errorf("encoding an audit record: %w", err)
+	byRollout := map[string][]json.RawMessage{}
+	var order []string
+	var lines []byte
+	for _, rec := range recs {
+		if rec.Time.IsZero() {
+			rec.Time = time.Now()
+		}
+		b, err := json.Marshal(rec)
+		if err != nil {
+			return fmt.Errorf("encoding an audit record: %w", err)
+		}
+		k := key(rec.Rollout)
+		if _, seen := byRollout[k]; !seen {
+			order = append(order, k)
+		}
+		byRollout[k] = append(byRollout[k], b)
+		lines = append(append(lines, b...), '\n')
 	}
 	t.mu.Lock()
-	defer t.mu.Unlock()
 	if t.file != nil {
-		if _, err := t.file.Write(append(b, '\n')); err != nil {
+		if _, err := t.file.Write(lines); err != nil {
+			t.mu.Unlock()
 			return fmt.Errorf("writing the audit file: %w", err)
 		}
 	}
-	if err := t.chunks.Append(ctx, t.prefix+key(rec.Rollout)+"/", b); err != nil {
-		return fmt.Errorf("appending to the audit trail of %s: %w", key(rec.Rollout), err)
+	t.mu.Unlock()
+	for _, k := range order {
+		if err := t.chunks.Append(ctx, t.prefix+k+"/", byRollout[k]...); err != nil {
+			return fmt.Errorf("appending to the audit trail of %s: %w", k, err)
+		}
 	}
 	return nil
 }

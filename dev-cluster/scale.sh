@@ -10,6 +10,9 @@
 #      checks registered by the simulator), node meta fleet=sim;
 #   3. rolls "simapp" 1.0.0 out to them: canary 5 %, waves 10/25/50/100 %,
 #      30 s soaks, auto-approve, max_parallel 500 (driver mock_driver);
+#      devices the release skipped because they were offline (a simulated
+#      node that missed its heartbeats) are caught up afterwards
+#      (catch-up -wait), as an operator would before the next release;
 #   4. rolls out 2.0.0, a bad release (its check goes critical on the
 #      devices that start it after the first 30 % of the fleet): fleetplan
 #      rolls it back by itself;
@@ -28,6 +31,8 @@
 #                       the Nomad client batching its metadata update, so
 #                       50 switches/s need ~450 in flight)
 #   SCALE_ROLLOUT_TIMEOUT  seconds before a rollout is interrupted (default 1800)
+#   SCALE_CATCHUP_TIMEOUT  seconds the catch-up after the release may wait for
+#                       devices that were offline to come back (default 300)
 #   SCALE_KEEP=1        keep the work folder (logs, JSON) after the run
 #   FLEETPLAN_DEV_DIR, FLEETPLAN_CACHE: as for cluster.sh
 set -euo pipefail
@@ -40,6 +45,7 @@ N="${SCALE_DEVICES:-1000}"
 SOAK="${SCALE_SOAK:-30s}"
 MAXP="${SCALE_MAX_PARALLEL:-500}"
 ROLLOUT_TIMEOUT="${SCALE_ROLLOUT_TIMEOUT:-1800}"
+CATCHUP_TIMEOUT="${SCALE_CATCHUP_TIMEOUT:-300}"
 APP=simapp
 PREFIX=scale
 NOMAD=http://127.0.0.1:4646
@@ -408,7 +414,38 @@ rollout() {
 	log "rollout $name: exit $rc after $(python3 -c "print(round($t1-$t0))") s ($(tail -n 3 "$WORK/$name.log" | tr '\n' ' ' | cut -c1-200))"
 }
 
+# catchup: the devices the release skipped because they were offline are
+# caught up (catch-up -wait, bounded by SCALE_CATCHUP_TIMEOUT) before the
+# next release, as an operator would: its pre-flight checklist refuses to
+# start while a device does not run the old slot.
+catchup() {
+	local skipped t0 t1 rc waited=0
+	skipped=$(python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print(((d.get("rollouts") or [{}])[0].get("state") or {}).get("skipped_count") or 0)' "$WORK/release.json" 2>/dev/null || echo 0)
+	if [[ "$skipped" == 0 ]]; then
+		return
+	fi
+	log "catch-up: $skipped device(s) the release skipped while offline (catch-up -wait; progress in $WORK/catchup.log)"
+	t0=$(date +%s.%N)
+	(cd "$WORK" && NOMAD_ADDR="http://$PNOMAD" CONSUL_HTTP_ADDR="$PCONSUL" \
+		exec "$FP" catch-up -wait -json "$APP" >"$WORK/catchup.json" 2>"$WORK/catchup.log" 8>&-) &
+	PID_fleetplan=$!
+	while kill -0 "$PID_fleetplan" 2>/dev/null; do
+		sleep 1
+		if ((++waited == CATCHUP_TIMEOUT)); then
+			log "catch-up: still waiting after ${CATCHUP_TIMEOUT}s (SCALE_CATCHUP_TIMEOUT): interrupting it"
+			kill -INT "$PID_fleetplan" 2>/dev/null || true
+		fi
+	done
+	rc=0
+	wait "$PID_fleetplan" || rc=$?
+	PID_fleetplan=
+	t1=$(date +%s.%N)
+	echo "{\"skipped\":$skipped,\"start\":$t0,\"end\":$t1,\"exit_code\":$rc}" >"$WORK/catchup-run.json"
+	log "catch-up: exit $rc after $(python3 -c "print(round($t1-$t0))") s ($(tail -n 2 "$WORK/catchup.log" | tr '\n' ' ' | cut -c1-200))"
+}
+
 rollout release 1.0.0
+catchup
 rollout rollback 2.0.0
 sleep 4
 grep -E '^Vm(RSS|HWM)' "/proc/$PID_nodesim/status" >"$WORK/nodesim-mem-end.txt"

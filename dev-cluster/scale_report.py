@@ -191,6 +191,15 @@ for r in rollouts:
             pass
     rows.append((f"rollout '{r['name']}' ({r['version']}): wall time, outcome", f"{r['end'] - r['start']:.0f} s, {outcome} (exit {r['exit_code']}){err}"))
     rows.append((f"rollout '{r['name']}': controller peak RSS", f"{r['peak_rss_kb'] / 1024:.0f} MB"))
+    if r["name"] == "release":
+        cu = load("catchup-run.json")
+        if cu:
+            cdoc = load("catchup.json", {}) or {}
+            left = cdoc.get("remaining")
+            rows.append(("catch-up after the release: devices it skipped offline, wall time, still offline",
+                         f"{cu['skipped']}, {cu['end'] - cu['start']:.0f} s, {left if left is not None else '?'} (exit {cu['exit_code']})"))
+        else:
+            rows.append(("catch-up after the release: devices it skipped offline", "0 (none needed)"))
 rows += [
     ("switches/s sustained, largest stage of the release (devices / switching time)", (f"{big[2] / big[3]:.1f}/s ({big[2]} devices in {big[3]:.1f} s, max_parallel {maxp})" if big else "n/a")),
     ("switching per stage (release, then the bad release)", "; ".join(f"{s_} {d} in {t:.0f} s" for _, s_, d, t in stage_rates)),

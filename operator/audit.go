@@ -39,24 +39,29 @@ func (a *AuditSink) Record(ctx context.Context, e scheduler.Event) {
 	}
 }
 
-// Append writes one event and says whether it was written (the controller
-// does not act on an intent that was not).
-func (a *AuditSink) Append(ctx context.Context, e scheduler.Event) error {
-	rec := audit.Record{
-		Time: e.Time, Rollout: e.Rollout, Run: e.RunID, Phase: string(e.Phase), Wave: e.Stage,
-		Device: e.Device, Actor: e.Actor, Action: e.Action, Outcome: e.Outcome, Detail: e.Detail,
+// Append writes events and says whether they were written (the controller
+// does not act on an intent that was not). Events written together share
+// Consul transactions.
+func (a *AuditSink) Append(ctx context.Context, es ...scheduler.Event) error {
+	recs := make([]audit.Record, 0, len(es))
+	for _, e := range es {
+		rec := audit.Record{
+			Time: e.Time, Rollout: e.Rollout, Run: e.RunID, Phase: string(e.Phase), Wave: e.Stage,
+			Device: e.Device, Actor: e.Actor, Action: e.Action, Outcome: e.Outcome, Detail: e.Detail,
+		}
+		if rec.Actor == "" {
+			rec.Actor = a.actor
+		}
+		if rec.Time.IsZero() {
+			rec.Time = time.Now()
+		}
+		recs = append(recs, rec)
 	}
-	if rec.Actor == "" {
-		rec.Actor = a.actor
-	}
-	if rec.Time.IsZero() {
-		rec.Time = time.Now()
-	}
-	// The record must outlive an interrupted context: write it with a
-	// short deadline of its own.
+	// The records must outlive an interrupted context: write them with a
+	// short deadline of their own.
 	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
-	return a.trail.Append(wctx, rec)
+	return a.trail.Append(wctx, recs...)
 }
 
 // Close closes the mirror file.

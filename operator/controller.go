@@ -73,11 +73,11 @@ func (o *Operator) Controller(run Run) (ctl *scheduler.Controller, stop func()) 
 		ctl.Audit = run.Audit.Append
 		if fence != nil {
 			// A controller that lost its lock records nothing either.
-			ctl.Audit = func(ctx context.Context, e scheduler.Event) error {
+			ctl.Audit = func(ctx context.Context, es ...scheduler.Event) error {
 				if err := fence(); err != nil {
 					return err
 				}
-				return run.Audit.Append(ctx, e)
+				return run.Audit.Append(ctx, es...)
 			}
 		}
 	}

@@ -67,8 +67,9 @@ type Controller struct {
 	// Audit, when set, records every event in the audit trail. Intents are
 	// recorded before their action and fail closed: an intent that cannot
 	// be recorded is retried, then the rollout pauses; the action never
-	// runs unrecorded (I9).
-	Audit func(ctx context.Context, e Event) error
+	// runs unrecorded (I9). Events given together are written together
+	// (one Consul transaction where they fit).
+	Audit func(ctx context.Context, es ...Event) error
 	// Compare yields the measurements of an a-b comparison when the
 	// health source does not implement ComparisonSource (ab.go).
 	Compare ComparisonSource

@@ -67,23 +67,44 @@ func (c *Controller) emit(r *Rollout, device, action, outcome, detail string) {
 }
 
 func (c *Controller) emitEvent(r *Rollout, e Event) {
-	c.stamp(r, &e)
-	if c.Audit != nil && e.Outcome != "intent" {
-		// Outcomes are recorded best effort (a few tries): the action is
-		// done, and its intent is already in the trail.
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		var err error
-		for try := 0; try < 3; try++ {
-			if err = c.Audit(ctx, e); err == nil {
-				break
+	c.emitEvents(r, []Event{e})
+}
+
+// emitEvents records outcome events in the audit trail in one write, then
+// delivers them to OnEvent in order.
+func (c *Controller) emitEvents(r *Rollout, es []Event) {
+	if len(es) == 0 {
+		return
+	}
+	for i := range es {
+		c.stamp(r, &es[i])
+	}
+	if c.Audit != nil {
+		outcomes := make([]Event, 0, len(es))
+		for _, e := range es {
+			if e.Outcome != "intent" { // intents have their own path (intent)
+				outcomes = append(outcomes, e)
 			}
 		}
-		cancel()
-		if err != nil {
-			c.Logger.Named("controller").Warn("could not record an outcome in the audit trail", "rollout", r.App, "action", e.Action, "device", e.Device, "error", err)
+		if len(outcomes) > 0 {
+			// Outcomes are recorded best effort (a few tries): the action
+			// is done, and its intent is already in the trail.
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			var err error
+			for try := 0; try < 3; try++ {
+				if err = c.Audit(ctx, outcomes...); err == nil {
+					break
+				}
+			}
+			cancel()
+			if err != nil {
+				c.Logger.Named("controller").Warn("could not record outcomes in the audit trail", "rollout", r.App, "events", len(outcomes), "action", outcomes[0].Action, "device", outcomes[0].Device, "error", err)
+			}
 		}
 	}
-	c.events.deliver(c.OnEvent, e)
+	for _, e := range es {
+		c.events.deliver(c.OnEvent, e)
+	}
 }
 
 // intent records an action's intent before the action (I9: a device action
@@ -121,6 +142,12 @@ func (c *Controller) stamp(r *Rollout, e *Event) {
 }
 
 func (c *Controller) emitDevice(r *Rollout, rec *DeviceRecord, action, outcome, detail string) {
+	c.emitEvent(r, c.deviceEvent(r, rec, action, outcome, detail))
+}
+
+// deviceEvent logs a device's event and returns it, for emitEvents: the
+// outcomes of one health reading are written to the audit trail together.
+func (c *Controller) deviceEvent(r *Rollout, rec *DeviceRecord, action, outcome, detail string) Event {
 	c.Logger.Named("controller").Debug("device", "rollout", r.App, "device", rec.Name, "action", action, "outcome", outcome, "detail", detail)
-	c.emit(r, rec.Name, action, outcome, detail)
+	return Event{Device: rec.Name, Action: action, Outcome: outcome, Detail: detail}
 }

@@ -18,11 +18,13 @@ func TestIntentRecordedBeforeEveryAction(t *testing.T) {
 	var mu sync.Mutex
 	intents := map[string]int{}
 	ctl := h.controller()
-	ctl.Audit = func(ctx context.Context, e Event) error {
-		if e.Outcome == "intent" && e.Device != "" {
-			mu.Lock()
-			intents[e.Device]++
-			mu.Unlock()
+	ctl.Audit = func(ctx context.Context, es ...Event) error {
+		for _, e := range es {
+			if e.Outcome == "intent" && e.Device != "" {
+				mu.Lock()
+				intents[e.Device]++
+				mu.Unlock()
+			}
 		}
 		return nil
 	}
@@ -51,9 +53,11 @@ func TestIntentRecordedBeforeEveryAction(t *testing.T) {
 	h2 := newHarness(t, 12)
 	h2.upgradeFrom("1.0.0")
 	ctl2 := h2.controller()
-	ctl2.Audit = func(ctx context.Context, e Event) error {
-		if e.Outcome == "intent" {
-			return errors.New("audit trail: Unexpected response code: 500")
+	ctl2.Audit = func(ctx context.Context, es ...Event) error {
+		for _, e := range es {
+			if e.Outcome == "intent" {
+				return errors.New("audit trail: Unexpected response code: 500")
+			}
 		}
 		return nil
 	}

@@ -220,6 +220,7 @@ func (c *Controller) sampleDevicesWith(ctx context.Context, r *Rollout, recs []*
 	now := c.Clock.Now()
 	canary := r.Stage < len(r.Stages) && r.Stages[r.Stage].Canary && r.Phase == PhaseCanary
 	var dirty []*DeviceRecord
+	var events []Event // this reading's outcomes: one audit write
 	for _, rec := range recs {
 		h := health[rec.ID]
 		if s, ok := sums[rec.ID]; ok && s.Current != nil && finiteMetrics(s.Current) {
@@ -244,7 +245,7 @@ func (c *Controller) sampleDevicesWith(ctx context.Context, r *Rollout, recs []*
 			switch {
 			case rec.SuspectSince.IsZero():
 				rec.SuspectSince = now
-				c.emitDevice(r, rec, "verify", "suspect", fmt.Sprintf("L%d: %s (to be confirmed)", v.Layer, v.Reason))
+				events = append(events, c.deviceEvent(r, rec, "verify", "suspect", fmt.Sprintf("L%d: %s (to be confirmed)", v.Layer, v.Reason)))
 				continue
 			case now.Sub(rec.SuspectSince) < c.confirmWindow():
 				continue
@@ -261,20 +262,20 @@ func (c *Controller) sampleDevicesWith(ctx context.Context, r *Rollout, recs []*
 			rec.Reason = v.Reason
 			rec.Layer = v.Layer
 			changed = true
-			c.emitDevice(r, rec, "verify", "failed", fmt.Sprintf("L%d: %s", v.Layer, v.Reason))
+			events = append(events, c.deviceEvent(r, rec, "verify", "failed", fmt.Sprintf("L%d: %s", v.Layer, v.Reason)))
 		case VerdictPass:
 			if rec.State == DeviceVerifying && rec.CatchUp {
 				rec.State = DeviceCaughtUp
 				rec.HealthyAt = now
 				rec.Reason = ""
 				changed = true
-				c.emitDevice(r, rec, "catch-up", "caught-up", fmt.Sprintf("healthy %s after its switch", now.Sub(rec.SwitchedAt).Round(time.Millisecond)))
+				events = append(events, c.deviceEvent(r, rec, "catch-up", "caught-up", fmt.Sprintf("healthy %s after its switch", now.Sub(rec.SwitchedAt).Round(time.Millisecond))))
 			} else if rec.State == DeviceVerifying {
 				rec.State = DeviceHealthy
 				rec.HealthyAt = now
 				rec.Reason = ""
 				changed = true
-				c.emitDevice(r, rec, "verify", "healthy", fmt.Sprintf("healthy %s after its switch", now.Sub(rec.SwitchedAt).Round(time.Millisecond)))
+				events = append(events, c.deviceEvent(r, rec, "verify", "healthy", fmt.Sprintf("healthy %s after its switch", now.Sub(rec.SwitchedAt).Round(time.Millisecond))))
 			}
 		case VerdictPending:
 			if final && rec.CatchUp && rec.Stage != r.Stage && now.Before(rec.SwitchedAt.Add(c.HealthDeadline)) {
@@ -289,13 +290,13 @@ func (c *Controller) sampleDevicesWith(ctx context.Context, r *Rollout, recs []*
 					if h.Online {
 						rec.Reason = "lost its connectivity after its switch (" + v.Reason + "); it will be verified (or rolled back) when it returns"
 					}
-					c.emitDevice(r, rec, "verify", "skipped-offline", rec.Reason)
+					events = append(events, c.deviceEvent(r, rec, "verify", "skipped-offline", rec.Reason))
 				} else {
 					rec.State = DeviceFailed
 					rec.Failed = true
 					rec.Layer = v.Layer
 					rec.Reason = "not healthy by the end of the soak: " + v.Reason
-					c.emitDevice(r, rec, "verify", "failed", rec.Reason)
+					events = append(events, c.deviceEvent(r, rec, "verify", "failed", rec.Reason))
 				}
 				changed = true
 			}
@@ -310,8 +311,10 @@ func (c *Controller) sampleDevicesWith(ctx context.Context, r *Rollout, recs []*
 			dirty = append(dirty, rec)
 		}
 	}
-	// One batch write (a transaction per DeviceBatch records) for the
-	// verdicts of this reading, before anything acts on them.
+	// One audit write for the outcomes of this reading, and one batch
+	// write (a transaction per DeviceBatch records) for the verdicts,
+	// before anything acts on them.
+	c.emitEvents(r, events)
 	return c.saveDevices(ctx, r, dirty)
 }
 

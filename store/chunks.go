@@ -56,8 +56,22 @@ type Appender struct {
 	client *api.Client
 	limits ChunkLimits
 
-	mu    sync.Mutex
+	mu    sync.Mutex              // one write at a time; guards tails
 	tails map[string]*tailChunk // folder -> its last chunk as last written
+
+	// queue holds, per folder, the records of the callers waiting for
+	// the write in progress to end: the next write takes them all (group
+	// commit), so N concurrent appends cost a few transactions, not N.
+	qmu   sync.Mutex
+	queue map[string]*appendBatch
+}
+
+// appendBatch is the records of one or more Append calls, written
+// together; done is closed once they are, err is the write's error.
+type appendBatch struct {
+	recs []json.RawMessage
+	done chan struct{}
+	err  error
 }
 
 type tailChunk struct {
@@ -69,7 +83,7 @@ type tailChunk struct {
 
 // NewAppender returns an appender of chunks within limits.
 func NewAppender(client *api.Client, limits ChunkLimits) *Appender {
-	return &Appender{client: client, limits: limits, tails: map[string]*tailChunk{}}
+	return &Appender{client: client, limits: limits, tails: map[string]*tailChunk{}, queue: map[string]*appendBatch{}}
 }
 
 // Encode encodes records, one JSON value each, for WriteNew and Append.
@@ -115,12 +129,44 @@ func Pack(recs []json.RawMessage, limits ChunkLimits) ([][]byte, error) {
 // Append adds records at the end of a folder of chunks named <folder><seq>
 // (AuditChunk): to its last chunk while that has room, then to new ones.
 // A write lost to another writer is retried on a fresh read of the folder.
+//
+// Concurrent calls are committed in groups: the records of the calls that
+// arrive while a write is in progress are written together by the next
+// one, in the order they arrived, and every call returns once its own
+// records are written (or with the error of the write that held them).
 func (a *Appender) Append(ctx context.Context, folder string, recs ...json.RawMessage) error {
 	if len(recs) == 0 {
 		return nil
 	}
+	a.qmu.Lock()
+	b := a.queue[folder]
+	if b == nil {
+		b = &appendBatch{done: make(chan struct{})}
+		a.queue[folder] = b
+	}
+	b.recs = append(b.recs, recs...)
+	a.qmu.Unlock()
+
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	select {
+	case <-b.done:
+		return b.err // another call of the group wrote it
+	default:
+	}
+	a.qmu.Lock()
+	if a.queue[folder] == b {
+		delete(a.queue, folder) // later calls start the next group
+	}
+	all := b.recs
+	a.qmu.Unlock()
+	b.err = a.appendLocked(ctx, folder, all)
+	close(b.done)
+	return b.err
+}
+
+// appendLocked is Append's write of one group; a.mu is held.
+func (a *Appender) appendLocked(ctx context.Context, folder string, recs []json.RawMessage) error {
 	for attempt := 0; attempt < 20; attempt++ {
 		tail := a.tails[folder]
 		if tail == nil {

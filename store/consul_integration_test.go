@@ -7,6 +7,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -547,5 +549,83 @@ func TestIntegrationCorruptChunkSkipped(t *testing.T) {
 	}
 	if len(recs) != 2 || recs[0]["i"] != 1 || recs[1]["i"] != 3 {
 		t.Fatalf("records %v, want the two good ones", recs)
+	}
+}
+
+// txnGate is a transport that counts Consul transactions and holds the
+// first one until release returns true (or 10 s pass).
+type txnGate struct {
+	mu      sync.Mutex
+	txns    int
+	release func() bool
+}
+
+func (g *txnGate) RoundTrip(req *http.Request) (*http.Response, error) {
+	if req.Method == http.MethodPut && req.URL.Path == "/v1/txn" {
+		g.mu.Lock()
+		g.txns++
+		first := g.txns == 1
+		g.mu.Unlock()
+		if first {
+			deadline := time.Now().Add(10 * time.Second)
+			for !g.release() && time.Now().Before(deadline) {
+				time.Sleep(5 * time.Millisecond)
+			}
+		}
+	}
+	return http.DefaultTransport.RoundTrip(req)
+}
+
+// Concurrent appends to one folder are committed in groups: the records
+// that arrive while a write is in progress share the next transaction,
+// every call returns once its own record is written, and none is lost.
+func TestIntegrationAppenderGroupCommit(t *testing.T) {
+	s, cc := newTestStore(t)
+	ctx := context.Background()
+	folder := s.Layout().AuditTrail("app")
+	const callers = 100
+	var a *Appender
+	gate := &txnGate{release: func() bool {
+		// The first transaction waits until every other call queued.
+		a.qmu.Lock()
+		defer a.qmu.Unlock()
+		b := a.queue[folder]
+		return b != nil && len(b.recs) == callers-1
+	}}
+	cfg := api.DefaultConfig()
+	if os.Getenv("CONSUL_HTTP_ADDR") == "" {
+		cfg.Address = "127.0.0.1:8500"
+	}
+	cfg.HttpClient = &http.Client{Transport: gate}
+	client, err := api.NewClient(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a = NewAppender(client, AuditChunks)
+	var wg sync.WaitGroup
+	for i := range callers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rec, _ := json.Marshal(map[string]int{"i": i})
+			if err := a.Append(ctx, folder, rec); err != nil {
+				t.Errorf("append %d: %v", i, err)
+			}
+		}()
+	}
+	wg.Wait()
+	recs, err := ReadChunks[map[string]int](ctx, cc, folder)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[int]bool{}
+	for _, r := range recs {
+		seen[r["i"]] = true
+	}
+	if len(recs) != callers || len(seen) != callers {
+		t.Fatalf("%d records (%d distinct), want %d", len(recs), len(seen), callers)
+	}
+	if gate.txns != 2 {
+		t.Fatalf("%d appends took %d transactions, want 2 (the first alone, the %d others together)", callers, gate.txns, callers-1)
 	}
 }
