@@ -56,7 +56,7 @@ type Appender struct {
 	client *api.Client
 	limits ChunkLimits
 
-	mu    sync.Mutex              // one write at a time; guards tails
+	mu    sync.Mutex            // one write at a time; guards tails
 	tails map[string]*tailChunk // folder -> its last chunk as last written
 
 	// queue holds, per folder, the records of the callers waiting for
