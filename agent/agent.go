@@ -158,7 +158,7 @@ func (c *Config) defaults() {
 //	Starting --listening, node name known--> Waiting for configs
 //	Waiting for configs --first KV answer (or 10 s)--> Reconciling
 //	Reconciling --checks match the instances--> Following
-//	Following --catalog node or KV changed, resync timer--> Reconciling
+//	Following --local services or KV changed, resync timer--> Reconciling
 //	Reconciling --Consul error--> Backing off --timer--> Reconciling
 //	any --ctx cancelled (SIGINT/SIGTERM)--> Stopping: deregister every
 //	    fleetplan-L* check, close the listener
@@ -185,6 +185,12 @@ type Agent struct {
 	sumAnswered map[string]string // app -> request answered
 	rechecked   map[string]string // app -> re-check answered
 	sumChanged  map[string]bool
+
+	// svcHash is the content hash of the local agent's services as last
+	// read, svcIndex counts its changes (fetchServices).
+	svcMu    sync.Mutex
+	svcHash  string
+	svcIndex uint64
 
 	trigger   chan struct{}
 	ready     chan struct{}
@@ -288,7 +294,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		}()
 		go func() {
 			defer wg.Done()
-			follow(ctx, log.Named("catalog"), a.cfg.Timing, a.fetchCatalog, a.poke)
+			follow(ctx, log.Named("services"), a.cfg.Timing, a.fetchServices, a.poke)
 		}()
 		go func() {
 			defer wg.Done()

@@ -14,12 +14,16 @@ import (
 // Timing tunes the agent's blocking queries and retries.
 type Timing = blocking.Timing
 
-// DefaultTiming suits a device: few calls, quick recovery.
+// DefaultTiming suits a device: few calls, quick recovery. A blocking
+// query that sees no change is asked again after WaitTime: 10 minutes,
+// Consul's longest (max_query_time); Nomad's servers answer theirs after
+// at most 5. Per 1,000 devices that is ~1.7 requests/s for the KV folder
+// and ~3.3/s for the node, when nothing changes.
 var DefaultTiming = Timing{
 	MinInterval: time.Second,
 	BackoffBase: time.Second,
 	BackoffMax:  30 * time.Second,
-	WaitTime:    5 * time.Minute,
+	WaitTime:    10 * time.Minute,
 }
 
 // follow runs one blocking query until ctx ends, the way blocking.Loop
@@ -66,13 +70,32 @@ func (a *Agent) fetchConfigs(ctx context.Context, waitIndex uint64) (uint64, err
 	return meta.LastIndex, nil
 }
 
-// fetchCatalog is the blocking query on this node's catalog entry: it
-// returns when a service is registered or deregistered here.
-func (a *Agent) fetchCatalog(ctx context.Context, waitIndex uint64) (uint64, error) {
-	q := (&consulapi.QueryOptions{WaitIndex: waitIndex, WaitTime: a.cfg.Timing.WaitTime}).WithContext(ctx)
-	_, meta, err := a.consul.Catalog().Node(a.nodeName(), q)
-	if err != nil {
-		return 0, fmt.Errorf("reading catalog node %s: %w", a.nodeName(), err)
+// fetchServices is the blocking query on this device's services, asked of
+// the device's own Consul agent (/v1/agent/services, hash-based blocking):
+// it returns when a service is registered or deregistered here, and the
+// agent answers it from its local state, so the Consul servers see nothing
+// of it. The content hash is turned into an index for follow: it moves
+// when the hash does.
+func (a *Agent) fetchServices(ctx context.Context, waitIndex uint64) (uint64, error) {
+	a.svcMu.Lock()
+	hash, index := a.svcHash, a.svcIndex
+	a.svcMu.Unlock()
+	q := &consulapi.QueryOptions{}
+	if waitIndex != 0 && waitIndex == index && hash != "" {
+		q.WaitHash, q.WaitTime = hash, a.cfg.Timing.WaitTime
 	}
-	return meta.LastIndex, nil
+	var services map[string]*consulapi.AgentService
+	meta, err := a.consul.Raw().Query("/v1/agent/services", &services, q.WithContext(ctx))
+	if err != nil {
+		return 0, fmt.Errorf("reading the services of the local Consul agent: %w", err)
+	}
+	a.svcMu.Lock()
+	defer a.svcMu.Unlock()
+	if meta.LastContentHash == "" || meta.LastContentHash != a.svcHash {
+		// No hash (an agent too old for hash blocking) counts as news:
+		// follow's minimum interval paces the loop then.
+		a.svcHash = meta.LastContentHash
+		a.svcIndex++
+	}
+	return a.svcIndex, nil
 }
