@@ -24,6 +24,11 @@ type fakeNodes struct {
 	maxOpen  int
 	lists    int
 	infos    map[string]int
+	// infoDelay is how long a node read takes (a loaded server);
+	// infoOpen, maxInfoOpen count the reads in progress.
+	infoDelay   time.Duration
+	infoOpen    int
+	maxInfoOpen int
 }
 
 func newFakeNodes(n int) *fakeNodes {
@@ -95,7 +100,16 @@ func (f *fakeNodes) ListNodes(ctx context.Context, filter string, waitIndex uint
 
 func (f *fakeNodes) NodeInfo(ctx context.Context, id string) (nodeState, error) {
 	f.mu.Lock()
+	f.infoOpen++
+	f.maxInfoOpen = max(f.maxInfoOpen, f.infoOpen)
+	delay := f.infoDelay
+	f.mu.Unlock()
+	if delay > 0 {
+		time.Sleep(delay) // the server's latency, not a wait for a condition
+	}
+	f.mu.Lock()
 	defer f.mu.Unlock()
+	f.infoOpen--
 	f.infos[id]++
 	n, ok := f.nodes[id]
 	if !ok {
@@ -219,5 +233,63 @@ func TestNodeWatcherCheckError(t *testing.T) {
 	_, err := w.Wait(ctx, "node-0", func(nodeState) (bool, error) { return false, want })
 	if !errors.Is(err, want) {
 		t.Errorf("err = %v", err)
+	}
+}
+
+// A wave's nodes change together: the watcher reads them in parallel, at
+// most nodeReadParallel at once, so the last switch does not wait for the
+// reads of all the others; every switch still sees its own node.
+func TestNodeWatcherReadsChangedNodesInParallel(t *testing.T) {
+	const n = 64
+	f := newFakeNodes(n)
+	f.infoDelay = 20 * time.Millisecond
+	w := newNodeWatcher(f, testNodeTiming, time.Second, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	for i := range n {
+		id := fmt.Sprintf("node-%d", i)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, err := w.Wait(ctx, id, func(s nodeState) (bool, error) { return s.Meta["slot"] == "green", nil })
+			if err != nil {
+				errs <- fmt.Errorf("%s: %w", id, err)
+			}
+		}()
+	}
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(time.Millisecond) {
+		w.mu.Lock()
+		waiting, known := len(w.subs), len(w.known)
+		w.mu.Unlock()
+		if waiting == n && known == n {
+			break // every waiter's first read is done
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of %d switches waiting, %d read", waiting, n, known)
+		}
+	}
+	// Every node changes in one index: one list answer holds them all.
+	f.mu.Lock()
+	f.index++
+	for id, nd := range f.nodes {
+		nd.Meta = map[string]string{"slot": "green"}
+		nd.ModifyIndex = f.index
+		f.nodes[id] = nd
+	}
+	f.maxInfoOpen = 0
+	close(f.changed)
+	f.changed = make(chan struct{})
+	f.mu.Unlock()
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.maxInfoOpen < 2 || f.maxInfoOpen > nodeReadParallel {
+		t.Errorf("%d node reads at once, want between 2 and %d", f.maxInfoOpen, nodeReadParallel)
 	}
 }
