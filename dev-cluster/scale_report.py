@@ -10,6 +10,7 @@ node metadata writes), telemetry.jsonl (Nomad's and Consul's in-memory
 telemetry, 10 s intervals), nodesim-mem-*.txt, nodesim-status.json.
 """
 import json
+import math
 import re
 import sys
 from datetime import datetime, timezone
@@ -82,14 +83,22 @@ def in_windows(t, margin=0.0):
     return any(a + margin <= t <= b - margin for a, b, _, _ in windows)
 
 
-soak_seconds = sum(b - a for a, b, _, _ in windows)
+def in_soak_second(t):
+    """Whether the proxy's one-second bucket starting at t lies wholly in a
+    soak: the bucket of a soak's last second also holds what follows it
+    (the next stage's switches, which start the instant the gate passes)."""
+    return any(a <= t and t + 1 <= b for a, b, _, _ in windows)
+
+
+# The soak seconds the proxy's figures are per: whole seconds in a soak.
+soak_seconds = sum(max(0, math.floor(b) - math.ceil(a)) for a, b, _, _ in windows)
 
 
 def proxy_soak(route):
     r = proxy.get(route) or {}
     reqs, max_open, open_sum, secs = 0, 0, 0, 0
     for s in r.get("seconds") or []:
-        if in_windows(s["t"]):
+        if in_soak_second(s["t"]):
             reqs += s["requests"]
             max_open = max(max_open, s["max_open"])
     return reqs, max_open
@@ -161,7 +170,7 @@ def open_together():
     by_sec = {}
     for route in ("nomad", "consul"):
         for s in (proxy.get(route) or {}).get("seconds") or []:
-            if in_windows(s["t"]):
+            if in_soak_second(s["t"]):
                 by_sec[s["t"]] = by_sec.get(s["t"], 0) + s["max_open"]
     return max(by_sec.values(), default=0)
 
@@ -225,7 +234,7 @@ print()
 for route in ("nomad", "consul"):
     soak_paths = {}
     for s in (proxy.get(route) or {}).get("seconds") or []:
-        if in_windows(s["t"]):
+        if in_soak_second(s["t"]):
             for p, c in (s.get("paths") or {}).items():
                 soak_paths[p] = soak_paths.get(p, 0) + c
     if soak_paths and soak_seconds:

@@ -76,10 +76,20 @@ func (c *Controller) rollBack(ctx context.Context, r *Rollout) error {
 			t.Devices = len(todo)
 		}
 	}
+	// A device whose switch back failed (its client took the metadata
+	// but the server never showed it, ...) did not stop the others: it
+	// is unverified, like one whose old slot did not pass in time.
+	var notSwitched []*DeviceRecord
+	for _, rec := range todo {
+		if rec.State == DeviceRollingBack && rec.RollbackAt.IsZero() {
+			notSwitched = append(notSwitched, rec)
+		}
+	}
 	unverified, err := c.verifyRollback(ctx, r, todo)
 	if err != nil {
 		return err
 	}
+	unverified = append(notSwitched, unverified...)
 	if r.RollbackScope != ScopeWave || r.Stage == 0 {
 		if err := c.restoreActiveSlot(ctx, r); err != nil {
 			return err
@@ -163,9 +173,19 @@ func (c *Controller) rollBackDevice(ctx context.Context, r *Rollout, rec *Device
 		c.emitDevice(r, rec, "rollback", "skipped-offline", err.Error())
 	case ctx.Err() != nil:
 		return ctx.Err()
-	default:
-		c.emitDevice(r, rec, "rollback", "error", err.Error())
+	case errors.Is(err, ErrLockLost):
+		return err // I8: this controller acts no more
+	case errors.Is(err, ErrControlPlane):
+		// I5: not the device's; the rollback pauses and is resumed.
+		c.emitDevice(r, rec, "rollback", "control-plane-error", err.Error())
 		return fmt.Errorf("rolling back device %s: %w", rec.Name, err)
+	default:
+		// The device's own trouble (its client took the metadata, the
+		// server never showed it): the rollback goes on with the other
+		// devices and ends incomplete, naming this one; switching back
+		// is idempotent, so rolling back again retries it.
+		rec.Reason = "rollback not confirmed: " + err.Error()
+		c.emitDevice(r, rec, "rollback", "error", err.Error())
 	}
 	return c.saveDevice(ctx, r, rec)
 }

@@ -2,7 +2,9 @@ package scheduler
 
 import (
 	"context"
+	"errors"
 	"strings"
+	"sync"
 	"testing"
 )
 
@@ -91,4 +93,65 @@ func TestRollbackThatCannotBeVerified(t *testing.T) {
 		}
 	}
 	h.assertSlots(func(Device) string { return SlotBlue })
+}
+
+// A device whose switch back fails on its own (its client took the
+// metadata, the server never showed it) does not stop the rollback: every
+// other device is taken back and verified, the run ends
+// rollback-incomplete naming that device, and catch-up finishes it.
+func TestRollbackGoesOnPastADeviceThatFails(t *testing.T) {
+	h := newHarness(t, 12)
+	h.upgradeFrom("1.0.0")
+	h.health.broken["*"] = "crash"
+	var mu sync.Mutex
+	calls := map[string]int{}
+	target := ""
+	h.cluster.beforeSwitch = func(id string) {
+		mu.Lock()
+		defer mu.Unlock()
+		calls[id]++
+		if target == "" {
+			target = id // the first device switched
+		}
+		if id == target && calls[id] == 2 { // its switch back
+			h.cluster.mu.Lock()
+			h.cluster.failOnce[id] = errors.New("waiting for the Nomad server to report slot blue: not reported within 1m0s")
+			h.cluster.mu.Unlock()
+		}
+	}
+	r, err := h.run(context.Background())
+	if err != nil {
+		t.Fatalf("run: %v", err)
+	}
+	if r.Outcome != OutcomeRollbackIncomplete {
+		t.Fatalf("outcome %q, want rollback-incomplete", r.Outcome)
+	}
+	d := r.Decisions[len(r.Decisions)-1]
+	var failed *DeviceRecord
+	for _, rec := range r.StageDevices(0) {
+		if rec.ID == target {
+			failed = rec
+			continue
+		}
+		if rec.State != DeviceRolledBack {
+			t.Errorf("device %s is %s: the rollback must go on past another device's failure", rec.Name, rec.State)
+		}
+	}
+	if failed == nil {
+		t.Fatal("the failing device is not in the canary")
+	}
+	if failed.State == DeviceRolledBack || !strings.Contains(failed.Reason, "not reported") || !strings.Contains(d.Reason, failed.Name) {
+		t.Fatalf("failing device %s: %s (%q); decision %q: want it unverified and named", failed.Name, failed.State, failed.Reason, d.Reason)
+	}
+	// The device's trouble clears: catch-up takes it back and verifies it.
+	h.cluster.mu.Lock()
+	h.cluster.beforeSwitch = nil
+	h.cluster.mu.Unlock()
+	r, err = h.controller().CatchUp(context.Background(), false)
+	if err != nil {
+		t.Fatalf("catch-up: %v", err)
+	}
+	if r.Outcome != OutcomeRolledBack {
+		t.Fatalf("after catch-up the outcome is %q, want rolled-back", r.Outcome)
+	}
 }
