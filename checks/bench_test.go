@@ -161,6 +161,7 @@ func benchSnapshot(b *testing.B, n int, mode string) {
 		case "cold":
 			f.w.cs = newCheckCache()
 			clear(f.jw.cache)
+			f.jw.views = nil
 		case "wakeup":
 			f.w.publishNodesLocked(slices.Clone(f.nodes))
 			f.w.publishAllocsLocked([]string{f.jw.id}, allocsAnswer{allocs: slices.Clone(f.allocs)})

@@ -14,10 +14,31 @@ import (
 // again only when the device's node, its checks, or the allocations
 // changed since it was last computed.
 func (w *Watcher) deviceHealthLocked(jw *jobWatch, d scheduler.DeviceRef, key string) scheduler.DeviceHealth {
-	c, ok := jw.cache[key]
-	if ok && c != nil && c.nodesGen == w.nodesGen && c.allocGen == w.allocGen && c.epoch == w.cs.epoch && (c.nc == nil || c.nc.gen == c.checkGen) {
-		return c.h
+	return w.cachedLocked(jw, d, key).h
+}
+
+// cachedLocked is the device's cache entry, up to date. An entry is
+// updated in place, so that the views holding it (healthView) see it.
+func (w *Watcher) cachedLocked(jw *jobWatch, d scheduler.DeviceRef, key string) *cachedHealth {
+	c := jw.cache[key]
+	if c == nil {
+		c = &cachedHealth{}
+		jw.cache[key] = c
+	} else if w.validLocked(c) {
+		return c
 	}
+	w.fillLocked(jw, d, c)
+	return c
+}
+
+// validLocked reports whether a cache entry was computed from the caches
+// as they are.
+func (w *Watcher) validLocked(c *cachedHealth) bool {
+	return c.nodesGen == w.nodesGen && c.allocGen == w.allocGen && c.epoch == w.cs.epoch && (c.nc == nil || c.nc.gen == c.checkGen)
+}
+
+// fillLocked computes a device's health into its cache entry.
+func (w *Watcher) fillLocked(jw *jobWatch, d scheduler.DeviceRef, c *cachedHealth) {
 	name := d.Name
 	if name == "" {
 		name = w.nodes[d.ID].Name
@@ -28,8 +49,8 @@ func (w *Watcher) deviceHealthLocked(jw *jobWatch, d scheduler.DeviceRef, key st
 		gen = nc.gen
 	}
 	h := w.computeHealthLocked(jw, d, nc)
-	jw.cache[key] = &cachedHealth{nodesGen: w.nodesGen, allocGen: w.allocGen, epoch: w.cs.epoch, nc: nc, checkGen: gen, h: h}
-	return h
+	w.fills++
+	*c = cachedHealth{nodesGen: w.nodesGen, allocGen: w.allocGen, epoch: w.cs.epoch, nc: nc, checkGen: gen, h: h, fill: w.fills}
 }
 
 // computeHealthLocked assembles one device's health from the caches; nc

@@ -164,6 +164,12 @@ type Watcher struct {
 
 	// versions remembers the version parsed from check outputs.
 	versions map[string]string
+	// viewMin is the shortest list of devices Health keeps a view of (0:
+	// none); viewClock orders the views' uses.
+	viewMin   int
+	viewClock uint64
+	// fills numbers the cache entries' computations.
+	fills uint64
 
 	// lastRequest is the latest summary request per application (sumMu).
 	sumMu       sync.Mutex
@@ -184,6 +190,8 @@ type jobWatch struct {
 	// cache holds the health computed per device key, valid while the
 	// generations it was computed at hold.
 	cache map[string]*cachedHealth
+	// views are the last answers for long lists of devices.
+	views []*healthView
 }
 
 type cachedHealth struct {
@@ -191,6 +199,8 @@ type cachedHealth struct {
 	// nc is the node's checks entry (nil: none) in epoch.
 	nc *nodeChecks
 	h  scheduler.DeviceHealth
+	// fill numbers this computation (Watcher.fills).
+	fill uint64
 }
 
 // restartable is a loop that is replaced when what it queries changes
@@ -230,6 +240,7 @@ func newWatcher(src source, logger hclog.Logger, clk blocking.Clock, opts ...Opt
 		cs:       newCheckCache(),
 		jobs:     map[string]*jobWatch{},
 		versions: map[string]string{},
+		viewMin:  defaultViewMin,
 	}
 	for _, o := range opts {
 		o(w)
