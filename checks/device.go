@@ -14,20 +14,21 @@ import (
 // again only when the device's node, its checks, or the allocations
 // changed since it was last computed.
 func (w *Watcher) deviceHealthLocked(jw *jobWatch, d scheduler.DeviceRef, key string) scheduler.DeviceHealth {
-	return w.cachedLocked(jw, d, key).h
+	return w.cachedLocked(jw, d, key, nil).h
 }
 
 // cachedLocked is the device's cache entry, up to date. An entry is
 // updated in place, so that the views holding it (healthView) see it.
-func (w *Watcher) cachedLocked(jw *jobWatch, d scheduler.DeviceRef, key string) *cachedHealth {
+// A slab (nil: none) provides what a new computation needs.
+func (w *Watcher) cachedLocked(jw *jobWatch, d scheduler.DeviceRef, key string, slab *healthSlab) *cachedHealth {
 	c := jw.cache[key]
 	if c == nil {
-		c = &cachedHealth{}
+		c = slab.entry()
 		jw.cache[key] = c
 	} else if w.validLocked(c) {
 		return c
 	}
-	w.fillLocked(jw, d, c)
+	w.fillLocked(jw, d, c, slab)
 	return c
 }
 
@@ -38,7 +39,7 @@ func (w *Watcher) validLocked(c *cachedHealth) bool {
 }
 
 // fillLocked computes a device's health into its cache entry.
-func (w *Watcher) fillLocked(jw *jobWatch, d scheduler.DeviceRef, c *cachedHealth) {
+func (w *Watcher) fillLocked(jw *jobWatch, d scheduler.DeviceRef, c *cachedHealth, slab *healthSlab) {
 	name := d.Name
 	if name == "" {
 		name = w.nodes[d.ID].Name
@@ -48,14 +49,15 @@ func (w *Watcher) fillLocked(jw *jobWatch, d scheduler.DeviceRef, c *cachedHealt
 	if nc != nil {
 		gen = nc.gen
 	}
-	h := w.computeHealthLocked(jw, d, nc)
+	h := w.computeHealthLocked(jw, d, nc, slab)
 	w.fills++
 	*c = cachedHealth{nodesGen: w.nodesGen, allocGen: w.allocGen, epoch: w.cs.epoch, nc: nc, checkGen: gen, h: h, fill: w.fills}
 }
 
 // computeHealthLocked assembles one device's health from the caches; nc
-// are its node's checks (nil: none, or looked up by the name found here).
-func (w *Watcher) computeHealthLocked(jw *jobWatch, d scheduler.DeviceRef, nc *nodeChecks) scheduler.DeviceHealth {
+// are its node's checks (nil: none, or looked up by the name found here);
+// slab (nil: none) provides the health's allocation and check list.
+func (w *Watcher) computeHealthLocked(jw *jobWatch, d scheduler.DeviceRef, nc *nodeChecks, slab *healthSlab) scheduler.DeviceHealth {
 	nodeID, name := d.ID, d.Name
 	node, known := w.nodes[nodeID]
 	if !known && name != "" {
@@ -69,7 +71,8 @@ func (w *Watcher) computeHealthLocked(jw *jobWatch, d scheduler.DeviceRef, nc *n
 
 	var h scheduler.DeviceHealth
 	if a, ok := pickAlloc(jw.allocs[nodeID], jw.view); ok && nodeID != "" {
-		h.Alloc = &scheduler.AllocHealth{ID: a.ID, Status: a.ClientStatus, Restarts: a.Restarts}
+		h.Alloc = slab.alloc()
+		*h.Alloc = scheduler.AllocHealth{ID: a.ID, Status: a.ClientStatus, Restarts: a.Restarts}
 		if jw.view.Found {
 			h.Alloc.Version = jw.view.Versions[a.JobVersion]
 		}
@@ -119,7 +122,7 @@ func (w *Watcher) computeHealthLocked(jw *jobWatch, d scheduler.DeviceRef, nc *n
 		}
 	}
 	if total := nNode + nApp + nAgent; total > 0 {
-		h.Checks = make([]scheduler.CheckResult, 0, total)
+		h.Checks = slab.checkList(total)
 	}
 	// The node's checks first, then the application's, then the agent's:
 	// each group ordered by service, service ID and check ID so that the
@@ -258,7 +261,9 @@ const maxVersionMemo = 4096
 // them. An application that could not be measured gives none.
 func metricsOf(cs []scheduler.CheckResult) *scheduler.Metrics {
 	for _, c := range cs {
-		if c.Layer != 3 {
+		if c.Layer != 3 || !strings.Contains(c.Output, contract.MetricsLinePrefix) {
+			// Without the prefix there is no record (a cheap test:
+			// ParseMetrics searches from the end).
 			continue
 		}
 		m, ok := contract.ParseMetrics(c.Output)

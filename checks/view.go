@@ -83,9 +83,11 @@ func (w *Watcher) viewHealthLocked(jw *jobWatch, devices []scheduler.DeviceRef) 
 		out:     make(map[string]scheduler.DeviceHealth, len(devices)),
 		used:    w.viewClock,
 	}
+	slab := &healthSlab{}
 	for i, d := range devices {
+		slab.left = len(devices) - i
 		key := deviceKey(d)
-		c := w.cachedLocked(jw, d, key)
+		c := w.cachedLocked(jw, d, key, slab)
 		v.refs[i] = scheduler.DeviceRef{ID: d.ID, Name: d.Name}
 		v.keys[i], v.entries[i], v.filled[i] = key, c, c.fill
 		v.out[key] = c.h
@@ -120,7 +122,7 @@ func (w *Watcher) refreshViewLocked(jw *jobWatch, v *healthView) {
 	}
 	for i, c := range v.entries {
 		if !w.validLocked(c) {
-			w.fillLocked(jw, v.refs[i], c)
+			w.fillLocked(jw, v.refs[i], c, nil)
 		}
 		if c.fill != v.filled[i] {
 			v.out[v.keys[i]] = c.h
@@ -128,4 +130,65 @@ func (w *Watcher) refreshViewLocked(jw *jobWatch, v *healthView) {
 		}
 	}
 	v.nodesGen, v.allocGen, v.epoch, v.checksGen = w.nodesGen, w.allocGen, w.cs.epoch, w.cs.gen
+}
+
+// healthSlab hands out what many devices' health computed at once (a
+// view built) needs, their cache entries, allocations and check lists,
+// from a few arrays instead of one allocation each (fewer objects for the
+// allocator and the garbage collector). A chunk of allocations or check
+// lists stays in memory while one device's health still uses it: at most
+// about what one computation of every device took. A nil slab allocates
+// each one.
+type healthSlab struct {
+	// left is the number of devices still to compute: it sizes the
+	// next chunks.
+	left    int
+	entries []cachedHealth
+	allocs  []scheduler.AllocHealth
+	checks  []scheduler.CheckResult
+}
+
+// slabChunk bounds a chunk, in devices.
+const slabChunk = 1024
+
+func (s *healthSlab) chunk() int { return max(1, min(s.left, slabChunk)) }
+
+// entry is a new cache entry.
+func (s *healthSlab) entry() *cachedHealth {
+	if s == nil {
+		return &cachedHealth{}
+	}
+	if len(s.entries) == 0 {
+		s.entries = make([]cachedHealth, s.chunk())
+	}
+	c := &s.entries[0]
+	s.entries = s.entries[1:]
+	return c
+}
+
+// alloc is a new allocation's health.
+func (s *healthSlab) alloc() *scheduler.AllocHealth {
+	if s == nil {
+		return &scheduler.AllocHealth{}
+	}
+	if len(s.allocs) == 0 {
+		s.allocs = make([]scheduler.AllocHealth, s.chunk())
+	}
+	a := &s.allocs[0]
+	s.allocs = s.allocs[1:]
+	return a
+}
+
+// checkList is an empty list of capacity n (appending past n does not
+// reach a neighbour's list).
+func (s *healthSlab) checkList(n int) []scheduler.CheckResult {
+	if s == nil {
+		return make([]scheduler.CheckResult, 0, n)
+	}
+	if len(s.checks) < n {
+		s.checks = make([]scheduler.CheckResult, max(n, 4*s.chunk()))
+	}
+	out := s.checks[:0:n]
+	s.checks = s.checks[n:]
+	return out
 }
