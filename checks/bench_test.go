@@ -37,7 +37,7 @@ type benchFleet struct {
 
 const benchL3 = `HTTP GET http://127.0.0.1:20394/health: 200 OK Output: {"status":"healthy","version":"2.0.0","uptime_s":73}`
 
-func newBenchFleet(b *testing.B, n int) *benchFleet {
+func newBenchFleet(b testing.TB, n int) *benchFleet {
 	b.Helper()
 	w := newWatcher(newFakeSource(), nil, blocking.Clock{})
 	f := &benchFleet{w: w, index: 1000, now: time.Unix(1_700_000_000, 0)}
