@@ -14,21 +14,19 @@ import (
 // again only when the device's node, its checks, or the allocations
 // changed since it was last computed.
 func (w *Watcher) deviceHealthLocked(jw *jobWatch, d scheduler.DeviceRef, key string) scheduler.DeviceHealth {
-	return w.cachedLocked(jw, d, key, nil).h
+	return w.cachedLocked(jw, d, key).h
 }
 
-// cachedLocked is the device's cache entry, up to date. An entry is
-// updated in place, so that the views holding it (healthView) see it.
-// A slab (nil: none) provides what a new computation needs.
-func (w *Watcher) cachedLocked(jw *jobWatch, d scheduler.DeviceRef, key string, slab *healthSlab) *cachedHealth {
+// cachedLocked is the device's cache entry, up to date.
+func (w *Watcher) cachedLocked(jw *jobWatch, d scheduler.DeviceRef, key string) *cachedHealth {
 	c := jw.cache[key]
 	if c == nil {
-		c = slab.entry()
+		c = &cachedHealth{}
 		jw.cache[key] = c
 	} else if w.validLocked(c) {
 		return c
 	}
-	w.fillLocked(jw, d, c, slab)
+	w.fillLocked(jw, d, c, nil)
 	return c
 }
 
@@ -38,7 +36,8 @@ func (w *Watcher) validLocked(c *cachedHealth) bool {
 	return c.nodesGen == w.nodesGen && c.allocGen == w.allocGen && c.epoch == w.cs.epoch && (c.nc == nil || c.nc.gen == c.checkGen)
 }
 
-// fillLocked computes a device's health into its cache entry.
+// fillLocked computes a device's health into its cache entry; a slab
+// (nil: none) provides the allocations.
 func (w *Watcher) fillLocked(jw *jobWatch, d scheduler.DeviceRef, c *cachedHealth, slab *healthSlab) {
 	name := d.Name
 	if name == "" {
@@ -50,8 +49,7 @@ func (w *Watcher) fillLocked(jw *jobWatch, d scheduler.DeviceRef, c *cachedHealt
 		gen = nc.gen
 	}
 	h := w.computeHealthLocked(jw, d, nc, slab)
-	w.fills++
-	*c = cachedHealth{nodesGen: w.nodesGen, allocGen: w.allocGen, epoch: w.cs.epoch, nc: nc, checkGen: gen, h: h, fill: w.fills}
+	*c = cachedHealth{nodesGen: w.nodesGen, allocGen: w.allocGen, epoch: w.cs.epoch, nc: nc, checkGen: gen, h: h}
 }
 
 // computeHealthLocked assembles one device's health from the caches; nc

@@ -8,22 +8,19 @@ import (
 
 // healthView is the last answer of Health for one list of devices (the
 // controller asks for the same wave's devices at every sample): the
-// devices' cache entries by position and the answer's map. Asked again
-// for the same list, Health checks each entry where the caches changed
-// (not at all when nothing did: a wakeup), recomputes the devices whose
-// inputs moved, updates only their places in the map, and returns a copy
-// of the map (a copy of its memory, no hashing): no map lookup by device,
-// no map built again.
+// devices' cache entries by position (its own, in one array: not those of
+// jobWatch.cache, which short lists use) and the answer's map. Asked
+// again for the same list, Health checks each entry when the caches
+// changed (not at all when nothing did: a wakeup), recomputes the devices
+// whose inputs moved, updates only their places in the map, and returns a
+// copy of the map (a copy of its memory, no hashing): no map lookup by
+// device, no map built again.
 type healthView struct {
 	// refs are the list's devices (their IDs and names decide).
 	refs []scheduler.DeviceRef
 	keys []string
-	// entries are the devices' cache entries (those of jobWatch.cache,
-	// updated in place).
-	entries []*cachedHealth
-	// filled is each entry's fill when the view copied its health (an
-	// entry may be computed again by another list's request).
-	filled []uint64
+	// entries are the devices' cache entries.
+	entries []cachedHealth
 	// out holds exactly keys[i] -> entries[i].h; never handed out.
 	out map[string]scheduler.DeviceHealth
 	// The caches' generations at which every entry was last checked.
@@ -78,8 +75,7 @@ func (w *Watcher) viewHealthLocked(jw *jobWatch, devices []scheduler.DeviceRef) 
 	v := &healthView{
 		refs:    make([]scheduler.DeviceRef, len(devices)),
 		keys:    make([]string, len(devices)),
-		entries: make([]*cachedHealth, len(devices)),
-		filled:  make([]uint64, len(devices)),
+		entries: make([]cachedHealth, len(devices)),
 		out:     make(map[string]scheduler.DeviceHealth, len(devices)),
 		used:    w.viewClock,
 	}
@@ -87,9 +83,10 @@ func (w *Watcher) viewHealthLocked(jw *jobWatch, devices []scheduler.DeviceRef) 
 	for i, d := range devices {
 		slab.left = len(devices) - i
 		key := deviceKey(d)
-		c := w.cachedLocked(jw, d, key, slab)
+		c := &v.entries[i]
+		w.fillLocked(jw, d, c, slab)
 		v.refs[i] = scheduler.DeviceRef{ID: d.ID, Name: d.Name}
-		v.keys[i], v.entries[i], v.filled[i] = key, c, c.fill
+		v.keys[i] = key
 		v.out[key] = c.h
 	}
 	if len(v.out) != len(devices) {
@@ -120,21 +117,17 @@ func (w *Watcher) refreshViewLocked(jw *jobWatch, v *healthView) {
 	if v.nodesGen == w.nodesGen && v.allocGen == w.allocGen && v.epoch == w.cs.epoch && v.checksGen == w.cs.gen {
 		return
 	}
-	for i, c := range v.entries {
-		if !w.validLocked(c) {
+	for i := range v.entries {
+		if c := &v.entries[i]; !w.validLocked(c) {
 			w.fillLocked(jw, v.refs[i], c, nil)
-		}
-		if c.fill != v.filled[i] {
 			v.out[v.keys[i]] = c.h
-			v.filled[i] = c.fill
 		}
 	}
 	v.nodesGen, v.allocGen, v.epoch, v.checksGen = w.nodesGen, w.allocGen, w.cs.epoch, w.cs.gen
 }
 
 // healthSlab hands out what many devices' health computed at once (a
-// view built) needs, their cache entries, allocations and check lists,
-// from a few arrays instead of one allocation each (fewer objects for the
+// view built) needs, their allocations and check lists, from a few arrays instead of one allocation each (fewer objects for the
 // allocator and the garbage collector). A chunk of allocations or check
 // lists stays in memory while one device's health still uses it: at most
 // about what one computation of every device took. A nil slab allocates
@@ -142,29 +135,15 @@ func (w *Watcher) refreshViewLocked(jw *jobWatch, v *healthView) {
 type healthSlab struct {
 	// left is the number of devices still to compute: it sizes the
 	// next chunks.
-	left    int
-	entries []cachedHealth
-	allocs  []scheduler.AllocHealth
-	checks  []scheduler.CheckResult
+	left   int
+	allocs []scheduler.AllocHealth
+	checks []scheduler.CheckResult
 }
 
 // slabChunk bounds a chunk, in devices.
 const slabChunk = 1024
 
 func (s *healthSlab) chunk() int { return max(1, min(s.left, slabChunk)) }
-
-// entry is a new cache entry.
-func (s *healthSlab) entry() *cachedHealth {
-	if s == nil {
-		return &cachedHealth{}
-	}
-	if len(s.entries) == 0 {
-		s.entries = make([]cachedHealth, s.chunk())
-	}
-	c := &s.entries[0]
-	s.entries = s.entries[1:]
-	return c
-}
 
 // alloc is a new allocation's health.
 func (s *healthSlab) alloc() *scheduler.AllocHealth {

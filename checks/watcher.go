@@ -168,8 +168,6 @@ type Watcher struct {
 	// none); viewClock orders the views' uses.
 	viewMin   int
 	viewClock uint64
-	// fills numbers the cache entries' computations.
-	fills uint64
 
 	// lastRequest is the latest summary request per application (sumMu).
 	sumMu       sync.Mutex
@@ -199,8 +197,6 @@ type cachedHealth struct {
 	// nc is the node's checks entry (nil: none) in epoch.
 	nc *nodeChecks
 	h  scheduler.DeviceHealth
-	// fill numbers this computation (Watcher.fills).
-	fill uint64
 }
 
 // restartable is a loop that is replaced when what it queries changes
