@@ -18,10 +18,10 @@ import (
 type healthView struct {
 	// refs are the list's devices (their IDs and names decide).
 	refs []scheduler.DeviceRef
-	keys []string
 	// entries are the devices' cache entries.
 	entries []cachedHealth
-	// out holds exactly keys[i] -> entries[i].h; never handed out.
+	// out holds exactly the devices' keys (deviceKey) -> entries[i].h;
+	// never handed out.
 	out map[string]scheduler.DeviceHealth
 	// The caches' generations at which every entry was last checked.
 	nodesGen, allocGen, epoch, checksGen uint64
@@ -74,7 +74,6 @@ func (w *Watcher) viewHealthLocked(jw *jobWatch, devices []scheduler.DeviceRef) 
 	}
 	v := &healthView{
 		refs:    make([]scheduler.DeviceRef, len(devices)),
-		keys:    make([]string, len(devices)),
 		entries: make([]cachedHealth, len(devices)),
 		out:     make(map[string]scheduler.DeviceHealth, len(devices)),
 		used:    w.viewClock,
@@ -86,13 +85,13 @@ func (w *Watcher) viewHealthLocked(jw *jobWatch, devices []scheduler.DeviceRef) 
 		c := &v.entries[i]
 		w.fillLocked(jw, d, c, slab)
 		v.refs[i] = scheduler.DeviceRef{ID: d.ID, Name: d.Name}
-		v.keys[i] = key
 		v.out[key] = c.h
-	}
-	if len(v.out) != len(devices) {
-		// Two devices with one key: the answer holds the last one's
-		// health; answered from the cache every time.
-		return v.out, false
+		if len(v.out) != i+1 {
+			// Two devices with one key (the answer holds the last
+			// one's health): no view, the list is answered by device
+			// from the cache.
+			return nil, false
+		}
 	}
 	v.nodesGen, v.allocGen, v.epoch, v.checksGen = w.nodesGen, w.allocGen, w.cs.epoch, w.cs.gen
 	if len(jw.views) < maxHealthViews {
@@ -120,15 +119,16 @@ func (w *Watcher) refreshViewLocked(jw *jobWatch, v *healthView) {
 	for i := range v.entries {
 		if c := &v.entries[i]; !w.validLocked(c) {
 			w.fillLocked(jw, v.refs[i], c, nil)
-			v.out[v.keys[i]] = c.h
+			v.out[deviceKey(v.refs[i])] = c.h
 		}
 	}
 	v.nodesGen, v.allocGen, v.epoch, v.checksGen = w.nodesGen, w.allocGen, w.cs.epoch, w.cs.gen
 }
 
 // healthSlab hands out what many devices' health computed at once (a
-// view built) needs, their allocations and check lists, from a few arrays instead of one allocation each (fewer objects for the
-// allocator and the garbage collector). A chunk of allocations or check
+// view built) needs, their allocations and check lists, from a few
+// arrays instead of one allocation each (fewer objects for the allocator
+// and the garbage collector). A chunk of allocations or check
 // lists stays in memory while one device's health still uses it: at most
 // about what one computation of every device took. A nil slab allocates
 // each one.
