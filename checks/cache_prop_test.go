@@ -237,6 +237,7 @@ func (m *propCluster) restore() {
 func propWatcher(m *propCluster) (*Watcher, *jobWatch) {
 	w := newWatcher(newFakeSource(), nil, blocking.Clock{}, WithConfig(Config{AgentServices: []string{propAgent}}))
 	w.stopped = true // nothing to restart: the test feeds the answers
+	w.viewMin = 1    // every list has its view (healthView)
 	jw := &jobWatch{id: "app-blue", slot: "blue", allocs: map[string][]allocInfo{}, cache: map[string]*cachedHealth{}}
 	w.jobs[jw.id] = jw
 	propPublish(w, m, true)
@@ -319,8 +320,25 @@ func TestCheckCacheIncrementalMatchesRebuild(t *testing.T) {
 			if got, want := cacheState(&w.cs), cacheState(&full); !reflect.DeepEqual(got, want) {
 				t.Fatalf("%s: merged cache differs from a rebuild:\n got %+v\nwant %+v", where, got, want)
 			}
+			if m.r.IntN(3) == 0 {
+				// Another list asked in between (a device, a part of
+				// the list, the list with a duplicate): its own view,
+				// its entries shared with the list's, views evicted.
+				i := m.r.IntN(len(devs))
+				var other []scheduler.DeviceRef
+				switch m.r.IntN(3) {
+				case 0:
+					other = devs[i : i+1]
+				case 1:
+					other = devs[i:]
+				default:
+					other = append(slices.Clone(devs), devs[i])
+				}
+				w.healthLocked(jw, other)
+			}
 			fw, fjw := propWatcher(m)
 			fw.cs = full
+			fw.viewMin = 0
 			got, want := w.healthLocked(jw, devs), fw.healthLocked(fjw, devs)
 			if !reflect.DeepEqual(got, want) {
 				for k := range want {

@@ -14,10 +14,31 @@ import (
 // again only when the device's node, its checks, or the allocations
 // changed since it was last computed.
 func (w *Watcher) deviceHealthLocked(jw *jobWatch, d scheduler.DeviceRef, key string) scheduler.DeviceHealth {
-	c, ok := jw.cache[key]
-	if ok && c != nil && c.nodesGen == w.nodesGen && c.allocGen == w.allocGen && c.epoch == w.cs.epoch && (c.nc == nil || c.nc.gen == c.checkGen) {
-		return c.h
+	return w.cachedLocked(jw, d, key).h
+}
+
+// cachedLocked is the device's cache entry, up to date.
+func (w *Watcher) cachedLocked(jw *jobWatch, d scheduler.DeviceRef, key string) *cachedHealth {
+	c := jw.cache[key]
+	if c == nil {
+		c = &cachedHealth{}
+		jw.cache[key] = c
+	} else if w.validLocked(c) {
+		return c
 	}
+	w.fillLocked(jw, d, c, nil)
+	return c
+}
+
+// validLocked reports whether a cache entry was computed from the caches
+// as they are.
+func (w *Watcher) validLocked(c *cachedHealth) bool {
+	return c.nodesGen == w.nodesGen && c.allocGen == w.allocGen && c.epoch == w.cs.epoch && (c.nc == nil || c.nc.gen == c.checkGen)
+}
+
+// fillLocked computes a device's health into its cache entry; a slab
+// (nil: none) provides the allocations.
+func (w *Watcher) fillLocked(jw *jobWatch, d scheduler.DeviceRef, c *cachedHealth, slab *healthSlab) {
 	name := d.Name
 	if name == "" {
 		name = w.nodes[d.ID].Name
@@ -27,14 +48,14 @@ func (w *Watcher) deviceHealthLocked(jw *jobWatch, d scheduler.DeviceRef, key st
 	if nc != nil {
 		gen = nc.gen
 	}
-	h := w.computeHealthLocked(jw, d, nc)
-	jw.cache[key] = &cachedHealth{nodesGen: w.nodesGen, allocGen: w.allocGen, epoch: w.cs.epoch, nc: nc, checkGen: gen, h: h}
-	return h
+	h := w.computeHealthLocked(jw, d, nc, slab)
+	*c = cachedHealth{nodesGen: w.nodesGen, allocGen: w.allocGen, epoch: w.cs.epoch, nc: nc, checkGen: gen, h: h}
 }
 
 // computeHealthLocked assembles one device's health from the caches; nc
-// are its node's checks (nil: none, or looked up by the name found here).
-func (w *Watcher) computeHealthLocked(jw *jobWatch, d scheduler.DeviceRef, nc *nodeChecks) scheduler.DeviceHealth {
+// are its node's checks (nil: none, or looked up by the name found here);
+// slab (nil: none) provides the health's allocation and check list.
+func (w *Watcher) computeHealthLocked(jw *jobWatch, d scheduler.DeviceRef, nc *nodeChecks, slab *healthSlab) scheduler.DeviceHealth {
 	nodeID, name := d.ID, d.Name
 	node, known := w.nodes[nodeID]
 	if !known && name != "" {
@@ -48,7 +69,8 @@ func (w *Watcher) computeHealthLocked(jw *jobWatch, d scheduler.DeviceRef, nc *n
 
 	var h scheduler.DeviceHealth
 	if a, ok := pickAlloc(jw.allocs[nodeID], jw.view); ok && nodeID != "" {
-		h.Alloc = &scheduler.AllocHealth{ID: a.ID, Status: a.ClientStatus, Restarts: a.Restarts}
+		h.Alloc = slab.alloc()
+		*h.Alloc = scheduler.AllocHealth{ID: a.ID, Status: a.ClientStatus, Restarts: a.Restarts}
 		if jw.view.Found {
 			h.Alloc.Version = jw.view.Versions[a.JobVersion]
 		}
@@ -98,7 +120,7 @@ func (w *Watcher) computeHealthLocked(jw *jobWatch, d scheduler.DeviceRef, nc *n
 		}
 	}
 	if total := nNode + nApp + nAgent; total > 0 {
-		h.Checks = make([]scheduler.CheckResult, 0, total)
+		h.Checks = slab.checkList(total)
 	}
 	// The node's checks first, then the application's, then the agent's:
 	// each group ordered by service, service ID and check ID so that the
@@ -237,7 +259,9 @@ const maxVersionMemo = 4096
 // them. An application that could not be measured gives none.
 func metricsOf(cs []scheduler.CheckResult) *scheduler.Metrics {
 	for _, c := range cs {
-		if c.Layer != 3 {
+		if c.Layer != 3 || !strings.Contains(c.Output, contract.MetricsLinePrefix) {
+			// Without the prefix there is no record (a cheap test:
+			// ParseMetrics searches from the end).
 			continue
 		}
 		m, ok := contract.ParseMetrics(c.Output)

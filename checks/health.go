@@ -39,14 +39,17 @@ func (w *Watcher) Health(ctx context.Context, r *scheduler.Rollout, devices []sc
 }
 
 // healthLocked is the devices' health from the caches, keyed by device ID
-// (name when it has none).
+// (name when it has none). A long list is answered from its view
+// (healthView) when it was asked before.
 func (w *Watcher) healthLocked(jw *jobWatch, devices []scheduler.DeviceRef) map[string]scheduler.DeviceHealth {
+	if w.viewMin > 0 && len(devices) >= w.viewMin {
+		if out, ok := w.viewHealthLocked(jw, devices); ok {
+			return out
+		}
+	}
 	out := make(map[string]scheduler.DeviceHealth, len(devices))
 	for _, d := range devices {
-		key := d.ID
-		if key == "" {
-			key = d.Name
-		}
+		key := deviceKey(d)
 		out[key] = w.deviceHealthLocked(jw, d, key)
 	}
 	return out

@@ -164,6 +164,10 @@ type Watcher struct {
 
 	// versions remembers the version parsed from check outputs.
 	versions map[string]string
+	// viewMin is the shortest list of devices Health keeps a view of (0:
+	// none); viewClock orders the views' uses.
+	viewMin   int
+	viewClock uint64
 
 	// lastRequest is the latest summary request per application (sumMu).
 	sumMu       sync.Mutex
@@ -184,6 +188,8 @@ type jobWatch struct {
 	// cache holds the health computed per device key, valid while the
 	// generations it was computed at hold.
 	cache map[string]*cachedHealth
+	// views are the last answers for long lists of devices.
+	views []*healthView
 }
 
 type cachedHealth struct {
@@ -230,6 +236,7 @@ func newWatcher(src source, logger hclog.Logger, clk blocking.Clock, opts ...Opt
 		cs:       newCheckCache(),
 		jobs:     map[string]*jobWatch{},
 		versions: map[string]string{},
+		viewMin:  defaultViewMin,
 	}
 	for _, o := range opts {
 		o(w)

@@ -56,6 +56,10 @@ func TestSortedDevicesFollowsChanges(t *testing.T) {
 	r.Devices["id-0007"].Stage = 2
 	check("after a stage change")
 
+	cp := *r.Devices["id-0011"]
+	r.Devices["id-0011"] = &cp
+	check("after a record replaced by its copy (same ID and name)")
+
 	copied := make(map[string]*DeviceRecord, len(r.Devices))
 	for k, v := range r.Devices {
 		copied[k] = v
