@@ -6,10 +6,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/hashicorp/consul/api"
 
@@ -177,8 +179,15 @@ func (a *Appender) appendLocked(ctx context.Context, folder string, recs []json.
 		}
 		next, err := a.appendTo(ctx, folder, tail, recs)
 		if errors.Is(err, scheduler.ErrConflict) {
-			// Another writer appended: read the tail again.
+			// Another writer appended: read the tail again, after a
+			// growing, jittered pause. A writer that holds the tail's
+			// index writes at once while one that lost must read first,
+			// so without the pause a busy writer starves the other for
+			// as long as it writes.
 			delete(a.tails, folder)
+			if err := sleepCtx(ctx, conflictBackoff(attempt)); err != nil {
+				return fmt.Errorf("appending to %s: %w", folder, err)
+			}
 			continue
 		}
 		if err != nil {
@@ -193,6 +202,25 @@ func (a *Appender) appendLocked(ctx context.Context, folder string, recs []json.
 		return nil
 	}
 	return fmt.Errorf("appending to %s: too many concurrent writers", folder)
+}
+
+// conflictBackoff is the pause before the retry after the attempt-th lost
+// check-and-set: 2 ms doubling to 200 ms, half of it random (20 attempts
+// span about 3 s).
+func conflictBackoff(attempt int) time.Duration {
+	d := min(2*time.Millisecond<<min(attempt, 10), 200*time.Millisecond)
+	return d/2 + rand.N(d/2+1)
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
 }
 
 // appendTo writes the records after tail and returns the new last chunk
