@@ -3,6 +3,7 @@ package registry
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"reflect"
 	"testing"
@@ -117,7 +118,7 @@ func TestPlanSyncMatchesReference(t *testing.T) {
 				t.Fatalf("round %d: the cached entry %s differs from KV:\n%+v\n%+v", round, k, cache.devices[k], d)
 			}
 		}
-		next, events := Diff(ref.devices, obs, now)
+		next, events := Diff(maps.Clone(ref.devices), obs, now)
 		want := r.planSyncFrom(ref, next, events)
 		got := r.planSync(cache, obs, now)
 		if !reflect.DeepEqual(got.ops, want.ops) {
