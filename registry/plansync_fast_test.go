@@ -21,6 +21,17 @@ import (
 // heartbeats within and beyond the resolution, new, removed, Consul-only
 // and re-registered nodes, quarantines.
 func TestPlanSyncMatchesReference(t *testing.T) {
+	testPlanSyncMatchesReference(t, false)
+}
+
+// The same when only some writes commit (a lost check-and-set, an error):
+// the decode cache, which planSync turned into the next registry, drops
+// the entries that did not commit, and the next sync reads them again.
+func TestPlanSyncMatchesReferencePartialWrites(t *testing.T) {
+	testPlanSyncMatchesReference(t, true)
+}
+
+func testPlanSyncMatchesReference(t *testing.T, partial bool) {
 	rng := rand.New(rand.NewPCG(11, 12))
 	const n = 300
 	devs := make([]scheduler.Device, n)
@@ -130,10 +141,17 @@ func TestPlanSyncMatchesReference(t *testing.T) {
 		if len(want.ops) == 0 && round > 0 {
 			t.Fatalf("round %d: nothing to write: the scenario changes nothing", round)
 		}
-		// Apply the writes, as Sync does.
-		for _, op := range got.ops {
-			put(op.ID, op.Value)
+		// Apply the writes, as Sync does: up to the first that fails.
+		n := len(got.ops)
+		if partial {
+			n = rng.IntN(n + 1)
 		}
+		committed := map[string]bool{}
+		for _, op := range got.ops[:n] {
+			put(op.ID, op.Value)
+			committed[op.ID] = true
+		}
+		cache.forgetUncommitted(got.ops, committed)
 	}
 }
 

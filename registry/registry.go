@@ -98,7 +98,7 @@ type Registry struct {
 	onSync        func([]Event, error)
 
 	syncMu  sync.Mutex // one sync at a time in this process
-	decoded snapshot   // the registry as the last sync read it (under syncMu)
+	decoded snapshot   // the registry as the last sync left it (under syncMu; see loadForSync)
 
 	cacheMu sync.Mutex
 	details map[string]nodeDetail // Nomad node ID -> details
