@@ -180,3 +180,40 @@ func TestEqualDeviceSharedMaps(t *testing.T) {
 		t.Fatal("sameMap on nil maps")
 	}
 }
+
+// Two Nomad nodes claiming one node ID: planSync writes the key once, with
+// the entry the next registry holds.
+func TestPlanSyncDuplicateNodeID(t *testing.T) {
+	r := &Registry{hbResolution: 5 * time.Minute}
+	a, b := sampleDevice(1), sampleDevice(2)
+	obs := observe(a, b)
+	na := obs.Nomad[a.Name]
+	na.Class = "other" // both claims change the entry: two writes to merge
+	obs.Nomad[a.Name] = na
+	nb := obs.Nomad[b.Name]
+	nb.ID = a.ID
+	nb.Status = "down"
+	obs.Nomad[b.Name] = nb
+	for _, min := range []int{1 << 30, 0} {
+		withPipelineMin(t, min, func() {
+			p := r.planSync(snapshotOf(a, b), obs, testNow)
+			seen := map[string]bool{}
+			for _, op := range p.ops {
+				if seen[op.ID] {
+					t.Fatalf("pipeline from %d: %s written twice: %+v", min, op.ID, p.ops)
+				}
+				seen[op.ID] = true
+				if op.ID != a.ID {
+					continue
+				}
+				var d scheduler.Device
+				if err := json.Unmarshal(op.Value, &d); err != nil || !equalDevice(d, p.next[a.ID]) {
+					t.Fatalf("pipeline from %d: wrote %+v (%v), next holds %+v", min, d, err, p.next[a.ID])
+				}
+			}
+			if !seen[a.ID] || !seen[b.ID] {
+				t.Fatalf("pipeline from %d: writes %+v, want %s (claimed twice) and %s (gone from Nomad)", min, p.ops, a.ID, b.ID)
+			}
+		})
+	}
+}
