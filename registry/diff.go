@@ -12,9 +12,16 @@ import (
 )
 
 // Diff is the registry sync: it compares the registry (current, keyed by
-// Nomad node ID) with one scan of Nomad and Consul (obs) and returns the next
-// registry and the events that lead to it, sorted by device. It does not
-// modify current; next shares the Meta and Apps maps of current and obs.
+// Nomad node ID) with one scan of Nomad and Consul (obs), updates current in
+// place to the next registry and returns it (a nil current: a new map) with
+// the events that lead to it, sorted by device. Callers that still need the
+// registry as it was pass a copy (maps.Clone). next shares the Meta and
+// Apps maps of current and obs.
+//
+// Updating in place is what makes the sync of a large fleet cheap: a
+// scheduler.Device is too large for a map to hold it inline, so building a
+// new map cost one allocation (and its collection) per device and scan;
+// now an unchanged device costs its lookups only.
 //
 // A device's status follows from what the two sides say:
 //
@@ -52,39 +59,42 @@ import (
 // offline, online (offline -> ok), discrepancy (entering one, or its reason
 // changing), discrepancy-cleared (discrepancy -> ok), capabilities-changed
 // (node class or capabilities differ), removed.
+//
+// Two Nomad nodes claiming one node ID (which Nomad does not do) are both
+// settled, the one met second from the entry the first one left, so that
+// which one's entry stays, and the second one's events, depend on the
+// map's order.
 func Diff(current map[string]scheduler.Device, obs scheduler.Observed, now time.Time) (map[string]scheduler.Device, []scheduler.RegistryEvent) {
-	next, events, _ := diffWith(current, obs, now, nil)
+	next, events, _, _ := diffWith(current, obs, now, nil)
 	return next, events
 }
 
 // settleHook sees each next entry before it is stored: old is current's
 // entry under the same key when known; it returns the entry to store. It
-// runs on the goroutine that called diffWith, but while the diff runs,
-// current may be read by another goroutine: the hook must not modify it.
+// runs on the goroutine that called diffWith and must not modify current.
 type settleHook func(key string, old scheduler.Device, known bool, d scheduler.Device) scheduler.Device
 
-// pipelineMin is the number of Nomad nodes from which the diff settles them
-// on a second goroutine while the calling one stores the results (on a
-// large fleet the diff waits on memory, two cores halve that); a variable
-// so that tests cover both paths.
+// pipelineMin is the number of Nomad nodes from which the diff walks
+// Nomad's and Consul's nodes on a second goroutine while the calling one
+// settles them (on a large fleet the diff waits on memory, two cores halve
+// that); a variable so that tests cover both paths.
 var pipelineMin = 8192
 
 // diffWith is Diff calling hook (when not nil) on every next entry once;
-// it reports false when a key was settled twice (two Nomad nodes claiming
-// one node ID), after which the hook's view is not next's.
-func diffWith(current map[string]scheduler.Device, obs scheduler.Observed, now time.Time, hook settleHook) (map[string]scheduler.Device, []scheduler.RegistryEvent, bool) {
-	r := registryDiff{
-		current: current,
-		obs:     obs,
-		now:     now,
-		next:    make(map[string]scheduler.Device, max(len(current), len(obs.Nomad))+16),
-		hook:    hook,
+// it also returns the keys of current that next no longer has (deleted
+// from it), and reports false when a key was settled twice (two Nomad
+// nodes claiming one node ID), after which the hook's view is not next's.
+func diffWith(current map[string]scheduler.Device, obs scheduler.Observed, now time.Time, hook settleHook) (map[string]scheduler.Device, []scheduler.RegistryEvent, []string, bool) {
+	if current == nil {
+		current = make(map[string]scheduler.Device, len(obs.Nomad)+len(obs.Consul))
 	}
+	r := registryDiff{current: current, obs: obs, now: now, hook: hook}
 	if len(obs.Nomad) >= pipelineMin && runtime.GOMAXPROCS(0) > 1 {
 		r.scanNomadPipelined()
 	} else {
 		r.scanNomad()
 	}
+	r.settleClaims()
 	if r.handledCurrent < len(current) || r.consulKeyClaimed {
 		// Some registry devices are not (or not only) Nomad nodes of the
 		// same ID: Consul-only entries may have to be merged.
@@ -95,16 +105,28 @@ func diffWith(current map[string]scheduler.Device, obs scheduler.Observed, now t
 	if r.handledCurrent < len(current) {
 		r.scanGone()
 	}
+	removed := r.apply()
 	slices.SortStableFunc(r.events, func(a, b scheduler.RegistryEvent) int { return strings.Compare(a.Device, b.Device) })
-	return r.next, r.events, !r.resettled
+	return current, r.events, removed, !r.resettled
 }
 
+// registryDiff is one diff. current is only written in two ways, so that
+// every step reads the registry as it was where it matters: scanNomad
+// stores the entries of the nodes it owns (see ownedBy; the common case)
+// at once, and every other entry waits in pending, applied (with the
+// removals) once every step is done. An owned entry keeps its name and a
+// quarantined one its status, reason and key, which is all later steps
+// read of it.
 type registryDiff struct {
 	current map[string]scheduler.Device
 	obs     scheduler.Observed
 	now     time.Time
-	next    map[string]scheduler.Device
 	events  []scheduler.RegistryEvent
+	// pending holds the next entries not stored yet.
+	pending map[string]scheduler.Device
+	// removed holds current keys that next drops (besides the consumed
+	// ones that got no entry).
+	removed []string
 	// consumed holds current keys folded into another key.
 	consumed map[string]struct{}
 	// byName maps node names to current keys that are Nomad node IDs; built
@@ -123,16 +145,48 @@ type registryDiff struct {
 	// resettled is set when a key got its next entry twice.
 	resettled bool
 	// consulMatched counts the Consul nodes scanNomad met; fresh are the
-	// nodes it found new.
+	// nodes it found new, claims the known ones it does not own.
 	consulMatched int
 	fresh         []freshNode
+	claims        []freshNode
 	// consulKeyClaimed is set when a Nomad node ID is a Consul-only key
 	// of current (absurd, but then mergeConsulOnly must look).
 	consulKeyClaimed bool
 }
 
-// put sets the next entry of key; fromCurrent tells whether key is a key of
-// current (for handledCurrent, counted once per key), old its entry there.
+// ownedBy reports whether the Nomad node listed as name (nn, Name already
+// defaulted to name) owns its registry entry prev under key: the registry
+// knows the node ID under the same name. No two nodes own one key (they
+// would share a name), and settling keeps the name.
+func ownedBy(name, key string, nn *scheduler.NomadNode, prev *scheduler.Device) bool {
+	return prev.Name == name && nn.Name == name && !strings.HasPrefix(key, scheduler.ConsulOnlyPrefix)
+}
+
+// owned reports whether scanNomad stored the entry of key (d, its entry in
+// current) as its node's owner.
+func (r *registryDiff) owned(key string, d *scheduler.Device) bool {
+	nn, ok := r.obs.Nomad[d.Name]
+	if !ok {
+		return false
+	}
+	if nn.Name == "" {
+		nn.Name = d.Name
+	}
+	return nomadKey(d.Name, &nn) == key && ownedBy(d.Name, key, &nn, d)
+}
+
+// stored reports whether key has its next entry already.
+func (r *registryDiff) stored(key string) bool {
+	if _, ok := r.pending[key]; ok {
+		return true
+	}
+	d, ok := r.current[key]
+	return ok && r.owned(key, &d)
+}
+
+// put sets the next entry of key (but for owned entries, see storeOwned);
+// fromCurrent tells whether key is a key of current (for handledCurrent,
+// counted once per key), old its entry there.
 func (r *registryDiff) put(key string, d scheduler.Device, fromCurrent bool, old *scheduler.Device) {
 	if r.hook != nil {
 		var prev scheduler.Device
@@ -141,9 +195,15 @@ func (r *registryDiff) put(key string, d scheduler.Device, fromCurrent bool, old
 		}
 		d = r.hook(key, prev, fromCurrent, d)
 	}
-	n := len(r.next)
-	r.next[key] = d
-	if len(r.next) == n {
+	dup := fromCurrent && r.stored(key)
+	if !fromCurrent {
+		_, dup = r.pending[key]
+	}
+	if r.pending == nil {
+		r.pending = map[string]scheduler.Device{}
+	}
+	r.pending[key] = d
+	if dup {
 		r.resettled = true
 		return
 	}
@@ -152,6 +212,33 @@ func (r *registryDiff) put(key string, d scheduler.Device, fromCurrent bool, old
 			r.handledCurrent++
 		}
 	}
+}
+
+// storeOwned stores the next entry of an owned key at once.
+func (r *registryDiff) storeOwned(key string, d scheduler.Device, old *scheduler.Device) {
+	if r.hook != nil {
+		d = r.hook(key, *old, true, d)
+	}
+	r.current[key] = d
+	r.handledCurrent++ // once: no other node owns key, and it is no Consul-only key
+}
+
+// apply stores the pending entries and drops the removed and consumed
+// keys; it returns the keys dropped.
+func (r *registryDiff) apply() []string {
+	removed := r.removed
+	for k := range r.consumed {
+		if !r.stored(k) {
+			removed = append(removed, k)
+		}
+	}
+	for _, k := range removed {
+		delete(r.current, k)
+	}
+	for k, d := range r.pending {
+		r.current[k] = d
+	}
+	return removed
 }
 
 // nomadKey is the registry key of the Nomad node nn listed as name.
@@ -163,55 +250,75 @@ func nomadKey(name string, nn *scheduler.NomadNode) string {
 }
 
 // scanNomad settles every node Nomad lists that the registry knows under
-// its node ID, and collects the others in fresh. A node that takes over a
-// Consul-only entry of its name is settled by mergeConsulOnly.
+// its node ID and name, and collects the others in fresh and claims.
 func (r *registryDiff) scanNomad() {
 	for name, nn := range r.obs.Nomad {
-		key := nomadKey(name, &nn)
-		prev, known := r.current[key]
-		r.settleNomad(name, key, &nn, &prev, known)
+		c, hasConsul := r.obs.Consul[name]
+		if hasConsul {
+			r.consulMatched++
+		}
+		r.settleNomad(name, &nn, &c, hasConsul)
 	}
 }
 
-// settleNomad settles one node Nomad lists as name (key its registry key,
-// prev its entry in current when known), or collects it in fresh.
-func (r *registryDiff) settleNomad(name, key string, nn *scheduler.NomadNode, prev *scheduler.Device, known bool) {
+// settleNomad settles one node Nomad lists as name (c its Consul node when
+// hasConsul), or collects it in fresh or claims.
+func (r *registryDiff) settleNomad(name string, nn *scheduler.NomadNode, c *scheduler.ConsulNode, hasConsul bool) {
 	if nn.Name == "" {
 		nn.Name = name
 	}
-	var cn *scheduler.ConsulNode
-	c, hasConsul := r.obs.Consul[name]
-	if hasConsul {
-		cn = &c
-		r.consulMatched++
-	}
-	if !known {
-		// A new node: settled once every known one is, when it is
-		// clear whether it can replace a quarantined device.
-		r.fresh = append(r.fresh, freshNode{name: name, key: key, nn: *nn, cn: c, hasConsul: hasConsul})
+	key := nomadKey(name, nn)
+	prev, known := r.current[key]
+	if !known || !ownedBy(name, key, nn, &prev) {
+		// A new node is settled once every known one is, when it is
+		// clear whether it can replace a quarantined device; a node
+		// that claims another name's entry, once every owned one is.
+		f := freshNode{name: name, key: key, nn: *nn, cn: *c, hasConsul: hasConsul}
+		if known {
+			r.claims = append(r.claims, f)
+		} else {
+			r.fresh = append(r.fresh, f)
+		}
 		return
 	}
-	if strings.HasPrefix(key, scheduler.ConsulOnlyPrefix) {
-		r.consulKeyClaimed = true
+	var cn *scheduler.ConsulNode
+	if hasConsul {
+		cn = c
 	}
-	d := r.settle(&r.events, key, *prev, true, true, nn, cn, nil)
-	r.put(key, d, true, prev)
+	r.storeOwned(key, r.settle(&r.events, key, prev, true, true, nn, cn, nil), &prev)
+}
+
+// settleClaims settles the known nodes scanNomad met that do not own their
+// entry (renamed, or two nodes claiming one node ID).
+func (r *registryDiff) settleClaims() {
+	for i := range r.claims {
+		f := &r.claims[i]
+		if strings.HasPrefix(f.key, scheduler.ConsulOnlyPrefix) {
+			r.consulKeyClaimed = true
+		}
+		var cn *scheduler.ConsulNode
+		if f.hasConsul {
+			cn = &f.cn
+		}
+		prev := r.current[f.key]
+		r.put(f.key, r.settle(&r.events, f.key, prev, true, true, &f.nn, cn, nil), true, &prev)
+	}
 }
 
 // nomadItem is a node scanNomadPipelined's second goroutine met, with its
-// entry in current.
+// Consul node.
 type nomadItem struct {
-	name, key string
-	known     bool
+	name      string
 	nn        scheduler.NomadNode
-	prev      scheduler.Device
+	cn        scheduler.ConsulNode
+	hasConsul bool
 }
 
 const nomadChunkSize = 512
 
 // scanNomadPipelined is scanNomad on two goroutines: a second one walks
-// Nomad's nodes and looks each up in current (it only reads them), this
-// one does the rest (the Consul side, settling, storing, the hook), so
+// Nomad's nodes and looks each up in Consul's (it only reads obs), this
+// one does the rest (the registry side, settling, storing, the hook), so
 // that the two halves of the memory-bound work overlap. The result is
 // scanNomad's: the order in which nodes are met does not matter (Nomad's
 // map has none).
@@ -222,13 +329,16 @@ func (r *registryDiff) scanNomadPipelined() {
 	for range inFlight {
 		free <- make([]nomadItem, 0, nomadChunkSize)
 	}
+	matched := 0 // written by the walker before it closes full
 	go func() {
 		defer close(full)
 		c := <-free
 		for name, nn := range r.obs.Nomad {
-			key := nomadKey(name, &nn)
-			prev, known := r.current[key]
-			c = append(c, nomadItem{name: name, key: key, known: known, nn: nn, prev: prev})
+			cn, ok := r.obs.Consul[name]
+			if ok {
+				matched++
+			}
+			c = append(c, nomadItem{name: name, nn: nn, cn: cn, hasConsul: ok})
 			if len(c) == nomadChunkSize {
 				full <- c
 				c = <-free
@@ -239,11 +349,12 @@ func (r *registryDiff) scanNomadPipelined() {
 	for c := range full {
 		for i := range c {
 			it := &c[i]
-			r.settleNomad(it.name, it.key, &it.nn, &it.prev, it.known)
+			r.settleNomad(it.name, &it.nn, &it.cn, it.hasConsul)
 		}
 		clear(c)      // drop the references for the collector
 		free <- c[:0] // never blocks: free holds every chunk
 	}
+	r.consulMatched += matched
 }
 
 // mergeConsulOnly folds the Consul-only entries of current into the Nomad
@@ -314,7 +425,8 @@ func (r *registryDiff) settleFresh() {
 	}
 }
 
-// freshNode is a Nomad node the registry does not know yet.
+// freshNode is a Nomad node the registry does not know yet, or (in claims)
+// one that does not own its entry.
 type freshNode struct {
 	name, key string
 	nn        scheduler.NomadNode
@@ -338,10 +450,11 @@ func (r *registryDiff) scanConsulOnly() {
 			cn.Name = name
 		}
 		// A Nomad device of the registry that Nomad no longer lists.
-		if k, ok := r.nameIndex()[name]; ok && !r.handled(k) {
-			prev := r.current[k]
-			r.put(k, r.settle(&r.events, k, prev, true, true, nil, &cn, nil), true, &prev)
-			continue
+		if k, ok := r.nameIndex()[name]; ok {
+			if prev := r.current[k]; !r.handled(k, &prev) {
+				r.put(k, r.settle(&r.events, k, prev, true, true, nil, &cn, nil), true, &prev)
+				continue
+			}
 		}
 		key := scheduler.ConsulOnlyPrefix + name
 		prev, known := r.current[key]
@@ -352,11 +465,12 @@ func (r *registryDiff) scanConsulOnly() {
 // scanGone settles the registry devices neither side listed.
 func (r *registryDiff) scanGone() {
 	for k, d := range r.current {
-		if r.handled(k) {
+		if r.handled(k, &d) {
 			continue
 		}
 		if strings.HasPrefix(k, scheduler.ConsulOnlyPrefix) {
 			r.event(k, d.Name, scheduler.EventRemoved, "Consul no longer lists the node and Nomad does not know it")
+			r.removed = append(r.removed, k)
 			continue
 		}
 		if nn, ok := r.obs.Nomad[d.Name]; ok && nn.ID != k {
@@ -365,6 +479,7 @@ func (r *registryDiff) scanGone() {
 				detail += "; its quarantine carries over"
 			}
 			r.event(k, d.Name, scheduler.EventRemoved, detail)
+			r.removed = append(r.removed, k)
 			continue
 		}
 		r.put(k, r.settle(&r.events, k, d, true, true, nil, nil, nil), true, &d)
@@ -552,19 +667,22 @@ func (r *registryDiff) consume(k string) {
 	}
 	if _, dup := r.consumed[k]; !dup {
 		r.consumed[k] = struct{}{}
-		if _, done := r.next[k]; !done {
+		if !r.stored(k) {
 			r.handledCurrent++
 		}
 	}
 }
 
-// handled reports whether a current key already has its next entry.
-func (r *registryDiff) handled(k string) bool {
-	if _, ok := r.next[k]; ok {
+// handled reports whether a current key (d its entry there) already has
+// its next entry or was consumed.
+func (r *registryDiff) handled(k string, d *scheduler.Device) bool {
+	if _, ok := r.pending[k]; ok {
 		return true
 	}
-	_, ok := r.consumed[k]
-	return ok
+	if _, ok := r.consumed[k]; ok {
+		return true
+	}
+	return r.owned(k, d)
 }
 
 // replacedQuarantine returns the quarantined registry entry that a new Nomad

@@ -90,6 +90,32 @@ func randomScan(rng *rand.Rand, n int, dupIDs bool) (map[string]scheduler.Device
 	return current, obs
 }
 
+// dupClaimedKeys are the registry keys two or more Nomad nodes claim.
+func dupClaimedKeys(obs scheduler.Observed) map[string]struct{} {
+	n := map[string]int{}
+	for name, nn := range obs.Nomad {
+		n[nomadKey(name, &nn)]++
+	}
+	out := map[string]struct{}{}
+	for k, c := range n {
+		if c > 1 {
+			out[k] = struct{}{}
+		}
+	}
+	return out
+}
+
+// withoutDevices is eventStrings without the events of some devices.
+func withoutDevices(events []scheduler.RegistryEvent, skip map[string]struct{}) []string {
+	var out []scheduler.RegistryEvent
+	for _, e := range events {
+		if _, ok := skip[e.Device]; !ok {
+			out = append(out, e)
+		}
+	}
+	return eventStrings(out)
+}
+
 func eventStrings(events []scheduler.RegistryEvent) []string {
 	out := make([]string, len(events))
 	for i, e := range events {
@@ -111,11 +137,25 @@ func TestDiffMatchesReference(t *testing.T) {
 		current, obs := randomScan(rng, n, dup)
 		before := maps.Clone(current)
 		wantNext, wantEvents, wantOnce := refDiffWith(current, obs, diffNow, nil)
+		if !reflect.DeepEqual(before, current) {
+			t.Fatalf("round %d: the reference modified current", round)
+		}
 		for _, min := range []int{1 << 30, 0} {
 			withPipelineMin(t, min, func() {
-				next, events, once := diffWith(current, obs, diffNow, nil)
-				if !reflect.DeepEqual(before, current) {
-					t.Fatalf("round %d (pipeline from %d): the diff modified current", round, min)
+				work := maps.Clone(current)
+				next, events, removed, once := diffWith(work, obs, diffNow, nil)
+				if len(work) > 0 && !sameMap(next, work) {
+					t.Fatalf("round %d (pipeline from %d): next is not current updated in place", round, min)
+				}
+				var wantRemoved []string
+				for k := range current {
+					if _, ok := wantNext[k]; !ok {
+						wantRemoved = append(wantRemoved, k)
+					}
+				}
+				slices.Sort(wantRemoved)
+				if got := slices.Sorted(slices.Values(removed)); !slices.Equal(got, wantRemoved) {
+					t.Fatalf("round %d (pipeline from %d): removed %q, want %q", round, min, got, wantRemoved)
 				}
 				if once != wantOnce {
 					t.Fatalf("round %d (pipeline from %d): settled-once %v, want %v", round, min, once, wantOnce)
@@ -123,11 +163,21 @@ func TestDiffMatchesReference(t *testing.T) {
 				got, want := eventStrings(events), eventStrings(wantEvents)
 				if !once {
 					// Two nodes claim one key: which one is met last is
-					// the map's order, in the reference as here.
+					// the map's order, in the reference as here, and
+					// here the second one is settled from the first
+					// one's entry (see Diff): its events may differ;
+					// every other device's must not.
+					claimed := dupClaimedKeys(obs)
+					got, want = withoutDevices(events, claimed), withoutDevices(wantEvents, claimed)
 					slices.Sort(got)
 					slices.Sort(want)
 					if !reflect.DeepEqual(got, want) || !slices.Equal(slices.Sorted(maps.Keys(next)), slices.Sorted(maps.Keys(wantNext))) {
 						t.Fatalf("round %d (pipeline from %d): events or keys differ:\n%q\nwant\n%q", round, min, got, want)
+					}
+					for k, d := range wantNext {
+						if _, dup := claimed[k]; !dup && !reflect.DeepEqual(next[k], d) {
+							t.Fatalf("round %d (pipeline from %d): %s:\n%+v\nwant\n%+v", round, min, k, next[k], d)
+						}
 					}
 					return
 				}

@@ -3,6 +3,7 @@ package registry
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"reflect"
 	"testing"
@@ -20,6 +21,17 @@ import (
 // heartbeats within and beyond the resolution, new, removed, Consul-only
 // and re-registered nodes, quarantines.
 func TestPlanSyncMatchesReference(t *testing.T) {
+	testPlanSyncMatchesReference(t, false)
+}
+
+// The same when only some writes commit (a lost check-and-set, an error):
+// the decode cache, which planSync turned into the next registry, drops
+// the entries that did not commit, and the next sync reads them again.
+func TestPlanSyncMatchesReferencePartialWrites(t *testing.T) {
+	testPlanSyncMatchesReference(t, true)
+}
+
+func testPlanSyncMatchesReference(t *testing.T, partial bool) {
 	rng := rand.New(rand.NewPCG(11, 12))
 	const n = 300
 	devs := make([]scheduler.Device, n)
@@ -117,7 +129,7 @@ func TestPlanSyncMatchesReference(t *testing.T) {
 				t.Fatalf("round %d: the cached entry %s differs from KV:\n%+v\n%+v", round, k, cache.devices[k], d)
 			}
 		}
-		next, events := Diff(ref.devices, obs, now)
+		next, events := Diff(maps.Clone(ref.devices), obs, now)
 		want := r.planSyncFrom(ref, next, events)
 		got := r.planSync(cache, obs, now)
 		if !reflect.DeepEqual(got.ops, want.ops) {
@@ -129,10 +141,17 @@ func TestPlanSyncMatchesReference(t *testing.T) {
 		if len(want.ops) == 0 && round > 0 {
 			t.Fatalf("round %d: nothing to write: the scenario changes nothing", round)
 		}
-		// Apply the writes, as Sync does.
-		for _, op := range got.ops {
-			put(op.ID, op.Value)
+		// Apply the writes, as Sync does: up to the first that fails.
+		n := len(got.ops)
+		if partial {
+			n = rng.IntN(n + 1)
 		}
+		committed := map[string]bool{}
+		for _, op := range got.ops[:n] {
+			put(op.ID, op.Value)
+			committed[op.ID] = true
+		}
+		cache.forgetUncommitted(got.ops, committed)
 	}
 }
 
@@ -159,5 +178,42 @@ func TestEqualDeviceSharedMaps(t *testing.T) {
 	var nilMeta map[string]string
 	if !sameMap(nilMeta, map[string]string(nil)) || sameMap(nilMeta, map[string]string{}) {
 		t.Fatal("sameMap on nil maps")
+	}
+}
+
+// Two Nomad nodes claiming one node ID: planSync writes the key once, with
+// the entry the next registry holds.
+func TestPlanSyncDuplicateNodeID(t *testing.T) {
+	r := &Registry{hbResolution: 5 * time.Minute}
+	a, b := sampleDevice(1), sampleDevice(2)
+	obs := observe(a, b)
+	na := obs.Nomad[a.Name]
+	na.Class = "other" // both claims change the entry: two writes to merge
+	obs.Nomad[a.Name] = na
+	nb := obs.Nomad[b.Name]
+	nb.ID = a.ID
+	nb.Status = "down"
+	obs.Nomad[b.Name] = nb
+	for _, min := range []int{1 << 30, 0} {
+		withPipelineMin(t, min, func() {
+			p := r.planSync(snapshotOf(a, b), obs, testNow)
+			seen := map[string]bool{}
+			for _, op := range p.ops {
+				if seen[op.ID] {
+					t.Fatalf("pipeline from %d: %s written twice: %+v", min, op.ID, p.ops)
+				}
+				seen[op.ID] = true
+				if op.ID != a.ID {
+					continue
+				}
+				var d scheduler.Device
+				if err := json.Unmarshal(op.Value, &d); err != nil || !equalDevice(d, p.next[a.ID]) {
+					t.Fatalf("pipeline from %d: wrote %+v (%v), next holds %+v", min, d, err, p.next[a.ID])
+				}
+			}
+			if !seen[a.ID] || !seen[b.ID] {
+				t.Fatalf("pipeline from %d: writes %+v, want %s (claimed twice) and %s (gone from Nomad)", min, p.ops, a.ID, b.ID)
+			}
+		})
 	}
 }

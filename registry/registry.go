@@ -98,7 +98,7 @@ type Registry struct {
 	onSync        func([]Event, error)
 
 	syncMu  sync.Mutex // one sync at a time in this process
-	decoded snapshot   // the registry as the last sync read it (under syncMu)
+	decoded snapshot   // the registry as the last sync left it (under syncMu; see loadForSync)
 
 	cacheMu sync.Mutex
 	details map[string]nodeDetail // Nomad node ID -> details
@@ -256,6 +256,7 @@ func (r *Registry) Sync(ctx context.Context) ([]Event, error) {
 		now := r.now()
 		plan := r.planSync(s, obs, now)
 		committed, werr := r.write(ctx, plan.ops)
+		s.forgetUncommitted(plan.ops, committed)
 		events := plan.eventsFor(committed, now)
 		if len(events) > 0 {
 			if err := r.appendEvents(ctx, events, now); err != nil {
@@ -282,32 +283,23 @@ type syncPlan struct {
 	events []scheduler.RegistryEvent
 }
 
-// planSync diffs the registry with an observation. A device whose only
-// change is a heartbeat younger than the resolution keeps its stored one and
-// is not written.
+// planSync diffs the registry with an observation: s.devices (the decode
+// cache) becomes the next registry, in place, and s.index drops the keys
+// it no longer has; Sync drops the entries whose writes do not commit
+// (forgetUncommitted), so that the cache stays what KV holds at the
+// indices it records. A device whose only change is a heartbeat younger
+// than the resolution keeps its stored one and is not written.
 func (r *Registry) planSync(s snapshot, obs scheduler.Observed, now time.Time) syncPlan {
-	kept := 0 // keys of s.devices that next keeps
 	var ops []store.RegistryWrite
-	// Keys of s.devices to update once the diff is done (it reads
-	// s.devices while it runs).
-	var adopt []string
 	hook := func(k string, old scheduler.Device, known bool, d scheduler.Device) scheduler.Device {
 		if known {
-			kept++
 			if d.LastHeartbeat.After(old.LastHeartbeat) && d.LastHeartbeat.Sub(old.LastHeartbeat) < r.hbResolution {
 				d.LastHeartbeat = old.LastHeartbeat
 			}
 			if equalDevice(old, d) {
-				if !sameMap(old.Meta, d.Meta) || !sameMap(old.Apps, d.Apps) {
-					// Keep the observation's maps in the snapshot (the
-					// decode cache): they are equal, and the next sync
-					// compares them by identity when the node did not
-					// change. The diff does not read this entry again.
-					if adopt == nil {
-						adopt = make([]string, 0, len(s.devices)-kept+1)
-					}
-					adopt = append(adopt, k)
-				}
+				// Stored with the observation's maps when they are
+				// equal but not the same: the next sync compares them
+				// by identity when the node did not change.
 				return d
 			}
 		}
@@ -316,26 +308,44 @@ func (r *Registry) planSync(s snapshot, obs scheduler.Observed, now time.Time) s
 		}
 		return d
 	}
-	next, events, once := diffWith(s.devices, obs, now, hook)
-	for _, k := range adopt {
-		d, n := s.devices[k], next[k]
-		d.Meta, d.Apps = n.Meta, n.Apps
-		s.devices[k] = d
-	}
-	if !once {
-		// A key was settled twice: decide from next itself.
-		return r.planSyncFrom(s, next, events)
-	}
+	next, events, removed, once := diffWith(s.devices, obs, now, hook)
 	p := syncPlan{next: next, events: events, ops: ops}
-	if kept < len(s.devices) {
-		for k := range s.devices {
-			if _, ok := next[k]; !ok {
-				p.ops = append(p.ops, store.RegistryWrite{ID: k, Index: s.index[k]})
-			}
+	for _, k := range removed {
+		p.ops = append(p.ops, store.RegistryWrite{ID: k, Index: s.index[k]})
+		delete(s.index, k)
+	}
+	slices.SortStableFunc(p.ops, func(a, b store.RegistryWrite) int { return strings.Compare(a.ID, b.ID) })
+	if !once {
+		// A key was settled twice: its last write is the entry next
+		// holds.
+		p.ops = lastWritePerKey(p.ops)
+	}
+	return p
+}
+
+// lastWritePerKey keeps the last of the writes of each key (ops sorted by
+// key, stably).
+func lastWritePerKey(ops []store.RegistryWrite) []store.RegistryWrite {
+	out := ops[:0]
+	for i, op := range ops {
+		if i+1 < len(ops) && ops[i+1].ID == op.ID {
+			continue
+		}
+		out = append(out, op)
+	}
+	return out
+}
+
+// forgetUncommitted drops from the snapshot (the decode cache) the entries
+// of the writes that did not commit: planSync stored their next entry at
+// the old index, which KV does not hold; the next sync decodes them again.
+func (s snapshot) forgetUncommitted(ops []store.RegistryWrite, committed map[string]bool) {
+	for _, op := range ops {
+		if !committed[op.ID] {
+			delete(s.devices, op.ID)
+			delete(s.index, op.ID)
 		}
 	}
-	slices.SortFunc(p.ops, func(a, b store.RegistryWrite) int { return strings.Compare(a.ID, b.ID) })
-	return p
 }
 
 // planSyncFrom is planSync from a next registry already computed.

@@ -33,9 +33,11 @@ func (r *Registry) load(ctx context.Context) (snapshot, error) {
 // loadForSync is load with the entries decoded by the previous sync reused
 // when their modify index did not move (most of them: a sync of a healthy
 // fleet writes nothing), which saves most of a sync's CPU time on a large
-// fleet. The snapshot is the cache itself, updated in place; it shares its
-// Meta and Apps maps with earlier observations, so it is only for Sync,
-// which does not modify them.
+// fleet. The snapshot is the cache itself, updated in place (here, and by
+// planSync, which turns it into the next registry; Sync then drops the
+// entries whose writes did not commit, so that every entry is what KV holds
+// at the index the cache records); it shares its Meta and Apps maps with
+// earlier observations, so it is only for Sync, which does not modify them.
 func (r *Registry) loadForSync(ctx context.Context) (snapshot, error) {
 	pairs, err := r.store.RegistryEntries(ctx)
 	if err != nil {
