@@ -388,32 +388,41 @@ rollout "$APP" {
 HCL
 }
 
-# rollout NAME VERSION: runs apply through the proxies, records its wall
-# time, exit code and peak RSS.
-rollout() {
-	local name=$1 version=$2 t0 t1 rc hwm=0 h
-	policy "$version"
-	log "rollout $name: $APP $version on $N devices (apply -auto-approve; progress in $WORK/$name.log)"
-	t0=$(date +%s.%N)
+# run_fp NAME TIMEOUT ARGS...: runs fleetplan ARGS in $WORK through the
+# proxies (stdout to NAME.json, stderr to NAME.log), interrupts it after
+# TIMEOUT seconds; sets RUN_T0, RUN_T1, RUN_RC and RUN_HWM (peak RSS, kB).
+run_fp() {
+	local name=$1 timeout=$2 waited=0 h
+	shift 2
+	RUN_HWM=0
+	RUN_T0=$(date +%s.%N)
 	(cd "$WORK" && NOMAD_ADDR="http://$PNOMAD" CONSUL_HTTP_ADDR="$PCONSUL" \
-		exec "$FP" apply -auto-approve -json -local "simapp-$version.fleet.hcl" >"$WORK/$name.json" 2>"$WORK/$name.log" 8>&-) &
+		exec "$FP" "$@" >"$WORK/$name.json" 2>"$WORK/$name.log" 8>&-) &
 	PID_fleetplan=$!
-	local waited=0
 	while kill -0 "$PID_fleetplan" 2>/dev/null; do
 		h=$(sed -n 's/^VmHWM:\s*\([0-9]*\) kB/\1/p' "/proc/$PID_fleetplan/status" 2>/dev/null || true)
-		if [[ -n "$h" ]] && ((h > hwm)); then hwm=$h; fi
+		if [[ -n "$h" ]] && ((h > RUN_HWM)); then RUN_HWM=$h; fi
 		sleep 1
-		if ((++waited == ROLLOUT_TIMEOUT)); then
-			log "rollout $name: still running after ${ROLLOUT_TIMEOUT}s (SCALE_ROLLOUT_TIMEOUT): interrupting it"
+		if ((++waited == timeout)); then
+			log "$name: still running after ${timeout}s: interrupting it"
 			kill -INT "$PID_fleetplan" 2>/dev/null || true
 		fi
 	done
-	rc=0
-	wait "$PID_fleetplan" || rc=$?
+	RUN_RC=0
+	wait "$PID_fleetplan" || RUN_RC=$?
 	PID_fleetplan=
-	t1=$(date +%s.%N)
-	echo "{\"name\":\"$name\",\"version\":\"$version\",\"start\":$t0,\"end\":$t1,\"exit_code\":$rc,\"peak_rss_kb\":$hwm}" >>"$WORK/rollouts.jsonl"
-	log "rollout $name: exit $rc after $(python3 -c "print(round($t1-$t0))") s ($(tail -n 3 "$WORK/$name.log" | tr '\n' ' ' | cut -c1-200))"
+	RUN_T1=$(date +%s.%N)
+	log "$name: exit $RUN_RC after $(python3 -c "print(round($RUN_T1-$RUN_T0))") s ($(tail -n 3 "$WORK/$name.log" | tr '\n' ' ' | cut -c1-200))"
+}
+
+# rollout NAME VERSION: runs apply (bounded by SCALE_ROLLOUT_TIMEOUT) and
+# records its wall time, exit code and peak RSS.
+rollout() {
+	local name=$1 version=$2
+	policy "$version"
+	log "rollout $name: $APP $version on $N devices (apply -auto-approve; progress in $WORK/$name.log)"
+	run_fp "$name" "$ROLLOUT_TIMEOUT" apply -auto-approve -json -local "simapp-$version.fleet.hcl"
+	echo "{\"name\":\"$name\",\"version\":\"$version\",\"start\":$RUN_T0,\"end\":$RUN_T1,\"exit_code\":$RUN_RC,\"peak_rss_kb\":$RUN_HWM}" >>"$WORK/rollouts.jsonl"
 }
 
 # catchup: the devices the release skipped because they were offline are
@@ -421,29 +430,14 @@ rollout() {
 # next release, as an operator would: its pre-flight checklist refuses to
 # start while a device does not run the old slot.
 catchup() {
-	local skipped t0 t1 rc waited=0
+	local skipped
 	skipped=$(python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print(((d.get("rollouts") or [{}])[0].get("state") or {}).get("skipped_count") or 0)' "$WORK/release.json" 2>/dev/null || echo 0)
 	if [[ "$skipped" == 0 ]]; then
 		return
 	fi
 	log "catch-up: $skipped device(s) the release skipped while offline (catch-up -wait; progress in $WORK/catchup.log)"
-	t0=$(date +%s.%N)
-	(cd "$WORK" && NOMAD_ADDR="http://$PNOMAD" CONSUL_HTTP_ADDR="$PCONSUL" \
-		exec "$FP" catch-up -wait -json "$APP" >"$WORK/catchup.json" 2>"$WORK/catchup.log" 8>&-) &
-	PID_fleetplan=$!
-	while kill -0 "$PID_fleetplan" 2>/dev/null; do
-		sleep 1
-		if ((++waited == CATCHUP_TIMEOUT)); then
-			log "catch-up: still waiting after ${CATCHUP_TIMEOUT}s (SCALE_CATCHUP_TIMEOUT): interrupting it"
-			kill -INT "$PID_fleetplan" 2>/dev/null || true
-		fi
-	done
-	rc=0
-	wait "$PID_fleetplan" || rc=$?
-	PID_fleetplan=
-	t1=$(date +%s.%N)
-	echo "{\"skipped\":$skipped,\"start\":$t0,\"end\":$t1,\"exit_code\":$rc}" >"$WORK/catchup-run.json"
-	log "catch-up: exit $rc after $(python3 -c "print(round($t1-$t0))") s ($(tail -n 2 "$WORK/catchup.log" | tr '\n' ' ' | cut -c1-200))"
+	run_fp catchup "$CATCHUP_TIMEOUT" catch-up -wait -json "$APP"
+	echo "{\"skipped\":$skipped,\"start\":$RUN_T0,\"end\":$RUN_T1,\"exit_code\":$RUN_RC}" >"$WORK/catchup-run.json"
 }
 
 rollout release 1.0.0

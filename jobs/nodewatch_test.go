@@ -118,18 +118,10 @@ func (f *fakeNodes) NodeInfo(ctx context.Context, id string) (nodeState, error) 
 	return n, nil
 }
 
-var testNodeTiming = blocking.Timing{MinInterval: time.Millisecond, BackoffBase: 5 * time.Millisecond, BackoffMax: 20 * time.Millisecond, WaitTime: 5 * time.Second}
-
-// Many switches wait at once: one blocking query serves them all, each
-// sees its own node's value, and the watcher closes its query when
-// nobody waits any more.
-func TestNodeWatcherSharedByParallelSwitches(t *testing.T) {
-	const n = 40
-	f := newFakeNodes(n)
-	w := newNodeWatcher(f, testNodeTiming, time.Second, nil)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-
+// waitGreen starts a switch's wait on each of nodes node-0..node-(n-1),
+// until the node's slot is green; done waits for them all and reports
+// their errors.
+func waitGreen(ctx context.Context, t *testing.T, w *NodeWatcher, n int) (done func()) {
 	var wg sync.WaitGroup
 	errs := make(chan error, n)
 	for i := range n {
@@ -143,6 +135,28 @@ func TestNodeWatcherSharedByParallelSwitches(t *testing.T) {
 			}
 		}()
 	}
+	return func() {
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			t.Error(err)
+		}
+	}
+}
+
+var testNodeTiming = blocking.Timing{MinInterval: time.Millisecond, BackoffBase: 5 * time.Millisecond, BackoffMax: 20 * time.Millisecond, WaitTime: 5 * time.Second}
+
+// Many switches wait at once: one blocking query serves them all, each
+// sees its own node's value, and the watcher closes its query when
+// nobody waits any more.
+func TestNodeWatcherSharedByParallelSwitches(t *testing.T) {
+	const n = 40
+	f := newFakeNodes(n)
+	w := newNodeWatcher(f, testNodeTiming, time.Second, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+
+	done := waitGreen(ctx, t, w, n)
 	// Every switch waits before the nodes change.
 	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(time.Millisecond) {
 		w.mu.Lock()
@@ -159,11 +173,7 @@ func TestNodeWatcherSharedByParallelSwitches(t *testing.T) {
 	for i := range n {
 		f.set(fmt.Sprintf("node-%d", i), "slot", "green")
 	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		t.Error(err)
-	}
+	done()
 	f.mu.Lock()
 	maxOpen, lists := f.maxOpen, f.lists
 	var reads int
@@ -246,19 +256,7 @@ func TestNodeWatcherReadsChangedNodesInParallel(t *testing.T) {
 	w := newNodeWatcher(f, testNodeTiming, time.Second, nil)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	var wg sync.WaitGroup
-	errs := make(chan error, n)
-	for i := range n {
-		id := fmt.Sprintf("node-%d", i)
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			_, err := w.Wait(ctx, id, func(s nodeState) (bool, error) { return s.Meta["slot"] == "green", nil })
-			if err != nil {
-				errs <- fmt.Errorf("%s: %w", id, err)
-			}
-		}()
-	}
+	done := waitGreen(ctx, t, w, n)
 	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(time.Millisecond) {
 		w.mu.Lock()
 		waiting, known := len(w.subs), len(w.known)
@@ -282,11 +280,7 @@ func TestNodeWatcherReadsChangedNodesInParallel(t *testing.T) {
 	close(f.changed)
 	f.changed = make(chan struct{})
 	f.mu.Unlock()
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		t.Error(err)
-	}
+	done()
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.maxInfoOpen < 2 || f.maxInfoOpen > nodeReadParallel {

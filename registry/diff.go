@@ -312,8 +312,6 @@ type nomadItem struct {
 	hasConsul bool
 }
 
-const nomadChunkSize = 512
-
 // scanNomadPipelined is scanNomad on two goroutines: a second one walks
 // Nomad's nodes and looks each up in Consul's (it only reads obs), this
 // one does the rest (the registry side, settling, storing, the hook), so
@@ -321,37 +319,18 @@ const nomadChunkSize = 512
 // scanNomad's: the order in which nodes are met does not matter (Nomad's
 // map has none).
 func (r *registryDiff) scanNomadPipelined() {
-	const inFlight = 4
-	full := make(chan []nomadItem, inFlight)
-	free := make(chan []nomadItem, inFlight)
-	for range inFlight {
-		free <- make([]nomadItem, 0, nomadChunkSize)
-	}
-	matched := 0 // written by the walker before it closes full
-	go func() {
-		defer close(full)
-		c := <-free
+	matched := 0 // written by the walker, read once pipeline returned
+	pipeline(func(emit func(nomadItem)) {
 		for name, nn := range r.obs.Nomad {
 			cn, ok := r.obs.Consul[name]
 			if ok {
 				matched++
 			}
-			c = append(c, nomadItem{name: name, nn: nn, cn: cn, hasConsul: ok})
-			if len(c) == nomadChunkSize {
-				full <- c
-				c = <-free
-			}
+			emit(nomadItem{name: name, nn: nn, cn: cn, hasConsul: ok})
 		}
-		full <- c
-	}()
-	for c := range full {
-		for i := range c {
-			it := &c[i]
-			r.settleNomad(it.name, &it.nn, &it.cn, it.hasConsul)
-		}
-		clear(c)      // drop the references for the collector
-		free <- c[:0] // never blocks: free holds every chunk
-	}
+	}, func(it *nomadItem) {
+		r.settleNomad(it.name, &it.nn, &it.cn, it.hasConsul)
+	})
 	r.consulMatched += matched
 }
 

@@ -115,16 +115,8 @@ type decodedEntry struct {
 // decodePipelined is decodeAll's loop with the decoding on a second
 // goroutine (the only user of in) and the storing into s on this one.
 func decodePipelined(prefix string, pairs consulapi.KVPairs, in *interner, s snapshot) error {
-	const inFlight, chunk = 4, 512
-	full := make(chan []decodedEntry, inFlight)
-	free := make(chan []decodedEntry, inFlight)
-	for range inFlight {
-		free <- make([]decodedEntry, 0, chunk)
-	}
-	var decodeErr error // set before full is closed
-	go func() {
-		defer close(full)
-		c := <-free
+	var decodeErr error // written by the decoder, read once pipeline returned
+	pipeline(func(emit func(decodedEntry)) {
 		for _, p := range pairs {
 			key, ok := entryKey(prefix, p.Key)
 			if !ok {
@@ -133,26 +125,15 @@ func decodePipelined(prefix string, pairs consulapi.KVPairs, in *interner, s sna
 			d, err := decodeEntry(p.Value, in)
 			if err != nil {
 				decodeErr = fmt.Errorf("decoding %s: %w", p.Key, err)
-				break
+				return
 			}
 			d.ID = key
-			c = append(c, decodedEntry{key: key, d: d, index: p.ModifyIndex})
-			if len(c) == chunk {
-				full <- c
-				c = <-free
-			}
+			emit(decodedEntry{key: key, d: d, index: p.ModifyIndex})
 		}
-		full <- c
-	}()
-	for c := range full {
-		for i := range c {
-			e := &c[i]
-			s.devices[e.key] = e.d
-			s.index[e.key] = e.index
-		}
-		clear(c)      // drop the references for the collector
-		free <- c[:0] // never blocks: free holds every chunk
-	}
+	}, func(e *decodedEntry) {
+		s.devices[e.key] = e.d
+		s.index[e.key] = e.index
+	})
 	return decodeErr
 }
 

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"slices"
 	"strconv"
 	"strings"
@@ -15,6 +14,7 @@ import (
 
 	"github.com/hashicorp/consul/api"
 
+	"github.com/fleetplan/fleetplan/internal/blocking"
 	"github.com/fleetplan/fleetplan/scheduler"
 )
 
@@ -185,7 +185,7 @@ func (a *Appender) appendLocked(ctx context.Context, folder string, recs []json.
 			// so without the pause a busy writer starves the other for
 			// as long as it writes.
 			delete(a.tails, folder)
-			if err := sleepCtx(ctx, conflictBackoff(attempt)); err != nil {
+			if err := blocking.Sleep(ctx, conflictBackoff(attempt)); err != nil {
 				return fmt.Errorf("appending to %s: %w", folder, err)
 			}
 			continue
@@ -205,22 +205,11 @@ func (a *Appender) appendLocked(ctx context.Context, folder string, recs []json.
 }
 
 // conflictBackoff is the pause before the retry after the attempt-th lost
-// check-and-set: 2 ms doubling to 200 ms, half of it random (20 attempts
-// span about 3 s).
+// check-and-set (from 0): 2 ms doubling to 200 ms, half of it random (20
+// attempts span about 3 s).
 func conflictBackoff(attempt int) time.Duration {
-	d := min(2*time.Millisecond<<min(attempt, 10), 200*time.Millisecond)
-	return d/2 + rand.N(d/2+1)
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
+	d := blocking.Backoff(attempt+1, 2*time.Millisecond, 200*time.Millisecond)
+	return d/2 + blocking.Clock{}.Jitter(d/2)
 }
 
 // appendTo writes the records after tail and returns the new last chunk
